@@ -1,0 +1,75 @@
+# The two commands are `make demo` and `make test`; both install what they need first.
+# Works on a fresh machine with only Python 3.11+, git and make.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+# VENV may point at an existing environment (act and the template tests reuse one).
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+# The engine is always this checkout's scripts/, whichever environment runs it.
+export PYTHONPATH := $(CURDIR)/scripts
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := true
+PYTEST_ARGS ?=
+# Under act a workflow job runs these same targets; the tests that run act themselves
+# would recurse, so they are left to the outer run.
+ifdef ACT
+PYTEST_ARGS += -m "not act"
+endif
+
+.PHONY: help install demo test lint typecheck unit validate python-version act-pr lock clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+install: ## create $(VENV) and install the pinned tool set (re-runs only when constraints.txt changes)
+	@want=$$(sha256sum constraints.txt | cut -c1-16); \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
+	  $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed, found " + sys.version.split()[0] + " (set PYTHON=python3.x)")'; \
+	  echo "installing the pinned tool set into $(VENV) (about 2 minutes the first time)"; \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	  echo "$$want" > $(STAMP); \
+	fi
+
+demo: install ## generate a project from non-default answers and run a model's life through it
+	$(BIN)/python -m mlops_gitops.demo
+
+test: install lint typecheck unit ## the whole suite: lint, types, tests (template and workflow tests included)
+
+# Named paths keep ruff out of the template directory (its pyproject.toml is a Jinja template).
+PY_PATHS := $(wildcard scripts tests pipelines benchmarks hooks local_extensions.py)
+
+lint: install ## ruff (lint + format check) and actionlint over the workflows
+	$(BIN)/ruff check $(PY_PATHS)
+	$(BIN)/ruff format --check $(PY_PATHS)
+	$(BIN)/actionlint
+
+typecheck: install ## mypy --strict over the engine
+	$(BIN)/mypy
+
+unit: install ## pytest (PYTEST_ARGS passes options)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+validate: install ## check mlops.yaml, models and manifests
+	$(BIN)/mlops validate
+
+python-version: ## print python=<version> from mlops.yaml (for setup-python in workflows)
+	@sed -n -E 's/^python: "?([0-9.]+)"?.*/python=\1/p' mlops.yaml
+
+act-pr: install ## run .github/workflows/pr.yml locally under act (host mode)
+	$(BIN)/act pull_request -W .github/workflows/pr.yml -e tests/fixtures/events/pull_request.json
+
+lock: install ## refresh constraints.txt from the environment
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean: ## remove caches (keeps $(VENV))
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean ## also remove $(VENV)
+	rm -rf $(VENV)

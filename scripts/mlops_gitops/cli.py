@@ -1,0 +1,188 @@
+"""The `mlops` command: one thin function per verb; the work lives in the modules."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from . import __version__, output
+from .config import collect, find_root, load_repo
+from .errors import ExitCode, MlopsError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Group(click.Group):
+    """Catches the one user-facing error type once and prints it as one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlopsError as exc:
+            output.error(escape(str(exc)))
+            sys.exit(int(exc.exit_code))
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # an internal error: one line, the traceback with --verbose
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            output.error(
+                escape(f"internal error: {type(exc).__name__}: {exc} (run with --verbose for details)")
+            )
+            sys.exit(int(ExitCode.ERROR))
+
+
+def _root(ctx: click.Context) -> Path:
+    repo: Path | None = ctx.obj.get("repo")
+    return find_root(repo)
+
+
+output_option = click.option(
+    "--output",
+    "-o",
+    "fmt",
+    type=click.Choice(output.OUTPUT_FORMATS),
+    default="table",
+    show_default=True,
+    help="table for people, json for machines.",
+)
+
+
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
+@click.version_option(
+    __version__,
+    "--version",
+    "-V",
+    prog_name="mlops",
+    message=f"%(prog)s %(version)s (python {platform.python_version()})",
+)
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MLOPS_REPO",
+    help="Repository root (default: the nearest directory above holding mlops.yaml).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of internal errors.")
+@click.pass_context
+def main(ctx: click.Context, repo: Path | None, verbose: bool) -> None:
+    """Run a model's life from a GitOps repository.
+
+    Promotion is a pull request that edits environments/<env>/<model>.yaml; every verb
+    reads its names and settings from mlops.yaml. Exit codes: 0 ok, 1 the check found
+    problems, 2 the command could not run (bad usage, unreadable input).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(repo=repo, verbose=verbose)
+
+
+@main.command()
+@output_option
+@click.pass_context
+def validate(ctx: click.Context, fmt: str) -> None:
+    """Check mlops.yaml, every model definition and every manifest.
+
+    Reports every problem at once, one per line, as `path: field: problem (expected ...)`,
+    and exits 1 if there is any. Never changes a file.
+    """
+    root = _root(ctx)
+    _, problems, checked = collect(root)
+    if fmt == "json":
+        output.emit_json(
+            "ValidationResult",
+            {
+                "valid": not problems,
+                "files": checked,
+                "problems": [
+                    {"path": p.path, "field": p.field, "problem": p.problem, "expected": p.expected}
+                    for p in problems
+                ],
+            },
+        )
+    else:
+        for problem in problems:
+            output.stdout.print(escape(str(problem)), highlight=False)
+        summary = (
+            f"{len(problems)} problem(s) in {len({p.path for p in problems})} file(s)"
+            if problems
+            else "all valid"
+        )
+        output.stderr.print(f"{summary}; {len(checked)} file(s) checked", highlight=False)
+    if problems:
+        sys.exit(int(ExitCode.FAILED))
+
+
+@main.group()
+def model() -> None:
+    """Models defined in models/: list them, add one."""
+
+
+@model.command("add")
+@click.argument("name")
+@output_option
+@click.pass_context
+def model_add(ctx: click.Context, name: str, fmt: str) -> None:
+    """Scaffold models/NAME/model.yaml and NAME's manifest in every environment.
+
+    NAME must be a DNS-1123 label. Nothing is written unless every file renders and
+    validates; an interrupted run can be repeated and finishes the job.
+    """
+    from .scaffold import add_model, load_for_add
+
+    root = _root(ctx)
+    planned = add_model(load_for_add(root, name), name)
+    load_repo(root)  # the repository as a whole must still validate
+    rows = [(p.path.relative_to(root).as_posix(), "unchanged" if p.exists else "created") for p in planned]
+    if fmt == "json":
+        output.emit_json("ModelAdded", {"model": name, "files": [{"path": a, "result": b} for a, b in rows]})
+    else:
+        output.table(f"model {name}", ["file", "result"], rows)
+        output.stderr.print(
+            f"next: describe it in models/{name}/model.yaml, then `mlops validate`", highlight=False
+        )
+
+
+@model.command("list")
+@output_option
+@click.pass_context
+def model_list(ctx: click.Context, fmt: str) -> None:
+    """Every model with its owner, risk tier and the version each environment asks for."""
+    repo = load_repo(_root(ctx))
+    rows = []
+    for name, definition in sorted(repo.models.items()):
+        versions = {env: repo.manifests[(env, name)]["version"] for env in repo.environments}
+        rows.append(
+            {
+                "model": name,
+                "owner": definition["owner"],
+                "task": definition["task"],
+                "risk_tier": definition["risk_tier"],
+                "versions": versions,
+            }
+        )
+    if fmt == "json":
+        output.emit_json("ModelList", {"models": rows})
+    else:
+        output.table(
+            "models",
+            ["model", "owner", "task", "risk tier", *repo.environments],
+            [
+                (
+                    r["model"],
+                    r["owner"],
+                    r["task"],
+                    r["risk_tier"],
+                    *("-" if v is None else f"v{v}" for v in r["versions"].values()),
+                )
+                for r in rows
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()

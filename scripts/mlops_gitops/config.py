@@ -1,0 +1,352 @@
+"""Load and validate the repository's configuration: mlops.yaml, models, manifests.
+
+Every file is checked against a JSON Schema shipped with this package, then the files
+are checked against each other (names match directories, every model has a manifest in
+every environment, ...).  Validation collects every problem before reporting; it never
+changes a file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from . import yamlio
+from .errors import ExitCode, MlopsError
+
+PROJECT_FILE = "mlops.yaml"
+MODELS_DIR = "models"
+ENVIRONMENTS_DIR = "environments"
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+LABEL_EXPECTED = "a DNS-1123 label: lower-case letters, digits and '-', 1-63 characters"
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    path: str
+    field: str
+    problem: str
+    expected: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}: {self.field}: " if self.field else f"{self.path}: "
+        return where + self.problem + (f" (expected {self.expected})" if self.expected else "")
+
+
+class InvalidConfig(MlopsError):
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems)
+        more = f" (and {len(problems) - 1} more: run `mlops validate`)" if len(problems) > 1 else ""
+        super().__init__(f"{self.problems[0]}{more}")
+
+
+@dataclass
+class Repo:
+    """The validated configuration of one repository."""
+
+    root: Path
+    project: dict[str, Any]
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    manifests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def environments(self) -> list[str]:
+        return [env["name"] for env in self.project["environments"]]
+
+    def manifest_path(self, env: str, model: str) -> Path:
+        return self.root / ENVIRONMENTS_DIR / env / f"{model}.yaml"
+
+    def model_path(self, model: str) -> Path:
+        return self.root / MODELS_DIR / model / "model.yaml"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above start that holds mlops.yaml."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise MlopsError(
+        f"{here}: no {PROJECT_FILE} here or above (expected to run inside a generated repository)"
+    )
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    text = resources.files("mlops_gitops").joinpath("schemas", f"{name}.schema.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _field_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(value: Any) -> str:
+    kind = {dict: "a mapping", list: "a list", str: "string", bool: "boolean", type(None): "null"}
+    text = json.dumps(value) if not isinstance(value, dict | list) else ""
+    if len(text) > 40:
+        text = text[:37] + "..."
+    name = kind.get(type(value), type(value).__name__)
+    return f"{name} {text}".strip()
+
+
+def _expected(sub: dict[str, Any]) -> str:
+    if "x-expected" in sub:
+        return str(sub["x-expected"])
+    if "enum" in sub:
+        return "one of " + ", ".join(json.dumps(v) for v in sub["enum"])
+    if "const" in sub:
+        return json.dumps(sub["const"])
+    names = {
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "object": "a mapping",
+        "array": "a list",
+        "null": "null",
+    }
+    if "type" in sub:
+        return names.get(sub["type"], str(sub["type"]))
+    if "$ref" in sub:
+        return "a valid value"
+    return ""
+
+
+def _resolve(root_schema: dict[str, Any], sub: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in sub and "x-expected" not in sub:
+        ref = sub["$ref"].removeprefix("#/")
+        node: Any = root_schema
+        for key in ref.split("/"):
+            node = node[key]
+        sub = node
+    return sub
+
+
+def schema_problems(data: Any, name: str, display: str) -> list[Problem]:
+    """Every schema violation of one document, as Problems."""
+    root_schema = schema(name)
+    validator = jsonschema.Draft202012Validator(root_schema)
+    out = []
+    for err in validator.iter_errors(data):
+        where = _field_path(err.absolute_path)
+        sub = err.schema if isinstance(err.schema, dict) else {}
+        if err.validator == "required":
+            missing = re.findall(r"'([^']+)' is a required property", err.message)
+            key = missing[0] if missing else "?"
+            prop = _resolve(root_schema, sub.get("properties", {}).get(key, {}))
+            out.append(
+                Problem(
+                    display, _field_path([*err.absolute_path, key]), "missing", _expected(prop) or "a value"
+                )
+            )
+        elif err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(sub.get("properties", {})))
+            allowed = ", ".join(sorted(sub.get("properties", {})))
+            for key in extra:
+                out.append(
+                    Problem(
+                        display, _field_path([*err.absolute_path, key]), "unknown key", f"one of: {allowed}"
+                    )
+                )
+        elif err.validator in ("type", "enum", "const", "pattern", "oneOf", "contains"):
+            out.append(
+                Problem(
+                    display, where, f"got {_describe(err.instance)}", _expected(_resolve(root_schema, sub))
+                )
+            )
+        else:
+            out.append(Problem(display, where, err.message, _expected(sub) if "x-expected" in sub else ""))
+    return out
+
+
+def _load(path: Path, root: Path, problems: list[Problem]) -> Any:
+    display = path.relative_to(root).as_posix()
+    try:
+        return yamlio.load(path, display)
+    except yamlio.YamlError as exc:
+        problems.append(Problem(exc.source, exc.where, exc.problem, exc.expected))
+        return None
+
+
+def _check_document(data: Any, kind: str, display: str, problems: list[Problem]) -> bool:
+    if data is None:
+        problems.append(Problem(display, "", "empty file", f"a {kind} document"))
+        return False
+    before = len(problems)
+    problems.extend(schema_problems(data, kind, display))
+    return len(problems) == before
+
+
+def _yaml_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
+    """Load and check every configuration file.
+
+    Returns what could be loaded (None without a valid mlops.yaml), every problem, and the
+    files checked.  Callers that need a fully valid repository use load_repo.
+    """
+    problems: list[Problem] = []
+    checked: list[str] = []
+    project_path = root / PROJECT_FILE
+    checked.append(PROJECT_FILE)
+    loaded = _load(project_path, root, problems) if project_path.is_file() else None
+    if not project_path.is_file():
+        problems.append(Problem(PROJECT_FILE, "", "missing", "the project configuration file"))
+    project_ok = loaded is not None and _check_document(loaded, "mlops", PROJECT_FILE, problems)
+    project: dict[str, Any] = loaded if project_ok else {}
+
+    environments: list[str] = []
+    if project_ok:
+        environments = [env["name"] for env in project["environments"]]
+        seen: set[str] = set()
+        for i, env in enumerate(project["environments"]):
+            if env["name"] in seen:
+                problems.append(
+                    Problem(
+                        PROJECT_FILE,
+                        f"environments[{i}].name",
+                        f"duplicate {env['name']!r}",
+                        "each environment once",
+                    )
+                )
+            source = env.get("promote_from")
+            if source is not None and source not in seen:
+                problems.append(
+                    Problem(
+                        PROJECT_FILE,
+                        f"environments[{i}].promote_from",
+                        f"got {source!r}",
+                        "an environment listed before this one",
+                    )
+                )
+            seen.add(env["name"])
+
+    models: dict[str, dict[str, Any]] = {}
+    models_dir = root / MODELS_DIR
+    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []:
+        display = f"{MODELS_DIR}/{model_dir.name}/model.yaml"
+        if not DNS_1123_LABEL.match(model_dir.name):
+            problems.append(
+                Problem(f"{MODELS_DIR}/{model_dir.name}", "", "bad model directory name", LABEL_EXPECTED)
+            )
+            continue
+        path = model_dir / "model.yaml"
+        checked.append(display)
+        if not path.is_file():
+            problems.append(Problem(display, "", "missing", "a model definition for this model directory"))
+            continue
+        data = _load(path, root, problems)
+        if data is not None and _check_document(data, "model", display, problems):
+            if data["name"] != model_dir.name:
+                problems.append(
+                    Problem(
+                        display, "name", f"got {data['name']!r}", f"{model_dir.name!r}, the directory name"
+                    )
+                )
+            else:
+                models[data["name"]] = data
+
+    manifests: dict[tuple[str, str], dict[str, Any]] = {}
+    env_root = root / ENVIRONMENTS_DIR
+    env_dirs = sorted(p for p in env_root.iterdir() if p.is_dir()) if env_root.is_dir() else []
+    for env_dir in env_dirs:
+        if project_ok and env_dir.name not in environments:
+            problems.append(
+                Problem(
+                    f"{ENVIRONMENTS_DIR}/{env_dir.name}",
+                    "",
+                    "unknown environment",
+                    f"one of {', '.join(environments)} (listed in {PROJECT_FILE})",
+                )
+            )
+            continue
+        for path in _yaml_files(env_dir):
+            display = path.relative_to(root).as_posix()
+            checked.append(display)
+            data = _load(path, root, problems)
+            if data is None or not _check_document(data, "manifest", display, problems):
+                continue
+            manifests_ok = True
+            if data["environment"] != env_dir.name:
+                problems.append(
+                    Problem(
+                        display,
+                        "environment",
+                        f"got {data['environment']!r}",
+                        f"{env_dir.name!r}, the directory name",
+                    )
+                )
+                manifests_ok = False
+            if data["model"] != path.stem:
+                problems.append(
+                    Problem(display, "model", f"got {data['model']!r}", f"{path.stem!r}, the file name")
+                )
+                manifests_ok = False
+            elif not (models_dir / data["model"] / "model.yaml").is_file():
+                problems.append(
+                    Problem(
+                        display,
+                        "model",
+                        f"no model {data['model']!r}",
+                        f"a model defined in {MODELS_DIR}/{data['model']}/model.yaml",
+                    )
+                )
+                manifests_ok = False
+            traffic = data.get("traffic")
+            if traffic:
+                total = sum(entry["percent"] for entry in traffic)
+                if total != 100:
+                    problems.append(Problem(display, "traffic", f"percentages sum to {total}", "100"))
+                    manifests_ok = False
+                if data["version"] not in [entry["version"] for entry in traffic]:
+                    problems.append(
+                        Problem(
+                            display,
+                            "traffic",
+                            "does not name the manifest's version",
+                            f"version {data['version']} among the traffic entries",
+                        )
+                    )
+                    manifests_ok = False
+            if manifests_ok:
+                manifests[(env_dir.name, data["model"])] = data
+
+    if project_ok:
+        for name in models:
+            for env in environments:
+                if not (env_root / env / f"{name}.yaml").is_file():
+                    problems.append(
+                        Problem(
+                            f"{ENVIRONMENTS_DIR}/{env}/{name}.yaml",
+                            "",
+                            "missing",
+                            f"a manifest for model {name!r} in every environment",
+                        )
+                    )
+
+    repo = Repo(root, project, models, manifests) if project_ok else None
+    return repo, sorted(set(problems)), checked
+
+
+def load_repo(root: Path | None = None) -> Repo:
+    """The repository's configuration, or InvalidConfig naming the first problem."""
+    repo, problems, _ = collect(root or find_root())
+    if repo is None or problems:
+        raise InvalidConfig(problems)
+    return repo

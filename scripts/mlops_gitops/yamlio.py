@@ -1,0 +1,105 @@
+"""Strict YAML for configuration files.
+
+Configuration is data, so the loader refuses what only makes sense in programs or
+attacks: aliases (the "billion laughs" expansion bomb), duplicate keys (the last one
+would silently win) and files over a size bound.  Timestamps stay strings so every
+document is plain JSON data (for JSON Schema and for policy input).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import MlopsError
+
+MAX_BYTES = 1 << 20
+
+
+class YamlError(MlopsError):
+    """A file that is not acceptable YAML; where says the line and column when known."""
+
+    def __init__(self, source: str, where: str, problem: str, expected: str = ""):
+        self.source, self.where, self.problem, self.expected = source, where, problem, expected
+        text = f"{source}: " + (f"{where}: " if where else "") + problem
+        super().__init__(text + (f" (expected {expected})" if expected else ""))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the PyYAML stubs
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML alias (*name): not allowed in configuration files", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# Timestamps stay strings: the documents must be plain JSON data.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+_EXPECTED = {
+    "yaml": "plain data: write the value out instead of an alias",
+    "duplicate": "each key once in a mapping",
+}
+
+
+def loads(text: str, source: str = "<string>") -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = str(exc.problem or exc.context)
+        expected = _EXPECTED.get(problem.split(" ", 1)[0].lower(), "valid YAML")
+        raise YamlError(source, where, problem, expected) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(source, "", f"YAML: {exc}", "valid YAML") from None
+
+
+def load(path: Path, display: str | None = None) -> Any:
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise YamlError(name, "", f"file is {size} bytes", f"at most {MAX_BYTES}")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise YamlError(name, "", "not UTF-8 text", "a UTF-8 YAML file") from None
+    except OSError as exc:
+        raise YamlError(name, "", f"cannot read: {exc.strerror}") from None
+    return loads(text, name)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

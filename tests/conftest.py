@@ -1,0 +1,119 @@
+"""Shared helpers: run the real `mlops` command in a subprocess, copy the repo, hash trees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CONFIG_PATHS = ("mlops.yaml", "models", "environments", "templates")
+
+
+def base_env() -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "scripts"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "DVC_NO_ANALYTICS": "true",
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
+    env.pop("MLOPS_REPO", None)
+    return env
+
+
+def run_mlops(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops_gitops.cli", *args],
+        cwd=cwd,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"mlops {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def instance_files(root: Path = ROOT) -> list[str]:
+    """The files a generated repository holds: git's files minus the template-only ones."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    files = sorted(p for p in out.split("\0") if p and (root / p).is_file())
+    template_json = root / "cookiecutter.json"
+    if not template_json.is_file():
+        return files
+    template_only = json.loads(template_json.read_text())["_template_only"]
+    return [
+        f for f in files if not any(f == t or (t.endswith("/") and f.startswith(t)) for t in template_only)
+    ]
+
+
+def copy_files(files: list[str], src: Path, dest: Path) -> Path:
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, target)
+    return dest
+
+
+def git_commit_all(path: Path, message: str = "snapshot") -> None:
+    if not (path / ".git").exists():
+        subprocess.run(["git", "init", "--quiet", "--initial-branch=main"], cwd=path, check=True)
+    subprocess.run(["git", "add", "--all"], cwd=path, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@localhost",
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            message,
+        ],
+        cwd=path,
+        check=True,
+    )
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    """sha256 of every file under path (outside .git): a before/after picture of 'nothing changed'."""
+    return {
+        p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(path).parts
+    }
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A copy of this repository's configuration (mlops.yaml, models, manifests, scaffold templates)."""
+    dest = tmp_path / "repo"
+    files = [f for f in instance_files() if f.split("/", 1)[0] in CONFIG_PATHS]
+    return copy_files(files, ROOT, dest)
+
+
+@pytest.fixture
+def mlops() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_mlops

@@ -1,0 +1,126 @@
+"""`mlops validate`: every problem at once, one clear line each, exit 1, nothing changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import FIXTURES, run_mlops, tree_digest
+
+CASES = yaml.safe_load((FIXTURES / "invalid" / "cases.yaml").read_text())
+
+
+def test_the_repository_itself_is_valid(repo: Path) -> None:
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert "all valid; 4 file(s) checked" in proc.stderr
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_invalid_file_gets_one_clear_line_and_changes_nothing(repo: Path, case: str) -> None:
+    spec = CASES[case]
+    shutil.copyfile(FIXTURES / "invalid" / f"{case}.yaml", repo / spec["target"])
+    before = tree_digest(repo)
+    started = time.monotonic()
+    proc = run_mlops("validate", cwd=repo)
+    assert time.monotonic() - started < 30  # the alias bomb must not expand
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert spec["expect"] in lines, f"missing line:\n{spec['expect']}\ngot:\n{proc.stdout}"
+    assert all(line.startswith(spec["target"] + ": ") for line in lines), proc.stdout
+    assert tree_digest(repo) == before
+
+
+def test_every_problem_is_reported_at_once(repo: Path) -> None:
+    for case in ("wrong_type", "bad_risk_tier", "unknown_target"):
+        shutil.copyfile(FIXTURES / "invalid" / f"{case}.yaml", repo / CASES[case]["target"])
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    for case in ("wrong_type", "bad_risk_tier", "unknown_target"):
+        assert CASES[case]["expect"] in proc.stdout.splitlines()
+    assert "3 problem(s) in 3 file(s)" in proc.stderr
+
+
+def test_json_output_lists_problems_with_their_parts(repo: Path) -> None:
+    shutil.copyfile(FIXTURES / "invalid" / "wrong_type.yaml", repo / "environments/staging/churn.yaml")
+    proc = run_mlops("validate", "--output", "json", cwd=repo)
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert result["kind"] == "ValidationResult" and result["valid"] is False
+    assert result["problems"] == [
+        {
+            "path": "environments/staging/churn.yaml",
+            "field": "target.replicas",
+            "problem": 'got string "two"',
+            "expected": "an integer",
+        }
+    ]
+    assert "environments/staging/churn.yaml" in result["files"]
+
+
+def test_missing_manifest_for_a_model_is_reported(repo: Path) -> None:
+    (repo / "environments/production/churn.yaml").unlink()
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    assert (
+        "environments/production/churn.yaml: missing "
+        "(expected a manifest for model 'churn' in every environment)"
+    ) in proc.stdout.splitlines()
+
+
+def test_manifest_for_an_undefined_model_is_reported(repo: Path) -> None:
+    text = (repo / "environments/staging/churn.yaml").read_text().replace("model: churn", "model: ghost")
+    (repo / "environments/staging/ghost.yaml").write_text(text)
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    assert (
+        "environments/staging/ghost.yaml: model: no model 'ghost' "
+        "(expected a model defined in models/ghost/model.yaml)"
+    ) in proc.stdout.splitlines()
+
+
+def test_environment_directory_not_in_mlops_yaml_is_reported(repo: Path) -> None:
+    (repo / "environments/qa").mkdir()
+    shutil.copyfile(repo / "environments/staging/churn.yaml", repo / "environments/qa/churn.yaml")
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    assert (
+        "environments/qa: unknown environment (expected one of staging, production (listed in mlops.yaml))"
+    ) in proc.stdout.splitlines()
+
+
+def test_oversized_file_is_refused_without_parsing(repo: Path) -> None:
+    path = repo / "environments/staging/churn.yaml"
+    path.write_text(path.read_text() + "#" * (1 << 20) + "\n")
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    assert (
+        f"environments/staging/churn.yaml: file is {path.stat().st_size} bytes (expected at most 1048576)"
+        in proc.stdout.splitlines()
+    )
+
+
+def test_promote_from_must_name_an_earlier_environment(repo: Path) -> None:
+    path = repo / "mlops.yaml"
+    path.write_text(path.read_text().replace("promote_from: staging", "promote_from: canary"))
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    assert (
+        "mlops.yaml: environments[1].promote_from: got 'canary' "
+        "(expected an environment listed before this one)"
+    ) in proc.stdout.splitlines()
+
+
+def test_outside_a_repository_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = run_mlops("validate", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path.resolve()}: no mlops.yaml here or above "
+        "(expected to run inside a generated repository)"
+    ]
