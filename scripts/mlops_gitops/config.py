@@ -209,7 +209,7 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
     if not project_path.is_file():
         problems.append(Problem(PROJECT_FILE, "", "missing", "the project configuration file"))
     project_ok = loaded is not None and _check_document(loaded, "mlops", PROJECT_FILE, problems)
-    project: dict[str, Any] = loaded if project_ok else {}
+    project: dict[str, Any] = loaded if project_ok and isinstance(loaded, dict) else {}
 
     environments: list[str] = []
     if project_ok:

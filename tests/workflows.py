@@ -1,0 +1,66 @@
+"""Run a workflow through the real `act` (host mode) and report which jobs ran and how.
+
+act silently skips a job whose `runs-on` label is not mapped and still exits 0, so the
+result lists every job of the workflow with what act reported for it (None: never ran).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .conftest import ROOT, base_env, copy_files, git_commit_all, instance_files
+
+BIN = Path(sys.executable).parent
+
+
+def workflow_jobs(path: Path) -> list[str]:
+    return list(yaml.safe_load(path.read_text())["jobs"])
+
+
+def sandbox(dest: Path, root: Path = ROOT) -> Path:
+    """A git repository holding exactly what a generated repository holds."""
+    copy_files(instance_files(root), root, dest)
+    git_commit_all(dest)
+    return dest
+
+
+def run_act(
+    repo: Path,
+    event: str,
+    workflow: str,
+    event_file: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout: int = 900,
+) -> tuple[dict[str, Any], str]:
+    """Run act; returns ({job id: 'success' | 'failure' | None}, the plain log)."""
+    full_env = {**base_env(), "VENV": str(Path(sys.prefix)), **(env or {})}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{full_env['PATH']}"
+    full_env.pop("ACT", None)
+    proc = subprocess.run(
+        [str(BIN / "act"), event, "-W", workflow, "-e", str(event_file), "--json", *extra],
+        cwd=repo,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    results: dict[str, Any] = {job: None for job in workflow_jobs(repo / workflow)}
+    lines = []
+    for line in (proc.stdout + proc.stderr).splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            lines.append(line)
+            continue
+        lines.append(f"[{entry.get('jobID', '')}] {entry.get('msg', '')}")
+        if "jobResult" in entry:
+            results[entry["jobID"]] = entry["jobResult"]
+    return results, "\n".join(lines)
