@@ -14,11 +14,6 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := true
 PYTEST_ARGS ?=
-# Under act a workflow job runs these same targets; the tests that run act themselves
-# would recurse, so they are left to the outer run.
-ifdef ACT
-PYTEST_ARGS += -m "not act"
-endif
 
 .PHONY: help install demo test lint typecheck unit validate python-version act-pr lock clean distclean
 

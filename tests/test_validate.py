@@ -10,12 +10,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import FIXTURES, run_mlops, tree_digest
+from .conftest import FIXTURES, ROOT, run_mlops, tree_digest
 
 CASES = yaml.safe_load((FIXTURES / "invalid" / "cases.yaml").read_text())
 
 
-def test_the_repository_itself_is_valid(repo: Path) -> None:
+def test_this_repository_is_valid() -> None:
+    proc = run_mlops("validate", cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+
+
+def test_a_scaffolded_repository_is_valid(repo: Path) -> None:
     proc = run_mlops("validate", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == ""

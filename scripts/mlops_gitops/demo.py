@@ -10,6 +10,7 @@ directory (or DEMO_DIR) for inspection.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,10 @@ class Demo:
         # The generated project reuses this environment instead of installing its own.
         self.env["VENV"] = str(Path(sys.prefix))
 
-    def run(self, title: str, cmd: list[str], cwd: Path | None = None, show: bool = False) -> str:
+    def run(
+        self, title: str, cmd: list[str], cwd: Path | None = None, show: bool = False, result: str = r"(.+)"
+    ) -> str:
+        """Run one step; `result` is a regex whose first group, found in the output, summarises it."""
         started = time.monotonic()
         with console.status(f"[bold]{title}[/] …"):
             proc = subprocess.run(cmd, cwd=cwd or self.project, env=self.env, capture_output=True, text=True)
@@ -60,8 +64,8 @@ class Demo:
             console.print(f"[red]✗ {title}[/] ({' '.join(cmd)} exited {proc.returncode})")
             console.print(proc.stdout[-4000:], proc.stderr[-4000:], markup=False, highlight=False)
             raise SystemExit(1)
-        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-        self.steps.append(Step(title, seconds, lines[-1] if lines else ""))
+        found = re.findall(result, proc.stdout + proc.stderr)
+        self.steps.append(Step(title, seconds, found[-1].strip() if found else "ok"))
         console.print(f"[green]✓[/] {title} [dim]({seconds:.1f}s)[/]")
         if show:
             console.print(proc.stdout.rstrip(), markup=False, highlight=False)
@@ -95,14 +99,23 @@ class Demo:
 
     def lifecycle(self) -> None:
         mlops = [sys.executable, "-m", "mlops_gitops.cli"]
-        self.run("validate mlops.yaml, models and manifests", [*mlops, "validate"])
-        self.run(f"add a second model ({SECOND_MODEL})", [*mlops, "model", "add", SECOND_MODEL], show=True)
-        self.run("list the models", [*mlops, "model", "list"], show=True)
-        self.run("run the generated repository's own checks (make test)", ["make", "test"])
+        self.run("validate mlops.yaml, models and manifests", [*mlops, "validate"], result=r"(all valid.*)")
+        self.run(
+            f"add a second model ({SECOND_MODEL})",
+            [*mlops, "model", "add", SECOND_MODEL],
+            show=True,
+            result=r"(models/[\w-]+/model\.yaml)",
+        )
+        self.run("list the models", [*mlops, "model", "list"], show=True, result=r"(?!)")
+        self.run(
+            "run the generated repository's own checks (make test)",
+            ["make", "test"],
+            result=r"=+ (\d+ passed[^=]*) =+",
+        )
 
     def summary(self) -> None:
         table = Table(title="what the demo did", title_justify="left")
-        for column in ("step", "seconds", "last line"):
+        for column in ("step", "seconds", "result"):
             table.add_column(column)
         for step in self.steps:
             table.add_row(step.title, f"{step.seconds:.1f}", step.detail[:80])

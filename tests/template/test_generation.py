@@ -1,0 +1,234 @@
+"""Generating projects: the golden rendering, an answer matrix, bad answers, URLs, cruft."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ..conftest import ROOT, base_env, instance_files, run_mlops
+from .conftest import BIN, TEMPLATE_ONLY, bake, baked, generated_files, template_snapshot
+
+# A bounded matrix: every answer takes a non-default value in at least one case, and the
+# answers that shape files (model name, target, labels, approvers) vary together.
+MATRIX = {
+    "defaults": {},
+    "kserve-fraud": {
+        "project_name": "Card Fraud Signals",
+        "model_name": "fraud-detector",
+        "deployment_target": "kserve",
+        "python_version": "3.12",
+        "production_approvers": "@bank/model-risk,@bank/cro, @alice",
+        "gpu_runner_labels": "self-hosted, linux, x64, gpu-a100",
+    },
+    "http-registry": {
+        "project_name": "Readmission Risk",
+        "project_slug": "readmit",
+        "description": 'Predicts 30-day readmission; "quoted" and \\back-slashed text, O\'Brien.',
+        "model_name": "readmission",
+        "owning_team": "@health-ml",
+        "mlflow_tracking_uri": "http://127.0.0.1:5000",
+    },
+}
+JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#")
+
+
+def expected_files(slug_answers: dict[str, str]) -> list[str]:
+    """What a project must hold: this repository's instance files, the model renamed."""
+    model = slug_answers.get("model_name", "churn")
+    return sorted(
+        re.sub(
+            r"^(models/)churn(/)|^(environments/[^/]+/)churn(\.yaml)$",
+            lambda m: f"{m.group(1) or m.group(3)}{model}{m.group(2) or m.group(4)}",
+            f,
+        )
+        for f in instance_files()
+    )
+
+
+def test_golden_default_rendering_is_this_repository(tmp_path: Path) -> None:
+    """Rendering with the default answers gives this repository's instance files, byte for byte."""
+    project = baked(ROOT, tmp_path)
+    assert project.name == "mlops-gitops-template"
+    assert generated_files(project) == instance_files()
+    different = [f for f in instance_files() if (project / f).read_bytes() != (ROOT / f).read_bytes()]
+    assert different == []
+
+
+def test_template_only_files_are_listed_in_one_place() -> None:
+    for entry in TEMPLATE_ONLY:
+        assert (ROOT / entry).exists(), f"_template_only names {entry}, which does not exist"
+    for path in (
+        "cookiecutter.json",
+        "hooks/pre_gen_project.py",
+        "tests/template/test_generation.py",
+        ".ci/run",
+        ".github/workflows/template.yml",
+        "local_extensions.py",
+    ):
+        assert path not in instance_files()
+
+
+@pytest.mark.parametrize("case", sorted(MATRIX))
+def test_generation_over_the_answer_matrix(tmp_path: Path, case: str) -> None:
+    answers = MATRIX[case]
+    project = baked(ROOT, tmp_path, answers)
+    files = generated_files(project)
+    assert files == expected_files(answers)
+    for rel in files:
+        if rel.endswith(".j2"):
+            continue  # the scaffold templates of `mlops model add` are templates by design
+        text = (project / rel).read_text(encoding="utf-8")
+        assert not JINJA_LEFTOVER.search(text), f"{rel}: un-rendered Jinja"
+    # the generated repository validates, and keeps its answers
+    assert run_mlops("validate", cwd=project).returncode == 0
+    kept = json.loads((project / ".cookiecutter.json").read_text())
+    assert {k: kept[k] for k in answers} == answers
+    config = yaml.safe_load((project / "mlops.yaml").read_text())
+    assert config["project"]["description"] == kept["description"]
+    assert config["deploy"]["target"] == kept["deployment_target"]
+    assert config["runners"]["gpu"] == [s.strip() for s in kept["gpu_runner_labels"].split(",")]
+    approvers = [s.strip() for s in kept["production_approvers"].split(",")]
+    assert config["owners"]["production_approvers"] == approvers
+    codeowners = (project / ".github/CODEOWNERS").read_text()
+    assert f"/environments/production/ {' '.join(approvers)}\n" in codeowners
+    pyproject = (project / "pyproject.toml").read_text()
+    assert f'name = "{kept["project_slug"]}"' in pyproject
+    assert json.dumps(kept["description"]) in pyproject
+    # a git repository with one clean commit
+    log = subprocess.run(["git", "log", "--oneline"], cwd=project, capture_output=True, text=True, check=True)
+    assert len(log.stdout.splitlines()) == 1
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True)
+    assert status.stdout == ""
+
+
+BAD_ANSWERS = {
+    "model_name": ("../x", "cookiecutter answer model_name='../x': expected a DNS-1123 label"),
+    "project_slug": (
+        "My_Project",
+        "cookiecutter answer project_slug='My_Project': expected a DNS-1123 label",
+    ),
+    "production_approvers": (" , ", "cookiecutter answer production_approvers=' , ': expected at least one"),
+    "deployment_target": (
+        "heroku",
+        "cookiecutter answer deployment_target='heroku': expected one of local, kserve",
+    ),
+    "gpu_runner_labels": (
+        "linux, gpu",
+        "cookiecutter answer gpu_runner_labels='linux, gpu': expected a list",
+    ),
+    "python_version": ("3.9", "cookiecutter answer python_version='3.9': expected a Python version 3.11"),
+    "mlflow_tracking_uri": (
+        "mlflow.db",
+        "cookiecutter answer mlflow_tracking_uri='mlflow.db': expected a URI",
+    ),
+    "owning_team": ("ml-team", "cookiecutter answer owning_team='ml-team': expected a GitHub user or team"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(BAD_ANSWERS))
+def test_a_bad_answer_fails_with_one_line_and_creates_nothing(tmp_path: Path, key: str) -> None:
+    value, message = BAD_ANSWERS[key]
+    out = tmp_path / "out"
+    proc = bake(ROOT, out, {key: value})
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), proc.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_generation_from_a_relative_path(tmp_path: Path) -> None:
+    template = template_snapshot(tmp_path / "tpl")
+    proc = bake(Path("tpl"), tmp_path / "out", {"model_name": "relative"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    project = tmp_path / "out" / "mlops-gitops-template"
+    assert generated_files(project) == expected_files({"model_name": "relative"})
+    assert (project / "scripts/mlops_gitops/cli.py").read_bytes() == (
+        template / "scripts/mlops_gitops/cli.py"
+    ).read_bytes()
+
+
+def test_generation_from_a_git_url(tmp_path: Path, template_repo: Path) -> None:
+    project = baked(f"git+file://{template_repo}", tmp_path / "out", {"model_name": "from-git"})
+    assert generated_files(project) == expected_files({"model_name": "from-git"})
+    assert run_mlops("validate", cwd=project).returncode == 0
+
+
+def test_scaffolded_model_equals_the_generated_one(tmp_path: Path) -> None:
+    """`mlops model add X` writes exactly what cookiecutter renders for model_name=X."""
+    generated = baked(ROOT, tmp_path / "a", {"model_name": "fraud"})
+    project = baked(ROOT, tmp_path / "b")
+    run_mlops("model", "add", "fraud", cwd=project, check=True)
+    for rel in (
+        "models/fraud/model.yaml",
+        "environments/staging/fraud.yaml",
+        "environments/production/fraud.yaml",
+    ):
+        assert (project / rel).read_bytes() == (generated / rel).read_bytes(), rel
+
+
+def _git(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _cruft(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "cruft"), *args], cwd=cwd, env=base_env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cruft_create_then_update_pulls_in_a_template_change(tmp_path: Path) -> None:
+    template = template_snapshot(tmp_path / "template")
+    answers = json.dumps({"project_slug": "cruft-demo", "model_name": "scorer"})
+    proc = _cruft("create", str(template), "--no-input", "--extra-context", answers, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    project = tmp_path / "cruft-demo"
+    assert generated_files(project) == sorted([*expected_files({"model_name": "scorer"}), ".cruft.json"])
+    assert run_mlops("validate", cwd=project).returncode == 0
+    _git("add", ".cruft.json", cwd=project)
+    _git("commit", "-qm", "Track cruft state", cwd=project)
+
+    # The template moves on: a machinery change and a rendered-file change, in one commit.
+    (template / ".github/actionlint.yaml").write_text(
+        (template / ".github/actionlint.yaml").read_text() + "    - gpu-h100\n"
+    )
+    readme = template / "{{cookiecutter.project_slug}}/README.md"
+    readme.write_text(
+        readme.read_text() + "\n## Added upstream\n\nA section for {{ cookiecutter.model_name }}.\n"
+    )
+    _git("commit", "-qam", "Upstream change", cwd=template)
+    new_commit = _git("rev-parse", "HEAD", cwd=template).strip()
+
+    assert _cruft("check", cwd=project).returncode != 0
+    proc = _cruft("update", "--skip-apply-ask", "--allow-untracked-files", cwd=project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (project / ".github/actionlint.yaml").read_text().endswith("    - gpu-h100\n")
+    assert (project / "README.md").read_text().endswith("\n## Added upstream\n\nA section for scorer.\n")
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == new_commit
+    assert not (project / ".git" / "upstream-template-old").exists()
+    assert _cruft("check", cwd=project).returncode == 0
+    assert run_mlops("validate", cwd=project).returncode == 0
+
+
+def test_generated_repository_passes_its_own_checks(tmp_path: Path) -> None:
+    """`make test` inside a generated project: lint, types, its tests, pr.yml under act."""
+    project = baked(ROOT, tmp_path, MATRIX["kserve-fraud"])
+    env = {**base_env(), "VENV": str(BIN.parent)}
+    env.pop("PYTHONPATH")  # the project's Makefile points it at the project's own engine
+    proc = subprocess.run(
+        ["make", "test"], cwd=project, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    assert re.search(r"\d+ passed", proc.stdout)
+    assert " deselected" not in proc.stdout  # the act tests ran too
