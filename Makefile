@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := true
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint typecheck unit validate python-version act-pr lock clean distclean
+.PHONY: help install demo test lint typecheck unit train validate python-version act-pr lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,9 @@ typecheck: install ## mypy --strict over the engine
 
 unit: install ## pytest (PYTEST_ARGS passes options)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
+	$(BIN)/dvc repro pipelines/dvc.yaml
 
 validate: install ## check mlops.yaml, models and manifests
 	$(BIN)/mlops validate

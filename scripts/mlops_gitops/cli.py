@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import traceback
@@ -182,6 +183,109 @@ def model_list(ctx: click.Context, fmt: str) -> None:
                 for r in rows
             ],
         )
+
+
+@main.command()
+@click.argument("models", nargs=-1)
+@output_option
+@click.pass_context
+def register(ctx: click.Context, models: tuple[str, ...], fmt: str) -> None:
+    """Log the pipeline's trained MODELS to MLflow and register a version of each.
+
+    Each version carries its lineage as `mlops.*` tags: git commit and dirty flag, branch,
+    dvc.lock and data hashes, params, metrics, runner, device, Python and package versions,
+    and the sha256 of the model artifact. Registering the same pipeline output again
+    returns the existing version. Without MODELS: every model the pipeline has trained.
+    The registry is mlops.yaml's tracking_uri unless MLFLOW_TRACKING_URI is set.
+    """
+    from .lineage import PipelineOutputs
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    names = list(models) or [
+        m for m in sorted(repo.models) if PipelineOutputs(m, repo.root).estimator.is_file()
+    ]
+    if not names:
+        raise MlopsError("no trained model found under pipelines/out/ (expected `make train` to have run)")
+    registry = Registry(repo)
+    results = []
+    with output.stderr.status(f"registering {', '.join(names)} in {registry.uri}"):
+        for name in names:
+            results.append(registry.register(name))
+    rows: list[dict[str, Any]] = [
+        {
+            "model": r.model,
+            "version": r.version,
+            "result": "registered" if r.created else "unchanged",
+            "run_id": r.run_id,
+            "artifact_sha256": r.tags.get("mlops.artifact_sha256", ""),
+        }
+        for r in results
+    ]
+    if fmt == "json":
+        output.emit_json("RegisterResult", {"registry": registry.uri, "versions": rows})
+    else:
+        output.table(
+            f"registry {registry.uri}",
+            ["model", "version", "result", "artifact sha256"],
+            [(r["model"], r["version"], r["result"], r["artifact_sha256"][:16]) for r in rows],
+        )
+
+
+@main.command()
+@click.argument("model")
+@click.option("--candidate", required=True, help="Candidate version number (or alias).")
+@click.option(
+    "--baseline",
+    default=None,
+    help="production, staging, any alias, or a version number. Without it: thresholds alone.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for report.md, report.json and the PNG plots (default: reports/<model>/v<N>).",
+)
+@click.option(
+    "--output",
+    "-o",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+    help="What to print on stdout.",
+)
+@click.pass_context
+def report(
+    ctx: click.Context, model: str, candidate: str, baseline: str | None, out_dir: Path | None, fmt: str
+) -> None:
+    """Champion/challenger report of a candidate version against a baseline.
+
+    Both versions are scored on the same evaluation data (the pipeline's test split);
+    the candidate must meet every threshold in models/<MODEL>/model.yaml and, against a
+    baseline, not regress on the primary metric beyond max_regression. Prints markdown
+    fit for a pull-request comment; exits 1 when the candidate fails.
+    """
+    from . import report as reporting
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    registry = Registry(repo)
+    target = out_dir or repo.root / "reports" / model / f"v{candidate.lstrip('@')}"
+    with output.stderr.status(f"scoring {model} v{candidate} and its baseline"):
+        result = reporting.build(repo, registry, model, candidate, baseline, target)
+    text = reporting.markdown(result)
+    (target / "report.md").write_text(text)
+    (target / "report.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    reporting.record(registry, result, text)
+    if fmt == "json":
+        output.emit_json("ChampionChallengerReport", {**result.to_json(), "directory": str(target)})
+    else:
+        sys.stdout.write(text)
+        output.stderr.print(f"report: {target / 'report.md'}", highlight=False)
+    if not result.passed:
+        sys.exit(int(ExitCode.FAILED))
 
 
 if __name__ == "__main__":

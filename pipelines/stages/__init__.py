@@ -1,0 +1,1 @@
+"""Stage code of the example pipeline: ingest -> prepare -> train -> evaluate (see ../dvc.yaml)."""

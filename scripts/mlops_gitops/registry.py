@@ -1,0 +1,223 @@
+"""The MLflow adapter: register versions with lineage, look up versions and aliases.
+
+MLflow 3 conventions only: `log_model(name=...)`, aliases and tags, never stages.  MLflow
+is imported lazily (it takes seconds), so commands that do not touch the registry stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Repo
+from .errors import MlopsError
+from .lineage import TAG_PREFIX, PipelineOutputs, collect, from_tags, sha256_tree, to_tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# Artifact downloads are small and local: no progress bars in logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+# What a logged model needs to load; naming them spares MLflow its slow requirement inference.
+PIP_REQUIREMENTS_PACKAGES = ("scikit-learn", "pandas", "numpy", "skops")
+
+
+def tracking_uri(repo: Repo) -> str:
+    """MLFLOW_TRACKING_URI wins; a relative sqlite path in mlops.yaml is relative to the repo."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or str(repo.project["registry"]["tracking_uri"])
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((repo.root / uri.removeprefix("sqlite:///")).resolve())
+    return uri
+
+
+def is_local(uri: str) -> bool:
+    return urllib.parse.urlparse(uri).scheme in ("sqlite", "file", "")
+
+
+@dataclass(frozen=True)
+class Registered:
+    model: str
+    version: int
+    created: bool
+    run_id: str
+    tags: dict[str, str]
+
+
+class Registry:
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self.uri = tracking_uri(repo)
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            import mlflow
+            from mlflow import MlflowClient
+
+            mlflow.set_tracking_uri(self.uri)
+            self._client = MlflowClient(self.uri)
+        return self._client
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call MLflow; an unreachable or broken registry is one clear line, not a traceback."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as exc:
+            message = str(exc.message if hasattr(exc, "message") else exc).splitlines()[0]
+            raise MlopsError(f"registry {self.uri}: {what}: {message}") from None
+        except OSError as exc:
+            raise MlopsError(f"registry {self.uri}: {what}: {exc}") from None
+
+    def experiment_id(self) -> str:
+        name = self.repo.project["project"]["slug"]
+        found = self._call("get experiment", self.client.get_experiment_by_name, name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = (self.repo.root / "mlruns").resolve().as_uri() if is_local(self.uri) else None
+        return str(
+            self._call("create experiment", self.client.create_experiment, name, artifact_location=location)
+        )
+
+    def find_by_fingerprint(self, model: str, fingerprint: str) -> Any | None:
+        query = f"name = '{model}' and tags.`{TAG_PREFIX}fingerprint` = '{fingerprint}'"
+        found = self._call("search versions", self.client.search_model_versions, query)
+        return min(found, key=lambda v: int(v.version)) if found else None
+
+    def ensure_registered_model(self, model: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        definition = self.repo.models[model]
+        tags = {
+            f"{TAG_PREFIX}owner": definition["owner"],
+            f"{TAG_PREFIX}risk_tier": definition["risk_tier"],
+            f"{TAG_PREFIX}task": definition["task"],
+        }
+        try:
+            self.client.create_registered_model(
+                model, tags=tags, description=definition.get("description", "")
+            )
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                raise MlopsError(f"registry {self.uri}: create model {model}: {exc.message}") from None
+
+    def register(self, model: str) -> Registered:
+        """Log the pipeline's model with its lineage and register it, once per distinct run."""
+        if model not in self.repo.models:
+            raise MlopsError(
+                f"model {model!r}: not defined (expected one of {', '.join(sorted(self.repo.models))})"
+            )
+        lineage = collect(self.repo.root, model)
+        tags = to_tags(lineage)
+        existing = self.find_by_fingerprint(model, lineage["fingerprint"])
+        if existing is not None:
+            return Registered(model, int(existing.version), False, existing.run_id, dict(existing.tags))
+        return self._log_and_register(model, lineage, tags)
+
+    def _log_and_register(self, model: str, lineage: dict[str, Any], tags: dict[str, str]) -> Registered:
+        import joblib
+        import mlflow
+        import mlflow.sklearn
+        import pandas as pd
+        import skops.io
+        from mlflow.models import infer_signature
+
+        outputs = PipelineOutputs(model, self.repo.root)
+        estimator = joblib.load(outputs.estimator)
+        target = self.repo.models[model].get("target_column", "churned")
+        test = pd.read_csv(outputs.test_data)
+        features = test.drop(columns=[c for c in (target, "customer_id") if c in test.columns])
+        # Integer columns become float so a payload with a missing value still fits the signature.
+        example = features.head(5).astype({c: "float64" for c in features.select_dtypes("integer").columns})
+        signature = infer_signature(example, estimator.predict_proba(example))
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+        requirements = [
+            f"{name}=={lineage['packages'][name]}"
+            for name in PIP_REQUIREMENTS_PACKAGES
+            if name in lineage["packages"]
+        ]
+        experiment = self.experiment_id()
+        self.ensure_registered_model(model)
+        with mlflow.start_run(
+            experiment_id=experiment, run_name=f"{model}-{lineage['git']['commit'][:8]}"
+        ) as run:
+            mlflow.log_params(
+                {
+                    f"{k}.{kk}": vv
+                    for k, v in lineage["params"].items()
+                    if isinstance(v, dict)
+                    for kk, vv in v.items()
+                }
+            )
+            mlflow.log_metrics(lineage["metrics"])
+            mlflow.set_tags({k: v for k, v in tags.items() if len(v) <= 5000})
+            info = self._call(
+                "log model",
+                mlflow.sklearn.log_model,
+                estimator,
+                name="model",
+                signature=signature,
+                input_example=example,
+                pip_requirements=requirements,
+                pyfunc_predict_fn="predict_proba",
+                skops_trusted_types=trusted,
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp)
+            tags[f"{TAG_PREFIX}artifact_sha256"] = sha256_tree(Path(local))
+        tags[f"{TAG_PREFIX}signature"] = "true"
+        version = self._call(
+            "create version",
+            self.client.create_model_version,
+            model,
+            info.model_uri,
+            run_id=run.info.run_id,
+            tags=tags,
+            model_id=info.model_id,
+        )
+        return Registered(model, int(version.version), True, run.info.run_id, tags)
+
+    def version(self, model: str, ref: str | int) -> Any:
+        """A version by number or by alias (`staging`, `production`, `@staging`)."""
+        text = str(ref).lstrip("@")
+        if text.isdigit():
+            return self._call(f"get {model} v{text}", self.client.get_model_version, model, text)
+        return self._call(f"get {model}@{text}", self.client.get_model_version_by_alias, model, text)
+
+    def alias_version(self, model: str, alias: str) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(model, alias)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "INVALID_PARAMETER_VALUE" in str(
+                exc.error_code
+            ):
+                return None
+            raise MlopsError(f"registry {self.uri}: get {model}@{alias}: {exc.message}") from None
+
+    def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._call("set tag", self.client.set_model_version_tag, model, str(version), key, value)
+
+
+def version_facts(version: Any) -> dict[str, Any]:
+    """Registry facts about one version, for reports, policy input and evidence."""
+    lineage = from_tags(dict(version.tags))
+    return {
+        "version": int(version.version),
+        "run_id": version.run_id,
+        "source": version.source,
+        "aliases": list(getattr(version, "aliases", []) or []),
+        "lineage": lineage,
+        "metrics": lineage.get("metrics", {}),
+        "artifact_sha256": lineage.get("artifact_sha256"),
+        "signature": lineage.get("signature") == "true",
+    }
