@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := true
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint typecheck unit train validate python-version act-pr lock clean distclean
+.PHONY: help install demo test lint typecheck unit train validate ci-config register act-pr act-train lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -55,11 +55,17 @@ train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the
 validate: install ## check mlops.yaml, models and manifests
 	$(BIN)/mlops validate
 
-python-version: ## print python=<version> from mlops.yaml (for setup-python in workflows)
-	@sed -n -E 's/^python: "?([0-9.]+)"?.*/python=\1/p' mlops.yaml
+ci-config: ## print python=… and gpu_labels=… from mlops.yaml (GITHUB_OUTPUT lines; needs only PyYAML)
+	@$(PYTHON) -m mlops_gitops.ciconfig
+
+register: install ## register every trained model in MLflow, with its champion/challenger report
+	$(BIN)/mlops register --report --baseline production $(MODELS)
 
 act-pr: install ## run .github/workflows/pr.yml locally under act (host mode)
 	$(BIN)/act pull_request -W .github/workflows/pr.yml -e tests/fixtures/events/pull_request.json
+
+act-train: install ## run .github/workflows/train.yml locally under act, GPU labels mapped to this host
+	$(BIN)/act workflow_dispatch -W .github/workflows/train.yml -e tests/fixtures/events/workflow_dispatch.json
 
 lock: install ## refresh constraints.txt from the environment
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new

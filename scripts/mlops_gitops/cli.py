@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import traceback
@@ -187,9 +188,16 @@ def model_list(ctx: click.Context, fmt: str) -> None:
 
 @main.command()
 @click.argument("models", nargs=-1)
+@click.option(
+    "--report/--no-report",
+    "with_report",
+    default=False,
+    help="Also write each version's champion/challenger report (exit 1 if one fails).",
+)
+@click.option("--baseline", default="production", show_default=True, help="Baseline for --report.")
 @output_option
 @click.pass_context
-def register(ctx: click.Context, models: tuple[str, ...], fmt: str) -> None:
+def register(ctx: click.Context, models: tuple[str, ...], with_report: bool, baseline: str, fmt: str) -> None:
     """Log the pipeline's trained MODELS to MLflow and register a version of each.
 
     Each version carries its lineage as `mlops.*` tags: git commit and dirty flag, branch,
@@ -197,6 +205,8 @@ def register(ctx: click.Context, models: tuple[str, ...], fmt: str) -> None:
     and the sha256 of the model artifact. Registering the same pipeline output again
     returns the existing version. Without MODELS: every model the pipeline has trained.
     The registry is mlops.yaml's tracking_uri unless MLFLOW_TRACKING_URI is set.
+    With --report, the report of each version against --baseline is written to
+    reports/<model>/v<N>/ (and to the job summary on GitHub Actions).
     """
     from .lineage import PipelineOutputs
     from .registry import Registry
@@ -222,14 +232,55 @@ def register(ctx: click.Context, models: tuple[str, ...], fmt: str) -> None:
         }
         for r in results
     ]
+    failed = []
+    if with_report:
+        for row in rows:
+            result, _, target = _write_report(
+                repo, registry, row["model"], str(row["version"]), baseline, None
+            )
+            row["report"] = {"passed": result.passed, "path": str(target / "report.md")}
+            if not result.passed:
+                failed.append(f"{row['model']} v{row['version']}")
     if fmt == "json":
         output.emit_json("RegisterResult", {"registry": registry.uri, "versions": rows})
     else:
         output.table(
             f"registry {registry.uri}",
-            ["model", "version", "result", "artifact sha256"],
-            [(r["model"], r["version"], r["result"], r["artifact_sha256"][:16]) for r in rows],
+            ["model", "version", "result", "artifact sha256", "report"],
+            [
+                (
+                    r["model"],
+                    r["version"],
+                    r["result"],
+                    r["artifact_sha256"][:16],
+                    ("passed" if r["report"]["passed"] else "FAILED") if "report" in r else "-",
+                )
+                for r in rows
+            ],
         )
+    if failed:
+        output.error(f"champion/challenger report failed for {', '.join(failed)} (see reports/)")
+        sys.exit(int(ExitCode.FAILED))
+
+
+def _write_report(
+    repo: Any, registry: Any, model: str, candidate: str, baseline: str | None, out_dir: Path | None
+) -> tuple[Any, str, Path]:
+    """Build, write (report.md, report.json, plots) and record one report; also to the job summary."""
+    from . import report as reporting
+
+    target = out_dir or repo.root / "reports" / model / f"v{candidate.lstrip('@')}"
+    with output.stderr.status(f"scoring {model} v{candidate} and its baseline"):
+        result = reporting.build(repo, registry, model, candidate, baseline, target)
+    text = reporting.markdown(result)
+    (target / "report.md").write_text(text)
+    (target / "report.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    reporting.record(registry, result, text)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    return result, text, target
 
 
 @main.command()
@@ -267,18 +318,10 @@ def report(
     baseline, not regress on the primary metric beyond max_regression. Prints markdown
     fit for a pull-request comment; exits 1 when the candidate fails.
     """
-    from . import report as reporting
     from .registry import Registry
 
     repo = load_repo(_root(ctx))
-    registry = Registry(repo)
-    target = out_dir or repo.root / "reports" / model / f"v{candidate.lstrip('@')}"
-    with output.stderr.status(f"scoring {model} v{candidate} and its baseline"):
-        result = reporting.build(repo, registry, model, candidate, baseline, target)
-    text = reporting.markdown(result)
-    (target / "report.md").write_text(text)
-    (target / "report.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
-    reporting.record(registry, result, text)
+    result, text, target = _write_report(repo, Registry(repo), model, candidate, baseline, out_dir)
     if fmt == "json":
         output.emit_json("ChampionChallengerReport", {**result.to_json(), "directory": str(target)})
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,8 +12,19 @@ from rich.console import Console
 from rich.table import Table
 
 OUTPUT_FORMATS = ("table", "json")
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-stderr = Console(stderr=True, soft_wrap=True)
+# CI logs (GitHub Actions, act) get plain lines, not animated spinners.
+_CI = bool(os.environ.get("CI") or os.environ.get("GITHUB_ACTIONS"))
+stdout = Console(
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() and not _CI else 200,
+    force_terminal=False if _CI else None,
+)
+stderr = Console(
+    stderr=True,
+    soft_wrap=True,
+    force_terminal=False if _CI else None,
+    force_interactive=False if _CI else None,
+)
 
 
 def emit_json(kind: str, payload: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,11 @@ from .lineage import TAG_PREFIX, PipelineOutputs, collect, from_tags, sha256_tre
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-# Artifact downloads are small and local: no progress bars in logs.
+# Artifact downloads are small and local: no progress bars in logs. An unreachable tracking
+# server should fail in seconds, not after MLflow's default of 7 retries with backoff.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 # What a logged model needs to load; naming them spares MLflow its slow requirement inference.
 PIP_REQUIREMENTS_PACKAGES = ("scikit-learn", "pandas", "numpy", "skops")
@@ -134,9 +138,12 @@ class Registry:
         target = self.repo.models[model].get("target_column", "churned")
         test = pd.read_csv(outputs.test_data)
         features = test.drop(columns=[c for c in (target, "customer_id") if c in test.columns])
-        # Integer columns become float so a payload with a missing value still fits the signature.
-        example = features.head(5).astype({c: "float64" for c in features.select_dtypes("integer").columns})
-        signature = infer_signature(example, estimator.predict_proba(example))
+        example = features.head(5)
+        with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold missing values: the prepare stage
+            # refuses rows with missing values, so integer columns are the true schema.
+            warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
+            signature = infer_signature(example, estimator.predict_proba(example))
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
         requirements = [
             f"{name}=={lineage['packages'][name]}"
