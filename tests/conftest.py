@@ -39,8 +39,8 @@ def base_env() -> dict[str, str]:
         "NO_COLOR": "1",
         "COLUMNS": "200",
     }
-    for name in ("MLOPS_REPO", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
-        env.pop(name, None)  # make's variables would leak into makes started by act
+    for name in ("MLOPS_REPO", "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        env.pop(name, None)  # state of this process (or of make) must not leak into the commands
     return env
 
 

@@ -6,10 +6,12 @@ is imported lazily (it takes seconds), so commands that do not touch the registr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
-import warnings
 import urllib.parse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,9 +154,12 @@ class Registry:
         ]
         experiment = self.experiment_id()
         self.ensure_registered_model(model)
-        with mlflow.start_run(
-            experiment_id=experiment, run_name=f"{model}-{lineage['git']['commit'][:8]}"
-        ) as run:
+        run_name = f"{model}-{lineage['git']['commit'][:8]}"
+        # MLflow prints "View run ... at" on stdout; stdout belongs to our result (--output json).
+        with (
+            contextlib.redirect_stdout(sys.stderr),
+            mlflow.start_run(experiment_id=experiment, run_name=run_name) as run,
+        ):
             mlflow.log_params(
                 {
                     f"{k}.{kk}": vv

@@ -1,0 +1,254 @@
+"""Train with the real DVC pipeline, register in real MLflow (sqlite file and `mlflow server`),
+and compare champion and challenger. Nothing here is faked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import base_env
+from .mlflow_server import free_port, mlflow_server
+from .workflows import BIN, sandbox
+
+LINEAGE_TAGS = {
+    "mlops.git.commit",
+    "mlops.git.branch",
+    "mlops.git.dirty",
+    "mlops.dvc.lock_sha256",
+    "mlops.data",
+    "mlops.params",
+    "mlops.metrics",
+    "mlops.device",
+    "mlops.device_name",
+    "mlops.learner",
+    "mlops.runner.name",
+    "mlops.runner.labels",
+    "mlops.python",
+    "mlops.packages",
+    "mlops.fingerprint",
+    "mlops.artifact_sha256",
+    "mlops.signature",
+}
+
+
+def env_for(repo: Path, **extra: str) -> dict[str, str]:
+    env = {**base_env(), "PYTHONPATH": str(repo / "scripts"), **extra}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def dvc_repro(repo: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "dvc"), "repro", "pipelines/dvc.yaml"],
+        cwd=repo,
+        env=env_for(repo),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def mlops_in(repo: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_gitops.cli", *args],
+        cwd=repo,
+        env=env_for(repo, **extra),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def first_model(repo: Path) -> str:
+    return sorted(yaml.safe_load((repo / "pipelines/params.yaml").read_text())["models"])[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of this repository with the pipeline run once (kept for the module)."""
+    repo = sandbox(tmp_path_factory.mktemp("trained") / "repo")
+    proc = dvc_repro(repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield repo
+
+
+@pytest.fixture
+def repo(trained: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained repository (its own registry file)."""
+    dest = tmp_path / "repo"
+    shutil.copytree(trained, dest, symlinks=True)
+    return dest
+
+
+def client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def test_repro_is_reproducible_and_a_second_run_does_nothing(repo: Path) -> None:
+    model = first_model(repo)
+    lock = (repo / "pipelines/dvc.lock").read_text()
+    metrics = json.loads((repo / f"pipelines/out/{model}/metrics.json").read_text())
+    assert metrics["roc_auc"] > 0.75
+    again = dvc_repro(repo)
+    assert again.returncode == 0
+    assert "Data and pipelines are up to date." in again.stdout
+    assert "Running stage" not in again.stdout
+    assert (repo / "pipelines/dvc.lock").read_text() == lock
+    info = json.loads((repo / f"pipelines/out/{model}/train_info.json").read_text())
+    assert info["device"] == "cpu" and info["learner"] == "hist_gradient_boosting"  # no GPU on this machine
+
+
+def test_a_param_change_reruns_only_what_depends_on_it(repo: Path) -> None:
+    model = first_model(repo)
+    params = yaml.safe_load((repo / "pipelines/params.yaml").read_text())
+    params["models"][model]["train"]["max_iter"] = 50
+    (repo / "pipelines/params.yaml").write_text(yaml.safe_dump(params))
+    proc = dvc_repro(repo)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Running stage 'pipelines/dvc.yaml:train@{model}'" in proc.stdout
+    assert f"Running stage 'pipelines/dvc.yaml:ingest@{model}'" not in proc.stdout
+
+
+def _register(repo: Path, **env: str) -> dict[str, Any]:
+    proc = mlops_in(repo, "register", "--output", "json", **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def _check_version(uri: str, model: str, version: int, repo: Path) -> None:
+    import mlflow
+    from mlops_gitops.lineage import sha256_file, sha256_tree
+
+    mv = client(uri).get_model_version(model, str(version))
+    assert set(mv.tags) >= LINEAGE_TAGS, LINEAGE_TAGS - set(mv.tags)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    assert mv.tags["mlops.git.commit"] == commit
+    assert mv.tags["mlops.dvc.lock_sha256"] == sha256_file(repo / "pipelines/dvc.lock")
+    data = json.loads(mv.tags["mlops.data"])
+    assert f"pipelines/data/{model}/raw.csv" in data and f"pipelines/data/{model}/test.csv" in data
+    assert json.loads(mv.tags["mlops.metrics"]) == json.loads(
+        (repo / f"pipelines/out/{model}/metrics.json").read_text()
+    )
+    assert mv.tags["mlops.device"] == "cpu"
+    assert "mlflow" in json.loads(mv.tags["mlops.packages"])
+    mlflow.set_tracking_uri(uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(repo / "download"))
+    assert sha256_tree(Path(local)) == mv.tags["mlops.artifact_sha256"]
+    mlmodel = yaml.safe_load((Path(local) / "MLmodel").read_text())
+    assert "signature" in mlmodel and "inputs" in mlmodel["signature"]
+    assert (Path(local) / "input_example.json").is_file()
+    assert not any("stage" in key.lower() for key in mv.tags)  # aliases and tags, never stages
+
+
+def test_register_in_the_sqlite_default_is_idempotent(repo: Path) -> None:
+    model = first_model(repo)
+    first = _register(repo, MLOPS_RUNNER_LABELS='["self-hosted", "linux", "gpu"]')
+    assert [(v["model"], v["version"], v["result"]) for v in first["versions"]] == [(model, 1, "registered")]
+    uri = first["registry"]
+    assert uri == f"sqlite:///{repo.resolve() / 'mlflow.db'}"
+    _check_version(uri, model, 1, repo)
+    assert (
+        client(uri).get_model_version(model, "1").tags["mlops.runner.labels"]
+        == '["self-hosted", "linux", "gpu"]'
+    )
+    again = _register(repo)
+    assert [(v["version"], v["result"]) for v in again["versions"]] == [(1, "unchanged")]
+    assert len(client(uri).search_model_versions(f"name = '{model}'")) == 1
+    assert (repo / "mlruns").is_dir()  # artifacts beside the sqlite file, both git-ignored
+    ignored = subprocess.run(
+        ["git", "check-ignore", "mlflow.db", "mlruns"], cwd=repo, capture_output=True, text=True
+    )
+    assert ignored.stdout.split() == ["mlflow.db", "mlruns"]
+
+
+def test_register_against_a_real_mlflow_server(repo: Path, tmp_path: Path) -> None:
+    model = first_model(repo)
+    with mlflow_server(tmp_path / "server") as url:
+        result = _register(repo, MLFLOW_TRACKING_URI=url)
+        assert result["registry"] == url
+        assert [(v["version"], v["result"]) for v in result["versions"]] == [(1, "registered")]
+        _check_version(url, model, 1, repo)
+        assert [
+            (v["version"], v["result"]) for v in _register(repo, MLFLOW_TRACKING_URI=url)["versions"]
+        ] == [(1, "unchanged")]
+    assert not (repo / "mlflow.db").exists()
+
+
+def test_unreachable_registry_is_one_line_and_exit_2(repo: Path) -> None:
+    proc = mlops_in(repo, "register", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: registry http://127.0.0.1:")
+    assert "Traceback" not in proc.stderr
+
+
+def test_register_without_pipeline_output_says_what_to_run(tmp_path: Path) -> None:
+    repo = sandbox(tmp_path / "fresh")
+    proc = mlops_in(repo, "register")
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "error: no trained model found under pipelines/out/ (expected `make train` to have run)"
+    )
+    proc = mlops_in(repo, "register", "ghost")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: model 'ghost': not defined")
+
+
+def test_champion_challenger_report(repo: Path) -> None:
+    model = first_model(repo)
+    uri = _register(repo)["registry"]
+    # v1 alone: no baseline exists yet, so it is judged against the thresholds
+    proc = mlops_in(repo, "report", model, "--candidate", "1", "--baseline", "production", "--output", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first = json.loads(proc.stdout)
+    assert first["passed"] is True and first["baseline"] is None
+    assert "no version of" in first["note"]
+    out = Path(first["directory"])
+    for png in ("roc.png", "pr.png", "confusion.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert "judged against the thresholds alone" in (out / "report.md").read_text()
+    client(uri).set_registered_model_alias(model, "production", "1")
+
+    # a weaker challenger: fewer boosting rounds, registered as v2, must lose against production
+    params = yaml.safe_load((repo / "pipelines/params.yaml").read_text())
+    params["models"][model]["train"].update(max_iter=3, learning_rate=0.01)
+    (repo / "pipelines/params.yaml").write_text(yaml.safe_dump(params))
+    assert dvc_repro(repo).returncode == 0
+    assert [v["version"] for v in _register(repo)["versions"]] == [2]
+    proc = mlops_in(repo, "report", model, "--candidate", "2", "--baseline", "production")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        f"### Champion/challenger: `{model}` v2 against baseline v1 (`@production`): ❌ **failed**"
+        in proc.stdout
+    )
+    assert "| roc_auc | no drop under baseline" in proc.stdout and "**FAIL**" in proc.stdout
+    tags = client(uri).get_model_version(model, "2").tags
+    assert tags["mlops.report.passed"] == "false" and tags["mlops.report.baseline"] == "1"
+    assert client(uri).get_model_version(model, "1").tags["mlops.report.passed"] == "true"
+
+
+def test_register_report_flag_fails_the_job_on_a_failing_report(repo: Path) -> None:
+    model = first_model(repo)
+    definition = repo / f"models/{model}/model.yaml"
+    definition.write_text(definition.read_text().replace("roc_auc: {min: 0.75}", "roc_auc: {min: 0.99}"))
+    summary = repo / "summary.md"
+    proc = mlops_in(repo, "register", "--report", GITHUB_STEP_SUMMARY=str(summary))
+    assert proc.returncode == 1
+    assert f"champion/challenger report failed for {model} v1" in proc.stderr
+    assert "| roc_auc | >= 0.99 | **FAIL** |" in summary.read_text()
