@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -42,7 +43,7 @@ def test_pr_workflow_runs_every_job_under_act(tmp_path: Path) -> None:
     results, log = run_act(
         repo, "pull_request", ".github/workflows/pr.yml", FIXTURES / "events" / "pull_request.json"
     )
-    assert results == {"lint": "success", "validate": "success", "test": "success"}, log
+    assert results == {"config": "success", "lint": "success", "validate": "success", "test": "success"}, log
     assert "all valid; " in log  # mlops validate really ran
     assert re.search(r"\d+ passed", log)  # and so did the test suite
 
@@ -69,3 +70,41 @@ def test_pr_workflow_fails_on_an_invalid_manifest(tmp_path: Path) -> None:
     )
     assert results["validate"] == "failure", log
     assert 'version: got string "latest"' in log
+
+
+@pytest.mark.act
+def test_train_workflow_runs_on_the_gpu_labels_and_registers(tmp_path: Path) -> None:
+    """train.yml under act: the config job reads the GPU labels from mlops.yaml, the train job
+    runs on them (mapped to this host: there is no GPU runner here), trains, registers, reports."""
+    from mlflow import MlflowClient
+
+    repo = sandbox(tmp_path / "repo")
+    labels = yaml.safe_load((repo / "mlops.yaml").read_text())["runners"]["gpu"]
+    # act removes its working copy after the job: the registry lives outside it, set the way a
+    # team sets it on GitHub (the repository variable MLFLOW_TRACKING_URI).
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    results, log = run_act(
+        repo,
+        "workflow_dispatch",
+        ".github/workflows/train.yml",
+        FIXTURES / "events" / "workflow_dispatch.json",
+        "--var",
+        f"MLFLOW_TRACKING_URI={uri}",
+    )
+    assert results == {"config": "success", "train": "success"}, log
+    assert "Running stage 'pipelines/dvc.yaml:train@" in log
+    assert "✅ **passed**" in log  # the report went to the job summary
+    assert f"registry {uri}" in log
+    client = MlflowClient(uri)
+    (version,) = client.search_model_versions("")
+    assert json.loads(version.tags["mlops.runner.labels"]) == labels
+    assert version.tags["mlops.report.passed"] == "true"
+
+
+def test_train_workflow_keeps_fork_pull_requests_off_gpu_runners() -> None:
+    doc = yaml.safe_load((ROOT / ".github/workflows/train.yml").read_text())
+    triggers = doc[True] if True in doc else doc["on"]  # PyYAML reads the key `on` as True
+    assert "pull_request" not in triggers and "pull_request_target" not in triggers
+    guard = doc["jobs"]["train"]["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in guard
+    assert doc["jobs"]["train"]["runs-on"] == "${{ fromJSON(needs.config.outputs.gpu_labels) }}"
