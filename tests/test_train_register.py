@@ -19,6 +19,8 @@ from .conftest import base_env
 from .mlflow_server import free_port, mlflow_server
 from .workflows import BIN, sandbox
 
+pytestmark = pytest.mark.slow
+
 LINEAGE_TAGS = {
     "mlops.git.commit",
     "mlops.git.branch",

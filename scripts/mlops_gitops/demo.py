@@ -98,6 +98,7 @@ class Demo:
             )
 
     def lifecycle(self) -> None:
+        assert self.project is not None
         mlops = [sys.executable, "-m", "mlops_gitops.cli"]
         self.run("validate mlops.yaml, models and manifests", [*mlops, "validate"], result=r"(all valid.*)")
         self.run(
@@ -108,9 +109,35 @@ class Demo:
         )
         self.run("list the models", [*mlops, "model", "list"], show=True, result=r"(?!)")
         self.run(
-            "run the generated repository's own checks (make test)",
-            ["make", "test"],
+            "lint, types and fast tests of the generated repository",
+            ["make", "lint", "typecheck", "unit", "PYTEST_ARGS=-m 'not slow and not act'"],
             result=r"=+ (\d+ passed[^=]*) =+",
+        )
+        self.run(
+            "train: dvc repro (ingest, prepare, train, evaluate)",
+            ["make", "train"],
+            result=r"(Use `dvc push`.*|Data and pipelines are up to date\.)",
+        )
+        self.run(
+            "train again: nothing changed, so nothing runs",
+            ["make", "train"],
+            result=r"(Data and pipelines are up to date\.)",
+        )
+        self.run(
+            "register in MLflow with lineage; report against production",
+            [*mlops, "register", "--report"],
+            show=True,
+            result=r"\b(registered|unchanged)\b",
+        )
+        self.run(
+            "register the same run again: no new version",
+            [*mlops, "register"],
+            result=r"\b(registered|unchanged)\b",
+        )
+        report = self.project / "reports" / DEMO_ANSWERS["model_name"] / "v1" / "report.md"
+        console.print(report.read_text(), markup=False, highlight=False)
+        self.steps.append(
+            Step("champion/challenger report (markdown + ROC, PR, confusion PNGs)", 0.0, str(report.parent))
         )
 
     def summary(self) -> None:
