@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := true
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint typecheck unit train validate ci-config register act-pr act-train lock clean distclean
+.PHONY: help install demo test lint typecheck unit train validate ci-config register act-pr act-train bench-register lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -66,6 +66,9 @@ act-pr: install ## run .github/workflows/pr.yml locally under act (host mode)
 
 act-train: install ## run .github/workflows/train.yml locally under act, GPU labels mapped to this host
 	$(BIN)/act workflow_dispatch -W .github/workflows/train.yml -e tests/fixtures/events/workflow_dispatch.json
+
+bench-register: install ## benchmark: dvc repro + mlops register, against bare MLflow
+	$(BIN)/python -m benchmarks.bench_register
 
 lock: install ## refresh constraints.txt from the environment
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new
