@@ -37,27 +37,43 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    t_import, _ = timed(lambda: __import__("mlflow.sklearn") and __import__("skops.io") and __import__("pandas"))
+    modules = ("mlflow.sklearn", "skops.io", "pandas")
+    t_import, _ = timed(lambda: [__import__(name) for name in modules])
     import joblib
     import mlflow
     import pandas as pd
     import skops.io
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
-
     from mlops_gitops.config import load_repo
     from mlops_gitops.registry import Registry
+
     from tests.workflows import sandbox
 
     work = Path(tempfile.mkdtemp(prefix="bench-register-"))
     repo = sandbox(work / "repo")
-    env = {**os.environ, "PYTHONPATH": str(repo / "scripts"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    t_repro, proc = timed(lambda: subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro",
-                                                  "pipelines/dvc.yaml"], cwd=repo, env=env, capture_output=True))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo / "scripts"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    t_repro, proc = timed(
+        lambda: subprocess.run(
+            [str(Path(sys.executable).parent / "dvc"), "repro", "pipelines/dvc.yaml"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+        )
+    )
     assert proc.returncode == 0, proc.stderr
-    t_noop, _ = timed(lambda: subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro",
-                                              "pipelines/dvc.yaml"], cwd=repo, env=env, capture_output=True))
+    t_noop, _ = timed(
+        lambda: subprocess.run(
+            [str(Path(sys.executable).parent / "dvc"), "repro", "pipelines/dvc.yaml"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+        )
+    )
     config = load_repo(repo)
     model = sorted(config.models)[0]
     estimator = joblib.load(repo / f"pipelines/out/{model}/model.joblib")
@@ -83,10 +99,13 @@ def main() -> None:
             example = features.head(5)
             with mlflow.start_run(experiment_id=exp):
                 info = mlflow.sklearn.log_model(
-                    estimator, name="model", input_example=example,
+                    estimator,
+                    name="model",
+                    input_example=example,
                     signature=infer_signature(example, estimator.predict_proba(example)),
                     pip_requirements=["scikit-learn", "pandas", "numpy", "skops"],
-                    skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(estimator)))
+                    skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(estimator)),
+                )
             client.create_registered_model(model)
             client.create_model_version(model, info.model_uri, model_id=info.model_id)
 

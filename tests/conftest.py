@@ -60,8 +60,8 @@ def run_mlops(*args: str, cwd: Path, check: bool = False) -> subprocess.Complete
     return proc
 
 
-def instance_files(root: Path = ROOT) -> list[str]:
-    """The files a generated repository holds: git's files minus the template-only ones."""
+def git_files(root: Path = ROOT) -> list[str]:
+    """The files git tracks or would track (untracked but not ignored) under root."""
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=root,
@@ -69,7 +69,12 @@ def instance_files(root: Path = ROOT) -> list[str]:
         text=True,
         check=True,
     ).stdout
-    files = sorted(p for p in out.split("\0") if p and (root / p).is_file())
+    return sorted(p for p in out.split("\0") if p and (root / p).is_file())
+
+
+def instance_files(root: Path = ROOT) -> list[str]:
+    """The files a generated repository holds: git's files minus the template-only ones."""
+    files = git_files(root)
     template_json = root / "cookiecutter.json"
     if not template_json.is_file():
         return files

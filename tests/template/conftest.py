@@ -9,21 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT, base_env, copy_files, git_commit_all
+from ..conftest import ROOT, base_env, copy_files, git_commit_all, git_files
 
 BIN = Path(sys.executable).parent
 TEMPLATE_ONLY: list[str] = json.loads((ROOT / "cookiecutter.json").read_text())["_template_only"]
-
-
-def all_files(root: Path = ROOT) -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return sorted(p for p in out.split("\0") if p and (root / p).is_file())
 
 
 def bake(
@@ -59,7 +48,7 @@ def generated_files(project: Path) -> list[str]:
 
 def template_snapshot(dest: Path) -> Path:
     """This template as a git repository of its own (the working tree, committed)."""
-    copy_files(all_files(), ROOT, dest)
+    copy_files(git_files(), ROOT, dest)
     git_commit_all(dest, "template snapshot")
     return dest
 
