@@ -14,19 +14,24 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := true
 PYTEST_ARGS ?=
+# The real OPA engine (Go library) for `mlops check` / `mlops policy test`. Its metadata says
+# Python >=3.14 but the wheel works on 3.11+ (seen working): installed without its resolver
+# checks, and part of the install stamp so existing environments pick it up.
+OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install demo test lint typecheck unit train validate ci-config register act-pr act-train bench-register lock clean distclean
+.PHONY: help install demo test lint typecheck unit train policy validate ci-config register act-pr act-train bench-register lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 install: ## create $(VENV) and install the pinned tool set (re-runs only when constraints.txt changes)
-	@want=$$(sha256sum constraints.txt | cut -c1-16); \
+	@want=$$( (cat constraints.txt; echo "$(OPA_BINDINGS)") | sha256sum | cut -c1-16); \
 	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
 	  $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed, found " + sys.version.split()[0] + " (set PYTHON=python3.x)")'; \
 	  echo "installing the pinned tool set into $(VENV) (about 2 minutes the first time)"; \
 	  $(PYTHON) -m venv $(VENV); \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python $(OPA_BINDINGS); \
 	  echo "$$want" > $(STAMP); \
 	fi
 
@@ -51,6 +56,10 @@ unit: install ## pytest (PYTEST_ARGS passes options)
 
 train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
 	$(BIN)/dvc repro pipelines/dvc.yaml
+
+policy: install ## Rego policy tests (like conftest verify), then the policies over manifests and workflows
+	$(BIN)/mlops policy test
+	$(BIN)/mlops check
 
 validate: install ## check mlops.yaml, models and manifests
 	$(BIN)/mlops validate

@@ -48,7 +48,14 @@ def test_pr_workflow_runs_every_job_under_act(tmp_path: Path) -> None:
         FIXTURES / "events" / "pull_request.json",
         env={"PYTEST_ARGS": "-m 'not slow'"},
     )
-    assert results == {"config": "success", "lint": "success", "validate": "success", "test": "success"}, log
+    assert results == {
+        "config": "success",
+        "lint": "success",
+        "validate": "success",
+        "policy": "success",
+        "test": "success",
+    }, log
+    assert re.search(r"(\d+) tests, \1 passed, 0 failed", log)  # mlops policy test really ran
     assert "all valid; " in log  # mlops validate really ran
     assert re.search(r"\d+ passed", log)  # and so did the test suite
 

@@ -331,5 +331,161 @@ def report(
         sys.exit(int(ExitCode.FAILED))
 
 
+CHECK_FORMATS = ("table", "json", "junit", "github", "sarif")
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--policy",
+    "-p",
+    "policy_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Policy directory (repeatable; default: policies/).",
+)
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, help="Namespace or glob (with FILES; default main)."
+)
+@click.option("--all-namespaces", is_flag=True, help="Evaluate every namespace (with FILES).")
+@click.option(
+    "--data",
+    "-d",
+    "data_files",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="YAML/JSON data, merged into data.* (repeatable).",
+)
+@click.option("--output", "-o", "fmt", type=click.Choice(CHECK_FORMATS), default="table", show_default=True)
+@click.option("--fail-on-warn", is_flag=True, help="Exit 1 on warnings only, 2 on failures (as conftest).")
+@click.option("--no-fail", is_flag=True, help="Always exit 0.")
+@click.pass_context
+def check(
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    policy_dirs: tuple[Path, ...],
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    data_files: tuple[Path, ...],
+    fmt: str,
+    fail_on_warn: bool,
+    no_fail: bool,
+) -> None:
+    """Evaluate the Rego policies, with conftest's conventions and exit codes.
+
+    Without FILES: every manifest (environments/*/*.yaml) against the `manifests`
+    namespace and every workflow (.github/workflows/*.yml) against `workflows`. With
+    FILES: those files against --namespace (default main) or --all-namespaces, as
+    `conftest test`. Uses the real conftest when it is on PATH, else the embedded OPA.
+    """
+    import shutil
+
+    from . import policy, yamlio
+
+    try:
+        root = _root(ctx)
+    except MlopsError:
+        if not (files and policy_dirs):
+            raise
+        root = Path.cwd()  # FILES and --policy: usable anywhere, like conftest
+    dirs = list(policy_dirs) or [root / "policies"]
+    data: dict[str, Any] = {}
+    for data_file in data_files:
+        loaded = yamlio.loads_data(data_file.read_text(), str(data_file))
+        if isinstance(loaded, dict):
+            data.update(loaded)
+    if files:
+        groups = [([str(f) for f in files], list(namespaces), all_namespaces)]
+    else:
+        manifests = sorted(str(p.relative_to(root)) for p in (root / "environments").glob("*/*.yaml"))
+        workflows = sorted(str(p.relative_to(root)) for p in (root / ".github/workflows").glob("*.y*ml"))
+        groups = [(manifests, ["manifests"], False), (workflows, ["workflows"], False)]
+    results: list[policy.FileResult] = []
+    binary = shutil.which("conftest")
+    policy_files = policy.load_policies(dirs, root)
+    for names, wanted, every in groups:
+        if binary:
+            results += policy.conftest_test(binary, dirs, names, wanted, every, list(data_files))
+            continue
+        inputs = [
+            (name, yamlio.loads_data((root / name).read_text(encoding="utf-8"), name)) for name in names
+        ]
+        selected = policy.select_namespaces(policy_files, wanted, every)
+        results += policy.evaluate(policy_files, inputs, selected, data)
+    code = policy.exit_code(results, fail_on_warn, no_fail)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(policy.to_conftest_json(results), indent=2) + "\n")
+    elif fmt == "github":
+        sys.stdout.write(policy.to_github(results) + "\n")
+    elif fmt == "junit":
+        sys.stdout.write(policy.to_junit(results))
+    elif fmt == "sarif":
+        sys.stdout.write(json.dumps(policy.to_sarif(results), indent=2) + "\n")
+    else:
+        rows = [(r.filename, r.namespace, f.kind.upper(), f.rule, f.msg) for r in results for f in r.findings]
+        if rows:
+            output.table("policy findings", ["file", "namespace", "result", "rule", "message"], rows)
+    counts = {k: sum(len(r.of(k)) for r in results) for k in ("failure", "warning", "exception")}
+    tests = sum(r.successes + len(r.findings) for r in results)
+    output.stderr.print(
+        f"{tests} tests, {tests - sum(counts.values())} passed, {counts['warning']} warnings, "
+        f"{counts['failure']} failures, {counts['exception']} exceptions "
+        f"({'conftest' if binary else 'embedded OPA'})",
+        highlight=False,
+    )
+    sys.exit(code)
+
+
+@main.group("policy")
+def policy_group() -> None:
+    """The Rego policies in policies/: run their tests."""
+
+
+@policy_group.command("test")
+@click.option(
+    "--policy",
+    "-p",
+    "policy_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Policy directory (repeatable; default: policies/).",
+)
+@output_option
+@click.pass_context
+def policy_test(ctx: click.Context, policy_dirs: tuple[Path, ...], fmt: str) -> None:
+    """Run every `test_*` rule in the *_test.rego files, like `conftest verify`. Exit 1 on a failure."""
+    from . import policy
+
+    root = _root(ctx)
+    files = policy.load_policies(list(policy_dirs) or [root / "policies"], root)
+    outcomes = policy.verify(files)
+    failed = [f"{pkg}.{name}" for pkg, name, ok in outcomes if not ok]
+    untested = sorted(
+        {f.package for f in files if not f.is_test} - {p.removesuffix("_test") for p, _, _ in outcomes}
+    )
+    if fmt == "json":
+        output.emit_json(
+            "PolicyTestResult",
+            {
+                "tests": [{"package": p, "rule": n, "passed": ok} for p, n, ok in outcomes],
+                "failed": failed,
+                "untested_packages": untested,
+            },
+        )
+    else:
+        output.table(
+            "policy tests",
+            ["package", "test", "result"],
+            [(p, n, "PASS" if ok else "FAIL") for p, n, ok in outcomes],
+        )
+        output.stderr.print(
+            f"{len(outcomes)} tests, {len(outcomes) - len(failed)} passed, {len(failed)} failed"
+            + (f"; packages without tests: {', '.join(untested)}" if untested else ""),
+            highlight=False,
+        )
+    if failed or untested:
+        sys.exit(int(ExitCode.FAILED))
+
+
 if __name__ == "__main__":
     main()

@@ -134,7 +134,8 @@ class Demo:
             [*mlops, "register"],
             result=r"\b(registered|unchanged)\b",
         )
-        report = self.project / "reports" / DEMO_ANSWERS["model_name"] / "v1" / "report.md"
+        # the first model the pipeline trains (the demo's own answer, or a cloned repo's first model)
+        report = sorted((self.project / "reports").glob("*/v*/report.md"))[0]
         console.print(report.read_text(), markup=False, highlight=False)
         self.steps.append(
             Step("champion/challenger report (markdown + ROC, PR, confusion PNGs)", 0.0, str(report.parent))

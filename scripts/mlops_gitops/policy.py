@@ -1,0 +1,337 @@
+"""A conftest-compatible policy runner.
+
+Same files, same semantics as `conftest test` / `conftest verify`: Rego v1 policies in a
+directory, rules named `deny`, `violation` and `warn` (optionally suffixed, e.g.
+`deny_unpinned_version`), returning strings or objects with `msg`; `exception` rules that
+exempt suffixed rules by name ("" exempts the unsuffixed ones); namespaces selected by name
+or glob; `test_*` rules run as tests. The engine is the real `conftest` binary when one is
+on PATH, else OPA itself, embedded (opa-golib-python-bindings).
+
+Exit codes as conftest: 1 on any failure; with fail_on_warn 0 clean, 1 warnings only,
+2 failures.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MlopsError
+
+RULE = re.compile(r"^(deny|violation|warn)(?:_([A-Za-z0-9_]+))?$")
+PACKAGE = re.compile(r"^\s*package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
+
+
+class PolicyError(MlopsError):
+    """A policy that does not compile or cannot be evaluated: OPA's message, file and line."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # failure | warning | exception
+    rule: str  # e.g. deny_unpinned_version
+    msg: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FileResult:
+    filename: str
+    namespace: str
+    successes: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    path: Path
+    display: str
+    package: str
+    source: str
+
+    @property
+    def is_test(self) -> bool:
+        return self.path.name.endswith("_test.rego")
+
+
+def load_policies(paths: Sequence[Path], root: Path | None = None) -> list[PolicyFile]:
+    files: list[PolicyFile] = []
+    for base in paths:
+        if not base.exists():
+            raise MlopsError(f"{base}: no such policy directory (expected a directory of .rego files)")
+        found = sorted(base.rglob("*.rego")) if base.is_dir() else [base]
+        for path in found:
+            source = path.read_text(encoding="utf-8")
+            match = PACKAGE.search(source)
+            display = path.relative_to(root).as_posix() if root and path.is_relative_to(root) else str(path)
+            if not match:
+                raise PolicyError(f"{display}:1: no package declaration (expected `package <name>`)")
+            files.append(PolicyFile(path, display, match.group(1), source))
+    if not files:
+        raise MlopsError(f"{', '.join(map(str, paths))}: no .rego files (expected policies)")
+    return files
+
+
+def select_namespaces(
+    files: Iterable[PolicyFile], patterns: Sequence[str], all_namespaces: bool
+) -> list[str]:
+    """Namespaces to evaluate: all, or those matching the names/globs (conftest's default: main)."""
+    packages = sorted({f.package for f in files if not f.is_test})
+    if all_namespaces:
+        return packages
+    wanted = patterns or ["main"]
+    return [p for p in packages if any(fnmatch.fnmatchcase(p, pattern) for pattern in wanted)]
+
+
+def _message(value: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(value, str):
+        return value, {}
+    if isinstance(value, dict) and isinstance(value.get("msg"), str):
+        return value["msg"], {k: v for k, v in value.items() if k != "msg"}
+    return json.dumps(value, sort_keys=True), {}
+
+
+def _exempted(exceptions: Any) -> set[str]:
+    names: set[str] = set()
+    for entry in exceptions or []:
+        if isinstance(entry, list):
+            names.update(str(name) for name in entry)
+        elif isinstance(entry, str):
+            names.add(entry)
+    return names
+
+
+def results_for(namespace: str, document: dict[str, Any], filename: str) -> FileResult:
+    """Turn one evaluated package document into conftest's per-file result."""
+    result = FileResult(filename, namespace)
+    exempt = _exempted(document.get("exception"))
+    for rule, values in sorted(document.items()):
+        match = RULE.match(rule)
+        if not match or not isinstance(values, list | set):
+            continue
+        kind = "warning" if match.group(1) == "warn" else "failure"
+        suffix = match.group(2) or ""
+        if kind == "failure" and suffix in exempt:
+            kind = "exception"
+        if not values:
+            result.successes += 1
+        for value in sorted(values, key=lambda v: json.dumps(v, sort_keys=True)):
+            msg, metadata = _message(value)
+            result.findings.append(Finding(kind, rule, msg, metadata))
+    return result
+
+
+class EmbeddedOpa:
+    """OPA itself (the Go library), loaded with every policy file once."""
+
+    def __init__(self, files: Sequence[PolicyFile], data: dict[str, Any] | None = None):
+        try:
+            from opa_bindings.engine import OpaEngine, OpaError
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise MlopsError(
+                f"the embedded OPA engine is not installed ({exc}); run `make install`"
+            ) from None
+        self._error = OpaError
+        self.engine = OpaEngine()
+        try:
+            for policy in files:
+                self.engine.add_policy(policy.display, policy.source)
+            if data:
+                self.engine.add_data(data)
+            self.engine.eval_query("x := 1")  # compiles everything now: errors name file and line
+        except OpaError as exc:
+            self.close()
+            raise PolicyError(_opa_message(exc)) from None
+
+    def query(self, query: str, input: Any = None, coverage: bool = False) -> list[dict[str, Any]]:
+        try:
+            result: list[dict[str, Any]] = self.engine.eval_query(query, input=input, coverage=coverage)
+            return result
+        except self._error as exc:
+            raise PolicyError(_opa_message(exc)) from None
+
+    def package(self, namespace: str, input: Any) -> dict[str, Any]:
+        rows = self.query(f"x := data.{namespace}", input)
+        return rows[0]["x"] if rows and isinstance(rows[0].get("x"), dict) else {}
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> EmbeddedOpa:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _opa_message(exc: Exception) -> str:
+    """OPA's first located error (`file.rego:LINE: rego_..._error: ...`), and how many there are."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    located = [m.group(1) for line in lines if (m := re.search(r"(\S+\.rego:\d+: .*)", line))]
+    if not located:
+        return lines[0] if lines else "OPA error"
+    more = f" (and {len(located) - 1} more)" if len(located) > 1 else ""
+    return located[0] + more
+
+
+def evaluate(
+    files: Sequence[PolicyFile],
+    inputs: Sequence[tuple[str, Any]],
+    namespaces: Sequence[str],
+    data: dict[str, Any] | None = None,
+) -> list[FileResult]:
+    """Every namespace over every input: conftest test semantics."""
+    results = []
+    with EmbeddedOpa([f for f in files if not f.is_test], data) as opa:
+        for filename, document in inputs:
+            for namespace in namespaces:
+                results.append(results_for(namespace, opa.package(namespace, document), filename))
+    return results
+
+
+def exit_code(results: Sequence[FileResult], fail_on_warn: bool = False, no_fail: bool = False) -> int:
+    failures = any(r.of("failure") for r in results)
+    warnings = any(r.of("warning") for r in results)
+    if no_fail:
+        return 0
+    if fail_on_warn:
+        return 2 if failures else (1 if warnings else 0)
+    return 1 if failures else 0
+
+
+def verify(files: Sequence[PolicyFile], data: dict[str, Any] | None = None) -> list[tuple[str, str, bool]]:
+    """Run every `test_*` rule of the *_test.rego files, like `conftest verify`: (package, rule, passed)."""
+    outcomes = []
+    with EmbeddedOpa(files, data) as opa:
+        for policy in files:
+            if not policy.is_test:
+                continue
+            for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE):
+                rows = opa.query(f"x := data.{policy.package}.{name}")
+                outcomes.append((policy.package, name, bool(rows) and rows[0].get("x") is True))
+    return sorted(set(outcomes))
+
+
+def conftest_test(
+    binary: str,
+    policy_dirs: Sequence[Path],
+    files: Sequence[str],
+    namespaces: Sequence[str],
+    all_namespaces: bool,
+    data_files: Sequence[Path],
+) -> list[FileResult]:
+    """The real conftest, when one is installed: same files, its JSON result mapped to ours."""
+    import subprocess
+
+    cmd = [binary, "test", "--output", "json", "--no-fail"]
+    for directory in policy_dirs:
+        cmd += ["--policy", str(directory)]
+    for data_file in data_files:
+        cmd += ["--data", str(data_file)]
+    cmd += (
+        ["--all-namespaces"] if all_namespaces else [arg for ns in namespaces for arg in ("--namespace", ns)]
+    )
+    proc = subprocess.run([*cmd, *files], capture_output=True, text=True)
+    try:
+        reports = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise PolicyError(f"conftest: {(proc.stderr or proc.stdout).strip().splitlines()[0]}") from None
+    results = []
+    for report in reports:
+        result = FileResult(report["filename"], report.get("namespace", ""), int(report.get("successes", 0)))
+        for key, kind in (("failures", "failure"), ("warnings", "warning"), ("exceptions", "exception")):
+            for item in report.get(key) or []:
+                meta = dict(item.get("metadata") or {})
+                result.findings.append(
+                    Finding(kind, str(meta.pop("query", "")).split(".")[-1], item["msg"], meta)
+                )
+        results.append(result)
+    return results
+
+
+def to_conftest_json(results: Sequence[FileResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "filename": r.filename,
+            "namespace": r.namespace,
+            "successes": r.successes,
+            **{
+                key: [{"msg": f.msg, "metadata": {"rule": f.rule, **f.metadata}} for f in r.of(kind)]
+                for key, kind in (
+                    ("failures", "failure"),
+                    ("warnings", "warning"),
+                    ("exceptions", "exception"),
+                )
+            },
+        }
+        for r in results
+    ]
+
+
+def to_github(results: Sequence[FileResult]) -> str:
+    """Workflow commands: annotations on the files in a pull request."""
+    lines = []
+    for r in results:
+        for f in r.findings:
+            level = {"failure": "error", "warning": "warning", "exception": "notice"}[f.kind]
+            text = f.msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            lines.append(f"::{level} file={r.filename},title={r.namespace}.{f.rule}::{text}")
+    return "\n".join(lines)
+
+
+def to_junit(results: Sequence[FileResult]) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    cases = []
+    for r in results:
+        for f in r.findings:
+            body = (
+                f"<failure message={quoteattr(f.msg)}/>"
+                if f.kind == "failure"
+                else f"<skipped message={quoteattr(f.kind + ': ' + f.msg)}/>"
+            )
+            cases.append(
+                f"  <testcase classname={quoteattr(r.namespace)} "
+                f"name={quoteattr(r.filename + ': ' + f.rule)}>{body}</testcase>"
+            )
+        if not r.findings:
+            cases.append(f"  <testcase classname={quoteattr(r.namespace)} name={quoteattr(r.filename)}/>")
+    failures = sum(len(r.of("failure")) for r in results)
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="mlops check" tests="{len(cases)}" '
+        f'failures="{failures}">\n' + "\n".join(cases) + "\n</testsuite>\n"
+    )
+
+
+def to_sarif(results: Sequence[FileResult]) -> dict[str, Any]:
+    rules: dict[str, dict[str, Any]] = {}
+    found = []
+    for r in results:
+        for f in r.findings:
+            rule_id = f"{r.namespace}.{f.rule}"
+            rules.setdefault(
+                rule_id, {"id": rule_id, "shortDescription": {"text": f.metadata.get("title", rule_id)}}
+            )
+            found.append(
+                {
+                    "ruleId": rule_id,
+                    "level": {"failure": "error", "warning": "warning"}.get(f.kind, "note"),
+                    "message": {"text": f.msg},
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.filename}}}],
+                }
+            )
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {"tool": {"driver": {"name": "mlops check", "rules": list(rules.values())}}, "results": found}
+        ],
+    }

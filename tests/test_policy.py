@@ -1,0 +1,214 @@
+"""The policy runner: conftest's conventions on the real OPA engine, and the repo's policies."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import FIXTURES, ROOT, base_env, copy_files, instance_files, run_mlops, tree_digest
+
+CONVENTIONS = FIXTURES / "policies" / "conventions"
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    return copy_files(instance_files(), ROOT, tmp_path / "repo")
+
+
+def doc(tmp_path: Path, name: str, **fields: object) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+def check(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_mlops("check", "--policy", str(CONVENTIONS), *args, cwd=cwd)
+
+
+def test_policy_tests_of_this_repository_pass() -> None:
+    proc = run_mlops("policy", "test", "--output", "json", cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["failed"] == [] and result["untested_packages"] == []
+    packages = {t["package"] for t in result["tests"]}
+    assert {"manifests_test", "workflows_test"} <= packages
+    for package in packages:  # every package has allowed and denied cases
+        names = [t["rule"] for t in result["tests"] if t["package"] == package]
+        assert any(n.startswith("test_allow") for n in names) and any(
+            n.startswith("test_deny") for n in names
+        )
+
+
+def test_every_policy_package_has_metadata_and_tests() -> None:
+    for path in sorted((ROOT / "policies").rglob("*.rego")):
+        if path.name.endswith("_test.rego"):
+            continue
+        text = path.read_text()
+        block = re.match(r"# METADATA\n((?:#.*\n)+)package ", text)
+        assert block, f"{path}: no METADATA block before the package"
+        meta = yaml.safe_load("\n".join(line[2:] for line in block.group(1).splitlines()))
+        assert meta["title"] and meta["description"], path
+        assert meta["custom"]["severity"] in ("low", "medium", "high", "critical"), path
+        assert meta["custom"]["controls"], f"{path}: names no controls"
+        assert path.with_name(path.stem + "_test.rego").is_file(), f"{path}: no test file"
+
+
+def test_a_failing_policy_test_fails_the_run(checkout: Path) -> None:
+    test_file = checkout / "policies/manifests/manifests_test.rego"
+    test_file.write_text(test_file.read_text() + "\ntest_deny_always_wrong if {\n\t1 == 2\n}\n")
+    proc = run_mlops("policy", "test", cwd=checkout)
+    assert proc.returncode == 1
+    assert re.search(r"manifests_test\s*│\s*test_deny_always_wrong\s*│\s*FAIL", proc.stdout), proc.stdout
+
+
+def test_a_package_without_tests_fails_the_run(checkout: Path) -> None:
+    (checkout / "policies/workflows/workflows_test.rego").unlink()
+    proc = run_mlops("policy", "test", cwd=checkout)
+    assert proc.returncode == 1
+    assert "packages without tests: workflows" in proc.stderr
+
+
+def test_a_policy_that_does_not_compile_names_file_and_line(checkout: Path) -> None:
+    path = checkout / "policies/manifests/manifests.rego"
+    path.write_text(path.read_text().replace("total != 100", "total != "))
+    before = tree_digest(checkout)
+    proc = run_mlops("check", cwd=checkout)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert re.match(r"error: policies/manifests/manifests\.rego:\d+: rego_\w+_error: ", line), line
+    assert tree_digest(checkout) == before
+
+
+def test_this_repository_passes_its_own_policies(checkout: Path) -> None:
+    proc = run_mlops("check", "--output", "json", cwd=checkout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reports = json.loads(proc.stdout)
+    names = {(r["filename"], r["namespace"]) for r in reports}
+    manifests = {str(p.relative_to(checkout)) for p in (checkout / "environments").glob("*/*.yaml")}
+    assert {n for n, ns in names if ns == "manifests"} == manifests
+    assert (".github/workflows/train.yml", "workflows") in names
+    assert all(not r["failures"] for r in reports)
+
+
+def test_a_bad_manifest_and_a_bad_workflow_are_denied(checkout: Path) -> None:
+    manifest = next((checkout / "environments/staging").glob("*.yaml"))
+    manifest.write_text(manifest.read_text().replace("version: null", "version: latest"))
+    workflow = checkout / ".github/workflows/pr.yml"
+    workflow.write_text(re.sub(r"actions/checkout@[0-9a-f]{40}", "actions/checkout@v4", workflow.read_text()))
+    proc = run_mlops("check", "--output", "github", cwd=checkout)
+    assert proc.returncode == 1
+    assert (
+        f"::error file=environments/staging/{manifest.name},title=manifests.deny_unpinned_version::"
+        in proc.stdout
+    )
+    assert "version latest is not pinned" in proc.stdout
+    assert (
+        'title=workflows.deny_unpinned_action::workflow "pr": job "lint" uses actions/checkout@v4'
+        in proc.stdout
+    )
+
+
+def test_conftest_conventions(tmp_path: Path) -> None:
+    bad = doc(tmp_path, "bad.yaml", kind="bad")
+    proc = check(tmp_path, str(bad), "--output", "json")
+    assert proc.returncode == 1
+    (report,) = json.loads(proc.stdout)
+    assert report["namespace"] == "main"
+    assert sorted(f["msg"] for f in report["failures"]) == [
+        "a violation with metadata",
+        "plain deny",
+        "suffixed deny, exempted below",
+    ]
+    assert [w["msg"] for w in report["warnings"]] == ["style of bad"]
+    violation = next(f for f in report["failures"] if f["msg"] == "a violation with metadata")
+    assert violation["metadata"]["code"] == "V1"
+    # an exception exempts deny_foo by its suffix, and is counted apart
+    exempt = doc(tmp_path, "exempt.yaml", kind="bad", exempt=True)
+    (report,) = json.loads(check(tmp_path, str(exempt), "--output", "json").stdout)
+    assert [e["msg"] for e in report["exceptions"]] == ["suffixed deny, exempted below"]
+    assert "suffixed deny, exempted below" not in [f["msg"] for f in report["failures"]]
+
+
+def test_exit_codes_follow_conftest(tmp_path: Path) -> None:
+    good, meh, bad = (doc(tmp_path, f"{k}.yaml", kind=k) for k in ("good", "meh", "bad"))
+    assert check(tmp_path, str(good)).returncode == 0
+    assert check(tmp_path, str(meh)).returncode == 0
+    assert check(tmp_path, str(bad)).returncode == 1
+    assert check(tmp_path, str(good), "--fail-on-warn").returncode == 0
+    assert check(tmp_path, str(meh), "--fail-on-warn").returncode == 1
+    assert check(tmp_path, str(bad), "--fail-on-warn").returncode == 2
+    assert check(tmp_path, str(bad), "--no-fail").returncode == 0
+
+
+def test_namespaces_select_packages(tmp_path: Path) -> None:
+    bad = doc(tmp_path, "bad.yaml", kind="bad")
+    only_extra = json.loads(check(tmp_path, str(bad), "-n", "team.*", "-o", "json").stdout)
+    assert [(r["namespace"], [f["msg"] for f in r["failures"]]) for r in only_extra] == [
+        ("team.extra", ["extra namespace denies"])
+    ]
+    every = json.loads(check(tmp_path, str(bad), "--all-namespaces", "-o", "json").stdout)
+    assert sorted(r["namespace"] for r in every) == ["main", "team.extra"]
+
+
+def test_machine_formats(tmp_path: Path) -> None:
+    bad = doc(tmp_path, "bad.yaml", kind="bad")
+    junit = ET.fromstring(check(tmp_path, str(bad), "-o", "junit").stdout)
+    assert junit.tag == "testsuite" and junit.get("failures") == "3"
+    sarif = json.loads(check(tmp_path, str(bad), "-o", "sarif").stdout)
+    assert sarif["version"] == "2.1.0"
+    assert {r["level"] for r in sarif["runs"][0]["results"]} == {"error", "warning"}
+
+
+def test_the_real_conftest_is_used_when_on_path(tmp_path: Path) -> None:
+    """conftest itself cannot be installed here (no binary on any reachable registry): a stand-in
+    on PATH answers with conftest's JSON and records its arguments, to test the adapter."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    answer = [
+        {
+            "filename": "bad.yaml",
+            "namespace": "main",
+            "successes": 2,
+            "failures": [{"msg": "from conftest", "metadata": {"query": "data.main.deny"}}],
+        }
+    ]
+    (bin_dir / "conftest").write_text(f"#!/bin/sh\necho \"$@\" > {calls}\necho '{json.dumps(answer)}'\n")
+    (bin_dir / "conftest").chmod(0o755)
+    bad = doc(tmp_path, "bad.yaml", kind="bad")
+    env = {**base_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlops_gitops.cli",
+            "check",
+            "--policy",
+            str(CONVENTIONS),
+            str(bad),
+            "-n",
+            "main",
+            "-o",
+            "json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "(conftest)" in proc.stderr
+    assert json.loads(proc.stdout)[0]["failures"][0]["msg"] == "from conftest"
+    args = calls.read_text().split()
+    assert args[:4] == ["test", "--output", "json", "--no-fail"]
+    assert (
+        args[args.index("--policy") + 1] == str(CONVENTIONS) and args[args.index("--namespace") + 1] == "main"
+    )
