@@ -331,6 +331,71 @@ def report(
         sys.exit(int(ExitCode.FAILED))
 
 
+@main.command()
+@click.argument("model")
+@click.option("--to", "env", required=True, help="Environment whose manifest changes.")
+@click.option("--version", "version", type=int, default=None, help="Registered version to promote.")
+@click.option("--from", "source", default=None, help="Promote the version another environment runs.")
+@click.option("--reason", default="promotion", show_default=True, help="Why; goes into the commit and PR.")
+@click.option("--no-pr", is_flag=True, help="Commit on the branch but do not push or open a pull request.")
+@output_option
+@click.pass_context
+def promote(
+    ctx: click.Context,
+    model: str,
+    env: str,
+    version: int | None,
+    source: str | None,
+    reason: str,
+    no_pr: bool,
+    fmt: str,
+) -> None:
+    """Open the pull request that promotes a registered version of MODEL to an environment.
+
+    Edits environments/<env>/<MODEL>.yaml on the branch promote/<MODEL>-<env>-v<N> and
+    commits it. With `gh` installed and authenticated it pushes and opens the pull request;
+    otherwise it prints the exact command. An unknown model, environment or version is
+    refused and nothing changes. Policies judge the pull request (`mlops check`).
+    """
+    from . import promote as promotion
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    registry = Registry(repo)
+
+    def exists(name: str, number: int) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            registry.client.get_model_version(name, str(number))
+            return True
+        except MlflowException:
+            return False
+
+    result = promotion.promote(repo, exists, model, env, version, source, reason, open_pr=not no_pr)
+    if fmt == "json":
+        output.emit_json(
+            "Promotion",
+            {
+                "model": result.model,
+                "environment": result.environment,
+                "version": result.version,
+                "previous": result.previous,
+                "branch": result.branch,
+                "commit": result.commit,
+                "pull_request": result.pull_request,
+                "changed": result.changed,
+            },
+        )
+    else:
+        verb = "promoted" if result.changed else "already promoted"
+        output.stdout.print(
+            f"{verb}: {model} v{result.version} to {env} on branch {result.branch} ({result.commit[:8]})",
+            highlight=False,
+        )
+        output.stdout.print(f"pull request: {result.pull_request}", highlight=False)
+
+
 CHECK_FORMATS = ("table", "json", "junit", "github", "sarif")
 
 

@@ -1,0 +1,166 @@
+"""`mlops promote`: promotion is a pull request that edits one environment manifest.
+
+Checks first (model, environment, version in the registry), then edits
+environments/<env>/<model>.yaml on a new branch `promote/<model>-<env>-v<N>`, commits with
+a message naming model, version, environment and reason, and opens the pull request with
+`gh` when it is installed and authenticated, else prints the exact next step. Nothing is
+changed unless every check passes; a re-run with the same arguments converges.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import yamlio
+from .config import Repo
+from .errors import MlopsError
+from .gitinfo import git
+
+VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model: str
+    environment: str
+    version: int
+    previous: int | None
+    branch: str
+    commit: str
+    pull_request: str  # URL, or the command to run
+    changed: bool
+
+
+def resolve_version(repo: Repo, model: str, env: str, version: int | None, source: str | None) -> int:
+    if model not in repo.models:
+        raise MlopsError(f"model {model!r}: not defined (expected one of {', '.join(sorted(repo.models))})")
+    if env not in repo.environments:
+        raise MlopsError(f"environment {env!r}: not defined (expected one of {', '.join(repo.environments)})")
+    if (version is None) == (source is None):
+        raise MlopsError("promote: give exactly one of --version N or --from ENV")
+    if source is not None:
+        if source not in repo.environments:
+            raise MlopsError(
+                f"--from {source!r}: not an environment (expected one of {', '.join(repo.environments)})"
+            )
+        found = repo.manifests[(source, model)]["version"]
+        if found is None:
+            raise MlopsError(
+                f"environments/{source}/{model}.yaml: version is null (expected a version to promote)"
+            )
+        return int(found)
+    assert version is not None
+    return version
+
+
+def edit_manifest(text: str, version: int, display: str) -> str:
+    if len(VERSION_LINE.findall(text)) != 1:
+        raise MlopsError(f"{display}: expected exactly one top-level `version:` line to edit")
+    return VERSION_LINE.sub(f"version: {version}", text, count=1)
+
+
+def gh_available(root: Path) -> bool:
+    if shutil.which("gh") is None:
+        return False
+    return subprocess.run(["gh", "auth", "status"], cwd=root, capture_output=True).returncode == 0
+
+
+def promote(
+    repo: Repo,
+    registry_version_exists: Callable[[str, int], bool],
+    model: str,
+    env: str,
+    version: int | None,
+    source: str | None,
+    reason: str,
+    open_pr: bool = True,
+) -> Promotion:
+    number = resolve_version(repo, model, env, version, source)
+    if not registry_version_exists(model, number):
+        raise MlopsError(
+            f"{model} v{number}: not in the registry (expected a registered version; "
+            "see `mlops model list` and `mlops register`)"
+        )
+    path = repo.manifest_path(env, model)
+    display = path.relative_to(repo.root).as_posix()
+    previous = repo.manifests[(env, model)]["version"]
+    branch = f"promote/{model}-{env}-v{number}"
+    root = repo.root
+    if git(root, "status", "--porcelain", "--", display):
+        raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to promote from)")
+    current = git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    if current == branch or git(root, "branch", "--list", branch):
+        on_branch = git(root, "show", f"{branch}:{display}", check=False)
+        if re.search(rf"^version: {number}$", on_branch, re.MULTILINE):
+            commit = git(root, "rev-parse", branch)
+            return Promotion(
+                model,
+                env,
+                number,
+                previous,
+                branch,
+                commit,
+                next_step(branch, model, env, number),
+                changed=False,
+            )
+        raise MlopsError(
+            f"branch {branch}: exists with other content (expected to delete it or promote anew)"
+        )
+    if previous == number:
+        raise MlopsError(f"{display}: already at version {number} (nothing to promote)")
+    new_text = edit_manifest(path.read_text(encoding="utf-8"), number, display)
+    yamlio.loads(new_text, display)  # still valid YAML before anything is written
+    message = (
+        f"Promote {model} v{number} to {env}\n\n"
+        f"Model: {model}\nVersion: {number} (was {previous if previous is not None else 'none'})\n"
+        f"Environment: {env}\nReason: {reason}\n"
+    )
+    git(root, "switch", "--quiet", "-c", branch)
+    try:
+        yamlio.write_atomic(path, new_text)
+        git(root, "add", "--", display)
+        git(root, "commit", "--quiet", "-m", message)
+    except BaseException:
+        git(root, "checkout", "--quiet", "--", display, check=False)
+        git(root, "switch", "--quiet", current, check=False)
+        git(root, "branch", "--quiet", "-D", branch, check=False)
+        raise
+    commit = git(root, "rev-parse", "HEAD")
+    pull_request = next_step(branch, model, env, number)
+    if open_pr and gh_available(root):
+        pushed = subprocess.run(
+            ["git", "push", "--quiet", "-u", "origin", branch], cwd=root, capture_output=True, text=True
+        )
+        created = subprocess.run(
+            [
+                "gh",
+                "pr",
+                "create",
+                "--base",
+                current,
+                "--head",
+                branch,
+                "--title",
+                f"Promote {model} v{number} to {env}",
+                "--body",
+                message,
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        if pushed.returncode == 0 and created.returncode == 0:
+            pull_request = created.stdout.strip()
+    return Promotion(model, env, number, previous, branch, commit, pull_request, changed=True)
+
+
+def next_step(branch: str, model: str, env: str, version: int) -> str:
+    return (
+        f"git push -u origin {branch} && gh pr create --head {branch} "
+        f"--title 'Promote {model} v{version} to {env}' --fill"
+    )

@@ -1,0 +1,120 @@
+"""`mlops promote`: a branch and a commit editing one manifest, with real git and a real
+MLflow registry (sqlite). Versions are registered directly with MLflow's client, since what
+is promoted here is the number, not the artifact. GitHub itself (`gh pr create`) cannot be
+reached from here; without an authenticated `gh` the command prints the next step."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import run_mlops, tree_digest
+from .workflows import sandbox
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    from mlflow import MlflowClient
+
+    path = sandbox(tmp_path / "repo")
+    model = sorted(p.name for p in (path / "models").iterdir())[0]
+    client = MlflowClient(f"sqlite:///{path / 'mlflow.db'}")
+    client.create_registered_model(model)
+    for _ in range(2):
+        client.create_model_version(model, source=(tmp_path / "artifact").as_uri())
+    return path
+
+
+def model_of(repo: Path) -> str:
+    return sorted(p.name for p in (repo / "models").iterdir())[0]
+
+
+def state(repo: Path) -> tuple[dict[str, str], str, str]:
+    return tree_digest(repo), git(repo, "branch", "--list"), git(repo, "rev-parse", "HEAD")
+
+
+def test_promote_makes_a_branch_and_a_commit(repo: Path) -> None:
+    model = model_of(repo)
+    proc = run_mlops(
+        "promote",
+        model,
+        "--to",
+        "staging",
+        "--version",
+        "2",
+        "--reason",
+        "better recall",
+        "--output",
+        "json",
+        cwd=repo,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["branch"] == f"promote/{model}-staging-v2" and result["changed"] is True
+    assert result["pull_request"].startswith(f"git push -u origin promote/{model}-staging-v2 && gh pr create")
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == result["branch"]
+    manifest = yaml.safe_load((repo / f"environments/staging/{model}.yaml").read_text())
+    assert manifest["version"] == 2
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.startswith(f"Promote {model} v2 to staging")
+    assert "Version: 2 (was none)" in message and "Reason: better recall" in message
+    assert git(repo, "diff", "--name-only", "HEAD~1") == f"environments/staging/{model}.yaml"
+    assert run_mlops("validate", cwd=repo).returncode == 0
+    # the same promotion again converges: no new commit
+    again = run_mlops("promote", model, "--to", "staging", "--version", "2", "--output", "json", cwd=repo)
+    assert again.returncode == 0 and json.loads(again.stdout)["changed"] is False
+    assert git(repo, "rev-parse", "HEAD") == result["commit"]
+
+
+def test_promote_from_the_environment_below(repo: Path) -> None:
+    model = model_of(repo)
+    run_mlops("promote", model, "--to", "staging", "--version", "1", cwd=repo, check=True)
+    git(repo, "switch", "--quiet", "main")
+    git(repo, "merge", "--quiet", "--ff-only", f"promote/{model}-staging-v1")
+    proc = run_mlops(
+        "promote", model, "--to", "production", "--from", "staging", "--output", "json", cwd=repo
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["version"] == 1
+    assert yaml.safe_load((repo / f"environments/production/{model}.yaml").read_text())["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ghost", "--to", "staging", "--version", "1"], "error: model 'ghost': not defined"),
+        (["{model}", "--to", "qa", "--version", "1"], "error: environment 'qa': not defined"),
+        (["{model}", "--to", "staging", "--version", "99"], "error: {model} v99: not in the registry"),
+        (
+            ["{model}", "--to", "production", "--from", "staging"],
+            "error: environments/staging/{model}.yaml: version is null",
+        ),
+        (["{model}", "--to", "staging"], "error: promote: give exactly one of --version N or --from ENV"),
+    ],
+)
+def test_bad_promotions_are_refused_and_nothing_changes(repo: Path, args: list[str], message: str) -> None:
+    model = model_of(repo)
+    before = state(repo)
+    proc = run_mlops("promote", *[a.format(model=model) for a in args], cwd=repo)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(message.format(model=model)), proc.stderr
+    assert state(repo) == before
+
+
+def test_a_dirty_manifest_is_not_promoted(repo: Path) -> None:
+    model = model_of(repo)
+    path = repo / f"environments/staging/{model}.yaml"
+    path.write_text(path.read_text() + "# local edit\n")
+    before = state(repo)
+    proc = run_mlops("promote", model, "--to", "staging", "--version", "1", cwd=repo)
+    assert proc.returncode == 2
+    assert "has uncommitted changes" in proc.stderr
+    assert state(repo) == before
