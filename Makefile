@@ -67,8 +67,8 @@ validate: install ## check mlops.yaml, models and manifests
 ci-config: ## print python=… and gpu_labels=… from mlops.yaml (GITHUB_OUTPUT lines; needs only PyYAML)
 	@$(PYTHON) -m mlops_gitops.ciconfig
 
-register: install ## register every trained model in MLflow, with its champion/challenger report
-	$(BIN)/mlops register --report --baseline production $(MODELS)
+register: install ## register trained models in MLflow with their report (PROMOTE_TO=staging opens the PR)
+	$(BIN)/mlops register --report --baseline production $(if $(PROMOTE_TO),--promote-to $(PROMOTE_TO)) $(MODELS)
 
 act-pr: install ## run .github/workflows/pr.yml locally under act (host mode)
 	$(BIN)/act pull_request -W .github/workflows/pr.yml -e tests/fixtures/events/pull_request.json

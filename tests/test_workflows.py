@@ -111,6 +111,8 @@ def test_train_workflow_runs_on_the_gpu_labels_and_registers(tmp_path: Path) -> 
     (version,) = client.search_model_versions("")
     assert json.loads(version.tags["mlops.runner.labels"]) == labels
     assert version.tags["mlops.report.passed"] == "true"
+    # the passing version got its promotion to staging (no gh here: the next step is printed)
+    assert f"promotion of {version.name} v1: branch promote/{version.name}-staging-v1" in log
 
 
 def test_train_workflow_keeps_fork_pull_requests_off_gpu_runners() -> None:

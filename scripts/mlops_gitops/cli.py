@@ -195,9 +195,22 @@ def model_list(ctx: click.Context, fmt: str) -> None:
     help="Also write each version's champion/challenger report (exit 1 if one fails).",
 )
 @click.option("--baseline", default="production", show_default=True, help="Baseline for --report.")
+@click.option(
+    "--promote-to",
+    "promote_to",
+    default=None,
+    help="After a passing report, open the promotion pull request to this environment.",
+)
 @output_option
 @click.pass_context
-def register(ctx: click.Context, models: tuple[str, ...], with_report: bool, baseline: str, fmt: str) -> None:
+def register(
+    ctx: click.Context,
+    models: tuple[str, ...],
+    with_report: bool,
+    baseline: str,
+    promote_to: str | None,
+    fmt: str,
+) -> None:
     """Log the pipeline's trained MODELS to MLflow and register a version of each.
 
     Each version carries its lineage as `mlops.*` tags: git commit and dirty flag, branch,
@@ -206,7 +219,8 @@ def register(ctx: click.Context, models: tuple[str, ...], with_report: bool, bas
     returns the existing version. Without MODELS: every model the pipeline has trained.
     The registry is mlops.yaml's tracking_uri unless MLFLOW_TRACKING_URI is set.
     With --report, the report of each version against --baseline is written to
-    reports/<model>/v<N>/ (and to the job summary on GitHub Actions).
+    reports/<model>/v<N>/ (and to the job summary on GitHub Actions); with --promote-to,
+    a new version whose report passed gets its promotion pull request (`mlops promote`).
     """
     from .lineage import PipelineOutputs
     from .registry import Registry
@@ -241,6 +255,19 @@ def register(ctx: click.Context, models: tuple[str, ...], with_report: bool, bas
             row["report"] = {"passed": result.passed, "path": str(target / "report.md")}
             if not result.passed:
                 failed.append(f"{row['model']} v{row['version']}")
+            elif promote_to and row["result"] == "registered":
+                from .promote import promote as open_promotion
+
+                promoted = open_promotion(
+                    repo,
+                    lambda _m, _v: True,
+                    row["model"],
+                    promote_to,
+                    int(row["version"]),
+                    None,
+                    f"trained and registered; report passed against {baseline}",
+                )
+                row["promotion"] = {"branch": promoted.branch, "pull_request": promoted.pull_request}
     if fmt == "json":
         output.emit_json("RegisterResult", {"registry": registry.uri, "versions": rows})
     else:
@@ -258,6 +285,13 @@ def register(ctx: click.Context, models: tuple[str, ...], with_report: bool, bas
                 for r in rows
             ],
         )
+    for row in rows:
+        if "promotion" in row:
+            output.stderr.print(
+                f"promotion of {row['model']} v{row['version']}: branch "
+                f"{row['promotion']['branch']}; pull request: {row['promotion']['pull_request']}",
+                highlight=False,
+            )
     if failed:
         output.error(f"champion/challenger report failed for {', '.join(failed)} (see reports/)")
         sys.exit(int(ExitCode.FAILED))
