@@ -16,6 +16,9 @@ from .conftest import run_mlops, tree_digest
 from .workflows import sandbox
 
 
+pytestmark = pytest.mark.slow
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
 
