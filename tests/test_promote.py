@@ -15,7 +15,6 @@ import yaml
 from .conftest import run_mlops, tree_digest
 from .workflows import sandbox
 
-
 pytestmark = pytest.mark.slow
 
 

@@ -430,6 +430,64 @@ def promote(
         output.stdout.print(f"pull request: {result.pull_request}", highlight=False)
 
 
+@main.command()
+@click.option("--base", default=None, help="Base revision (default: merge base with the PR's base or main).")
+@click.option("--head", default="HEAD", show_default=True, help="Head revision.")
+@click.option("--now", "now", default=None, envvar="MLOPS_NOW", help="The time policies judge at (RFC 3339).")
+@click.option(
+    "--event",
+    "event_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GITHUB_EVENT_PATH",
+    help="GitHub event payload (default: $GITHUB_EVENT_PATH).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write one <env>--<model>.json per change here.",
+)
+@click.pass_context
+def facts(
+    ctx: click.Context,
+    base: str | None,
+    head: str,
+    now: str | None,
+    event_file: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """The policy input for every manifest changed between --base and --head, as JSON.
+
+    For each changed environments/<env>/<model>.yaml: the change, the manifest and its
+    previous content, the model definition, the registry facts of the proposed version
+    (metrics, lineage, artifact sha256, signature, report), history, drift and approvals
+    (from the event payload or GitHub's API; "unknown" otherwise), and the time.
+    """
+    from . import facts as gathering
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    event = json.loads(event_file.read_text()) if event_file else None
+    documents = gathering.build(
+        repo,
+        Registry(repo),
+        base or gathering.default_base(repo.root),
+        head,
+        gathering.now_rfc3339(now),
+        event,
+        gathering.gh_reviews(repo.root, event),
+    )
+    text = json.dumps(documents, indent=2, sort_keys=True) + "\n"
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for document in documents:
+            change = document["change"]
+            path = out_dir / f"{change['environment']}--{change['model']}.json"
+            path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    sys.stdout.write(text)
+
+
 CHECK_FORMATS = ("table", "json", "junit", "github", "sarif")
 
 

@@ -1,0 +1,180 @@
+"""`mlops facts`: the policy input for every manifest a change touches.
+
+One JSON document per changed `environments/<env>/<model>.yaml` between two git revisions,
+the same shape everywhere (see DESIGN): the change, the manifest and its previous content,
+the model definition, the registry facts of the proposed version, its history in other
+environments, drift status and approvals. Policies never call out to the world: everything
+they judge is here, so a decision can be replayed. Output is deterministic (sorted keys).
+
+History and drift come from the deployment records and drift reports of the reconciler and
+the monitor; until a record exists they say so ("unknown"), which the policies treat as
+"not proven". Approvals come from the event payload of a pull_request_review, or from
+GitHub's API through `gh` when it is authenticated; otherwise they are explicitly unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import yamlio
+from .config import ENVIRONMENTS_DIR, Repo
+from .errors import MlopsError
+from .gitinfo import git
+
+
+class VersionSource(Protocol):
+    def version(self, model: str, ref: str | int) -> Any: ...
+
+
+def changed_manifests(root: Path, base: str, head: str) -> list[str]:
+    out = git(root, "diff", "--name-only", "--no-renames", base, head, "--", ENVIRONMENTS_DIR)
+    return sorted(p for p in out.splitlines() if p.endswith((".yaml", ".yml")) and p.count("/") == 2)
+
+
+def default_base(root: Path) -> str:
+    for candidate in (os.environ.get("GITHUB_BASE_REF", ""), "main"):
+        if candidate:
+            for ref in (f"origin/{candidate}", candidate):
+                base = git(root, "merge-base", ref, "HEAD", check=False)
+                if base:
+                    return base
+    return "HEAD~1"
+
+
+def _at(root: Path, rev: str, path: str) -> Any:
+    text = git(root, "show", f"{rev}:{path}", check=False)
+    return yamlio.loads(text, f"{rev}:{path}") if text else None
+
+
+def approvals(event: dict[str, Any] | None, fetch: Any = None) -> dict[str, Any]:
+    """Who approved: GitHub's API (via fetch) when it answers, else the event payload, else unknown."""
+    number = ((event or {}).get("pull_request") or {}).get("number")
+    if fetch is not None and number is not None:
+        reviews = fetch(int(number))
+        if reviews is not None:
+            latest: dict[str, str] = {}
+            for review in reviews:
+                latest[review["user"]["login"]] = review["state"]
+            approved = sorted(user for user, state in latest.items() if state == "APPROVED")
+            return {"known": True, "source": "github-api", "reviewers": approved, "count": len(approved)}
+    review = (event or {}).get("review")
+    if review and review.get("state", "").lower() == "approved":
+        user = review["user"]["login"]
+        return {"known": True, "source": "event", "reviewers": [user], "count": 1}
+    return {"known": False, "source": "none", "reviewers": [], "count": 0}
+
+
+def gh_reviews(root: Path, event: dict[str, Any] | None) -> Any:
+    """A fetch function over `gh api` when gh is installed and authenticated, else None."""
+    repository = ((event or {}).get("repository") or {}).get("full_name")
+    if not repository or shutil.which("gh") is None:
+        return None
+    if subprocess.run(["gh", "auth", "status"], capture_output=True).returncode != 0:
+        return None
+
+    def fetch(number: int) -> Any:
+        proc = subprocess.run(
+            ["gh", "api", f"repos/{repository}/pulls/{number}/reviews"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    return fetch
+
+
+def version_facts(registry: VersionSource, model: str, version: int | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    from .registry import version_facts as facts_of
+
+    found = facts_of(registry.version(model, version))
+    lineage = found["lineage"]
+    report = {
+        "passed": {"true": True, "false": False}.get(lineage.get("report.passed", "")),
+        "baseline": lineage.get("report.baseline"),
+    }
+    return {
+        "number": version,
+        "metrics": found["metrics"],
+        "lineage": {
+            "commit": lineage.get("git.commit"),
+            "dirty": lineage.get("git.dirty"),
+            "data": lineage.get("data"),
+            "params": lineage.get("params"),
+            "device": lineage.get("device"),
+            "dvc_lock_sha256": lineage.get("dvc.lock_sha256"),
+            "runner": lineage.get("runner.name"),
+        },
+        "artifact_sha256": found["artifact_sha256"],
+        "signature": found["signature"],
+        "report": report,
+    }
+
+
+def build(
+    repo: Repo,
+    registry: VersionSource,
+    base: str,
+    head: str,
+    now: str,
+    event: dict[str, Any] | None = None,
+    fetch: Any = None,
+) -> list[dict[str, Any]]:
+    root = repo.root
+    base_rev = git(root, "rev-parse", base)
+    head_rev = git(root, "rev-parse", head)
+    documents = []
+    for path in changed_manifests(root, base_rev, head_rev):
+        _, env, name = path.split("/")
+        model = name.rsplit(".", 1)[0]
+        manifest, previous = _at(root, head_rev, path), _at(root, base_rev, path)
+        if manifest is None:
+            continue  # a removed manifest: nothing to promote (pruning is the reconciler's business)
+        if model not in repo.models:
+            raise MlopsError(
+                f"{path}: model {model!r} has no definition (expected models/{model}/model.yaml)"
+            )
+        to_version = manifest.get("version")
+        documents.append(
+            {
+                "change": {
+                    "model": model,
+                    "environment": env,
+                    "path": path,
+                    "from_version": (previous or {}).get("version"),
+                    "to_version": to_version,
+                    "base_rev": base_rev,
+                    "head_rev": head_rev,
+                },
+                "manifest": manifest,
+                "previous": previous,
+                "model": repo.models[model],
+                "environment": next(e for e in repo.project["environments"] if e["name"] == env),
+                "version": version_facts(registry, model, to_version),
+                "history": {},
+                "drift": {"status": "unknown", "checked_at": None, "columns": []},
+                "approvals": approvals(event, fetch),
+                "now": now,
+            }
+        )
+    return documents
+
+
+def now_rfc3339(value: str | None) -> str:
+    if value:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise MlopsError(
+                f"--now {value!r}: not a time (expected RFC 3339, e.g. 2026-11-23T10:00:00Z)"
+            ) from None
+        return value
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
