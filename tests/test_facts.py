@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from mlops_gitops.facts import approvals
 
 from .conftest import run_mlops
@@ -114,3 +115,46 @@ def test_no_change_gives_no_documents_and_a_bad_time_is_refused(promoted: tuple[
         proc.stderr.strip()
         == "error: --now 'yesterday': not a time (expected RFC 3339, e.g. 2026-11-23T10:00:00Z)"
     )
+
+
+def gate(repo: Path, tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    out = tmp_path / name
+    run_mlops("facts", "--base", "main", "--now", NOW, "--out", str(out), cwd=repo, check=True)
+    files = sorted(str(p) for p in out.glob("*.json"))
+    assert files, "no facts written"
+    return run_mlops("check", *files, "--namespace", "promotion", "--output", "json", cwd=repo)
+
+
+def test_the_gate_allows_staging_and_denies_production_too_early(
+    promoted: tuple[Path, str], tmp_path: Path
+) -> None:
+    repo, model = promoted
+    staging = gate(repo, tmp_path, "staging")
+    assert staging.returncode == 0, staging.stdout + staging.stderr
+    subprocess.run(["git", "switch", "-q", "main"], cwd=repo, check=True)
+    subprocess.run(["git", "merge", "-q", "--ff-only", f"promote/{model}-staging-v1"], cwd=repo, check=True)
+    run_mlops("promote", model, "--to", "production", "--from", "staging", cwd=repo, check=True)
+    production = gate(repo, tmp_path, "production")
+    assert production.returncode == 1
+    messages = [f["msg"] for report in json.loads(production.stdout) for f in report["failures"]]
+    assert any(
+        "no healthy deployment record in staging (expected it to run there healthy for 24h first)" in m
+        for m in messages
+    ), messages
+    risk = yaml.safe_load((repo / f"models/{model}/model.yaml").read_text())["risk_tier"]
+    assert any("high-risk model with 0 known approval(s)" in m for m in messages) == (risk == "high")
+
+
+def test_the_gate_denies_a_tampered_artifact_hash(promoted: tuple[Path, str], tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    repo, model = promoted
+    MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").set_model_version_tag(
+        model, "1", "mlops.artifact_sha256", "x"
+    )
+    proc = gate(repo, tmp_path, "tampered")
+    assert proc.returncode == 1
+    messages = [f["msg"] for report in json.loads(proc.stdout) for f in report["failures"]]
+    assert messages == [
+        f"{model} v1 to staging: no artifact sha256 (expected the hash recorded at registration)"
+    ]

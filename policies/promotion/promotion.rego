@@ -1,0 +1,107 @@
+# METADATA
+# title: Promotion gate
+# description: >-
+#   A version reaches an environment only with its evidence: metric thresholds met, a passing
+#   champion/challenger report, complete lineage, an artifact hash and a signature, a model
+#   card, enough approvals for a high-risk model, and a healthy soak in the environment below.
+#   Input: one document of `mlops facts`.
+# custom:
+#   severity: critical
+#   controls:
+#     - "EU AI Act Art. 9"
+#     - "EU AI Act Art. 11"
+#     - "EU AI Act Art. 14"
+#     - "EU AI Act Art. 15"
+#     - "SR 11-7 validation"
+#     - "NIST AI RMF MEASURE"
+package promotion
+
+import rego.v1
+
+is_promotion if {
+	input.change.to_version != null
+	input.change.to_version != input.change.from_version
+}
+
+where := sprintf("%s v%v to %s", [input.change.model, input.change.to_version, input.change.environment])
+
+deny_thresholds contains msg if {
+	is_promotion
+	some metric, bound in input.model.metrics.thresholds
+	not input.version.metrics[metric]
+	msg := sprintf("%s: metric %s is missing (expected a value meeting %v)", [where, metric, bound])
+}
+
+deny_thresholds contains msg if {
+	is_promotion
+	some metric, bound in input.model.metrics.thresholds
+	value := input.version.metrics[metric]
+	value < bound.min
+	msg := sprintf("%s: %s is %v (expected at least %v)", [where, metric, value, bound.min])
+}
+
+deny_thresholds contains msg if {
+	is_promotion
+	some metric, bound in input.model.metrics.thresholds
+	value := input.version.metrics[metric]
+	value > bound.max
+	msg := sprintf("%s: %s is %v (expected at most %v)", [where, metric, value, bound.max])
+}
+
+deny_report contains msg if {
+	is_promotion
+	input.version.report.passed != true
+	msg := sprintf("%s: no passing champion/challenger report (expected `mlops report` to pass)", [where])
+}
+
+required_lineage := ["commit", "data", "params", "device"]
+
+deny_lineage contains msg if {
+	is_promotion
+	some field in required_lineage
+	not input.version.lineage[field]
+	msg := sprintf("%s: lineage has no %s (expected it recorded at registration)", [where, field])
+}
+
+deny_artifact contains msg if {
+	is_promotion
+	not regex.match(`^[0-9a-f]{64}$`, object.get(input.version, "artifact_sha256", ""))
+	msg := sprintf("%s: no artifact sha256 (expected the hash recorded at registration)", [where])
+}
+
+deny_artifact contains msg if {
+	is_promotion
+	input.version.signature != true
+	msg := sprintf("%s: the model has no signature (expected inputs and outputs declared)", [where])
+}
+
+deny_model_card contains msg if {
+	is_promotion
+	some field in ["intended_use", "limitations"]
+	count(trim_space(object.get(input.model.card, field, ""))) == 0
+	msg := sprintf("%s: the model card has no %s (expected it filled in models/%s/model.yaml)", [where, field, input.change.model])
+}
+
+deny_approvals contains msg if {
+	is_promotion
+	input.model.risk_tier == "high"
+	object.get(input.environment, "protected", false) == true
+	input.approvals.count < 2
+	msg := sprintf("%s: high-risk model with %d known approval(s) (expected at least 2; approvals known: %v)", [where, input.approvals.count, input.approvals.known])
+}
+
+deny_soak contains msg if {
+	is_promotion
+	source := input.environment.promote_from
+	not input.history[source].healthy_since
+	msg := sprintf("%s: v%v has no healthy deployment record in %s (expected it to run there healthy for %vh first)", [where, input.change.to_version, source, object.get(input.environment, "soak_hours", 0)])
+}
+
+deny_soak contains msg if {
+	is_promotion
+	source := input.environment.promote_from
+	since := time.parse_rfc3339_ns(input.history[source].healthy_since)
+	hours := round(((time.parse_rfc3339_ns(input.now) - since) / 360000000000)) / 10
+	hours < object.get(input.environment, "soak_hours", 0)
+	msg := sprintf("%s: healthy in %s for %vh of the %vh soak (expected the soak to pass first)", [where, source, hours, input.environment.soak_hours])
+}
