@@ -57,9 +57,14 @@ unit: install ## pytest (PYTEST_ARGS passes options)
 train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
 	$(BIN)/dvc repro pipelines/dvc.yaml
 
-policy: install ## Rego policy tests (like conftest verify), then the policies over manifests and workflows
+policy: install ## Rego policy tests, manifests + workflows against policies, the promotion gate on changed manifests
 	$(BIN)/mlops policy test
 	$(BIN)/mlops check
+	rm -rf .mlops/facts
+	$(BIN)/mlops facts --out .mlops/facts > /dev/null
+	@if ls .mlops/facts/*.json > /dev/null 2>&1; then \
+	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion; \
+	else echo "no environment manifest changed: no promotion to judge"; fi
 
 validate: install ## check mlops.yaml, models and manifests
 	$(BIN)/mlops validate

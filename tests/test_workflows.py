@@ -56,6 +56,7 @@ def test_pr_workflow_runs_every_job_under_act(tmp_path: Path) -> None:
         "test": "success",
     }, log
     assert re.search(r"(\d+) tests, \1 passed, 0 failed", log)  # mlops policy test really ran
+    assert "no environment manifest changed: no promotion to judge" in log
     assert "all valid; " in log  # mlops validate really ran
     assert re.search(r"\d+ passed", log)  # and so did the test suite
 
