@@ -73,12 +73,7 @@ _Yaml12Loader.add_implicit_resolver(
 
 def loads_data(text: str, source: str = "<string>") -> Any:
     """Strict YAML with YAML 1.2 booleans: policy input that matches what conftest sees."""
-    try:
-        return yaml.load(text, Loader=_Yaml12Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise YamlError(source, where, str(exc.problem or exc.context), "valid YAML") from None
+    return _parse(text, source, _Yaml12Loader)
 
 
 _EXPECTED = {
@@ -88,8 +83,12 @@ _EXPECTED = {
 
 
 def loads(text: str, source: str = "<string>") -> Any:
+    return _parse(text, source, _StrictLoader)
+
+
+def _parse(text: str, source: str, loader: type[_StrictLoader]) -> Any:
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        return yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
