@@ -140,6 +140,71 @@ class Demo:
         self.steps.append(
             Step("champion/challenger report (markdown + ROC, PR, confusion PNGs)", 0.0, str(report.parent))
         )
+        self.gate(report.parent.parent.name)
+
+    def gate(self, model: str) -> None:
+        """Promotion through the policy gate: staging allowed, production too early denied."""
+        assert self.project is not None
+        mlops = [sys.executable, "-m", "mlops_gitops.cli"]
+        self.run(
+            "policy tests (Rego on the embedded OPA)",
+            [*mlops, "policy", "test"],
+            result=r"(\d+ tests, \d+ passed, \d+ failed)",
+        )
+        self.run(
+            f"promote {model} v1 to staging (branch + commit)",
+            [*mlops, "promote", model, "--to", "staging", "--version", "1", "--reason", "demo", "--no-pr"],
+            show=True,
+            result=r"(promote/\S+)",
+        )
+        allowed = self.gate_check("staging")
+        if allowed.returncode != 0:
+            console.print(allowed.stdout, allowed.stderr, markup=False, highlight=False)
+            raise SystemExit("the staging promotion was denied")
+        self.steps.append(
+            Step("gate: the staging promotion (allowed)", 0.0, allowed.stderr.strip().splitlines()[-1])
+        )
+        self.run(
+            "merge the staging promotion into main", ["git", "switch", "--quiet", "main"], result=r"(?!)"
+        )
+        self.run(
+            "fast-forward main",
+            ["git", "merge", "--quiet", "--ff-only", f"promote/{model}-staging-v1"],
+            result=r"(?!)",
+        )
+        self.run(
+            f"promote {model} to production from staging",
+            [*mlops, "promote", model, "--to", "production", "--from", "staging", "--no-pr"],
+            result=r"(promote/\S+)",
+        )
+        denied = self.gate_check("production")
+        if denied.returncode != 1:
+            console.print(denied.stdout, denied.stderr, markup=False, highlight=False)
+            raise SystemExit("the production promotion was not denied")
+        console.print("[green]✓[/] gate: production too early is [bold]denied[/], with its reasons:")
+        console.print(denied.stdout.rstrip(), markup=False, highlight=False)
+        self.steps.append(
+            Step("gate: production too early (denied)", 0.0, denied.stderr.strip().splitlines()[-1])
+        )
+
+    def gate_check(self, env: str) -> subprocess.CompletedProcess[str]:
+        """mlops facts for the branch, then mlops check over them in the promotion namespace."""
+        assert self.project is not None
+        mlops = [sys.executable, "-m", "mlops_gitops.cli"]
+        out = self.project / ".mlops" / f"facts-{env}"
+        self.run(
+            f"facts for the {env} promotion",
+            [*mlops, "facts", "--base", "main", "--out", str(out)],
+            result=r"(?!)",
+        )
+        files = [str(p.relative_to(self.project)) for p in sorted(out.glob("*.json"))]
+        return subprocess.run(
+            [*mlops, "check", *files, "--namespace", "promotion"],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
 
     def summary(self) -> None:
         table = Table(title="what the demo did", title_justify="left")
