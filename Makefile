@@ -63,7 +63,7 @@ policy: install ## Rego policy tests, manifests + workflows against policies, th
 	rm -rf .mlops/facts
 	$(BIN)/mlops facts --out .mlops/facts > /dev/null
 	@if ls .mlops/facts/*.json > /dev/null 2>&1; then \
-	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion; \
+	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion --output markdown | tee .mlops/policy-gate.md; \
 	else echo "no environment manifest changed: no promotion to judge"; fi
 
 validate: install ## check mlops.yaml, models and manifests

@@ -212,3 +212,12 @@ def test_the_real_conftest_is_used_when_on_path(tmp_path: Path) -> None:
     assert (
         args[args.index("--policy") + 1] == str(CONVENTIONS) and args[args.index("--namespace") + 1] == "main"
     )
+
+
+def test_markdown_for_the_pull_request_comment(tmp_path: Path) -> None:
+    bad = doc(tmp_path, "bad.yaml", kind="bad")
+    text = check(tmp_path, str(bad), "-o", "markdown").stdout
+    assert text.startswith("### Policy gate: ❌ **denied**")
+    assert f"| failure | `{bad}` | `main.deny` | plain deny |" in text
+    good = doc(tmp_path, "good.yaml", kind="good")
+    assert check(tmp_path, str(good), "-o", "markdown").stdout.startswith("### Policy gate: ✅ **allowed**")

@@ -488,7 +488,7 @@ def facts(
     sys.stdout.write(text)
 
 
-CHECK_FORMATS = ("table", "json", "junit", "github", "sarif")
+CHECK_FORMATS = ("table", "json", "junit", "github", "sarif", "markdown")
 
 
 @main.command()
@@ -578,6 +578,8 @@ def check(
         sys.stdout.write(policy.to_junit(results))
     elif fmt == "sarif":
         sys.stdout.write(json.dumps(policy.to_sarif(results), indent=2) + "\n")
+    elif fmt == "markdown":
+        sys.stdout.write(policy.to_markdown(results) + "\n")
     else:
         rows = [(r.filename, r.namespace, f.kind.upper(), f.rule, f.msg) for r in results for f in r.findings]
         if rows:
@@ -591,6 +593,36 @@ def check(
         highlight=False,
     )
     sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--name", required=True, help="Which comment (e.g. policy-gate); one per name per pull request."
+)
+@click.option("--body-file", type=click.File("r"), required=True, help="Markdown body ('-' for stdin).")
+@click.option(
+    "--repository", envvar="GITHUB_REPOSITORY", required=True, help="owner/name ($GITHUB_REPOSITORY)."
+)
+@click.option("--pr", "number", type=int, default=None, help="Pull request number (default: from the event).")
+@click.option(
+    "--event",
+    "event_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GITHUB_EVENT_PATH",
+    help="GitHub event payload (default: $GITHUB_EVENT_PATH).",
+)
+def comment(name: str, body_file: Any, repository: str, number: int | None, event_file: Path | None) -> None:
+    """Post a pull-request comment, or update the one this command posted before under --name."""
+    from . import comment as commenting
+
+    if number is None and event_file is not None:
+        number = (json.loads(event_file.read_text()).get("pull_request") or {}).get("number")
+    if number is None:
+        raise MlopsError("comment: no pull request number (expected --pr N or a pull_request event)")
+    action, comment_id = commenting.upsert(
+        commenting.GhCli(), repository, int(number), name, body_file.read()
+    )
+    output.stderr.print(f"{action} comment {comment_id} on {repository}#{number}", highlight=False)
 
 
 @main.group("policy")

@@ -335,3 +335,27 @@ def to_sarif(results: Sequence[FileResult]) -> dict[str, Any]:
             {"tool": {"driver": {"name": "mlops check", "rules": list(rules.values())}}, "results": found}
         ],
     }
+
+
+def to_markdown(results: Sequence[FileResult], title: str = "Policy gate") -> str:
+    """A pull-request comment: the verdict, then every finding with its file and rule."""
+    failures = sum(len(r.of("failure")) for r in results)
+    warnings = sum(len(r.of("warning")) for r in results)
+    verdict = (
+        "❌ **denied**" if failures else ("⚠️ **allowed with warnings**" if warnings else "✅ **allowed**")
+    )
+    lines = [
+        f"### {title}: {verdict}",
+        "",
+        f"{len(results)} document(s) checked: {failures} failure(s), {warnings} warning(s), "
+        f"{sum(len(r.of('exception')) for r in results)} exception(s).",
+        "",
+    ]
+    findings = [(r, f) for r in results for f in r.findings]
+    if findings:
+        lines += ["| result | file | rule | message |", "| --- | --- | --- | --- |"]
+        for r, f in findings:
+            msg = f.msg.replace("|", "\\|")
+            lines.append(f"| {f.kind} | `{r.filename}` | `{r.namespace}.{f.rule}` | {msg} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""`mlops comment`: one comment per name, updated in place.
+
+GitHub's API cannot be reached from here: a stand-in `gh` on PATH answers `gh api` like GitHub
+(list, create, edit issue comments) from a JSON file, and records every call."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import base_env
+
+FAKE_GH = r"""#!/usr/bin/env python3
+import json, sys
+from pathlib import Path
+state = Path(__file__).with_name("state.json")
+data = json.loads(state.read_text()) if state.exists() else {"comments": [], "calls": []}
+args = sys.argv[2:]
+path = args[-1]
+method = args[args.index("--method") + 1] if "--method" in args else "GET"
+data["calls"].append([method, path])
+if method == "GET":
+    out = data["comments"]
+elif method == "POST":
+    body = json.loads(sys.stdin.read())
+    out = {"id": 1000 + len(data["comments"]), "body": body["body"]}
+    data["comments"].append(out)
+else:
+    body = json.loads(sys.stdin.read())
+    cid = int(path.rsplit("/", 1)[1])
+    out = next(c for c in data["comments"] if c["id"] == cid)
+    out["body"] = body["body"]
+state.write_text(json.dumps(data))
+print(json.dumps(out))
+"""
+
+
+def run(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    env = {
+        **base_env(),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_REPOSITORY": "acme/models",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlops_gitops.cli",
+            "comment",
+            "--name",
+            "policy-gate",
+            "--pr",
+            "7",
+            "--body-file",
+            "-",
+        ],
+        input=body,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_comment_is_created_once_then_updated_in_place(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "state.json").write_text(
+        json.dumps({"comments": [{"id": 5, "body": "someone else's comment"}], "calls": []})
+    )
+    first = run(tmp_path, "### Policy gate: ✅ **allowed**")
+    assert first.returncode == 0, first.stderr
+    assert "created comment 1001 on acme/models#7" in first.stderr
+    second = run(tmp_path, "### Policy gate: ❌ **denied**")
+    assert second.returncode == 0, second.stderr
+    assert "updated comment 1001 on acme/models#7" in second.stderr
+    state = json.loads((tmp_path / "bin" / "state.json").read_text())
+    assert len(state["comments"]) == 2  # the other comment and ours, not a pile
+    ours = state["comments"][1]
+    assert ours["body"] == "<!-- mlops:policy-gate -->\n### Policy gate: ❌ **denied**"
+    assert state["comments"][0]["body"] == "someone else's comment"
+    assert ["PATCH", "repos/acme/models/issues/comments/1001"] in state["calls"]
+
+
+def test_without_a_pull_request_number_it_says_so(tmp_path: Path) -> None:
+    env = {**base_env(), "GITHUB_REPOSITORY": "acme/models"}
+    env.pop("GITHUB_EVENT_PATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops_gitops.cli", "comment", "--name", "x", "--body-file", "-"],
+        input="hi",
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "error: comment: no pull request number (expected --pr N or a pull_request event)"
+    )
