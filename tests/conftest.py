@@ -39,6 +39,13 @@ def base_env() -> dict[str, str]:
         "NO_COLOR": "1",
         "COLUMNS": "200",
     }
+    # commits made by the commands under test need an identity, whatever the machine has configured
+    env.update(
+        GIT_AUTHOR_NAME="mlops tests",
+        GIT_AUTHOR_EMAIL="tests@localhost",
+        GIT_COMMITTER_NAME="mlops tests",
+        GIT_COMMITTER_EMAIL="tests@localhost",
+    )
     for name in ("MLOPS_REPO", "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         env.pop(name, None)  # state of this process (or of make) must not leak into the commands
     return env

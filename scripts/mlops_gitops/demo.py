@@ -49,6 +49,10 @@ class Demo:
         self.project: Path | None = None
         self.steps: list[Step] = []
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # the demo commits (promotions) even on a machine with no git identity configured
+        for role in ("AUTHOR", "COMMITTER"):
+            self.env.setdefault(f"GIT_{role}_NAME", "mlops demo")
+            self.env.setdefault(f"GIT_{role}_EMAIL", "demo@localhost")
         # The generated project reuses this environment instead of installing its own.
         self.env["VENV"] = str(Path(sys.prefix))
 
