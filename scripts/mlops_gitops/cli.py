@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -625,6 +627,379 @@ def comment(name: str, body_file: Any, repository: str, number: int | None, even
     output.stderr.print(f"{action} comment {comment_id} on {repository}#{number}", highlight=False)
 
 
+def _target(repo: Any, kind: str | None = None) -> Any:
+    from .targets.kserve import KServeTarget
+    from .targets.local import LocalTarget
+
+    deploy = repo.project.get("deploy") or {}
+    chosen = kind or deploy.get("target", "local")
+    if chosen == "kserve":
+        return KServeTarget(repo.root, deploy.get("kserve") or {})
+    return LocalTarget(repo.root, deploy.get("local") or {})
+
+
+target_option = click.option(
+    "--target",
+    "target_kind",
+    type=click.Choice(["local", "kserve"]),
+    default=None,
+    help="Deployment target (default: deploy.target in mlops.yaml).",
+)
+
+
+def _plan_rows(changes: Any) -> list[tuple[Any, ...]]:
+    return [
+        (c.environment, c.model, c.action, c.sync, c.live.health, r["live"], r["desired"], c.detail)
+        for c in changes
+        for r in [c.row()]
+    ]
+
+
+@main.command()
+@click.option("--env", "env", default=None, help="Only this environment (default: all).")
+@target_option
+@output_option
+@click.pass_context
+def plan(ctx: click.Context, env: str | None, target_kind: str | None, fmt: str) -> None:
+    """Show what `mlops reconcile` would do: desired state (the manifests at HEAD) against
+    live state (registry aliases and what the target runs).
+
+    Each deployment is create, update, unchanged, remove or suspended, with its sync status
+    (Synced / OutOfSync) and health (healthy / progressing / degraded / missing) kept apart,
+    as in Argo CD. Exit codes as `argocd app diff` and `flux diff`: 0 nothing would change,
+    1 something would, 2 error.
+    """
+    from . import reconcile as rec
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    reconciler = rec.Reconciler(repo, Registry(repo), _target(repo, target_kind))
+    changes = reconciler.plan(env)
+    if fmt == "json":
+        output.emit_json("Plan", rec.plan_document(changes))
+    else:
+        output.table(
+            "plan",
+            ["env", "model", "action", "sync", "health", "live", "desired", "detail"],
+            _plan_rows(changes),
+        )
+    sys.exit(0 if all(c.sync == "Synced" for c in changes) else 1)
+
+
+def _reconcile_once(
+    repo: Any,
+    target_kind: str | None,
+    env: str | None,
+    dry_run: bool,
+    prune: bool,
+    allow_empty: bool,
+    fmt: str,
+) -> bool:
+    from . import reconcile as rec
+    from .registry import Registry
+
+    reconciler = rec.Reconciler(repo, Registry(repo), _target(repo, target_kind))
+    envs = [env] if env else repo.environments
+    outcomes: list[Any] = []
+    changes_all: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        for name in envs:
+            stack.enter_context(rec.env_lock(repo.root, name))
+        changes = reconciler.plan(env)
+        changes_all += changes
+        if not dry_run:
+            with output.stderr.status("reconciling") as status:
+
+                def progress(change: Any) -> None:
+                    status.update(f"{change.environment}/{change.model}: {change.action}")
+
+                outcomes = reconciler.apply(changes, prune=prune, allow_empty=allow_empty, progress=progress)
+    if dry_run:
+        if fmt == "json":
+            output.emit_json("Plan", rec.plan_document(changes_all))
+        else:
+            output.table(
+                "plan (dry run)",
+                ["env", "model", "action", "sync", "health", "live", "desired", "detail"],
+                _plan_rows(changes_all),
+            )
+        return True
+    if fmt == "json":
+        output.emit_json("ReconcileResult", {"revision": reconciler.revision, **rec.summary(outcomes)})
+    else:
+        output.table(
+            f"reconcile at {reconciler.revision[:8]}",
+            ["env", "model", "action", "result", "version", "detail"],
+            [
+                (
+                    o.change.environment,
+                    o.change.model,
+                    o.change.action,
+                    o.result,
+                    f"v{o.version}" if o.version else "-",
+                    o.message or o.change.detail,
+                )
+                for o in outcomes
+            ],
+        )
+        for o in outcomes:
+            if not o.ok:
+                output.error(escape(f"{o.change.environment}/{o.change.model}: {o.reason}: {o.message}"))
+    return all(o.ok for o in outcomes)
+
+
+@main.command()
+@click.option("--env", "env", default=None, help="Only this environment (default: all, each locked).")
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+@click.option(
+    "--prune", is_flag=True, help="Stop deployments whose manifest is gone or whose version is null."
+)
+@click.option(
+    "--allow-empty", is_flag=True, help="With --prune: allow stopping everything an environment runs."
+)
+@click.option("--watch", is_flag=True, help="Keep going: pull the git remote and reconcile on change.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between pulls with --watch.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Longest wait after failures with --watch.",
+)
+@click.option("--iterations", type=int, default=0, hidden=True, help="Stop --watch after N rounds (tests).")
+@target_option
+@output_option
+@click.pass_context
+def reconcile(
+    ctx: click.Context,
+    env: str | None,
+    dry_run: bool,
+    prune: bool,
+    allow_empty: bool,
+    watch: bool,
+    interval: float,
+    max_backoff: float,
+    iterations: int,
+    target_kind: str | None,
+    fmt: str,
+) -> None:
+    """Make the live state what the manifests say: verify each version's artifact sha256,
+    deploy it beside the old one, wait for health (readiness and a smoke prediction on the
+    model's input example), then move the registry alias @<env>. When health fails it rolls
+    back to the version that served before, by itself, and exits 1 naming model,
+    environment, version and cause. Every apply writes a deployment record.
+
+    Idempotent (a second run changes nothing), one reconciler per environment at a time,
+    crash-safe (killed at any point, the next run converges). --watch pulls the remote and
+    reconciles on change, retrying failures with exponential backoff, always against the
+    newest revision. Exit codes: 0 in sync and healthy, 1 a deployment failed, 2 error.
+    """
+    import time
+
+    root = _root(ctx)
+    if not watch:
+        ok = _reconcile_once(load_repo(root), target_kind, env, dry_run, prune, allow_empty, fmt)
+        sys.exit(0 if ok else int(ExitCode.FAILED))
+    from .gitinfo import git
+
+    failures, rounds, last_rev = 0, 0, ""
+    while True:
+        rounds += 1
+        if git(root, "remote", check=False):
+            pulled = subprocess.run(
+                ["git", "pull", "--ff-only", "--quiet"], cwd=root, capture_output=True, text=True
+            )
+            if pulled.returncode != 0:
+                output.error(
+                    escape(f"git pull: {(pulled.stderr or pulled.stdout).strip().splitlines()[-1:]}")
+                )
+        rev = git(root, "rev-parse", "HEAD", check=False)
+        if rev != last_rev:
+            failures = 0  # a new revision is tried at once: a failed commit never blocks its fix
+        last_rev = rev
+        try:
+            ok = _reconcile_once(load_repo(root), target_kind, env, dry_run, prune, allow_empty, fmt)
+        except MlopsError as exc:
+            output.error(escape(str(exc)))
+            ok = False
+        failures = 0 if ok else failures + 1
+        if iterations and rounds >= iterations:
+            sys.exit(0 if ok else int(ExitCode.FAILED))
+        wait = interval if ok else min(max_backoff, interval * 2 ** (failures - 1))
+        output.stderr.print(f"next reconcile in {wait:.1f}s", highlight=False)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:  # wake early when the revision changes
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            if git(root, "rev-parse", "HEAD", check=False) != last_rev:
+                break
+
+
+@main.command()
+@click.option("--env", "env", default=None, help="Only this environment.")
+@target_option
+@output_option
+@click.pass_context
+def status(ctx: click.Context, env: str | None, target_kind: str | None, fmt: str) -> None:
+    """Which version runs where, its health, since when, at which URL."""
+    from . import reconcile as rec
+    from .records import RecordLog
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    reconciler = rec.Reconciler(repo, Registry(repo), _target(repo, target_kind))
+    changes = reconciler.plan(env)
+    log = RecordLog(repo.root)
+    rows = []
+    for c in changes:
+        records, _ = log.read(c.environment, c.model)
+        last = records[-1] if records else None
+        healthy = next((r for r in reversed(records) if r.result == "healthy"), None)
+        rows.append(
+            {
+                "environment": c.environment,
+                "model": c.model,
+                "serving": c.row()["live"],
+                "desired": c.row()["desired"],
+                "sync": c.sync,
+                "health": c.live.health,
+                "since": healthy.at if healthy else None,
+                "url": c.live.url,
+                "last_result": f"{last.result} {last.at}" if last else None,
+            }
+        )
+    if fmt == "json":
+        output.emit_json("Status", {"deployments": rows})
+    else:
+        output.table(
+            "status",
+            ["env", "model", "serving", "desired", "sync", "health", "since", "url", "last result"],
+            [tuple(r.values()) for r in rows],
+        )
+
+
+@main.command()
+@click.option("--env", "env", default=None, help="Only this environment (default: all).")
+@click.pass_context
+def down(ctx: click.Context, env: str | None) -> None:
+    """Stop the model servers the local target runs, cleanly (SIGTERM; in-flight requests finish).
+
+    Registry aliases and manifests are left as they are: the next `mlops reconcile` starts
+    them again.
+    """
+    from .targets.local import LocalTarget
+
+    repo = load_repo(_root(ctx))
+    target = LocalTarget(repo.root, (repo.project.get("deploy") or {}).get("local") or {})
+    stopped = []
+    for environment, model in target.running():
+        if env is None or environment == env:
+            target.remove(environment, model)
+            stopped.append(f"{environment}/{model}")
+    output.stdout.print(f"stopped: {', '.join(stopped) or 'nothing was running'}", highlight=False)
+
+
+@main.command()
+@click.argument("model")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="Version number or alias (default: @<env>, else the manifest's).",
+)
+@click.option(
+    "--env", "env", default="local", show_default=True, help="Environment name for logs and /metadata."
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless you mean it)."
+)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.pass_context
+def serve(ctx: click.Context, model: str, version: str | None, env: str, host: str, port: int) -> None:
+    """Serve one registered version in the foreground (/health, /predict, /metadata).
+
+    The artifact is downloaded and its sha256 checked against the registration first.
+    The reconciler runs the same server for each deployment of the local target.
+    """
+    from . import serve as server
+    from .records import state_dir
+    from .registry import Registry, fetch_verified
+
+    repo = load_repo(_root(ctx))
+    registry = Registry(repo)
+    if model not in repo.models:
+        raise MlopsError(f"model {model!r}: not defined (expected one of {', '.join(sorted(repo.models))})")
+    ref = version or env
+    number = int(registry.version(model, ref).version)
+    path = fetch_verified(registry, model, number, state_dir(repo.root) / "artifacts")
+    spec = {
+        "model": model,
+        "environment": env,
+        "primary": [{"version": number, "path": str(path), "percent": 100}],
+        "shadow": None,
+        "log": str(state_dir(repo.root) / "inference" / env / f"{model}.jsonl"),
+    }
+    sys.exit(server.run(spec, host, port, token=os.urandom(16).hex()))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--env", "env", required=True, help="Environment whose last promotion is reverted.")
+@click.option("--now", "now", is_flag=True, help="Also apply it at once (break-glass; recorded as such).")
+@click.option("--direct", is_flag=True, help="Commit on the current branch instead of a rollback branch.")
+@click.option(
+    "--reason", default="rollback", show_default=True, help="Why; goes into the commit and the record."
+)
+@click.option("--no-pr", is_flag=True, help="Do not push or open a pull request.")
+@output_option
+@click.pass_context
+def rollback(
+    ctx: click.Context, model: str, env: str, now: bool, direct: bool, reason: str, no_pr: bool, fmt: str
+) -> None:
+    """Revert the last promotion of MODEL in ENV: the commit that restores the manifest's
+    previous version, on the branch rollback/<model>-<env>-v<N> as a pull request (or
+    --direct on the current branch). --now also reconciles it at once and records a
+    break-glass event, for when waiting for review is worse than the risk.
+    """
+    from . import rollback as rb
+    from .registry import Registry
+
+    root = _root(ctx)
+    repo = load_repo(root)
+    result = rb.revert_last_promotion(repo, model, env, reason, direct=direct, open_pr=not no_pr)
+    applied = None
+    if now:
+        from . import reconcile as rec
+
+        if not direct:
+            subprocess.run(["git", "switch", "--quiet", result["branch"]], cwd=root, check=True)
+        repo = load_repo(root)
+        reconciler = rec.Reconciler(repo, Registry(repo), _target(repo))
+        with rec.env_lock(root, env):
+            changes = [c for c in reconciler.plan(env) if c.model == model]
+            outcomes = reconciler.apply(changes)
+        rb.record_break_glass(repo, model, env, result, reason)
+        applied = rec.summary(outcomes)
+    if fmt == "json":
+        output.emit_json("Rollback", {**result, "applied": applied})
+    else:
+        output.stdout.print(
+            f"rollback: {model} in {env} v{result['from_version']} -> v{result['to_version']} "
+            f"({result['commit'][:8]} on {result['branch']})",
+            highlight=False,
+        )
+        output.stdout.print(f"pull request: {result['pull_request']}", highlight=False)
+        if applied is not None:
+            output.stdout.print(f"applied now (break-glass): {applied['counts']}", highlight=False)
+    if applied is not None and not applied["ok"]:
+        sys.exit(int(ExitCode.FAILED))
+
+
 @main.group("policy")
 def policy_group() -> None:
     """The Rego policies in policies/: run their tests."""
@@ -639,41 +1014,84 @@ def policy_group() -> None:
     type=click.Path(path_type=Path),
     help="Policy directory (repeatable; default: policies/).",
 )
+@click.option(
+    "--coverage", is_flag=True, help="Report which policy lines the tests reached (as opa test --coverage)."
+)
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 100),
+    default=None,
+    help="Fail when total coverage is below this percentage (implies --coverage).",
+)
 @output_option
 @click.pass_context
-def policy_test(ctx: click.Context, policy_dirs: tuple[Path, ...], fmt: str) -> None:
-    """Run every `test_*` rule in the *_test.rego files, like `conftest verify`. Exit 1 on a failure."""
+def policy_test(
+    ctx: click.Context,
+    policy_dirs: tuple[Path, ...],
+    coverage: bool,
+    min_coverage: float | None,
+    fmt: str,
+) -> None:
+    """Run every `test_*` rule in the *_test.rego files, like `conftest verify`.
+
+    Exit 1 when a test fails, a policy package has no tests, or coverage is below
+    --min-coverage. A policy that does not compile shows OPA's error with file and line.
+    """
     from . import policy
 
     root = _root(ctx)
     files = policy.load_policies(list(policy_dirs) or [root / "policies"], root)
-    outcomes = policy.verify(files)
+    report = policy.Coverage() if (coverage or min_coverage is not None) else None
+    outcomes = policy.verify(files, coverage=report)
     failed = [f"{pkg}.{name}" for pkg, name, ok in outcomes if not ok]
     untested = sorted(
         {f.package for f in files if not f.is_test} - {p.removesuffix("_test") for p, _, _ in outcomes}
     )
+    low = report is not None and min_coverage is not None and report.percent() < min_coverage
     if fmt == "json":
-        output.emit_json(
-            "PolicyTestResult",
-            {
-                "tests": [{"package": p, "rule": n, "passed": ok} for p, n, ok in outcomes],
-                "failed": failed,
-                "untested_packages": untested,
-            },
-        )
+        document: dict[str, Any] = {
+            "tests": [{"package": p, "rule": n, "passed": ok} for p, n, ok in outcomes],
+            "failed": failed,
+            "untested_packages": untested,
+        }
+        if report is not None:
+            document["coverage"] = {"percent": report.percent(), "files": report.files()}
+        output.emit_json("PolicyTestResult", document)
     else:
         output.table(
             "policy tests",
             ["package", "test", "result"],
             [(p, n, "PASS" if ok else "FAIL") for p, n, ok in outcomes],
         )
+        if report is not None:
+            output.table(
+                "policy coverage",
+                ["file", "covered lines", "not covered", "coverage"],
+                [
+                    (name, str(f["covered_lines"]), _line_ranges(f["not_covered_lines"]), f"{f['coverage']}%")
+                    for name, f in report.files().items()
+                ],
+            )
         output.stderr.print(
             f"{len(outcomes)} tests, {len(outcomes) - len(failed)} passed, {len(failed)} failed"
-            + (f"; packages without tests: {', '.join(untested)}" if untested else ""),
+            + (f"; packages without tests: {', '.join(untested)}" if untested else "")
+            + (f"; coverage {report.percent()}%" if report is not None else "")
+            + (f" (below --min-coverage {min_coverage}%)" if low else ""),
             highlight=False,
         )
-    if failed or untested:
+    if failed or untested or low:
         sys.exit(int(ExitCode.FAILED))
+
+
+def _line_ranges(lines: list[int]) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9"."""
+    spans: list[list[int]] = []
+    for line in lines:
+        if spans and line == spans[-1][1] + 1:
+            spans[-1][1] = line
+        else:
+            spans.append([line, line])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) or "-"
 
 
 if __name__ == "__main__":

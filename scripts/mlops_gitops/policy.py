@@ -207,15 +207,58 @@ def exit_code(results: Sequence[FileResult], fail_on_warn: bool = False, no_fail
     return 1 if failures else 0
 
 
-def verify(files: Sequence[PolicyFile], data: dict[str, Any] | None = None) -> list[tuple[str, str, bool]]:
-    """Run every `test_*` rule of the *_test.rego files, like `conftest verify`: (package, rule, passed)."""
+@dataclass
+class Coverage:
+    """Lines of the policies (not their tests) that the tests evaluated, like `opa test --coverage`."""
+
+    covered: dict[str, set[int]] = field(default_factory=dict)
+    not_covered: dict[str, set[int]] = field(default_factory=dict)
+
+    def add(self, report: dict[str, Any] | None) -> None:
+        for name, entry in ((report or {}).get("files") or {}).items():
+            for key, target in (("covered", self.covered), ("not_covered", self.not_covered)):
+                lines = target.setdefault(name, set())
+                for span in entry.get(key) or []:
+                    lines.update(range(span["start"]["row"], span["end"]["row"] + 1))
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name in sorted(set(self.covered) | set(self.not_covered)):
+            if name.endswith("_test.rego"):
+                continue
+            covered = self.covered.get(name, set())
+            missing = self.not_covered.get(name, set()) - covered
+            total = len(covered) + len(missing)
+            out[name] = {
+                "covered_lines": len(covered),
+                "not_covered_lines": sorted(missing),
+                "coverage": round(100.0 * len(covered) / total, 1) if total else 100.0,
+            }
+        return out
+
+    def percent(self) -> float:
+        files = self.files().values()
+        covered = sum(f["covered_lines"] for f in files)
+        total = covered + sum(len(f["not_covered_lines"]) for f in files)
+        return round(100.0 * covered / total, 1) if total else 100.0
+
+
+def verify(
+    files: Sequence[PolicyFile], data: dict[str, Any] | None = None, coverage: Coverage | None = None
+) -> list[tuple[str, str, bool]]:
+    """Run every `test_*` rule of the *_test.rego files, like `conftest verify`: (package, rule, passed).
+
+    With `coverage`, each test is evaluated traced and the lines it reached are added to it.
+    """
     outcomes = []
     with EmbeddedOpa(files, data) as opa:
         for policy in files:
             if not policy.is_test:
                 continue
             for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE):
-                rows = opa.query(f"x := data.{policy.package}.{name}")
+                rows = opa.query(f"x := data.{policy.package}.{name}", coverage=coverage is not None)
+                if coverage is not None:
+                    coverage.add(opa.engine.last_coverage)
                 outcomes.append((policy.package, name, bool(rows) and rows[0].get("x") is True))
     return sorted(set(outcomes))
 

@@ -132,31 +132,30 @@ def promote(
         raise
     commit = git(root, "rev-parse", "HEAD")
     pull_request = next_step(branch, model, env, number)
-    if open_pr and gh_available(root):
-        pushed = subprocess.run(
-            ["git", "push", "--quiet", "-u", "origin", branch], cwd=root, capture_output=True, text=True
+    if open_pr:
+        pull_request = (
+            open_pull_request(root, current, branch, f"Promote {model} v{number} to {env}", message)
+            or pull_request
         )
-        created = subprocess.run(
-            [
-                "gh",
-                "pr",
-                "create",
-                "--base",
-                current,
-                "--head",
-                branch,
-                "--title",
-                f"Promote {model} v{number} to {env}",
-                "--body",
-                message,
-            ],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        )
-        if pushed.returncode == 0 and created.returncode == 0:
-            pull_request = created.stdout.strip()
     return Promotion(model, env, number, previous, branch, commit, pull_request, changed=True)
+
+
+def open_pull_request(root: Path, base: str, branch: str, title: str, body: str) -> str | None:
+    """Push the branch and open the pull request with `gh`; its URL, or None when gh cannot."""
+    if not gh_available(root):
+        return None
+    pushed = subprocess.run(
+        ["git", "push", "--quiet", "-u", "origin", branch], cwd=root, capture_output=True, text=True
+    )
+    if pushed.returncode != 0:
+        return None
+    created = subprocess.run(
+        ["gh", "pr", "create", "--base", base, "--head", branch, "--title", title, "--body", body],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    return created.stdout.strip() if created.returncode == 0 else None
 
 
 def next_step(branch: str, model: str, env: str, version: int) -> str:

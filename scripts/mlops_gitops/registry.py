@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Repo
-from .errors import MlopsError
+from .errors import ExitCode, MlopsError
 from .lineage import TAG_PREFIX, PipelineOutputs, collect, from_tags, sha256_tree, to_tags
 
 if TYPE_CHECKING:
@@ -215,6 +215,26 @@ class Registry:
                 return None
             raise MlopsError(f"registry {self.uri}: get {model}@{alias}: {exc.message}") from None
 
+    def aliases(self) -> dict[str, dict[str, int]]:
+        """Every registered model's aliases ({model: {alias: version}}) in one paged listing."""
+        found: dict[str, dict[str, int]] = {}
+        token = None
+        while True:
+            page = self._call(
+                "list models", self.client.search_registered_models, max_results=1000, page_token=token
+            )
+            for registered in page:
+                found[registered.name] = {k: int(v) for k, v in (registered.aliases or {}).items()}
+            token = page.token
+            if not token:
+                return found
+
+    def set_alias(self, model: str, alias: str, version: int) -> None:
+        self._call(f"set {model}@{alias}", self.client.set_registered_model_alias, model, alias, str(version))
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        self._call(f"delete {model}@{alias}", self.client.delete_registered_model_alias, model, alias)
+
     def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self._call("set tag", self.client.set_model_version_tag, model, str(version), key, value)
@@ -233,3 +253,55 @@ def version_facts(version: Any) -> dict[str, Any]:
         "artifact_sha256": lineage.get("artifact_sha256"),
         "signature": lineage.get("signature") == "true",
     }
+
+
+class VerifyFailed(MlopsError):
+    """The artifact is not the one registered (or cannot be found): nothing is deployed."""
+
+    exit_code = ExitCode.FAILED
+
+
+def fetch_verified(registry: Registry, model: str, version: int, store: Path) -> Path:
+    """The version's model directory under `store`, byte-for-byte the one registered.
+
+    Downloaded once into `<store>/<model>/v<N>/model` (through a temporary directory and a
+    rename, so a crash leaves no half copy), and its sha256 checked against the
+    `artifact_sha256` recorded at registration on every call, cached or not.
+    """
+    import json
+    import shutil
+
+    import mlflow
+
+    found = registry.version(model, version)
+    facts = version_facts(found)
+    expected = facts["artifact_sha256"]
+    if not expected:
+        raise VerifyFailed(
+            f"{model} v{version}: no artifact sha256 recorded at registration (expected the tag "
+            f"{TAG_PREFIX}artifact_sha256; register it with `mlops register`)"
+        )
+    base = store / model / f"v{version}"
+    local = base / "model"
+    if not local.is_dir():
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=base) as tmp:
+            downloaded = registry._call(
+                f"download {model} v{version}",
+                mlflow.artifacts.download_artifacts,
+                artifact_uri=found.source,
+                dst_path=tmp,
+            )
+            Path(downloaded).rename(local)
+    actual = sha256_tree(local)
+    if actual != expected:
+        shutil.rmtree(local, ignore_errors=True)  # never keep (or serve) an altered copy
+        raise VerifyFailed(
+            f"{model} v{version}: artifact sha256 {actual[:12]}… differs from the {expected[:12]}… "
+            "recorded at registration (expected the registered artifact; it was altered)"
+        )
+    info = base / "mlops-version.json"
+    text = json.dumps({k: v for k, v in sorted(found.tags.items())}, indent=2)
+    if not info.exists() or info.read_text() != text:
+        info.write_text(text)
+    return local

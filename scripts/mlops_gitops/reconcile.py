@@ -1,0 +1,440 @@
+"""Desired (manifests at a git revision) against live (registry aliases, what the target runs).
+
+The loop, after Flux and Argo CD's gitops-engine:
+
+    load_desired -> observe -> diff (plan) -> verify -> apply -> smoke -> alias -> record
+                                               on failure: roll back to what served before
+
+Sync status (does live match desired?) and health (does it work?) are separate fields.
+One reconciler per environment at a time (an flock; the kernel frees it if the process dies).
+Killed at any point, the next run converges: the target keeps the previous version serving
+until a new one is healthy, the alias moves only after health, and records are appended
+with fsync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .config import ENVIRONMENTS_DIR, Repo
+from .errors import MlopsError
+from .gitinfo import git
+from .records import DeploymentRecord, RecordLog, history_tags, state_dir
+from .targets import DeployFailed, Desired, Live, Target
+
+ACTIONS = ("create", "update", "unchanged", "remove", "suspended", "skipped")
+
+
+@dataclass
+class Change:
+    model: str
+    environment: str
+    action: str
+    desired: Desired | None
+    live: Live
+    alias: int | None
+    detail: str = ""
+
+    @property
+    def sync(self) -> str:
+        return "Synced" if self.action in ("unchanged", "suspended") else "OutOfSync"
+
+    def row(self) -> dict[str, Any]:
+        desired = self.desired
+        return {
+            "environment": self.environment,
+            "model": self.model,
+            "action": self.action,
+            "sync": self.sync,
+            "health": self.live.health,
+            "live": _routing_text(self.live.routing, self.live.shadow),
+            "desired": _routing_text(desired.routing, desired.shadow) if desired else "-",
+            "alias": self.alias,
+            "url": self.live.url,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class Outcome:
+    change: Change
+    result: str  # healthy | unchanged | failed | rolled-back | removed | suspended | skipped
+    reason: str = ""  # HealthCheckFailed | VerifyFailed | TargetUnavailable | ...
+    message: str = ""
+    version: int | None = None
+    previous: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result not in ("failed", "rolled-back")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.change.environment,
+            "model": self.change.model,
+            "action": self.change.action,
+            "result": self.result,
+            "reason": self.reason,
+            "message": self.message,
+            "version": self.version,
+            "previous": self.previous,
+        }
+
+
+def _routing_text(routing: Sequence[tuple[int, int]], shadow: int | None) -> str:
+    if not routing:
+        return "-"
+    text = " ".join(f"v{v}" if p == 100 else f"v{v}:{p}%" for v, p in routing)
+    return text + (f" +shadow v{shadow}" if shadow else "")
+
+
+def load_desired(repo: Repo, env: str | None = None) -> list[Desired]:
+    if env is not None and env not in repo.environments:
+        raise MlopsError(
+            f"--env {env!r}: not an environment (expected one of {', '.join(repo.environments)})"
+        )
+    desired = []
+    for (environment, model), manifest in sorted(repo.manifests.items()):
+        if env is not None and environment != env:
+            continue
+        target = manifest.get("target") or {}
+        desired.append(
+            Desired(
+                model=model,
+                environment=environment,
+                path=f"{ENVIRONMENTS_DIR}/{environment}/{model}.yaml",
+                version=manifest.get("version"),
+                traffic=tuple((int(t["version"]), int(t["percent"])) for t in manifest.get("traffic") or []),
+                shadow=(manifest.get("shadow") or {}).get("version"),
+                suspend=bool(manifest.get("suspend", False)),
+                replicas=int(target.get("replicas", 1)),
+                resources=dict(target.get("resources") or {}),
+                target=str(target.get("kind", "local")),
+            )
+        )
+    return desired
+
+
+def diff(
+    desired: Sequence[Desired],
+    observe: Callable[[str, str], Live],
+    aliases: dict[str, dict[str, int]],
+    running: Sequence[tuple[str, str]],
+    env: str | None,
+) -> list[Change]:
+    changes = []
+    wanted = {(d.environment, d.model) for d in desired}
+    for d in desired:
+        live = observe(d.environment, d.model)
+        alias = aliases.get(d.model, {}).get(d.environment)
+        if d.suspend:
+            changes.append(Change(d.model, d.environment, "suspended", d, live, alias, "suspend: true"))
+            continue
+        if not d.routing:
+            if live.health == "missing":
+                changes.append(Change(d.model, d.environment, "unchanged", d, live, alias, "nothing to run"))
+            else:
+                changes.append(Change(d.model, d.environment, "remove", d, live, alias, "version is null"))
+            continue
+        differences = []
+        if live.health == "missing":
+            changes.append(Change(d.model, d.environment, "create", d, live, alias, live.detail))
+            continue
+        if live.routing != d.routing or live.shadow != d.shadow:
+            differences.append(
+                f"{_routing_text(live.routing, live.shadow)} -> {_routing_text(d.routing, d.shadow)}"
+            )
+        if live.health not in ("healthy", "unknown"):
+            differences.append(f"{live.health}: {live.detail}".rstrip(": "))
+        if alias != d.version:
+            differences.append(
+                f"@{d.environment} v{alias} -> v{d.version}" if alias else f"@{d.environment} -> v{d.version}"
+            )
+        action = "update" if differences else "unchanged"
+        changes.append(Change(d.model, d.environment, action, d, live, alias, "; ".join(differences)))
+    for environment, model in running:
+        if (environment, model) in wanted or (env is not None and environment != env):
+            continue
+        live = observe(environment, model)
+        changes.append(
+            Change(
+                model,
+                environment,
+                "remove",
+                None,
+                live,
+                aliases.get(model, {}).get(environment),
+                "manifest is gone",
+            )
+        )
+    return changes
+
+
+@contextlib.contextmanager
+def env_lock(root: Path, env: str) -> Iterator[None]:
+    """One reconciler per environment: a second one is refused at once, naming the first."""
+    path = state_dir(root) / "locks" / f"{env}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise MlopsError(
+                f"environment {env}: another reconcile is running (pid {holder}; lock {path}); "
+                "expected one at a time, try again when it ends"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+class Reconciler:
+    def __init__(self, repo: Repo, registry: Any, target: Target, revision: str | None = None):
+        self.repo = repo
+        self.registry = registry
+        self.target = target
+        self.records = RecordLog(repo.root)
+        self.store = state_dir(repo.root) / "artifacts"
+        self.revision = revision or git(repo.root, "rev-parse", "HEAD", check=False) or "unknown"
+        if hasattr(target, "registry"):  # targets that render registry URIs (kserve)
+            target.registry = registry
+            setattr(target, "revision", self.revision)  # noqa: B010 - not part of the Target protocol
+
+    def plan(self, env: str | None = None) -> list[Change]:
+        desired = load_desired(self.repo, env)
+        aliases = self.registry.aliases()
+        return diff(desired, self.target.observe, aliases, self.target.running(), env)
+
+    # -- apply ---------------------------------------------------------------------------
+    def apply(
+        self,
+        changes: Sequence[Change],
+        prune: bool = False,
+        allow_empty: bool = False,
+        progress: Callable[[Change], None] | None = None,
+    ) -> list[Outcome]:
+        outcomes = []
+        removals = [c for c in changes if c.action == "remove"]
+        if prune and removals and not allow_empty:
+            for env in sorted({c.environment for c in removals}):
+                left = [
+                    c
+                    for c in changes
+                    if c.environment == env
+                    and c.action not in ("remove",)
+                    and c.desired
+                    and c.desired.routing
+                ]
+                if not left:
+                    raise MlopsError(
+                        f"environment {env}: pruning would stop everything it runs "
+                        "(expected --allow-empty to empty an environment on purpose)"
+                    )
+        for change in changes:
+            if progress:
+                progress(change)
+            if change.action in ("unchanged", "suspended"):
+                outcomes.append(Outcome(change, change.action, version=change.alias))
+            elif change.action == "remove":
+                outcomes.append(
+                    self._remove(change) if prune else Outcome(change, "skipped", message="needs --prune")
+                )
+            else:
+                outcomes.append(self._deploy(change))
+        return outcomes
+
+    def _record(
+        self,
+        change: Change,
+        result: str,
+        version: int | None,
+        previous: int | None,
+        reason: str = "",
+        **extra: Any,
+    ) -> None:
+        desired = change.desired
+        record = DeploymentRecord(
+            model=change.model,
+            environment=change.environment,
+            version=version,
+            previous=previous,
+            result=result,
+            revision=self.revision,
+            reason=reason,
+            target=self.target.kind,
+            url=change.live.url or extra.get("url", ""),
+            artifact_sha256=extra.get("sha256", ""),
+            traffic=[
+                {"version": v, "percent": p}
+                for v, p in (desired.routing if desired and result == "healthy" else ())
+            ],
+            shadow=desired.shadow if desired and result == "healthy" else None,
+        )
+        self.records.append(record)
+        for tagged, tag_result in extra.get("tag_versions", []):
+            try:
+                current = dict(self.registry.version(change.model, tagged).tags)
+                self.registry.set_tags(
+                    change.model,
+                    tagged,
+                    history_tags(change.environment, replace(record, result=tag_result), current),
+                )
+            except MlopsError:
+                pass  # the record is written; the summary tags catch up on the next apply
+
+    def _deploy(self, change: Change) -> Outcome:
+        from .registry import VerifyFailed, fetch_verified, version_facts
+
+        desired = change.desired
+        assert desired is not None
+        before = change.live.routing if change.live.health in ("healthy", "degraded", "unknown") else ()
+        previous = before[0][0] if before else change.alias
+        version = desired.version
+        try:
+            artifacts = {
+                v: fetch_verified(self.registry, desired.model, v, self.store) for v in desired.versions
+            }
+        except (VerifyFailed, MlopsError) as exc:
+            message = f"{desired.path}: {exc}"
+            self._record(change, "failed", previous, previous, f"VerifyFailed: {exc}")
+            return Outcome(change, "failed", "VerifyFailed", message, previous, previous)
+        examples = {v: _example(path) for v, path in artifacts.items()}
+        sha = (
+            version_facts(self.registry.version(desired.model, version))["artifact_sha256"] if version else ""
+        )
+        swapped = False
+        try:
+            self.target.deploy(desired, artifacts)
+            swapped = True
+            self.target.smoke(desired, examples)
+        except DeployFailed as failure:
+            return self._roll_back(change, failure, before, previous, swapped)
+        if version is not None and change.alias != version:
+            self.registry.set_alias(desired.model, desired.environment, version)
+        live = self.target.observe(desired.environment, desired.model)
+        change.live.url = live.url
+        self._record(
+            change,
+            "healthy",
+            version,
+            previous,
+            sha256=sha,
+            url=live.url,
+            tag_versions=[(v, "healthy") for v, _ in desired.routing],
+        )
+        return Outcome(change, "healthy", version=version, previous=previous, message=live.url)
+
+    def _roll_back(
+        self,
+        change: Change,
+        failure: DeployFailed,
+        before: tuple[tuple[int, int], ...],
+        previous: int | None,
+        swapped: bool,
+    ) -> Outcome:
+        from .registry import fetch_verified
+
+        desired = change.desired
+        assert desired is not None
+        cause = f"{failure.reason}: {failure}"
+        failed = desired.version
+        if not before:
+            self.target.remove(desired.environment, desired.model)
+            self._record(
+                change, "failed", None, None, cause, tag_versions=[(failed, "failed")] if failed else []
+            )
+            return Outcome(
+                change,
+                "failed",
+                failure.reason,
+                f"{failure} (nothing ran before; nothing serves)",
+                None,
+                None,
+            )
+        back = replace(
+            desired,
+            version=before[0][0],
+            traffic=before if len(before) > 1 else (),
+            shadow=change.live.shadow,
+        )
+        if swapped:  # the new one was switched in and then failed its smoke test: switch back
+            try:
+                artifacts = {
+                    v: fetch_verified(self.registry, back.model, v, self.store) for v in back.versions
+                }
+                self.target.deploy(back, artifacts)
+                self.target.smoke(back, {v: _example(p) for v, p in artifacts.items()})
+            except (DeployFailed, MlopsError) as exc:
+                self._record(change, "failed", None, previous, f"{cause}; rollback failed: {exc}")
+                return Outcome(
+                    change,
+                    "failed",
+                    failure.reason,
+                    f"{failure}; rollback to v{back.version} failed too: {exc}",
+                    None,
+                    previous,
+                )
+        if change.alias != back.version and back.version is not None:
+            self.registry.set_alias(desired.model, desired.environment, back.version)
+        self._record(
+            change,
+            "rolled-back",
+            back.version,
+            failed,
+            cause,
+            tag_versions=[(failed, "rolled-back")] if failed and failed != back.version else [],
+        )
+        return Outcome(
+            change,
+            "rolled-back",
+            failure.reason,
+            f"v{failed} failed: {failure}; rolled back to v{back.version}, which is serving",
+            back.version,
+            failed,
+        )
+
+    def _remove(self, change: Change) -> Outcome:
+        self.target.remove(change.environment, change.model)
+        if change.alias is not None:
+            self.registry.delete_alias(change.model, change.environment)
+        self._record(change, "removed", None, change.alias, change.detail)
+        return Outcome(change, "removed", previous=change.alias)
+
+
+def _example(model_dir: Path) -> list[dict[str, Any]]:
+    """The model's input example as records (MLflow stores it beside the MLmodel file)."""
+    path = model_dir / "input_example.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "columns" in data and "data" in data:
+        return [dict(zip(data["columns"], row, strict=False)) for row in data["data"]]
+    if isinstance(data, dict) and "dataframe_split" in data:
+        split = data["dataframe_split"]
+        return [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
+    return data if isinstance(data, list) else []
+
+
+def summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+    return {"results": [o.to_dict() for o in outcomes], "counts": counts, "ok": all(o.ok for o in outcomes)}
+
+
+def plan_document(changes: Sequence[Change]) -> dict[str, Any]:
+    return {"changes": [c.row() for c in changes], "in_sync": all(c.sync == "Synced" for c in changes)}

@@ -1,0 +1,501 @@
+"""The model server the `local` target runs: one process per (environment, model).
+
+    GET  /health     200 when every version it serves is loaded and answered its smoke
+                     prediction, else 503 (readiness); the body says which versions run.
+    GET  /metadata   model, environment, versions, traffic split, shadow, lineage tags.
+    POST /predict    {"dataframe_records": [...]} (MLflow's format), {"instances": [...]}
+                     or a bare list of records; a batch is a list. Answers
+                     {"predictions": [...], "version": N, "request_id": "..."}.
+    POST /-/reload   (the reconciler; needs the token from the state directory) a new
+                     spec: the new versions are loaded and smoke-tested beside the old ones,
+                     then swapped in at once. A failure leaves the old ones serving.
+
+Requests are checked against the model's signature: a missing, unknown or mistyped field
+is a 400 naming it, never a 500; bodies over the limit are refused with 413 before they
+are read. Every answered request is logged (request id, inputs, outputs, version, time)
+to a JSON-lines inference log that drift and feedback read; a shadow version gets a copy
+of each request off the request path, and its answers are logged, never returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+MAX_BODY = int(os.environ.get("MLOPS_SERVE_MAX_BODY", str(1 << 20)))
+MAX_ROWS = 10_000
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+# MLflow DataType name -> (accepts, description)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+CHECKS: dict[str, tuple[Any, str]] = {
+    "long": (_is_int, "an integer"),
+    "integer": (_is_int, "an integer"),
+    "double": (_is_number, "a number"),
+    "float": (_is_number, "a number"),
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "boolean": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+@dataclass
+class Loaded:
+    """One model version in memory, with what a request is checked against."""
+
+    version: int
+    path: str
+    model: Any
+    columns: list[tuple[str, str]]  # (name, MLflow type name) in signature order
+    example: list[dict[str, Any]]
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def frame(self, records: list[dict[str, Any]]) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame.from_records(records, columns=[name for name, _ in self.columns])
+
+    def predict(self, records: list[dict[str, Any]]) -> list[Any]:
+        result = self.model.predict(self.frame(records))
+        if hasattr(result, "tolist"):
+            out: list[Any] = result.tolist()
+            return out
+        return list(result)
+
+
+def load_version(version: int, path: str) -> Loaded:
+    """Load a model directory (already verified by the reconciler) and smoke-test it."""
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(path)
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        raise RuntimeError(f"v{version}: the model has no named input signature (expected columns)")
+    columns = [
+        (spec.name, spec.type.name if hasattr(spec.type, "name") else str(spec.type))
+        for spec in schema.inputs
+    ]
+    example_frame = model.metadata.load_input_example(path)
+    example = json.loads(example_frame.to_json(orient="records")) if example_frame is not None else []
+    tags_file = Path(path).parent / "mlops-version.json"
+    tags = json.loads(tags_file.read_text()) if tags_file.exists() else {}
+    loaded = Loaded(version, path, model, columns, example, tags)
+    if example:
+        try:
+            loaded.predict(example[:1])
+        except Exception as exc:
+            raise RuntimeError(
+                f"v{version}: smoke prediction on the input example failed: {type(exc).__name__}: {exc}"
+            ) from None
+    return loaded
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What is served now: weighted primaries and an optional shadow. Replaced whole, never edited."""
+
+    primaries: tuple[tuple[Loaded, int], ...]
+    shadow: Loaded | None
+    spec: dict[str, Any]
+
+    def pick(self) -> Loaded:
+        if len(self.primaries) == 1:
+            return self.primaries[0][0]
+        roll = random.uniform(0, 100)
+        for loaded, percent in self.primaries:
+            roll -= percent
+            if roll < 0:
+                return loaded
+        return self.primaries[-1][0]
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return self.primaries[0][0].columns
+
+
+def check_records(body: Any, columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The request's records, or BadRequest naming the first field that is wrong."""
+    if isinstance(body, dict):
+        keys = [k for k in ("dataframe_records", "instances", "inputs") if k in body]
+        if len(keys) != 1:
+            raise BadRequest(
+                'body: expected {"dataframe_records": [...]}, {"instances": [...]} or a list of records'
+            )
+        records = body[keys[0]]
+    else:
+        records = body
+    if isinstance(records, dict):
+        records = [records]
+    if not isinstance(records, list) or not records:
+        raise BadRequest("body: expected a non-empty list of records (objects of column: value)")
+    if len(records) > MAX_ROWS:
+        raise BadRequest(f"body: {len(records)} records (expected at most {MAX_ROWS} per request)", 413)
+    expected = {name: kind for name, kind in columns}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise BadRequest(f"records[{index}]: expected an object of column: value")
+        for name, kind in columns:
+            if name not in record or record[name] is None:
+                raise BadRequest(
+                    f"records[{index}].{name}: missing (expected {CHECKS.get(kind, (None, kind))[1]})"
+                )
+            accepts, description = CHECKS.get(kind, (lambda v: True, kind))
+            if not accepts(record[name]):
+                raise BadRequest(
+                    f"records[{index}].{name}: {json.dumps(record[name])[:40]} (expected {description})"
+                )
+        unknown = sorted(set(record) - set(expected))
+        if unknown:
+            raise BadRequest(
+                f"records[{index}].{unknown[0]}: unknown field (expected one of {', '.join(expected)})"
+            )
+    return records
+
+
+class InferenceLog:
+    """Append-only JSON lines; one line per answered request (and per shadow answer)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._lock = threading.Lock()
+        self._handle = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = path.open("a", encoding="utf-8", buffering=1)
+
+    def write(self, entry: dict[str, Any]) -> None:
+        if self._handle is None:
+            return
+        line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
+        with self._lock:
+            self._handle.write(line)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with self._lock:
+                self._handle.close()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ModelServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], spec: dict[str, Any], token: str):
+        super().__init__(address, Handler)
+        self.spec = spec
+        self.token = token
+        self.routing: Routing | None = None
+        self.error: str | None = None
+        self.cache: dict[tuple[int, str], Loaded] = {}
+        self.log = InferenceLog(Path(spec["log"]) if spec.get("log") else None)
+        self.shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
+        self._reload_lock = threading.Lock()
+        self.started = _now()
+
+    def build(self, spec: dict[str, Any]) -> Routing:
+        """Load (or reuse) every version the spec names; raise on the first that fails."""
+        loaded: dict[tuple[int, str], Loaded] = {}
+        for entry in [*spec["primary"], *([spec["shadow"]] if spec.get("shadow") else [])]:
+            key = (int(entry["version"]), str(entry["path"]))
+            if key not in loaded:
+                loaded[key] = self.cache.get(key) or load_version(*key)
+        primaries = tuple(
+            (loaded[(int(e["version"]), str(e["path"]))], int(e.get("percent", 100))) for e in spec["primary"]
+        )
+        shadow = spec.get("shadow")
+        routing = Routing(
+            primaries, loaded[(int(shadow["version"]), str(shadow["path"]))] if shadow else None, spec
+        )
+        for other, _ in primaries[1:]:
+            if other.columns != routing.columns:
+                raise RuntimeError(
+                    f"v{other.version}: its signature differs from v{primaries[0][0].version} "
+                    "(expected one input schema for a canary split)"
+                )
+        self.cache = loaded  # keep only what serves now (older versions are released)
+        return routing
+
+    def apply(self, spec: dict[str, Any]) -> None:
+        with self._reload_lock:
+            routing = self.build(spec)
+            self.routing = routing  # one assignment: requests see the old or the new, never half
+            self.spec = spec
+            self.error = None
+
+    def versions(self) -> list[int]:
+        return [loaded.version for loaded, _ in self.routing.primaries] if self.routing else []
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ModelServer
+    server_version = "mlops-serve"
+
+    def log_message(self, format: str, *args: Any) -> None:  # access log off: the inference log is the record
+        return
+
+    def _send(self, status: int, payload: Any, request_id: str | None = None) -> None:
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if request_id:
+            self.send_header("X-Request-Id", request_id)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> Any:
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            raise BadRequest("Content-Length: missing (expected the size of the JSON body)", 411)
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise BadRequest("Content-Length: not a number", 400) from None
+        if length > MAX_BODY:
+            self.close_connection = True  # do not read it: the rest of the connection is garbage
+            raise BadRequest(f"body: {length} bytes (expected at most {MAX_BODY})", 413)
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body: not JSON ({exc})") from None
+
+    def do_GET(self) -> None:
+        server = self.server
+        if self.path == "/health":
+            routing = server.routing
+            ready = routing is not None
+            self._send(
+                200 if ready else 503,
+                {
+                    "status": "ready" if ready else ("failed" if server.error else "loading"),
+                    "model": server.spec.get("model"),
+                    "environment": server.spec.get("environment"),
+                    "versions": server.versions(),
+                    "traffic": [{"version": v.version, "percent": p} for v, p in routing.primaries]
+                    if routing
+                    else [],
+                    "shadow": routing.shadow.version if routing and routing.shadow else None,
+                    "error": server.error,
+                    "since": server.started,
+                    "pid": os.getpid(),
+                },
+            )
+        elif self.path == "/metadata":
+            routing = server.routing
+            if routing is None:
+                self._send(503, {"error": server.error or "loading"})
+                return
+            self._send(
+                200,
+                {
+                    "model": server.spec.get("model"),
+                    "environment": server.spec.get("environment"),
+                    "traffic": [{"version": v.version, "percent": p} for v, p in routing.primaries],
+                    "shadow": routing.shadow.version if routing.shadow else None,
+                    "inputs": [{"name": n, "type": t} for n, t in routing.columns],
+                    "lineage": {str(v.version): v.tags for v, _ in routing.primaries},
+                },
+            )
+        else:
+            self._send(
+                404, {"error": f"{self.path}: not found (expected /health, /metadata or POST /predict)"}
+            )
+
+    def do_POST(self) -> None:
+        try:
+            if self.path == "/predict":
+                self._predict()
+            elif self.path == "/-/reload":
+                self._reload()
+            else:
+                self._body()
+                self._send(404, {"error": f"{self.path}: not found (expected /predict)"})
+        except BadRequest as exc:
+            self._send(exc.status, {"error": str(exc)})
+
+    def _predict(self) -> None:
+        server = self.server
+        body = self._body()
+        routing = server.routing
+        if routing is None:
+            self._send(503, {"error": server.error or "loading"})
+            return
+        records = check_records(body, routing.columns)
+        request_id = self.headers.get("X-Request-Id") or uuid.uuid4().hex
+        forced = self.headers.get("X-Mlops-Version")
+        if forced is not None:  # the reconciler's smoke test of one version: not traffic, not logged
+            if self.headers.get("X-Mlops-Token") != server.token:
+                raise BadRequest("X-Mlops-Version: needs the reconciler's X-Mlops-Token", 403)
+            candidates = [v for v, _ in routing.primaries] + ([routing.shadow] if routing.shadow else [])
+            chosen = next((v for v in candidates if str(v.version) == forced), None)
+            if chosen is None:
+                raise BadRequest(
+                    f"X-Mlops-Version: {forced} is not served here (expected one of {server.versions()})"
+                )
+            try:
+                predictions = chosen.predict(records)
+            except Exception as exc:
+                self._send(
+                    500, {"error": f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"}
+                )
+                return
+            self._send(200, {"predictions": predictions, "version": chosen.version, "request_id": request_id})
+            return
+        chosen = routing.pick()
+        started = time.perf_counter()
+        try:
+            predictions = chosen.predict(records)
+        except Exception as exc:  # the model failed on valid input: the server is fine, say so
+            self._send(
+                500,
+                {"error": f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"},
+                request_id,
+            )
+            return
+        latency = (time.perf_counter() - started) * 1000
+        self._send(
+            200, {"predictions": predictions, "version": chosen.version, "request_id": request_id}, request_id
+        )
+        spec = routing.spec
+        server.log.write(
+            {
+                "request_id": request_id,
+                "at": _now(),
+                "model": spec.get("model"),
+                "environment": spec.get("environment"),
+                "version": chosen.version,
+                "role": "primary",
+                "inputs": records,
+                "outputs": predictions,
+                "latency_ms": round(latency, 3),
+            }
+        )
+        if routing.shadow is not None:
+            server.shadow_pool.submit(_shadow, server, routing.shadow, spec, records, request_id)
+
+    def _reload(self) -> None:
+        server = self.server
+        if self.headers.get("X-Mlops-Token") != server.token:
+            self._body()
+            self._send(403, {"error": "X-Mlops-Token: wrong or missing (expected the reconciler's token)"})
+            return
+        spec = self._body()
+        try:
+            server.apply(spec)
+        except Exception as exc:
+            self._send(422, {"error": str(exc), "versions": server.versions()})
+            return
+        self._send(200, {"versions": server.versions()})
+
+
+def _shadow(
+    server: ModelServer, shadow: Loaded, spec: dict[str, Any], records: list[dict[str, Any]], request_id: str
+) -> None:
+    started = time.perf_counter()
+    try:
+        outputs: Any = shadow.predict(records)
+        error = None
+    except Exception as exc:
+        outputs, error = None, f"{type(exc).__name__}: {exc}"
+    server.log.write(
+        {
+            "request_id": request_id,
+            "at": _now(),
+            "model": spec.get("model"),
+            "environment": spec.get("environment"),
+            "version": shadow.version,
+            "role": "shadow",
+            "inputs": records,
+            "outputs": outputs,
+            "error": error,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+    )
+
+
+def run(spec: dict[str, Any], host: str, port: int, token: str) -> int:
+    """Bind first (a taken port fails at once), then load; serve until SIGTERM/SIGINT."""
+    try:
+        server = ModelServer((host, port), spec, token)
+    except OSError as exc:
+        print(f"error: {host}:{port}: {exc.strerror or exc} (expected a free port)", file=sys.stderr)
+        return 3
+    stop = threading.Event()
+
+    def shutdown(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    try:
+        server.apply(spec)
+    except Exception as exc:
+        server.error = str(exc)
+        print(f"error: {spec.get('model')} in {spec.get('environment')}: {exc}", file=sys.stderr, flush=True)
+    print(
+        f"serving {spec.get('model')} {server.versions()} on http://{host}:{port}" if server.routing else "",
+        file=sys.stderr,
+        flush=True,
+    )
+    while thread.is_alive():
+        thread.join(0.5)
+    server.shadow_pool.shutdown(wait=True)
+    server.log.close()
+    server.server_close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlops_gitops.serve", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--spec", type=Path, required=True, help="JSON spec: model, environment, primary, shadow, log"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-file", type=Path, default=None)
+    args = parser.parse_args(argv)
+    spec = json.loads(args.spec.read_text())
+    token = args.token_file.read_text().strip() if args.token_file else uuid.uuid4().hex
+    return run(spec, args.host, args.port, token)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Deployment drivers behind one small interface (what the reconciler needs of a target).
+
+    observe(env, model) -> Live        what runs there now, and its health
+    deploy(desired, artifacts)         make it run `desired`; raise DeployFailed on failure
+    smoke(desired, examples)           readiness and a prediction per version; raise DeployFailed
+    remove(env, model)                 stop running it
+
+`local` runs model servers as processes on this machine (the embedded default); `kserve`
+renders InferenceService manifests and applies them with kubectl or leaves them for
+Argo CD / Flux.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import ExitCode, MlopsError
+
+HEALTH = ("healthy", "progressing", "degraded", "missing", "suspended", "unknown")
+
+
+class DeployFailed(MlopsError):
+    """A deployment did not become healthy; `reason` is a name CI and people can match on."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason  # HealthCheckFailed | TargetUnavailable | VerifyFailed | ...
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One manifest, as the reconciler needs it."""
+
+    model: str
+    environment: str
+    path: str  # environments/<env>/<model>.yaml
+    version: int | None
+    traffic: tuple[tuple[int, int], ...] = ()
+    shadow: int | None = None
+    suspend: bool = False
+    replicas: int = 1
+    resources: dict[str, Any] = field(default_factory=dict)
+    target: str = "local"
+
+    @property
+    def routing(self) -> tuple[tuple[int, int], ...]:
+        """(version, percent) pairs that take traffic; empty when nothing should run."""
+        if self.version is None:
+            return ()
+        return self.traffic or ((self.version, 100),)
+
+    @property
+    def versions(self) -> list[int]:
+        found = [v for v, _ in self.routing] + ([self.shadow] if self.shadow else [])
+        return sorted(set(found))
+
+
+@dataclass
+class Live:
+    model: str
+    environment: str
+    routing: tuple[tuple[int, int], ...] = ()
+    shadow: int | None = None
+    health: str = "missing"
+    url: str = ""
+    since: str | None = None
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Target(Protocol):
+    kind: str
+
+    def observe(self, env: str, model: str) -> Live: ...
+
+    def deploy(self, desired: Desired, artifacts: dict[int, Path]) -> Live: ...
+
+    def smoke(self, desired: Desired, examples: dict[int, list[dict[str, Any]]]) -> None: ...
+
+    def remove(self, env: str, model: str) -> None: ...
+
+    def running(self) -> list[tuple[str, str]]: ...

@@ -1,0 +1,337 @@
+"""Target `local`: each (environment, model) is a model server process on this machine.
+
+State lives in `.mlops/servers/<env>/<model>.json` (port, pid, token); the server's own
+`/health` is the truth about what runs, so a state file left by a killed reconciler is
+adopted or corrected, never trusted blindly. A new version is loaded beside the old one
+inside the running server and swapped in only after its smoke prediction: requests never
+see a gap, and a version that fails keeps the old one serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .. import yamlio
+from ..records import state_dir, utcnow
+from . import DeployFailed, Desired, Live
+
+READY_TIMEOUT = float(os.environ.get("MLOPS_READY_TIMEOUT", "120"))
+STOP_TIMEOUT = 15.0
+
+
+def http_json(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, Any]:
+    """(status, JSON body); status 0 when nothing answers."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalTarget:
+    kind = "local"
+
+    def __init__(self, root: Path, settings: dict[str, Any]):
+        self.root = root
+        self.host = str(settings.get("host", "127.0.0.1"))
+        self.base_port = int(settings.get("base_port", 8700))
+        self.state = state_dir(root)
+
+    # -- state ---------------------------------------------------------------------------
+    def _state_path(self, env: str, model: str) -> Path:
+        return self.state / "servers" / env / f"{model}.json"
+
+    def _read_state(self, env: str, model: str) -> dict[str, Any] | None:
+        path = self._state_path(env, model)
+        try:
+            loaded: dict[str, Any] = json.loads(path.read_text())
+            return loaded
+        except (OSError, ValueError):
+            return None
+
+    def _write_state(self, env: str, model: str, state: dict[str, Any]) -> None:
+        yamlio.write_atomic(self._state_path(env, model), json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+    def running(self) -> list[tuple[str, str]]:
+        base = self.state / "servers"
+        # <model>.json only: <model>.spec.json beside it is the server's own input
+        return (
+            sorted((p.parent.name, p.stem) for p in base.glob("*/*.json") if "." not in p.stem)
+            if base.exists()
+            else []
+        )
+
+    def url(self, state: dict[str, Any]) -> str:
+        return f"http://{state['host']}:{state['port']}"
+
+    def _allocate_port(self, env: str, model: str) -> int:
+        taken = set()
+        for other_env, other_model in self.running():
+            other = self._read_state(other_env, other_model)
+            if other and (other_env, other_model) != (env, model):
+                taken.add(int(other["port"]))
+        port = self.base_port
+        while port in taken:
+            port += 1
+        return port
+
+    # -- interface -----------------------------------------------------------------------
+    def observe(self, env: str, model: str) -> Live:
+        state = self._read_state(env, model)
+        if state is None:
+            return Live(model, env, health="missing", detail="no server")
+        url = self.url(state)
+        status, body = http_json("GET", f"{url}/health", timeout=3)
+        if status == 0 or not isinstance(body, dict):
+            return Live(model, env, health="missing", url=url, detail=f"no server answers on {url}")
+        if (body.get("model"), body.get("environment")) != (model, env):
+            return Live(
+                model,
+                env,
+                health="degraded",
+                url=url,
+                detail=f"{url} serves {body.get('model')} in {body.get('environment')}, not {model} in {env}",
+                extra={"foreign": True},
+            )
+        if body.get("pid") and body["pid"] != state.get("pid"):
+            state["pid"] = body["pid"]  # a reconciler killed before it wrote the pid: adopt the server
+            self._write_state(env, model, state)
+        routing = tuple((int(t["version"]), int(t["percent"])) for t in body.get("traffic") or [])
+        health = {"ready": "healthy", "loading": "progressing"}.get(body.get("status", ""), "degraded")
+        return Live(
+            model,
+            env,
+            routing=routing,
+            shadow=body.get("shadow"),
+            health=health,
+            url=url,
+            since=state.get("deployed_at"),
+            detail=body.get("error") or "",
+            extra={"pid": body.get("pid")},
+        )
+
+    def _spec(self, desired: Desired, artifacts: dict[int, Path]) -> dict[str, Any]:
+        return {
+            "model": desired.model,
+            "environment": desired.environment,
+            "primary": [{"version": v, "path": str(artifacts[v]), "percent": p} for v, p in desired.routing],
+            "shadow": {"version": desired.shadow, "path": str(artifacts[desired.shadow])}
+            if desired.shadow
+            else None,
+            "log": str(self.state / "inference" / desired.environment / f"{desired.model}.jsonl"),
+        }
+
+    def deploy(self, desired: Desired, artifacts: dict[int, Path]) -> Live:
+        env, model = desired.environment, desired.model
+        spec = self._spec(desired, artifacts)
+        state = self._read_state(env, model)
+        live = self.observe(env, model)
+        if state is not None and live.health in ("healthy", "degraded") and not live.extra.get("foreign"):
+            status, body = http_json(
+                "POST",
+                f"{self.url(state)}/-/reload",
+                spec,
+                {"X-Mlops-Token": state["token"]},
+                timeout=READY_TIMEOUT,
+            )
+            if status == 200:
+                state.update(spec=spec, deployed_at=utcnow())
+                self._write_state(env, model, state)
+                return self.observe(env, model)
+            if status != 0:
+                error = (body or {}).get("error", f"HTTP {status}")
+                kept = (body or {}).get("versions") or [v for v, _ in live.routing]
+                raise DeployFailed(
+                    "HealthCheckFailed",
+                    f"{model} in {env}: {error}"
+                    + (f" (v{', v'.join(map(str, kept))} kept serving)" if kept else ""),
+                )
+        if live.health == "progressing":
+            self.remove(env, model)
+        return self._start(desired, spec, state)
+
+    def _start(self, desired: Desired, spec: dict[str, Any], state: dict[str, Any] | None) -> Live:
+        env, model = desired.environment, desired.model
+        port = int(state["port"]) if state else self._allocate_port(env, model)
+        if not port_free(self.host, port):
+            raise DeployFailed(
+                "TargetUnavailable",
+                f"{model} in {env}: {self.host}:{port} is in use by another process (expected it free; "
+                "stop that process or change deploy.local.base_port in mlops.yaml)",
+            )
+        folder = self._state_path(env, model).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        token = state["token"] if state and state.get("token") else secrets.token_hex(16)
+        token_file = folder / f"{model}.token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token)
+        spec_file = folder / f"{model}.spec.json"
+        yamlio.write_atomic(spec_file, json.dumps(spec, indent=2))
+        log_file = folder / f"{model}.log"
+        new_state = {
+            "host": self.host,
+            "port": port,
+            "token": token,
+            "pid": None,
+            "spec": spec,
+            "log": str(log_file),
+            "deployed_at": utcnow(),
+        }
+        self._write_state(env, model, new_state)  # the port is ours before the process exists
+        scripts = str(Path(__file__).resolve().parents[2])
+        child_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (scripts, os.environ.get("PYTHONPATH", "")) if p),
+        }
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlops_gitops.serve",
+                    "--spec",
+                    str(spec_file),
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(port),
+                    "--token-file",
+                    str(token_file),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=child_env,
+                cwd=self.root,
+                start_new_session=True,  # outlives the reconciler, which may be killed
+            )
+        new_state["pid"] = process.pid
+        self._write_state(env, model, new_state)
+        url = self.url(new_state)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            code = process.poll()
+            if code is not None:
+                reason = "TargetUnavailable" if code == 3 else "HealthCheckFailed"
+                raise DeployFailed(reason, f"{model} in {env}: the server exited ({code}): {_tail(log_file)}")
+            status, body = http_json("GET", f"{url}/health", timeout=2)
+            if status == 200:
+                return self.observe(env, model)
+            if isinstance(body, dict) and body.get("status") == "failed":
+                self._stop(process.pid)
+                raise DeployFailed("HealthCheckFailed", f"{model} in {env}: {body.get('error')}")
+            time.sleep(0.2)
+        self._stop(process.pid)
+        raise DeployFailed(
+            "HealthCheckFailed", f"{model} in {env}: not ready after {READY_TIMEOUT:.0f}s: {_tail(log_file)}"
+        )
+
+    def smoke(self, desired: Desired, examples: dict[int, list[dict[str, Any]]]) -> None:
+        """Readiness, the versions it reports, and one prediction per version over HTTP."""
+        state = self._read_state(desired.environment, desired.model)
+        if state is None:
+            raise DeployFailed("HealthCheckFailed", f"{desired.model} in {desired.environment}: no server")
+        url = self.url(state)
+        status, body = http_json("GET", f"{url}/health", timeout=5)
+        if status != 200:
+            raise DeployFailed(
+                "HealthCheckFailed",
+                f"{desired.model} in {desired.environment}: /health answered {status or 'nothing'}",
+            )
+        served = tuple((int(t["version"]), int(t["percent"])) for t in body.get("traffic") or [])
+        if served != desired.routing or body.get("shadow") != desired.shadow:
+            raise DeployFailed(
+                "HealthCheckFailed",
+                f"{desired.model} in {desired.environment}: serves {served} (expected {desired.routing})",
+            )
+        for version in desired.versions:
+            records = examples.get(version) or []
+            if not records:
+                continue
+            status, answer = http_json(
+                "POST",
+                f"{url}/predict",
+                {"dataframe_records": records[:1]},
+                {"X-Mlops-Version": str(version), "X-Mlops-Token": state["token"]},
+                timeout=30,
+            )
+            if status != 200 or not isinstance(answer, dict) or answer.get("version") != version:
+                error = (answer or {}).get("error") if isinstance(answer, dict) else None
+                raise DeployFailed(
+                    "HealthCheckFailed",
+                    f"{desired.model} v{version} in {desired.environment}: smoke prediction answered "
+                    f"{status or 'nothing'}: {error or answer}",
+                )
+
+    def _stop(self, pid: int | None) -> None:
+        if not pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        return
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def remove(self, env: str, model: str) -> None:
+        state = self._read_state(env, model)
+        if state is None:
+            return
+        live = self.observe(env, model)
+        pid = (live.extra or {}).get("pid") or state.get("pid")
+        if not live.extra.get("foreign"):  # never stop a process that is not ours
+            self._stop(pid)
+        folder = self._state_path(env, model).parent
+        for suffix in (".json", ".spec.json", ".token"):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / f"{model}{suffix}").unlink()
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in text if line.startswith("error:")]
+    return (errors[-1] if errors else " | ".join(text[-lines:]))[:500]

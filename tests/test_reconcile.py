@@ -1,0 +1,527 @@
+"""The reconciler against real processes: real git history, a real MLflow registry (sqlite),
+real model servers on loopback ports, real HTTP clients, real signals. Nothing is faked."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import base_env, git_commit_all
+from .mlflow_server import free_port
+from .registered import register_version
+from .workflows import sandbox
+
+pytestmark = pytest.mark.slow
+
+
+def mlops(repo: Path, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_gitops.cli", *args],
+        cwd=repo,
+        env={**base_env(), "PYTHONPATH": str(repo / "scripts"), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def set_manifest(repo: Path, env: str, message: str, **fields: Any) -> None:
+    path = repo / "environments" / env / "churn.yaml"
+    text = path.read_text()
+    for key, value in fields.items():
+        rendered = yaml.safe_dump({key: value}, default_flow_style=True).strip()[1:-1]
+        pattern = re.compile(rf"^#? ?{key}:.*$", re.MULTILINE)
+        text = pattern.sub(rendered, text, count=1) if pattern.search(text) else text + rendered + "\n"
+    path.write_text(text)
+    git_commit_all(repo, message)
+
+
+def http(
+    method: str, url: str, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def example(repo: Path, version: int = 1) -> list[dict[str, Any]]:
+    """The input example of a deployed version (MLflow's input_example.json, as records)."""
+    from mlops_gitops.reconcile import _example
+
+    return _example(repo / f".mlops/artifacts/churn/v{version}/model")
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated-repository copy whose registry holds v1 and v2 (good) and v3 (predict raises)."""
+    repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    assert register_version(uri, "churn", "good", seed=7) == 1
+    assert register_version(uri, "churn", "good", seed=3) == 2
+    assert register_version(uri, "churn", "broken", tmp=repo.parent) == 3
+    return repo
+
+
+@pytest.fixture
+def repo(registered: Path, tmp_path: Path) -> Iterator[Path]:
+    dest = tmp_path / "repo"
+    shutil.copytree(registered, dest, symlinks=True)
+    project = dest / "mlops.yaml"
+    project.write_text(re.sub(r"base_port: \d+", f"base_port: {free_port()}", project.read_text()))
+    git_commit_all(dest, "a free port for this test")
+    yield dest
+    mlops(dest, "down")
+
+
+def url_of(repo: Path, env: str = "staging") -> str:
+    state = json.loads((repo / f".mlops/servers/{env}/churn.json").read_text())
+    return f"http://{state['host']}:{state['port']}"
+
+
+def records(repo: Path, env: str = "staging") -> list[dict[str, Any]]:
+    path = repo / f".mlops/records/{env}/churn.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def aliases(repo: Path) -> dict[str, int]:
+    from mlflow import MlflowClient
+
+    return {
+        k: int(v)
+        for k, v in MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+        .get_registered_model("churn")
+        .aliases.items()
+    }
+
+
+class Poller:
+    """A client predicting in a loop: every answer's status and version, to prove no gap."""
+
+    def __init__(self, url: str, records: list[dict[str, Any]]):
+        self.url, self.records = url, records
+        self.answers: list[tuple[int, Any]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                status, body = http("POST", f"{self.url}/predict", {"dataframe_records": self.records[:1]})
+                self.answers.append((status, body.get("version") if isinstance(body, dict) else None))
+            except OSError as exc:
+                self.answers.append((0, str(exc)))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Poller:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_deploy_then_a_second_run_changes_nothing(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1 to staging", version=1)
+    plan = mlops(repo, "plan", "--env", "staging", "-o", "json")
+    assert plan.returncode == 1, plan.stderr  # something would change
+    (change,) = json.loads(plan.stdout)["changes"]
+    assert (change["action"], change["sync"], change["health"]) == ("create", "OutOfSync", "missing")
+
+    first = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    (result,) = json.loads(first.stdout)["results"]
+    assert (result["action"], result["result"], result["version"]) == ("create", "healthy", 1)
+    url = url_of(repo)
+    assert url.startswith("http://127.0.0.1:")  # loopback unless configured otherwise
+
+    status, answer = http("POST", f"{url}/predict", {"dataframe_records": example(repo)})
+    assert status == 200 and answer["version"] == 1 and len(answer["predictions"]) == 3
+    assert all(abs(sum(row) - 1) < 1e-6 for row in answer["predictions"])  # predict_proba rows
+    status, meta = http("GET", f"{url}/metadata")
+    assert meta["traffic"] == [{"version": 1, "percent": 100}]
+    assert len(meta["lineage"]["1"]["mlops.artifact_sha256"]) == 64
+    assert aliases(repo) == {"staging": 1}
+    (record,) = records(repo)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    assert (record["result"], record["version"], record["revision"]) == ("healthy", 1, head)
+    assert record["by"] and record["at"] and len(record["artifact_sha256"]) == 64
+
+    logged = (repo / ".mlops/inference/staging/churn.jsonl").read_text().splitlines()
+    entry = json.loads(logged[-1])
+    assert entry["request_id"] == answer["request_id"] and entry["version"] == 1
+    assert entry["inputs"] == example(repo) and entry["outputs"] == answer["predictions"]
+
+    again = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    assert again.returncode == 0
+    assert [r["result"] for r in json.loads(again.stdout)["results"]] == ["unchanged"]
+    assert len(records(repo)) == 1  # nothing applied, nothing recorded
+    assert mlops(repo, "plan", "--env", "staging").returncode == 0  # in sync
+    status_out = mlops(repo, "status", "-o", "json")
+    staging = next(d for d in json.loads(status_out.stdout)["deployments"] if d["environment"] == "staging")
+    assert (staging["serving"], staging["health"], staging["sync"], staging["url"]) == (
+        "v1",
+        "healthy",
+        "Synced",
+        url,
+    )
+
+
+def test_update_and_automatic_rollback_without_a_failed_request(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    url = url_of(repo)
+    with Poller(url, example(repo)) as poller:
+        set_manifest(repo, "staging", "v2", version=2)
+        updated = mlops(repo, "reconcile", "--env", "staging")
+        assert updated.returncode == 0, updated.stderr
+        set_manifest(repo, "staging", "v3 (broken)", version=3)
+        broken = mlops(repo, "reconcile", "--env", "staging")
+        time.sleep(0.3)
+    assert broken.returncode == 1
+    error = broken.stderr.replace("\n", " ")
+    assert "churn in staging" in error and "v3" in error and "HealthCheckFailed" in error
+    assert "broken on purpose" in error and "rolled back to v2" in error
+    statuses = {status for status, _ in poller.answers}
+    assert statuses == {200}, [a for a in poller.answers if a[0] != 200][:3]
+    versions = [v for _, v in poller.answers]
+    assert versions[0] == 1 and versions[-1] == 2 and 3 not in versions
+    assert versions == sorted(versions)  # switched once, never back and forth
+    assert aliases(repo) == {"staging": 2}
+    assert [(r["result"], r["version"]) for r in records(repo)] == [
+        ("healthy", 1),
+        ("healthy", 2),
+        ("rolled-back", 2),
+    ]
+    assert records(repo)[-1]["previous"] == 3 and "HealthCheckFailed" in records(repo)[-1]["reason"]
+    plan = json.loads(mlops(repo, "plan", "--env", "staging", "-o", "json").stdout)["changes"][0]
+    assert (plan["sync"], plan["health"], plan["live"], plan["desired"]) == (
+        "OutOfSync",
+        "healthy",
+        "v2",
+        "v3",
+    )
+
+
+def test_killed_mid_apply_the_next_run_converges(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops_gitops.cli", "reconcile", "--env", "staging"],
+        cwd=repo,
+        env={**base_env(), "PYTHONPATH": str(repo / "scripts")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = repo / ".mlops/servers/staging/churn.json"
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # after the port is claimed, before health and alias
+    proc.wait()
+    assert state.exists()
+    rerun = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    status, health = http("GET", f"{url_of(repo)}/health")
+    assert status == 200 and health["versions"] == [1]
+    assert json.loads(state.read_text())["pid"] == health["pid"]  # one server, the one recorded
+    assert aliases(repo) == {"staging": 1}
+    assert mlops(repo, "plan", "--env", "staging").returncode == 0
+    assert records(repo)[-1]["result"] == "healthy"
+
+
+def test_one_reconciler_per_environment(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    lock = repo / ".mlops/locks/staging.lock"
+    lock.parent.mkdir(parents=True)
+    with lock.open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        second = mlops(repo, "reconcile", "--env", "staging")
+    assert second.returncode == 2
+    assert "another reconcile is running (pid 4242" in second.stderr
+    assert not (repo / ".mlops/servers/staging/churn.json").exists() and records(repo) == []
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0  # the lock died with its holder
+
+
+def test_registry_unreachable_changes_nothing(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    set_manifest(repo, "staging", "v2", version=2)
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = mlops(repo, "reconcile", "--env", "staging", MLFLOW_TRACKING_URI=dead)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().startswith("error: registry http://127.0.0.1:")
+        and len(proc.stderr.strip().splitlines()) == 1
+    )
+    assert http("GET", f"{url_of(repo)}/health")[1]["versions"] == [1]  # still serving
+    assert len(records(repo)) == 1
+
+
+def test_port_in_use_is_refused_clearly(repo: Path) -> None:
+    port = int(re.search(r"base_port: (\d+)", (repo / "mlops.yaml").read_text()).group(1))  # type: ignore[union-attr]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        set_manifest(repo, "staging", "v1", version=1)
+        proc = mlops(repo, "reconcile", "--env", "staging")
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{port} is in use by another process" in proc.stderr.replace("\n", " ")
+    assert "TargetUnavailable" in proc.stderr
+    assert aliases(repo) == {}
+    assert records(repo)[-1]["result"] == "failed"
+
+
+def test_a_missing_version_is_a_clear_error_and_nothing_changes(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    set_manifest(repo, "staging", "v99", version=99)
+    proc = mlops(repo, "reconcile", "--env", "staging")
+    assert proc.returncode == 1
+    message = proc.stderr.replace("\n", " ")
+    assert "environments/staging/churn.yaml" in message and "VerifyFailed" in message and "v99" in message
+    assert http("GET", f"{url_of(repo)}/health")[1]["versions"] == [1]
+    assert aliases(repo) == {"staging": 1}
+
+
+def test_an_artifact_altered_after_registration_is_refused(repo: Path) -> None:
+    from mlflow import MlflowClient
+
+    download = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_model_version_download_uri("churn", "2")
+    folder = Path(download.removeprefix("file://"))
+    original = (folder / "MLmodel").read_bytes()
+    try:
+        (folder / "MLmodel").write_bytes(original + b"\n# altered\n")
+        set_manifest(repo, "staging", "v2", version=2)
+        proc = mlops(repo, "reconcile", "--env", "staging")
+    finally:
+        (folder / "MLmodel").write_bytes(original)  # the registry is shared by this module's tests
+    assert proc.returncode == 1
+    message = proc.stderr.replace("\n", " ")
+    assert "VerifyFailed" in message and "differs from the" in message and "altered" in message
+    assert not (repo / ".mlops/servers/staging/churn.json").exists()
+    assert not (repo / ".mlops/artifacts/churn/v2/model").exists()  # no altered copy kept
+    assert aliases(repo) == {}
+
+
+def test_bad_requests_get_400_or_413_and_the_server_keeps_serving(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    url, good = url_of(repo), example(repo)[0]
+    cases = [
+        (
+            {"dataframe_records": [{k: v for k, v in good.items() if k != "age"}]},
+            400,
+            "records[0].age: missing",
+        ),
+        ({"dataframe_records": [{**good, "age": "old"}]}, 400, 'records[0].age: "old" (expected an integer)'),
+        ({"dataframe_records": [{**good, "colour": 1}]}, 400, "records[0].colour: unknown field"),
+        ({"dataframe_records": []}, 400, "non-empty list"),
+        ({"rows": [good]}, 400, "dataframe_records"),
+    ]
+    for body, code, text in cases:
+        status, answer = http("POST", f"{url}/predict", body)
+        assert (status, text in answer["error"]) == (code, True), answer
+    status, answer = http("POST", f"{url}/predict", raw=b"{not json")
+    assert status == 400 and "not JSON" in answer["error"]
+    status, answer = http("POST", f"{url}/predict", raw=b" " * (2 << 20))
+    assert status == 413 and "expected at most" in answer["error"]
+    status, answer = http("POST", f"{url}/predict", [good, good])  # a bare batch
+    assert status == 200 and len(answer["predictions"]) == 2
+    assert http("GET", f"{url}/health")[0] == 200
+
+
+def test_canary_split_and_shadow(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    set_manifest(
+        repo,
+        "staging",
+        "canary v2 at 30%, shadow v2",
+        traffic=[{"version": 1, "percent": 70}, {"version": 2, "percent": 30}],
+        shadow={"version": 2},
+    )
+    proc = mlops(repo, "reconcile", "--env", "staging")
+    assert proc.returncode == 0, proc.stderr
+    url, rows = url_of(repo), example(repo)
+    seen = [
+        http("POST", f"{url}/predict", {"dataframe_records": rows[:1]}, headers={"X-Request-Id": f"r{i}"})[1][
+            "version"
+        ]
+        for i in range(200)
+    ]
+    assert set(seen) == {1, 2} and 20 <= seen.count(2) <= 100  # 30% of 200 = 60, binomial bounds
+    time.sleep(0.5)
+    log = [
+        json.loads(line) for line in (repo / ".mlops/inference/staging/churn.jsonl").read_text().splitlines()
+    ]
+    shadows = {e["request_id"]: e for e in log if e["role"] == "shadow"}
+    primaries = {e["request_id"]: e for e in log if e["role"] == "primary"}
+    assert {f"r{i}" for i in range(200)} <= set(shadows) and all(
+        shadows[f"r{i}"]["version"] == 2 for i in range(200)
+    )
+    assert all(primaries[f"r{i}"]["version"] == seen[i] for i in range(200))  # answers came from the primary
+    assert aliases(repo) == {"staging": 1}  # the alias follows `version`, the stable one
+
+
+def test_suspend_and_prune(repo: Path) -> None:
+    set_manifest(repo, "staging", "v1", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    set_manifest(repo, "staging", "v2 but suspended", version=2, suspend=True)
+    plan = json.loads(mlops(repo, "plan", "--env", "staging", "-o", "json").stdout)["changes"][0]
+    assert (plan["action"], plan["sync"]) == ("suspended", "Synced")
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert http("GET", f"{url_of(repo)}/health")[1]["versions"] == [1]
+
+    set_manifest(repo, "staging", "churn leaves staging", version=None, suspend=False)
+    plan = json.loads(mlops(repo, "plan", "--env", "staging", "-o", "json").stdout)["changes"]
+    assert [(c["action"], c["detail"]) for c in plan] == [("remove", "version is null")]
+    kept = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    assert json.loads(kept.stdout)["results"][0]["result"] == "skipped"  # pruning is opt-in
+    empty = mlops(repo, "reconcile", "--env", "staging", "--prune")
+    assert empty.returncode == 2 and "--allow-empty" in empty.stderr
+    assert http("GET", f"{url_of(repo)}/health")[0] == 200
+    url = url_of(repo)
+    assert mlops(repo, "reconcile", "--env", "staging", "--prune", "--allow-empty").returncode == 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/health", timeout=2)
+    assert aliases(repo) == {} and records(repo)[-1]["result"] == "removed"
+
+
+def test_watch_retries_with_backoff_and_a_fix_is_not_blocked(repo: Path, tmp_path: Path) -> None:
+    """--watch pulls a real git remote (a bare repository standing in for GitHub)."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(repo), str(remote)], check=True)
+    subprocess.run(["git", "remote", "add", "origin", str(remote)], cwd=repo, check=True)
+    subprocess.run(["git", "fetch", "--quiet", "origin"], cwd=repo, check=True)
+    subprocess.run(["git", "branch", "--quiet", "-u", "origin/main"], cwd=repo, check=True)
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(work)], check=True)
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlops_gitops.cli",
+            "reconcile",
+            "--env",
+            "staging",
+            "--watch",
+            "--interval",
+            "0.5",
+            "--max-backoff",
+            "60",
+        ],
+        cwd=repo,
+        env={**base_env(), "PYTHONPATH": str(repo / "scripts")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def push(version: int, message: str) -> None:
+        set_manifest(work, "staging", message, version=version)
+        subprocess.run(["git", "push", "--quiet", "origin", "HEAD:main"], cwd=work, check=True)
+
+    def wait_for(predicate: Any, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.2)
+        watcher.kill()
+        raise AssertionError(watcher.communicate()[0][-3000:])
+
+    try:
+        push(1, "v1")
+        wait_for(lambda: any(r["result"] == "healthy" and r["version"] == 1 for r in records(repo)))
+        push(3, "v3 (broken)")
+        wait_for(lambda: sum(r["result"] == "rolled-back" for r in records(repo)) >= 2)  # retried
+        push(2, "v2 fixes it")
+        wait_for(
+            lambda: records(repo)[-1]["result"] == "healthy" and records(repo)[-1]["version"] == 2, timeout=60
+        )
+    finally:
+        watcher.terminate()
+        log = watcher.communicate(timeout=30)[0]
+    waits = [float(w) for w in re.findall(r"next reconcile in ([0-9.]+)s", log)]
+    assert any(b > a for a, b in itertools.pairwise(waits)), waits  # backoff grew
+    assert http("GET", f"{url_of(repo)}/health")[1]["versions"] == [2]
+
+
+def test_rollback_reverts_the_last_promotion(repo: Path) -> None:
+    set_manifest(repo, "staging", "Promote churn v1 to staging", version=1)
+    set_manifest(repo, "staging", "Promote churn v2 to staging", version=2)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    proc = mlops(repo, "rollback", "churn", "--env", "staging", "--no-pr", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["from_version"], result["to_version"], result["branch"]) == (
+        2,
+        1,
+        "rollback/churn-staging-v1",
+    )
+    show = subprocess.run(
+        ["git", "show", "--format=%B", "--stat", result["branch"]], cwd=repo, capture_output=True, text=True
+    ).stdout
+    assert (
+        "Roll back churn in staging to v1" in show
+        and "Reverts" in show
+        and "Promote churn v2 to staging" in show
+    )
+    assert "environments/staging/churn.yaml | 2 +-" in show
+    assert "version: 2" in (repo / "environments/staging/churn.yaml").read_text()  # main untouched
+
+    now = mlops(repo, "rollback", "churn", "--env", "staging", "--direct", "--now", "--reason", "incident 42")
+    assert now.returncode == 0, now.stdout + now.stderr
+    assert http("GET", f"{url_of(repo)}/health")[1]["versions"] == [1]
+    last = records(repo)[-1]
+    assert last["result"] == "break-glass" and "incident 42" in last["reason"]
+    assert mlops(repo, "down").returncode == 0
+    assert not (repo / ".mlops/servers/staging/churn.json").exists()
+
+
+def test_a_deployment_whose_manifest_is_gone_is_planned_for_removal() -> None:
+    """diff() alone: the target still runs (staging, old-model), no manifest names it."""
+    from mlops_gitops.reconcile import diff
+    from mlops_gitops.targets import Desired, Live
+
+    desired = [Desired("churn", "staging", "environments/staging/churn.yaml", 1)]
+
+    def observe(env: str, model: str) -> Live:
+        return Live(model, env, routing=((1, 100),), health="healthy", url="http://127.0.0.1:1")
+
+    changes = diff(
+        desired, observe, {"churn": {"staging": 1}}, [("staging", "churn"), ("staging", "old-model")], None
+    )
+    assert [(c.model, c.action, c.sync, c.detail) for c in changes] == [
+        ("churn", "unchanged", "Synced", ""),
+        ("old-model", "remove", "OutOfSync", "manifest is gone"),
+    ]
+    only_production = diff([], observe, {}, [("staging", "old-model")], "production")
+    assert only_production == []
