@@ -58,7 +58,7 @@ train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the
 	$(BIN)/dvc repro pipelines/dvc.yaml
 
 policy: install ## Rego policy tests, manifests + workflows against policies, the promotion gate on changed manifests
-	$(BIN)/mlops policy test
+	$(BIN)/mlops policy test --coverage --min-coverage 90
 	$(BIN)/mlops check
 	rm -rf .mlops/facts
 	$(BIN)/mlops facts --out .mlops/facts > /dev/null

@@ -4,13 +4,15 @@
 reconciler's tests need several versions, one of them broken, in seconds. These are real
 MLflow models (a scikit-learn pipeline on the pipeline's own synthetic churn table, or a
 models-from-code pyfunc whose predict raises), registered with the tags `mlops register`
-writes that deployment reads: the artifact's sha256 and the signature flag.
+writes that deployment and the promotion gate read: the artifact's sha256, the signature
+flag, metrics, lineage and a passing report (fixed values: these tests judge deployment).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sys
 import tempfile
 import warnings
@@ -108,7 +110,18 @@ def register_version(uri: str, model: str, kind: str = "good", seed: int = 7, tm
         model,
         info.model_uri,
         run_id=run.info.run_id,
-        tags={"mlops.artifact_sha256": sha, "mlops.signature": "true", "mlops.kind": kind},
+        tags={
+            "mlops.artifact_sha256": sha,
+            "mlops.signature": "true",
+            "mlops.kind": kind,
+            "mlops.git.commit": "0" * 40,
+            "mlops.metrics": json.dumps({"roc_auc": 0.84, "f1": 0.6}),
+            "mlops.data": json.dumps({"pipelines/data/churn/raw.csv": "md5"}),
+            "mlops.params": json.dumps({"seed": seed}),
+            "mlops.device": "cpu",
+            "mlops.report.passed": "true",
+            "mlops.report.baseline": "none",
+        },
         model_id=info.model_id,
     )
     return int(version.version)

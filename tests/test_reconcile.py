@@ -525,3 +525,50 @@ def test_a_deployment_whose_manifest_is_gone_is_planned_for_removal() -> None:
     ]
     only_production = diff([], observe, {}, [("staging", "old-model")], "production")
     assert only_production == []
+
+
+def shifted(stamp: str, hours: float) -> str:
+    from datetime import datetime, timedelta
+
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(hours=hours)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_production_waits_for_the_soak_that_the_staging_record_proves(repo: Path, tmp_path: Path) -> None:
+    """The promotion gate end to end: reconcile staging (the record), promote to production,
+    judge at injected times: too early (the soak named), after the soak (allowed), and with
+    a tampered artifact hash (denied). A medium-risk model, so one reviewer is enough and
+    the soak is the question."""
+    model_yaml = repo / "models/churn/model.yaml"
+    model_yaml.write_text(model_yaml.read_text().replace("risk_tier: high", "risk_tier: medium"))
+    set_manifest(repo, "staging", "Promote churn v1 to staging", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    healthy_since = records(repo)[-1]["at"]
+    promoted = mlops(repo, "promote", "churn", "--to", "production", "--version", "1", "--no-pr")
+    assert promoted.returncode == 0, promoted.stderr
+
+    def gate(now: str) -> tuple[int, str, dict[str, Any]]:
+        facts = mlops(repo, "facts", "--base", "main", "--now", now, "--out", str(tmp_path / "facts"))
+        assert facts.returncode == 0, facts.stderr
+        (path,) = (tmp_path / "facts").glob("*.json")
+        check = mlops(repo, "check", str(path), "--namespace", "promotion", "-o", "json")
+        return check.returncode, check.stdout, json.loads(path.read_text())
+
+    code, out, doc = gate(shifted(healthy_since, 1))
+    assert doc["history"]["staging"]["healthy_since"] == healthy_since
+    assert doc["history"]["staging"]["result"] == "healthy"
+    failures = [f["msg"] for r in json.loads(out) for f in r["failures"]]
+    assert code == 1 and failures == [
+        "churn v1 to production: healthy in staging for 1h of the 24h soak (expected the soak to pass first)"
+    ]
+    code, out, _ = gate(shifted(healthy_since, 25))
+    assert code == 0, out  # the soak has passed: allowed
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    client.set_model_version_tag("churn", "1", "mlops.artifact_sha256", "e" * 64)  # a hash that lies
+    code, out, _ = gate(shifted(healthy_since, 25))
+    failures = [f["msg"] for r in json.loads(out) for f in r["failures"]]
+    assert code == 1 and len(failures) == 1, failures
+    assert "not the eeeeeeeeeeee recorded at registration" in failures[0]

@@ -3,7 +3,9 @@
 # description: >-
 #   A version reaches an environment only with its evidence: metric thresholds met, a passing
 #   champion/challenger report, complete lineage, an artifact hash and a signature, a model
-#   card, enough approvals for a high-risk model, and a healthy soak in the environment below.
+#   card, enough approvals for a high-risk model, a healthy soak in the environment below, no
+#   regression beyond tolerance against production, and no open critical drift alert unless
+#   the manifest carries an unexpired exception for it.
 #   Input: one document of `mlops facts`.
 # custom:
 #   severity: critical
@@ -71,6 +73,20 @@ deny_artifact contains msg if {
 
 deny_artifact contains msg if {
 	is_promotion
+	actual := input.version.artifact_sha256_actual
+	actual != null
+	actual != input.version.artifact_sha256
+	msg := sprintf("%s: the stored artifact hashes to %s, not the %s recorded at registration (expected the registered artifact, unaltered)", [where, substring(actual, 0, 12), substring(object.get(input.version, "artifact_sha256", ""), 0, 12)])
+}
+
+warn_unverified_artifact contains msg if {
+	is_promotion
+	input.version.artifact_sha256_actual == null
+	msg := sprintf("%s: the artifact could not be read to verify its sha256 (expected the registry's artifact store reachable)", [where])
+}
+
+deny_artifact contains msg if {
+	is_promotion
 	input.version.signature != true
 	msg := sprintf("%s: the model has no signature (expected inputs and outputs declared)", [where])
 }
@@ -104,4 +120,34 @@ deny_soak contains msg if {
 	hours := round(((time.parse_rfc3339_ns(input.now) - since) / 360000000000)) / 10
 	hours < object.get(input.environment, "soak_hours", 0)
 	msg := sprintf("%s: healthy in %s for %vh of the %vh soak (expected the soak to pass first)", [where, source, hours, input.environment.soak_hours])
+}
+
+deny_regression contains msg if {
+	is_promotion
+	primary := input.model.metrics.primary
+	baseline := input.baseline.metrics[primary]
+	value := input.version.metrics[primary]
+	tolerance := object.get(input.model.metrics, "max_regression", 0)
+	value < baseline - tolerance
+	drop := round((baseline - value) * 10000) / 10000
+	msg := sprintf("%s: %s is %v, %v below v%v in %s (expected a drop of at most %v)", [where, primary, value, drop, input.baseline.version, input.baseline.environment, tolerance])
+}
+
+deny_drift contains msg if {
+	is_promotion
+	input.drift.status == "drift"
+	input.drift.severity == "critical"
+	msg := sprintf("%s: open critical drift alert in %s since %v on %v (expected it resolved, or an exception with an expiry date in the manifest)", [where, input.change.environment, input.drift.checked_at, concat(", ", input.drift.columns)])
+}
+
+# An exception lives in the manifest, so it is reviewed in the same pull request and ends by itself.
+exception contains [e.rule] if {
+	some e in object.get(input.manifest, "exceptions", [])
+	time.parse_ns("2006-01-02", e.expires) > time.parse_rfc3339_ns(input.now)
+}
+
+warn_expired_exception contains msg if {
+	some e in object.get(input.manifest, "exceptions", [])
+	time.parse_ns("2006-01-02", e.expires) <= time.parse_rfc3339_ns(input.now)
+	msg := sprintf("%s: the exception for %s in the manifest expired on %s (expected it removed or renewed)", [where, e.rule, e.expires])
 }

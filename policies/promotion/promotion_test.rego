@@ -8,7 +8,7 @@ facts(overrides) := object.union({
 	"change": {"model": "churn", "environment": "production", "from_version": 1, "to_version": 2},
 	"model": {
 		"risk_tier": "medium",
-		"metrics": {"thresholds": {"roc_auc": {"min": 0.75}}},
+		"metrics": {"primary": "roc_auc", "thresholds": {"roc_auc": {"min": 0.75}}, "max_regression": 0.01},
 		"card": {"intended_use": "ranking", "limitations": "synthetic data"},
 	},
 	"environment": {"name": "production", "promote_from": "staging", "soak_hours": 24, "protected": true},
@@ -17,15 +17,19 @@ facts(overrides) := object.union({
 		"report": {"passed": true},
 		"lineage": {"commit": "abc", "data": {"raw.csv": "md5"}, "params": {"seed": 7}, "device": "cpu"},
 		"artifact_sha256": concat("", [x | some _ in numbers.range(1, 64); x := "a"]),
+		"artifact_sha256_actual": concat("", [x | some _ in numbers.range(1, 64); x := "a"]),
 		"signature": true,
 	},
 	"history": {"staging": {"healthy_since": "2026-11-20T10:00:00Z"}},
+	"baseline": {"environment": "production", "version": 1, "metrics": {"roc_auc": 0.845}},
+	"drift": {"status": "no-drift", "severity": null, "checked_at": "2026-11-23T09:00:00Z", "columns": []},
+	"manifest": {"version": 2},
 	"approvals": {"known": true, "count": 1},
 	"now": "2026-11-23T10:00:00Z",
 }, overrides)
 
 denials(input_doc) := {msg |
-	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_approvals", "deny_soak"]
+	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_approvals", "deny_soak", "deny_regression", "deny_drift"]
 	some msg in promotion[rule] with input as input_doc
 }
 
@@ -52,7 +56,8 @@ test_deny_incomplete_lineage if {
 }
 
 test_deny_tampered_or_missing_artifact_hash if {
-	count(promotion.deny_artifact) == 1 with input as facts({"version": {"artifact_sha256": "not-a-hash"}})
+	denied := promotion.deny_artifact with input as facts({"version": {"artifact_sha256": "not-a-hash", "artifact_sha256_actual": null}})
+	denied == {"churn v2 to production: no artifact sha256 (expected the hash recorded at registration)"}
 }
 
 test_deny_missing_signature if {
@@ -84,4 +89,63 @@ test_deny_production_without_a_staging_record if {
 test_allow_staging_without_soak if {
 	staging := json.remove(facts({"environment": {"name": "staging", "protected": false}}), ["environment/promote_from", "history/staging"])
 	count(promotion.deny_soak) == 0 with input as staging
+}
+
+test_deny_a_missing_metric if {
+	some msg in promotion.deny_thresholds with input as json.remove(facts({}), ["version/metrics/roc_auc"])
+	contains(msg, "metric roc_auc is missing")
+}
+
+test_deny_a_metric_above_its_maximum if {
+	doc := facts({"model": {"metrics": {"thresholds": {"latency_ms": {"max": 50}}}}, "version": {"metrics": {"latency_ms": 80}}})
+	some msg in promotion.deny_thresholds with input as doc
+	contains(msg, "latency_ms is 80 (expected at most 50)")
+}
+
+test_allow_a_drop_within_tolerance if {
+	count(promotion.deny_regression) == 0 with input as facts({"version": {"metrics": {"roc_auc": 0.836}}})
+}
+
+test_deny_a_regression_against_production if {
+	some msg in promotion.deny_regression with input as facts({"version": {"metrics": {"roc_auc": 0.8}}})
+	msg == "churn v2 to production: roc_auc is 0.8, 0.045 below v1 in production (expected a drop of at most 0.01)"
+}
+
+test_allow_without_a_version_in_production if {
+	count(promotion.deny_regression) == 0 with input as json.remove(facts({"version": {"metrics": {"roc_auc": 0.8}}}), ["baseline"])
+}
+
+critical_drift := {"drift": {"status": "drift", "severity": "critical", "checked_at": "2026-11-22T08:00:00Z", "columns": ["monthly_charges", "tenure_months"]}}
+
+test_deny_an_open_critical_drift_alert if {
+	some msg in promotion.deny_drift with input as facts(critical_drift)
+	contains(msg, "open critical drift alert in production since 2026-11-22T08:00:00Z on monthly_charges, tenure_months")
+}
+
+test_allow_a_warning_level_drift if {
+	count(promotion.deny_drift) == 0 with input as facts({"drift": {"status": "drift", "severity": "warning", "columns": ["age"]}})
+}
+
+exempted(expires) := facts(object.union(critical_drift, {"manifest": {"exceptions": [{"rule": "drift", "reason": "seasonal shift, reviewed", "expires": expires, "approved_by": "@risk"}]}}))
+
+test_an_unexpired_exception_exempts_drift if {
+	promotion.exception == {["drift"]} with input as exempted("2026-12-01")
+	count(promotion.warn_expired_exception) == 0 with input as exempted("2026-12-01")
+}
+
+test_an_expired_exception_exempts_nothing_and_warns if {
+	count(promotion.exception) == 0 with input as exempted("2026-11-01")
+	some msg in promotion.warn_expired_exception with input as exempted("2026-11-01")
+	contains(msg, "the exception for drift in the manifest expired on 2026-11-01")
+}
+
+test_deny_an_artifact_altered_after_registration if {
+	altered := concat("", [x | some _ in numbers.range(1, 64); x := "b"])
+	some msg in promotion.deny_artifact with input as facts({"version": {"artifact_sha256_actual": altered}})
+	contains(msg, "the stored artifact hashes to bbbbbbbbbbbb, not the aaaaaaaaaaaa recorded at registration")
+}
+
+test_warn_when_the_artifact_cannot_be_read if {
+	count(promotion.warn_unverified_artifact) == 1 with input as facts({"version": {"artifact_sha256_actual": null}})
+	count(promotion.warn_unverified_artifact) == 0 with input as facts({})
 }

@@ -31,6 +31,10 @@ from .gitinfo import git
 class VersionSource(Protocol):
     def version(self, model: str, ref: str | int) -> Any: ...
 
+    def model_tags(self, model: str) -> dict[str, str]: ...
+
+    def artifact_digest(self, model: str, version: int) -> str | None: ...
+
 
 def changed_manifests(root: Path, base: str, head: str) -> list[str]:
     out = git(root, "diff", "--name-only", "--no-renames", base, head, "--", ENVIRONMENTS_DIR)
@@ -93,9 +97,11 @@ def gh_reviews(root: Path, event: dict[str, Any] | None) -> Any:
 def version_facts(registry: VersionSource, model: str, version: int | None) -> dict[str, Any] | None:
     if version is None:
         return None
+    from .records import history_from_tags
     from .registry import version_facts as facts_of
 
-    found = facts_of(registry.version(model, version))
+    raw = registry.version(model, version)
+    found = facts_of(raw)
     lineage = found["lineage"]
     report = {
         "passed": {"true": True, "false": False}.get(lineage.get("report.passed", "")),
@@ -114,8 +120,25 @@ def version_facts(registry: VersionSource, model: str, version: int | None) -> d
             "runner": lineage.get("runner.name"),
         },
         "artifact_sha256": found["artifact_sha256"],
+        # The artifact hashed as it is stored now: a changed artifact (or a changed tag) differs.
+        "artifact_sha256_actual": registry.artifact_digest(model, version),
         "signature": found["signature"],
         "report": report,
+        "history": history_from_tags(dict(raw.tags)),
+    }
+
+
+def drift_facts(tags: dict[str, str], env: str) -> dict[str, Any]:
+    """The monitor's last word on the model in `env` (registered-model tags), or unknown."""
+    prefix = f"mlops.drift.{env}."
+    if f"{prefix}status" not in tags:
+        return {"status": "unknown", "severity": None, "checked_at": None, "columns": []}
+    columns = tags.get(f"{prefix}columns", "")
+    return {
+        "status": tags[f"{prefix}status"],
+        "severity": tags.get(f"{prefix}severity") or None,
+        "checked_at": tags.get(f"{prefix}checked_at") or None,
+        "columns": sorted(c for c in columns.split(",") if c),
     }
 
 
@@ -143,6 +166,19 @@ def build(
                 f"{path}: model {model!r} has no definition (expected models/{model}/model.yaml)"
             )
         to_version = manifest.get("version")
+        proposed = version_facts(registry, model, to_version)
+        last_env = repo.environments[-1]
+        baseline_manifest = _at(root, base_rev, f"{ENVIRONMENTS_DIR}/{last_env}/{model}.yaml") or {}
+        baseline_version = baseline_manifest.get("version")
+        baseline = None
+        if baseline_version is not None and baseline_version != to_version:
+            found = version_facts(registry, model, baseline_version)
+            baseline = {
+                "environment": last_env,
+                "version": baseline_version,
+                "metrics": (found or {}).get("metrics", {}),
+            }
+        model_tags = registry.model_tags(model)
         documents.append(
             {
                 "change": {
@@ -158,9 +194,10 @@ def build(
                 "previous": previous,
                 "model": repo.models[model],
                 "environment": next(e for e in repo.project["environments"] if e["name"] == env),
-                "version": version_facts(registry, model, to_version),
-                "history": {},
-                "drift": {"status": "unknown", "checked_at": None, "columns": []},
+                "version": proposed,
+                "history": (proposed or {}).get("history", {}),
+                "baseline": baseline,
+                "drift": drift_facts(model_tags, env),
                 "approvals": approvals(event, fetch),
                 "now": now,
             }

@@ -235,6 +235,27 @@ class Registry:
     def delete_alias(self, model: str, alias: str) -> None:
         self._call(f"delete {model}@{alias}", self.client.delete_registered_model_alias, model, alias)
 
+    def model_tags(self, model: str) -> dict[str, str]:
+        """The registered model's own tags (drift status lives there), {} when it is not registered."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.client.get_registered_model(model).tags or {})
+        except MlflowException:
+            return {}
+
+    def artifact_digest(self, model: str, version: int) -> str | None:
+        """The sha256 of the artifact as stored now (downloaded and hashed), None if unreadable."""
+        import mlflow
+
+        found = self.version(model, version)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=tmp)
+                return sha256_tree(Path(local))
+        except Exception:  # the gate reports "unverified"; it does not crash on a missing store
+            return None
+
     def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self._call("set tag", self.client.set_model_version_tag, model, str(version), key, value)
