@@ -148,3 +148,18 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def mlops() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_mlops
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated-repository copy whose registry (sqlite) holds churn v1 and v2 (good) and
+    v3 (its predict raises). Tests copy it; the registry's artifact store is shared."""
+    from .registered import register_version
+    from .workflows import sandbox
+
+    repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    assert register_version(uri, "churn", "good", seed=7) == 1
+    assert register_version(uri, "churn", "good", seed=3) == 2
+    assert register_version(uri, "churn", "broken", tmp=repo.parent) == 3
+    return repo

@@ -25,8 +25,6 @@ import yaml
 
 from .conftest import base_env, git_commit_all
 from .mlflow_server import free_port
-from .registered import register_version
-from .workflows import sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -72,17 +70,6 @@ def example(repo: Path, version: int = 1) -> list[dict[str, Any]]:
     from mlops_gitops.reconcile import _example
 
     return _example(repo / f".mlops/artifacts/churn/v{version}/model")
-
-
-@pytest.fixture(scope="module")
-def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A generated-repository copy whose registry holds v1 and v2 (good) and v3 (predict raises)."""
-    repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")
-    uri = f"sqlite:///{repo / 'mlflow.db'}"
-    assert register_version(uri, "churn", "good", seed=7) == 1
-    assert register_version(uri, "churn", "good", seed=3) == 2
-    assert register_version(uri, "churn", "broken", tmp=repo.parent) == 3
-    return repo
 
 
 @pytest.fixture
