@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # checks, and part of the install stamp so existing environments pick it up.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install demo test lint typecheck unit train policy validate ci-config register act-pr act-train bench-register lock clean distclean
+.PHONY: help install demo test lint typecheck unit train policy validate ci-config plan reconcile status down register act-pr act-train act-reconcile bench-register bench-check bench-reconcile bench-serve lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -69,8 +69,20 @@ policy: install ## Rego policy tests, manifests + workflows against policies, th
 validate: install ## check mlops.yaml, models and manifests
 	$(BIN)/mlops validate
 
-ci-config: ## print python=… and gpu_labels=… from mlops.yaml (GITHUB_OUTPUT lines; needs only PyYAML)
-	@$(PYTHON) -m mlops_gitops.ciconfig
+ci-config: ## print python=…, gpu_labels=…, environments=… from mlops.yaml (GITHUB_OUTPUT lines; needs only PyYAML)
+	@ONLY="$(ONLY)" $(PYTHON) -m mlops_gitops.ciconfig
+
+plan: install ## what reconcile would change (ENV=staging for one); out of sync is not an error here, 2 is
+	$(BIN)/mlops plan $(if $(ENV),--env $(ENV)) || [ $$? -eq 1 ]
+
+reconcile: install ## deploy what the manifests say, health-check, roll back on failure (ENV=… for one)
+	$(BIN)/mlops reconcile $(if $(ENV),--env $(ENV))
+
+status: install ## which version runs where, its health, since when, at which URL
+	$(BIN)/mlops status $(if $(ENV),--env $(ENV))
+
+down: install ## stop the local model servers
+	$(BIN)/mlops down $(if $(ENV),--env $(ENV))
 
 register: install ## register trained models in MLflow with their report (PROMOTE_TO=staging opens the PR)
 	$(BIN)/mlops register --report --baseline production $(if $(PROMOTE_TO),--promote-to $(PROMOTE_TO)) $(MODELS)
@@ -80,6 +92,9 @@ act-pr: install ## run .github/workflows/pr.yml locally under act (host mode)
 
 act-train: install ## run .github/workflows/train.yml locally under act, GPU labels mapped to this host
 	$(BIN)/act workflow_dispatch -W .github/workflows/train.yml -e tests/fixtures/events/workflow_dispatch.json
+
+act-reconcile: install ## run .github/workflows/reconcile.yml locally under act (host mode)
+	$(BIN)/act workflow_dispatch -W .github/workflows/reconcile.yml -e tests/fixtures/events/workflow_dispatch.json
 
 bench-register: install ## benchmark: dvc repro + mlops register, against bare MLflow
 	$(BIN)/python -m benchmarks.bench_register

@@ -46,16 +46,18 @@ def base_env() -> dict[str, str]:
         GIT_COMMITTER_NAME="mlops tests",
         GIT_COMMITTER_EMAIL="tests@localhost",
     )
-    for name in ("MLOPS_REPO", "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+    for name in ("MLOPS_REPO", "MLOPS_STATE_DIR", "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         env.pop(name, None)  # state of this process (or of make) must not leak into the commands
     return env
 
 
-def run_mlops(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+def run_mlops(
+    *args: str, cwd: Path, check: bool = False, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "mlops_gitops.cli", *args],
         cwd=cwd,
-        env=base_env(),
+        env={**base_env(), **(env_extra or {})},
         capture_output=True,
         text=True,
         timeout=120,

@@ -123,3 +123,54 @@ def test_train_workflow_keeps_fork_pull_requests_off_gpu_runners() -> None:
     guard = doc["jobs"]["train"]["if"]
     assert "github.event.pull_request.head.repo.full_name == github.repository" in guard
     assert doc["jobs"]["train"]["runs-on"] == "${{ fromJSON(needs.config.outputs.gpu_labels) }}"
+
+
+@pytest.mark.act
+@pytest.mark.slow
+def test_reconcile_workflow_deploys_each_environment(registered: Path, tmp_path: Path) -> None:
+    """reconcile.yml under act: the config job lists the environments, one reconcile job per
+    environment (matrix) plans, reconciles and reports status. The registry and the state
+    directory live outside act's working copy, set as repository variables would set them."""
+    import re
+    import shutil
+    import urllib.request
+
+    from .conftest import git_commit_all, run_mlops
+    from .mlflow_server import free_port
+
+    repo = tmp_path / "repo"
+    shutil.copytree(registered, repo, symlinks=True)
+    project = repo / "mlops.yaml"
+    project.write_text(re.sub(r"base_port: \d+", f"base_port: {free_port()}", project.read_text()))
+    manifest = repo / "environments/staging/churn.yaml"
+    manifest.write_text(manifest.read_text().replace("version: null", "version: 2"))
+    git_commit_all(repo, "Promote churn v2 to staging")
+    state = tmp_path / "state"
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    try:
+        results, log = run_act(
+            repo,
+            "workflow_dispatch",
+            ".github/workflows/reconcile.yml",
+            FIXTURES / "events" / "workflow_dispatch.json",
+            "--var",
+            f"MLFLOW_TRACKING_URI={uri}",
+            "--var",
+            f"MLOPS_STATE_DIR={state}",
+        )
+        assert results["config"] == "success", log
+        assert results["reconcile"] == "success", log
+        # one matrix job per environment (act reports both under the job id "reconcile")
+        assert "mlops status --env staging" in log and "mlops status --env production" in log, log
+        (record,) = [
+            json.loads(line) for line in (state / "records/staging/churn.jsonl").read_text().splitlines()
+        ]
+        assert (record["result"], record["version"]) == ("healthy", 2)
+        assert record["by"].startswith("github:")  # the workflow's actor
+        server = json.loads((state / "servers/staging/churn.json").read_text())
+        with urllib.request.urlopen(
+            f"http://{server['host']}:{server['port']}/health", timeout=5
+        ) as response:
+            assert json.loads(response.read())["versions"] == [2]  # still serving after the job
+    finally:
+        run_mlops("down", cwd=repo, env_extra={"MLOPS_STATE_DIR": str(state)})

@@ -1,13 +1,15 @@
 """Values from mlops.yaml as GITHUB_OUTPUT lines, for workflow expressions.
 
 Runs before the project is installed (a workflow's first job), so it needs only PyYAML:
-`make -s ci-config >> "$GITHUB_OUTPUT"` gives `python=3.11` and `gpu_labels=[...]`, which
-`runs-on: ${{ fromJSON(needs.config.outputs.gpu_labels) }}` turns into runner labels.
+`make -s ci-config >> "$GITHUB_OUTPUT"` gives `python=3.11`, `gpu_labels=[...]`, which
+`runs-on: ${{ fromJSON(needs.config.outputs.gpu_labels) }}` turns into runner labels, and
+`environments=[...]` in promotion order (only $ONLY when it is set), for a job matrix.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +21,19 @@ def lines(config: dict[str, object]) -> list[str]:
     labels = runners.get("gpu") if isinstance(runners, dict) else None
     if not isinstance(labels, list) or not labels:
         raise SystemExit("mlops.yaml: runners.gpu: missing (expected a list of runner labels)")
-    return [f"python={config.get('python', '3.11')}", f"gpu_labels={json.dumps(labels)}"]
+    environments = [e["name"] for e in config.get("environments") or [] if isinstance(e, dict)]  # type: ignore[attr-defined]
+    only = os.environ.get("ONLY", "")
+    if only:
+        if only not in environments:
+            raise SystemExit(
+                f"environment {only!r}: not in mlops.yaml (expected one of {', '.join(environments)})"
+            )
+        environments = [only]
+    return [
+        f"python={config.get('python', '3.11')}",
+        f"gpu_labels={json.dumps(labels)}",
+        f"environments={json.dumps(environments)}",
+    ]
 
 
 def main() -> None:

@@ -894,8 +894,9 @@ def down(ctx: click.Context, env: str | None) -> None:
     """
     from .targets.local import LocalTarget
 
-    repo = load_repo(_root(ctx))
-    target = LocalTarget(repo.root, (repo.project.get("deploy") or {}).get("local") or {})
+    # Needs no valid configuration: the state files name every server, and stopping must work
+    # even while a broken commit is checked out.
+    target = LocalTarget(_root(ctx), {})
     stopped = []
     for environment, model in target.running():
         if env is None or environment == env:
