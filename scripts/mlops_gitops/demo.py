@@ -145,6 +145,7 @@ class Demo:
             Step("champion/challenger report (markdown + ROC, PR, confusion PNGs)", 0.0, str(report.parent))
         )
         self.gate(report.parent.parent.name)
+        self.deploy(report.parent.parent.name)
 
     def gate(self, model: str) -> None:
         """Promotion through the policy gate: staging allowed, production too early denied."""
@@ -210,6 +211,127 @@ class Demo:
             text=True,
         )
 
+    def deploy(self, model: str) -> None:
+        """Reconcile staging, predict over HTTP, then a broken version and its automatic rollback."""
+        import json
+        import socket
+        import threading
+        import urllib.error
+        import urllib.request
+
+        assert self.project is not None
+        mlops = [sys.executable, "-m", "mlops_gitops.cli"]
+        self.run("back to main (staging runs v1 there)", ["git", "switch", "--quiet", "main"], result=r"(?!)")
+        with socket.socket() as sock:  # a free port, so a server left by anything else cannot clash
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        config = self.project / "mlops.yaml"
+        config.write_text(re.sub(r"base_port: \d+", f"base_port: {port}", config.read_text()))
+        self.run(
+            "commit a free port for the demo",
+            ["git", "commit", "--quiet", "-am", "demo: a free port"],
+            result=r"(?!)",
+        )
+        self.run(
+            "plan staging (exit 1: out of sync)",
+            ["make", "-s", "plan", "ENV=staging"],
+            show=True,
+            result=r"(create|update)",
+        )
+        self.run(
+            "reconcile staging: verify sha256, start the server, smoke test, alias @staging",
+            [*mlops, "reconcile", "--env", "staging"],
+            show=True,
+            result=r"(healthy)",
+        )
+        self.run("status", [*mlops, "status"], show=True, result=r"(http://\S+)")
+        url = f"http://127.0.0.1:{port}"
+        example = json.loads(
+            (self.project / f".mlops/artifacts/{model}/v1/model/input_example.json").read_text()
+        )
+        records = [dict(zip(example["columns"], row, strict=False)) for row in example["data"]]
+
+        def post(body: object) -> tuple[int, dict[str, object]]:
+            request = urllib.request.Request(
+                f"{url}/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+            except OSError as exc:
+                return 0, {"error": str(exc)}
+
+        status, answer = post({"dataframe_records": records})
+        console.print(
+            f"[green]✓[/] POST {url}/predict → {status}: v{answer.get('version')} {answer.get('predictions')}"
+        )
+        bad = {**records[0]}
+        bad.pop(next(iter(bad)))
+        status, refused = post({"dataframe_records": [bad]})
+        console.print(f"[green]✓[/] a request missing a field → {status}: {refused.get('error')}")
+        self.steps.append(Step("predictions over HTTP (and a bad request refused)", 0.0, f"{url}/predict"))
+
+        self.run(
+            f"register {model} v2, a version whose predict raises",
+            [sys.executable, "-m", "mlops_gitops.demo", "register-broken", model],
+            result=r"(v\d+)",
+        )
+        manifest = self.project / "environments" / "staging" / f"{model}.yaml"
+        manifest.write_text(
+            re.sub(r"^version: .*$", "version: 2", manifest.read_text(), count=1, flags=re.MULTILINE)
+        )
+        self.run(
+            "merge its promotion to staging (the gate is skipped here on purpose)",
+            ["git", "commit", "--quiet", "-am", f"Promote {model} v2 to staging (broken, for the demo)"],
+            result=r"(?!)",
+        )
+        failures: list[object] = []
+        answered: list[object] = []
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                code, body = post({"dataframe_records": records[:1]})
+                (answered if code == 200 else failures).append(body.get("version") if code == 200 else code)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        started = time.monotonic()
+        proc = subprocess.run(
+            [*mlops, "reconcile", "--env", "staging"],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.monotonic() - started
+        stop.set()
+        poller.join()
+        if proc.returncode != 1:
+            console.print(proc.stdout, proc.stderr, markup=False, highlight=False)
+            raise SystemExit("the broken version was not rolled back")
+        console.print(
+            "[green]✓[/] reconcile staging with the broken v2 → [bold]rolled back[/] by itself (exit 1):"
+        )
+        console.print(proc.stderr.strip(), markup=False, highlight=False)
+        console.print(
+            f"  a client polling throughout: {len(answered)} answers, {len(failures)} failures, "
+            f"versions seen {sorted(set(map(str, answered)))}"
+        )
+        self.steps.append(
+            Step(
+                "broken v2: automatic rollback, v1 kept serving",
+                seconds,
+                f"{len(answered)} requests, {len(failures)} failed",
+            )
+        )
+        self.run(
+            "status after the rollback", [*mlops, "status", "--env", "staging"], show=True, result=r"(v\d+)"
+        )
+        self.run("stop the model servers", [*mlops, "down"], result=r"(stopped: .*)")
+
     def summary(self) -> None:
         table = Table(title="what the demo did", title_justify="left")
         for column in ("step", "seconds", "result"):
@@ -220,7 +342,49 @@ class Demo:
         console.print(f"project: [bold]{self.project}[/]")
 
 
+def register_broken(model: str) -> None:
+    """Register a version of `model` whose predict raises (models from code), with its sha256."""
+    import tempfile as tmp
+
+    import mlflow
+
+    from .config import load_repo
+    from .lineage import TAG_PREFIX, sha256_tree
+    from .registry import Registry
+
+    repo = load_repo(Path.cwd())
+    registry = Registry(repo)
+    first = registry.version(model, 1)
+    signature = mlflow.models.get_model_info(first.source).signature
+    with tmp.TemporaryDirectory() as folder:
+        code = Path(folder) / "broken.py"
+        code.write_text(
+            "import mlflow.pyfunc\nfrom mlflow.models import set_model\n\n\n"
+            "class Broken(mlflow.pyfunc.PythonModel):\n"
+            "    def predict(self, context, model_input, params=None):\n"
+            "        raise RuntimeError('a bug that only shows at prediction time')\n\n\n"
+            "set_model(Broken())\n"
+        )
+        mlflow.set_experiment(experiment_id=registry.experiment_id())
+        with mlflow.start_run(run_name=f"{model}-broken"):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
+            )
+        local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=folder + "/dl")
+        digest = sha256_tree(Path(local))
+    version = registry.client.create_model_version(
+        model,
+        info.model_uri,
+        tags={f"{TAG_PREFIX}artifact_sha256": digest, f"{TAG_PREFIX}signature": "true"},
+        model_id=info.model_id,
+    )
+    print(f"registered {model} v{version.version} (broken on purpose)")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["register-broken"]:
+        register_broken(sys.argv[2])
+        return
     source = Path(__file__).resolve().parents[2]
     workdir = Path(os.environ.get("DEMO_DIR") or tempfile.mkdtemp(prefix="mlops-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
