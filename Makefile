@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # checks, and part of the install stamp so existing environments pick it up.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install demo test lint typecheck unit train policy validate ci-config plan reconcile status down register act-pr act-train act-reconcile bench-register bench-check bench-reconcile bench-serve lock clean distclean
+.PHONY: help install demo test lint typecheck unit train policy validate ci-config plan reconcile status down register act-pr act-train act-reconcile bench-register bench-check bench-serve lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -95,6 +95,12 @@ act-train: install ## run .github/workflows/train.yml locally under act, GPU lab
 
 act-reconcile: install ## run .github/workflows/reconcile.yml locally under act (host mode)
 	$(BIN)/act workflow_dispatch -W .github/workflows/reconcile.yml -e tests/fixtures/events/workflow_dispatch.json
+
+bench-serve: install ## benchmark: our model server vs `mlflow models serve` (throughput, p50/p99 at 100 req/s)
+	$(BIN)/python -m benchmarks.bench_serve
+
+bench-check: install ## benchmark: mlops check over 1,000 manifests vs parsing them vs one engine per file
+	$(BIN)/python -m benchmarks.bench_check
 
 bench-register: install ## benchmark: dvc repro + mlops register, against bare MLflow
 	$(BIN)/python -m benchmarks.bench_register

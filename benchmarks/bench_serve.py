@@ -52,7 +52,12 @@ def throughput(port: int, body: bytes, seconds: float, clients: int = 8) -> floa
     def client(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         while time.monotonic() < stop:
-            conn.request("POST", "/invocations" if port_paths[port] == "mlflow" else "/predict", body, {"Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                "/invocations" if port_paths[port] == "mlflow" else "/predict",
+                body,
+                {"Content-Type": "application/json"},
+            )
             response = conn.getresponse()
             response.read()
             assert response.status == 200, response.status
@@ -144,17 +149,42 @@ def main() -> None:
     ours_port, mlflow_port = free_port(), free_port()
     port_paths.update({ours_port: "ours", mlflow_port: "mlflow"})
     spec = work / "spec.json"
-    spec.write_text(json.dumps({
-        "model": "churn", "environment": "bench",
-        "primary": [{"version": 1, "path": str(local), "percent": 100}], "shadow": None,
-        "log": str(work / "inference.jsonl"),
-    }))
+    spec.write_text(
+        json.dumps(
+            {
+                "model": "churn",
+                "environment": "bench",
+                "primary": [{"version": 1, "path": str(local), "percent": 100}],
+                "shadow": None,
+                "log": str(work / "inference.jsonl"),
+            }
+        )
+    )
     servers = [
-        subprocess.Popen([sys.executable, "-m", "mlops_gitops.serve", "--spec", str(spec), "--port", str(ours_port)],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "models:/churn/1",
-                          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [sys.executable, "-m", "mlops_gitops.serve", "--spec", str(spec), "--port", str(ours_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                "models:/churn/1",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(mlflow_port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     try:
         wait_ready(f"http://127.0.0.1:{ours_port}", "/health")
