@@ -312,7 +312,7 @@ class Reconciler:
             message = f"{desired.path}: {exc}"
             self._record(change, "failed", previous, previous, f"VerifyFailed: {exc}")
             return Outcome(change, "failed", "VerifyFailed", message, previous, previous)
-        examples = {v: _example(path) for v, path in artifacts.items()}
+        examples = _examples(artifacts, self.store / desired.model)
         sha = (
             version_facts(self.registry.version(desired.model, version))["artifact_sha256"] if version else ""
         )
@@ -377,7 +377,7 @@ class Reconciler:
                     v: fetch_verified(self.registry, back.model, v, self.store) for v in back.versions
                 }
                 self.target.deploy(back, artifacts)
-                self.target.smoke(back, {v: _example(p) for v, p in artifacts.items()})
+                self.target.smoke(back, _examples(artifacts, self.store / back.model))
             except (DeployFailed, MlopsError) as exc:
                 self._record(change, "failed", None, previous, f"{cause}; rollback failed: {exc}")
                 return Outcome(
@@ -427,6 +427,15 @@ def _example(model_dir: Path) -> list[dict[str, Any]]:
         split = data["dataframe_split"]
         return [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
     return data if isinstance(data, list) else []
+
+
+def _examples(artifacts: dict[int, Path], store: Path) -> dict[int, list[dict[str, Any]]]:
+    """Each version's input example; one logged without an example is smoke-tested on another
+    version's (same model, same signature), never waved through untested."""
+    examples = {v: _example(path) for v, path in artifacts.items()}
+    others = [_example(p) for p in sorted(store.glob("v*/model"))]
+    fallback = next((e for e in [*examples.values(), *others] if e), [])
+    return {v: e or fallback for v, e in examples.items()}
 
 
 def summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:

@@ -91,8 +91,9 @@ class Loaded:
         return list(result)
 
 
-def load_version(version: int, path: str) -> Loaded:
-    """Load a model directory (already verified by the reconciler) and smoke-test it."""
+def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None = None) -> Loaded:
+    """Load a model directory (already verified by the reconciler) and smoke-test it on its
+    input example, or on `fallback` (another version's) when it was logged without one."""
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(path)
@@ -108,13 +109,17 @@ def load_version(version: int, path: str) -> Loaded:
     tags_file = Path(path).parent / "mlops-version.json"
     tags = json.loads(tags_file.read_text()) if tags_file.exists() else {}
     loaded = Loaded(version, path, model, columns, example, tags)
-    if example:
-        try:
-            loaded.predict(example[:1])
-        except Exception as exc:
-            raise RuntimeError(
-                f"v{version}: smoke prediction on the input example failed: {type(exc).__name__}: {exc}"
-            ) from None
+    smoke = example or fallback or []
+    if not smoke:
+        raise RuntimeError(
+            f"v{version}: no input example to smoke-test it on (expected one logged with the model)"
+        )
+    try:
+        loaded.predict(smoke[:1])
+    except Exception as exc:
+        raise RuntimeError(
+            f"v{version}: smoke prediction on the input example failed: {type(exc).__name__}: {exc}"
+        ) from None
     return loaded
 
 
@@ -227,10 +232,13 @@ class ModelServer(ThreadingHTTPServer):
     def build(self, spec: dict[str, Any]) -> Routing:
         """Load (or reuse) every version the spec names; raise on the first that fails."""
         loaded: dict[tuple[int, str], Loaded] = {}
-        for entry in [*spec["primary"], *([spec["shadow"]] if spec.get("shadow") else [])]:
+        entries = [*spec["primary"], *([spec["shadow"]] if spec.get("shadow") else [])]
+        known = [v.example for v in self.cache.values() if v.example]
+        for entry in entries:
             key = (int(entry["version"]), str(entry["path"]))
             if key not in loaded:
-                loaded[key] = self.cache.get(key) or load_version(*key)
+                fallback = next(iter(known + [v.example for v in loaded.values() if v.example]), None)
+                loaded[key] = self.cache.get(key) or load_version(*key, fallback=fallback)
         primaries = tuple(
             (loaded[(int(e["version"]), str(e["path"]))], int(e.get("percent", 100))) for e in spec["primary"]
         )

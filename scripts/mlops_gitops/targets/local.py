@@ -280,7 +280,11 @@ class LocalTarget:
         for version in desired.versions:
             records = examples.get(version) or []
             if not records:
-                continue
+                raise DeployFailed(
+                    "HealthCheckFailed",
+                    f"{desired.model} v{version} in {desired.environment}: no input example to smoke-test it "
+                    "on (expected one logged with the model)",
+                )
             status, answer = http_json(
                 "POST",
                 f"{url}/predict",
