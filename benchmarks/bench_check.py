@@ -37,9 +37,9 @@ def main() -> None:
     for i in range(args.manifests):
         text = template.replace("version: null", f"version: {i % 7 + 1}")
         if i % 10 == 0:
-            text += (
-                f"traffic: [{{version: {i % 7 + 1}, percent: 90}}, {{version: {i % 7 + 2}, percent: 10}}]\n"
-            )
+            stable, canary = str(i % 7 + 1), str(i % 7 + 2)
+            text += "traffic:\n  - version: " + stable + "\n    percent: 90\n"
+            text += "  - version: " + canary + "\n    percent: 10\n"
         path = work / "environments" / "staging" / f"m{i:04d}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
