@@ -159,7 +159,21 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from .registered import register_version
     from .workflows import sandbox
 
+    from mlops_gitops.scaffold import add_model, load_for_add
+
     repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")
+    # The same tests run in every generated repository, whatever its first model and target.
+    if not (repo / "models" / "churn").exists():
+        add_model(load_for_add(repo, "churn"), "churn")
+    for other in [p.name for p in (repo / "models").iterdir() if p.name != "churn"]:
+        shutil.rmtree(repo / "models" / other)  # one model: the tests read one plan row
+        for manifest in (repo / "environments").glob(f"*/{other}.yaml"):
+            manifest.unlink()
+    project = repo / "mlops.yaml"
+    project.write_text(project.read_text().replace("  target: kserve", "  target: local"))
+    for manifest in (repo / "environments").glob("*/churn.yaml"):
+        manifest.write_text(manifest.read_text().replace("kind: kserve", "kind: local"))
+    git_commit_all(repo, "model churn on the local target")
     uri = f"sqlite:///{repo / 'mlflow.db'}"
     assert register_version(uri, "churn", "good", seed=7) == 1
     assert register_version(uri, "churn", "good", seed=3) == 2
