@@ -156,10 +156,10 @@ def mlops() -> Callable[..., subprocess.CompletedProcess[str]]:
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated-repository copy whose registry (sqlite) holds churn v1 and v2 (good) and
     v3 (its predict raises). Tests copy it; the registry's artifact store is shared."""
+    from mlops_gitops.scaffold import add_model, load_for_add
+
     from .registered import register_version
     from .workflows import sandbox
-
-    from mlops_gitops.scaffold import add_model, load_for_add
 
     repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")
     # The same tests run in every generated repository, whatever its first model and target.
