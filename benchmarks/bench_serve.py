@@ -45,19 +45,14 @@ def wait_ready(url: str, path: str, timeout: float = 120) -> None:
     raise SystemExit(f"{url}{path} not ready")
 
 
-def throughput(port: int, body: bytes, seconds: float, clients: int = 8) -> float:
+def throughput(port: int, path: str, body: bytes, seconds: float, clients: int = 8) -> float:
     done = [0] * clients
     stop = time.monotonic() + seconds
 
     def client(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         while time.monotonic() < stop:
-            conn.request(
-                "POST",
-                "/invocations" if port_paths[port] == "mlflow" else "/predict",
-                body,
-                {"Content-Type": "application/json"},
-            )
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
             response = conn.getresponse()
             response.read()
             assert response.status == 200, response.status
@@ -71,7 +66,7 @@ def throughput(port: int, body: bytes, seconds: float, clients: int = 8) -> floa
     return sum(done) / seconds
 
 
-def latency(port: int, body: bytes, seconds: float, rate: float) -> dict[str, float]:
+def latency(port: int, path: str, body: bytes, seconds: float, rate: float) -> dict[str, float]:
     """Open loop: requests start on schedule whatever the answers; 16 workers send them."""
     times: list[float] = []
     lock = threading.Lock()
@@ -79,7 +74,6 @@ def latency(port: int, body: bytes, seconds: float, rate: float) -> dict[str, fl
     schedule = [i / rate for i in range(total)]
     start = time.perf_counter() + 0.2
     cursor = iter(range(total))
-    path = "/invocations" if port_paths[port] == "mlflow" else "/predict"
 
     def worker() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -114,31 +108,26 @@ def latency(port: int, body: bytes, seconds: float, rate: float) -> dict[str, fl
     }
 
 
-port_paths: dict[int, str] = {}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0)
     args = parser.parse_args()
 
-    from mlops_gitops.reconcile import _example
-    from mlops_gitops.registry import fetch_verified
+    from mlops_gitops.serve import input_example
 
     from tests.mlflow_server import free_port
-    from tests.registered import register_version
+    from tests.registered import register_version, registry_of
     from tests.workflows import sandbox
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     repo = sandbox(work / "repo")
-    uri = f"sqlite:///{repo / 'mlflow.db'}"
-    register_version(uri, "churn", "good")
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.registry import Registry
-
-    local = fetch_verified(Registry(load_repo(repo)), "churn", 1, work / "artifacts")
-    records = _example(local)[:1]
+    registry = registry_of(repo)
+    model = sorted(registry.repo.models)[0]
+    version = register_version(repo, model)
+    local = registry.fetch_verified(model, version, work / "artifacts").path
+    records = input_example(local)[:1]
+    uri = registry.uri
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "scripts"),
@@ -147,14 +136,13 @@ def main() -> None:
     }
 
     ours_port, mlflow_port = free_port(), free_port()
-    port_paths.update({ours_port: "ours", mlflow_port: "mlflow"})
     spec = work / "spec.json"
     spec.write_text(
         json.dumps(
             {
-                "model": "churn",
+                "model": model,
                 "environment": "bench",
-                "primary": [{"version": 1, "path": str(local), "percent": 100}],
+                "primary": [{"version": version, "path": str(local), "percent": 100}],
                 "shadow": None,
                 "log": str(work / "inference.jsonl"),
             }
@@ -173,7 +161,7 @@ def main() -> None:
                 "models",
                 "serve",
                 "-m",
-                "models:/churn/1",
+                f"models:/{model}/{version}",
                 "--env-manager",
                 "local",
                 "-h",
@@ -191,11 +179,14 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{mlflow_port}", "/ping")
         body = json.dumps({"dataframe_records": records}).encode()
         results: dict[str, Any] = {}
-        for name, port in (("ours", ours_port), ("mlflow models serve", mlflow_port)):
-            throughput(port, body, 2)  # warm up
+        for name, port, path in (
+            ("ours", ours_port, "/predict"),
+            ("mlflow models serve", mlflow_port, "/invocations"),
+        ):
+            throughput(port, path, body, 2)  # warm up
             results[name] = {
-                "throughput_rps": round(throughput(port, body, args.seconds), 1),
-                **latency(port, body, args.seconds, args.rate),
+                "throughput_rps": round(throughput(port, path, body, args.seconds), 1),
+                **latency(port, path, body, args.seconds, args.rate),
             }
     finally:
         for server in servers:

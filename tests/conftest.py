@@ -154,11 +154,12 @@ def mlops() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture(scope="session")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A generated-repository copy whose registry (sqlite) holds churn v1 and v2 (good) and
-    v3 (its predict raises). Tests copy it; the registry's artifact store is shared."""
+    """A generated-repository copy whose registry (its default sqlite file) holds churn v1 and
+    v2 (good) and v3 (its predict raises). Tests copy it; the registry's artifact store is shared."""
+    from mlops_gitops.demo import register_broken
     from mlops_gitops.scaffold import add_model, load_for_add
 
-    from .registered import register_version
+    from .registered import register_version, registry_of
     from .workflows import sandbox
 
     repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")
@@ -173,9 +174,9 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project.write_text(project.read_text().replace("  target: kserve", "  target: local"))
     for manifest in (repo / "environments").glob("*/churn.yaml"):
         manifest.write_text(manifest.read_text().replace("kind: kserve", "kind: local"))
-    git_commit_all(repo, "model churn on the local target")
-    uri = f"sqlite:///{repo / 'mlflow.db'}"
-    assert register_version(uri, "churn", "good", seed=7) == 1
-    assert register_version(uri, "churn", "good", seed=3) == 2
-    assert register_version(uri, "churn", "broken", tmp=repo.parent) == 3
+    if subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout:
+        git_commit_all(repo, "model churn on the local target")
+    assert register_version(repo, "churn", seed=7) == 1
+    assert register_version(repo, "churn", seed=3) == 2
+    assert register_broken(registry_of(repo), "churn") == 3
     return repo

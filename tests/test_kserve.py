@@ -141,3 +141,52 @@ def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> Non
         )
         for line in lines
     )
+
+
+@pytest.mark.slow
+def test_a_revision_that_never_gets_ready_is_rolled_back_by_reapplying(
+    registered: Path, tmp_path: Path
+) -> None:
+    """The rollback after a switch: the stand-in cluster accepts v2's manifest but never makes
+    it Ready, so the reconciler applies v1's again, keeps @staging on v1 and exits 1."""
+    repo = _kserve_repo(registered, tmp_path)
+    project = repo / "mlops.yaml"
+    project.write_text(project.read_text().replace('kube_context: ""', "kube_context: kind-test"))
+    git_commit_all(repo, "a cluster")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    applied = tmp_path / "applied.yaml"
+    (bin_dir / "kubectl").write_text(
+        "#!/bin/sh\n"
+        'case "$3" in\n'
+        f"  apply) cat > {applied}; echo applied;;\n"
+        f"  wait) if grep -q \"version: '2'\" {applied}; then echo 'timed out' >&2; exit 1; fi;"
+        " echo condition met;;\n"
+        '  get) echo \'{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}\';;\n'
+        "esac\n"
+    )
+    (bin_dir / "kubectl").chmod(0o755)
+    path = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    set_manifest(repo, "staging", "v1 to staging", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging", **path).returncode == 0
+    set_manifest(repo, "staging", "v2 to staging", version=2)
+    proc = mlops(repo, "reconcile", "--env", "staging", "-o", "json", **path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert (result["result"], result["reason"], result["version"], result["previous"]) == (
+        "rolled-back",
+        "HealthCheckFailed",
+        1,
+        2,
+    )
+    assert "not Ready: timed out" in result["message"]
+    for document in (
+        yaml.safe_load(applied.read_text()),
+        yaml.safe_load((repo / "deploy/kserve/staging/churn.yaml").read_text()),
+    ):
+        assert document["metadata"]["annotations"]["mlops-gitops.dev/version"] == "1"  # v1 applied again
+    from mlflow import MlflowClient
+
+    assert MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_registered_model("churn").aliases == {
+        "staging": 1
+    }

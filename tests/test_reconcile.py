@@ -67,9 +67,9 @@ def http(
 
 def example(repo: Path, version: int = 1) -> list[dict[str, Any]]:
     """The input example of a deployed version (MLflow's input_example.json, as records)."""
-    from mlops_gitops.reconcile import _example
+    from mlops_gitops.serve import input_example
 
-    return _example(repo / f".mlops/artifacts/churn/v{version}/model")
+    return input_example(repo / f".mlops/artifacts/churn/v{version}/model")
 
 
 @pytest.fixture
@@ -200,6 +200,19 @@ def test_update_and_automatic_rollback_without_a_failed_request(repo: Path) -> N
     assert versions[0] == 1 and versions[-1] == 2 and 3 not in versions
     assert versions == sorted(versions)  # switched once, never back and forth
     assert aliases(repo) == {"staging": 2}
+    from mlflow import MlflowClient
+
+    tags = {
+        v: MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_model_version("churn", v).tags for v in "123"
+    }
+    healthy_at = [r["at"] for r in records(repo) if r["result"] == "healthy"]
+    assert tags["1"]["mlops.deploy.staging.result"] == "replaced"  # its soak ended when v2 took over
+    assert tags["1"]["mlops.deploy.staging.healthy_until"] == healthy_at[1]
+    assert (tags["2"]["mlops.deploy.staging.result"], tags["2"]["mlops.deploy.staging.healthy_since"]) == (
+        "healthy",
+        healthy_at[1],
+    )
+    assert tags["3"]["mlops.deploy.staging.rollbacks"] == "1"
     assert [(r["result"], r["version"]) for r in records(repo)] == [
         ("healthy", 1),
         ("healthy", 2),
@@ -253,7 +266,7 @@ def test_one_reconciler_per_environment(repo: Path) -> None:
     assert second.returncode == 2
     assert "another reconcile is running (pid 4242" in second.stderr
     assert not (repo / ".mlops/servers/staging/churn.json").exists() and records(repo) == []
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0  # the lock died with its holder
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0  # released: the next one runs
 
 
 def test_registry_unreachable_changes_nothing(repo: Path) -> None:

@@ -117,10 +117,16 @@ deny_soak contains msg if {
 	is_promotion
 	source := input.environment.promote_from
 	since := time.parse_rfc3339_ns(input.history[source].healthy_since)
-	hours := round(((time.parse_rfc3339_ns(input.now) - since) / 360000000000)) / 10
+	hours := round(((soak_end(input.history[source]) - since) / 360000000000)) / 10
 	hours < object.get(input.environment, "soak_hours", 0)
 	msg := sprintf("%s: healthy in %s for %vh of the %vh soak (expected the soak to pass first)", [where, source, hours, input.environment.soak_hours])
 }
+
+# The soak ends now, or when a newer version replaced this one there.
+soak_end(history) := time.parse_rfc3339_ns(history.healthy_until) if {
+	is_string(history.healthy_until)
+	history.healthy_until != ""
+} else := time.parse_rfc3339_ns(input.now)
 
 deny_regression contains msg if {
 	is_promotion

@@ -20,7 +20,7 @@ facts(overrides) := object.union({
 		"artifact_sha256_actual": concat("", [x | some _ in numbers.range(1, 64); x := "a"]),
 		"signature": true,
 	},
-	"history": {"staging": {"healthy_since": "2026-11-20T10:00:00Z"}},
+	"history": {"staging": {"healthy_since": "2026-11-20T10:00:00Z", "healthy_until": null}},
 	"baseline": {"environment": "production", "version": 1, "metrics": {"roc_auc": 0.845}},
 	"drift": {"status": "no-drift", "severity": null, "checked_at": "2026-11-23T09:00:00Z", "columns": []},
 	"manifest": {"version": 2},
@@ -148,4 +148,10 @@ test_deny_an_artifact_altered_after_registration if {
 test_warn_when_the_artifact_cannot_be_read if {
 	count(promotion.warn_unverified_artifact) == 1 with input as facts({"version": {"artifact_sha256_actual": null}})
 	count(promotion.warn_unverified_artifact) == 0 with input as facts({})
+}
+
+test_deny_a_version_replaced_before_its_soak_ended if {
+	replaced := {"history": {"staging": {"healthy_since": "2026-11-20T10:00:00Z", "healthy_until": "2026-11-20T11:00:00Z"}}}
+	some msg in promotion.deny_soak with input as facts(replaced)
+	contains(msg, "healthy in staging for 1h of the 24h soak")
 }

@@ -627,15 +627,21 @@ def comment(name: str, body_file: Any, repository: str, number: int | None, even
     output.stderr.print(f"{action} comment {comment_id} on {repository}#{number}", highlight=False)
 
 
-def _target(repo: Any, kind: str | None = None) -> Any:
+def _reconciler(repo: Any, kind: str | None = None) -> Any:
+    """The reconciler over this repository's registry and deployment target."""
+    from .reconcile import Reconciler
+    from .registry import Registry
     from .targets.kserve import KServeTarget
     from .targets.local import LocalTarget
 
+    registry = Registry(repo)
     deploy = repo.project.get("deploy") or {}
-    chosen = kind or deploy.get("target", "local")
-    if chosen == "kserve":
-        return KServeTarget(repo.root, deploy.get("kserve") or {})
-    return LocalTarget(repo.root, deploy.get("local") or {})
+    target: Any
+    if (kind or deploy.get("target", "local")) == "kserve":
+        target = KServeTarget(repo.root, deploy.get("kserve") or {}, registry)
+    else:
+        target = LocalTarget(repo.root, deploy.get("local") or {})
+    return Reconciler(repo, registry, target)
 
 
 target_option = click.option(
@@ -647,12 +653,30 @@ target_option = click.option(
 )
 
 
-def _plan_rows(changes: Any) -> list[tuple[Any, ...]]:
-    return [
-        (c.environment, c.model, c.action, c.sync, c.live.health, r["live"], r["desired"], c.detail)
-        for c in changes
-        for r in [c.row()]
-    ]
+def _emit_plan(changes: Any, fmt: str, title: str) -> None:
+    from .reconcile import plan_document
+
+    if fmt == "json":
+        output.emit_json("Plan", plan_document(changes))
+        return
+    rows = [c.row() for c in changes]
+    output.table(
+        title,
+        ["env", "model", "action", "sync", "health", "live", "desired", "detail"],
+        [
+            (
+                r["environment"],
+                r["model"],
+                r["action"],
+                r["sync"],
+                r["health"],
+                r["live"],
+                r["desired"],
+                r["detail"],
+            )
+            for r in rows
+        ],
+    )
 
 
 @main.command()
@@ -669,20 +693,8 @@ def plan(ctx: click.Context, env: str | None, target_kind: str | None, fmt: str)
     as in Argo CD. Exit codes as `argocd app diff` and `flux diff`: 0 nothing would change,
     1 something would, 2 error.
     """
-    from . import reconcile as rec
-    from .registry import Registry
-
-    repo = load_repo(_root(ctx))
-    reconciler = rec.Reconciler(repo, Registry(repo), _target(repo, target_kind))
-    changes = reconciler.plan(env)
-    if fmt == "json":
-        output.emit_json("Plan", rec.plan_document(changes))
-    else:
-        output.table(
-            "plan",
-            ["env", "model", "action", "sync", "health", "live", "desired", "detail"],
-            _plan_rows(changes),
-        )
+    changes = _reconciler(load_repo(_root(ctx)), target_kind).plan(env)
+    _emit_plan(changes, fmt, "plan")
     sys.exit(0 if all(c.sync == "Synced" for c in changes) else 1)
 
 
@@ -696,17 +708,13 @@ def _reconcile_once(
     fmt: str,
 ) -> bool:
     from . import reconcile as rec
-    from .registry import Registry
 
-    reconciler = rec.Reconciler(repo, Registry(repo), _target(repo, target_kind))
-    envs = [env] if env else repo.environments
+    reconciler = _reconciler(repo, target_kind)
     outcomes: list[Any] = []
-    changes_all: list[Any] = []
     with contextlib.ExitStack() as stack:
-        for name in envs:
+        for name in [env] if env else repo.environments:
             stack.enter_context(rec.env_lock(repo.root, name))
         changes = reconciler.plan(env)
-        changes_all += changes
         if not dry_run:
             with output.stderr.status("reconciling") as status:
 
@@ -715,14 +723,7 @@ def _reconcile_once(
 
                 outcomes = reconciler.apply(changes, prune=prune, allow_empty=allow_empty, progress=progress)
     if dry_run:
-        if fmt == "json":
-            output.emit_json("Plan", rec.plan_document(changes_all))
-        else:
-            output.table(
-                "plan (dry run)",
-                ["env", "model", "action", "sync", "health", "live", "desired", "detail"],
-                _plan_rows(changes_all),
-            )
+        _emit_plan(changes, fmt, "plan (dry run)")
         return True
     if fmt == "json":
         output.emit_json("ReconcileResult", {"revision": reconciler.revision, **rec.summary(outcomes)})
@@ -815,10 +816,9 @@ def reconcile(
             pulled = subprocess.run(
                 ["git", "pull", "--ff-only", "--quiet"], cwd=root, capture_output=True, text=True
             )
-            if pulled.returncode != 0:
-                output.error(
-                    escape(f"git pull: {(pulled.stderr or pulled.stdout).strip().splitlines()[-1:]}")
-                )
+            if pulled.returncode != 0:  # keep reconciling what is here; say why it is not newer
+                said = (pulled.stderr or pulled.stdout).strip().splitlines()
+                output.error(escape(f"git pull: {said[-1] if said else f'exit {pulled.returncode}'}"))
         rev = git(root, "rev-parse", "HEAD", check=False)
         if rev != last_rev:
             failures = 0  # a new revision is tried at once: a failed commit never blocks its fix
@@ -847,25 +847,23 @@ def reconcile(
 @click.pass_context
 def status(ctx: click.Context, env: str | None, target_kind: str | None, fmt: str) -> None:
     """Which version runs where, its health, since when, at which URL."""
-    from . import reconcile as rec
     from .records import RecordLog
-    from .registry import Registry
 
     repo = load_repo(_root(ctx))
-    reconciler = rec.Reconciler(repo, Registry(repo), _target(repo, target_kind))
-    changes = reconciler.plan(env)
+    changes = _reconciler(repo, target_kind).plan(env)
     log = RecordLog(repo.root)
     rows = []
     for c in changes:
         records, _ = log.read(c.environment, c.model)
         last = records[-1] if records else None
         healthy = next((r for r in reversed(records) if r.result == "healthy"), None)
+        row = c.row()
         rows.append(
             {
                 "environment": c.environment,
                 "model": c.model,
-                "serving": c.row()["live"],
-                "desired": c.row()["desired"],
+                "serving": row["live"],
+                "desired": row["desired"],
                 "sync": c.sync,
                 "health": c.live.health,
                 "since": healthy.at if healthy else None,
@@ -911,7 +909,7 @@ def down(ctx: click.Context, env: str | None) -> None:
     "--version",
     "version",
     default=None,
-    help="Version number or alias (default: @<env>, else the manifest's).",
+    help="Version number or alias (default: the version ENV's manifest names, else the alias @ENV).",
 )
 @click.option(
     "--env", "env", default="local", show_default=True, help="Environment name for logs and /metadata."
@@ -929,19 +927,19 @@ def serve(ctx: click.Context, model: str, version: str | None, env: str, host: s
     """
     from . import serve as server
     from .records import state_dir
-    from .registry import Registry, fetch_verified
+    from .registry import Registry
 
     repo = load_repo(_root(ctx))
     registry = Registry(repo)
     if model not in repo.models:
         raise MlopsError(f"model {model!r}: not defined (expected one of {', '.join(sorted(repo.models))})")
-    ref = version or env
+    ref = version or (repo.manifests.get((env, model)) or {}).get("version") or env
     number = int(registry.version(model, ref).version)
-    path = fetch_verified(registry, model, number, state_dir(repo.root) / "artifacts")
+    verified = registry.fetch_verified(model, number, state_dir(repo.root) / "artifacts")
     spec = {
         "model": model,
         "environment": env,
-        "primary": [{"version": number, "path": str(path), "percent": 100}],
+        "primary": [{"version": number, "path": str(verified.path), "percent": 100}],
         "shadow": None,
         "log": str(state_dir(repo.root) / "inference" / env / f"{model}.jsonl"),
     }
@@ -968,7 +966,6 @@ def rollback(
     break-glass event, for when waiting for review is worse than the risk.
     """
     from . import rollback as rb
-    from .registry import Registry
 
     root = _root(ctx)
     repo = load_repo(root)
@@ -980,7 +977,7 @@ def rollback(
         if not direct:
             subprocess.run(["git", "switch", "--quiet", result["branch"]], cwd=root, check=True)
         repo = load_repo(root)
-        reconciler = rec.Reconciler(repo, Registry(repo), _target(repo))
+        reconciler = _reconciler(repo)
         with rec.env_lock(root, env):
             changes = [c for c in reconciler.plan(env) if c.model == model]
             outcomes = reconciler.apply(changes)

@@ -21,6 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .config import load_repo
+from .lineage import TAG_PREFIX
+from .registry import Registry, stored_sha256
+from .serve import input_example
+
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 DEMO_ANSWERS = {
@@ -33,6 +38,7 @@ DEMO_ANSWERS = {
     "python_version": "3.12",
 }
 SECOND_MODEL = "credit-limit"
+MLOPS = [sys.executable, "-m", "mlops_gitops.cli"]
 
 
 @dataclass
@@ -103,15 +109,14 @@ class Demo:
 
     def lifecycle(self) -> None:
         assert self.project is not None
-        mlops = [sys.executable, "-m", "mlops_gitops.cli"]
-        self.run("validate mlops.yaml, models and manifests", [*mlops, "validate"], result=r"(all valid.*)")
+        self.run("validate mlops.yaml, models and manifests", [*MLOPS, "validate"], result=r"(all valid.*)")
         self.run(
             f"add a second model ({SECOND_MODEL})",
-            [*mlops, "model", "add", SECOND_MODEL],
+            [*MLOPS, "model", "add", SECOND_MODEL],
             show=True,
             result=r"(models/[\w-]+/model\.yaml)",
         )
-        self.run("list the models", [*mlops, "model", "list"], show=True, result=r"(?!)")
+        self.run("list the models", [*MLOPS, "model", "list"], show=True, result=r"(?!)")
         self.run(
             "lint, types and fast tests of the generated repository",
             ["make", "lint", "typecheck", "unit", "PYTEST_ARGS=-m 'not slow and not act'"],
@@ -129,13 +134,13 @@ class Demo:
         )
         self.run(
             "register in MLflow with lineage; report against production",
-            [*mlops, "register", "--report"],
+            [*MLOPS, "register", "--report"],
             show=True,
             result=r"\b(registered|unchanged)\b",
         )
         self.run(
             "register the same run again: no new version",
-            [*mlops, "register"],
+            [*MLOPS, "register"],
             result=r"\b(registered|unchanged)\b",
         )
         # the first model the pipeline trains (the demo's own answer, or a cloned repo's first model)
@@ -150,15 +155,14 @@ class Demo:
     def gate(self, model: str) -> None:
         """Promotion through the policy gate: staging allowed, production too early denied."""
         assert self.project is not None
-        mlops = [sys.executable, "-m", "mlops_gitops.cli"]
         self.run(
             "policy tests (Rego on the embedded OPA)",
-            [*mlops, "policy", "test"],
+            [*MLOPS, "policy", "test"],
             result=r"(\d+ tests, \d+ passed, \d+ failed)",
         )
         self.run(
             f"promote {model} v1 to staging (branch + commit)",
-            [*mlops, "promote", model, "--to", "staging", "--version", "1", "--reason", "demo", "--no-pr"],
+            [*MLOPS, "promote", model, "--to", "staging", "--version", "1", "--reason", "demo", "--no-pr"],
             show=True,
             result=r"(promote/\S+)",
         )
@@ -179,7 +183,7 @@ class Demo:
         )
         self.run(
             f"promote {model} to production from staging",
-            [*mlops, "promote", model, "--to", "production", "--from", "staging", "--no-pr"],
+            [*MLOPS, "promote", model, "--to", "production", "--from", "staging", "--no-pr"],
             result=r"(promote/\S+)",
         )
         denied = self.gate_check("production")
@@ -195,16 +199,15 @@ class Demo:
     def gate_check(self, env: str) -> subprocess.CompletedProcess[str]:
         """mlops facts for the branch, then mlops check over them in the promotion namespace."""
         assert self.project is not None
-        mlops = [sys.executable, "-m", "mlops_gitops.cli"]
         out = self.project / ".mlops" / f"facts-{env}"
         self.run(
             f"facts for the {env} promotion",
-            [*mlops, "facts", "--base", "main", "--out", str(out)],
+            [*MLOPS, "facts", "--base", "main", "--out", str(out)],
             result=r"(?!)",
         )
         files = [str(p.relative_to(self.project)) for p in sorted(out.glob("*.json"))]
         return subprocess.run(
-            [*mlops, "check", *files, "--namespace", "promotion"],
+            [*MLOPS, "check", *files, "--namespace", "promotion"],
             cwd=self.project,
             env=self.env,
             capture_output=True,
@@ -220,7 +223,6 @@ class Demo:
         import urllib.request
 
         assert self.project is not None
-        mlops = [sys.executable, "-m", "mlops_gitops.cli"]
         self.run("back to main (staging runs v1 there)", ["git", "switch", "--quiet", "main"], result=r"(?!)")
         with socket.socket() as sock:  # a free port, so a server left by anything else cannot clash
             sock.bind(("127.0.0.1", 0))
@@ -240,16 +242,16 @@ class Demo:
         )
         self.run(
             "reconcile staging: verify sha256, start the server, smoke test, alias @staging",
-            [*mlops, "reconcile", "--env", "staging"],
+            [*MLOPS, "reconcile", "--env", "staging"],
             show=True,
             result=r"(healthy)",
         )
-        self.run("status", [*mlops, "status"], show=True, result=r"(http://\S+)")
-        url = f"http://127.0.0.1:{port}"
-        example = json.loads(
-            (self.project / f".mlops/artifacts/{model}/v1/model/input_example.json").read_text()
+        self.run("status", [*MLOPS, "status"], show=True, result=r"(http://\S+)")
+        status = json.loads(self.run("status as JSON", [*MLOPS, "status", "-o", "json"], result=r"(?!)"))
+        url = next(
+            d["url"] for d in status["deployments"] if (d["environment"], d["model"]) == ("staging", model)
         )
-        records = [dict(zip(example["columns"], row, strict=False)) for row in example["data"]]
+        records = input_example(self.project / f".mlops/artifacts/{model}/v1/model")
 
         def post(body: object) -> tuple[int, dict[str, object]]:
             request = urllib.request.Request(
@@ -300,7 +302,7 @@ class Demo:
         poller.start()
         started = time.monotonic()
         proc = subprocess.run(
-            [*mlops, "reconcile", "--env", "staging"],
+            [*MLOPS, "reconcile", "--env", "staging"],
             cwd=self.project,
             env=self.env,
             capture_output=True,
@@ -328,9 +330,9 @@ class Demo:
             )
         )
         self.run(
-            "status after the rollback", [*mlops, "status", "--env", "staging"], show=True, result=r"(v\d+)"
+            "status after the rollback", [*MLOPS, "status", "--env", "staging"], show=True, result=r"(v\d+)"
         )
-        self.run("stop the model servers", [*mlops, "down"], result=r"(stopped: .*)")
+        self.run("stop the model servers", [*MLOPS, "down"], result=r"(stopped: .*)")
 
     def summary(self) -> None:
         table = Table(title="what the demo did", title_justify="left")
@@ -342,27 +344,21 @@ class Demo:
         console.print(f"project: [bold]{self.project}[/]")
 
 
-def register_broken(model: str) -> None:
-    """Register a version of `model` whose predict raises (models from code), with its sha256."""
+def register_broken(registry: Registry, model: str) -> int:
+    """Register a version of `model` whose predict raises (models from code, no input example:
+    health checks smoke-test it on another version's), with its sha256; returns its number."""
     import tempfile as tmp
 
     import mlflow
 
-    from .config import load_repo
-    from .lineage import TAG_PREFIX, sha256_tree
-    from .registry import Registry
-
-    repo = load_repo(Path.cwd())
-    registry = Registry(repo)
-    first = registry.version(model, 1)
-    signature = mlflow.models.get_model_info(first.source).signature
+    signature = mlflow.models.get_model_info(registry.version(model, 1).source).signature
     with tmp.TemporaryDirectory() as folder:
         code = Path(folder) / "broken.py"
         code.write_text(
             "import mlflow.pyfunc\nfrom mlflow.models import set_model\n\n\n"
             "class Broken(mlflow.pyfunc.PythonModel):\n"
             "    def predict(self, context, model_input, params=None):\n"
-            "        raise RuntimeError('a bug that only shows at prediction time')\n\n\n"
+            "        raise RuntimeError('broken on purpose: a bug that only shows at prediction time')\n\n\n"
             "set_model(Broken())\n"
         )
         mlflow.set_experiment(experiment_id=registry.experiment_id())
@@ -370,20 +366,22 @@ def register_broken(model: str) -> None:
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
             )
-        local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=folder + "/dl")
-        digest = sha256_tree(Path(local))
     version = registry.client.create_model_version(
         model,
         info.model_uri,
-        tags={f"{TAG_PREFIX}artifact_sha256": digest, f"{TAG_PREFIX}signature": "true"},
+        tags={
+            f"{TAG_PREFIX}artifact_sha256": stored_sha256(info.model_uri),
+            f"{TAG_PREFIX}signature": "true",
+        },
         model_id=info.model_id,
     )
-    print(f"registered {model} v{version.version} (broken on purpose)")
+    return int(version.version)
 
 
 def main() -> None:
     if sys.argv[1:2] == ["register-broken"]:
-        register_broken(sys.argv[2])
+        number = register_broken(Registry(load_repo(Path.cwd())), sys.argv[2])
+        print(f"registered {sys.argv[2]} v{number} (broken on purpose)")
         return
     source = Path(__file__).resolve().parents[2]
     workdir = Path(os.environ.get("DEMO_DIR") or tempfile.mkdtemp(prefix="mlops-demo-"))

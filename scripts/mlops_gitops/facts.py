@@ -26,6 +26,8 @@ from . import yamlio
 from .config import ENVIRONMENTS_DIR, Repo
 from .errors import MlopsError
 from .gitinfo import git
+from .records import history_from_tags
+from .registry import version_facts as registry_facts
 
 
 class VersionSource(Protocol):
@@ -97,11 +99,8 @@ def gh_reviews(root: Path, event: dict[str, Any] | None) -> Any:
 def version_facts(registry: VersionSource, model: str, version: int | None) -> dict[str, Any] | None:
     if version is None:
         return None
-    from .records import history_from_tags
-    from .registry import version_facts as facts_of
-
     raw = registry.version(model, version)
-    found = facts_of(raw)
+    found = registry_facts(raw)
     lineage = found["lineage"]
     report = {
         "passed": {"true": True, "false": False}.get(lineage.get("report.passed", "")),
@@ -172,12 +171,8 @@ def build(
         baseline_version = baseline_manifest.get("version")
         baseline = None
         if baseline_version is not None and baseline_version != to_version:
-            found = version_facts(registry, model, baseline_version)
-            baseline = {
-                "environment": last_env,
-                "version": baseline_version,
-                "metrics": (found or {}).get("metrics", {}),
-            }
+            metrics = registry_facts(registry.version(model, baseline_version))["metrics"]
+            baseline = {"environment": last_env, "version": baseline_version, "metrics": metrics}
         model_tags = registry.model_tags(model)
         documents.append(
             {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -27,9 +26,9 @@ from .config import ENVIRONMENTS_DIR, Repo
 from .errors import MlopsError
 from .gitinfo import git
 from .records import DeploymentRecord, RecordLog, history_tags, state_dir
+from .registry import Verified
+from .serve import input_example
 from .targets import DeployFailed, Desired, Live, Target
-
-ACTIONS = ("create", "update", "unchanged", "remove", "suspended", "skipped")
 
 
 @dataclass
@@ -210,9 +209,6 @@ class Reconciler:
         self.records = RecordLog(repo.root)
         self.store = state_dir(repo.root) / "artifacts"
         self.revision = revision or git(repo.root, "rev-parse", "HEAD", check=False) or "unknown"
-        if hasattr(target, "registry"):  # targets that render registry URIs (kserve)
-            target.registry = registry
-            setattr(target, "revision", self.revision)  # noqa: B010 - not part of the Target protocol
 
     def plan(self, env: str | None = None) -> list[Change]:
         desired = load_desired(self.repo, env)
@@ -231,15 +227,10 @@ class Reconciler:
         removals = [c for c in changes if c.action == "remove"]
         if prune and removals and not allow_empty:
             for env in sorted({c.environment for c in removals}):
-                left = [
-                    c
+                if not any(
+                    c.environment == env and c.action != "remove" and c.desired and c.desired.routing
                     for c in changes
-                    if c.environment == env
-                    and c.action not in ("remove",)
-                    and c.desired
-                    and c.desired.routing
-                ]
-                if not left:
+                ):
                     raise MlopsError(
                         f"environment {env}: pruning would stop everything it runs "
                         "(expected --allow-empty to empty an environment on purpose)"
@@ -264,9 +255,12 @@ class Reconciler:
         version: int | None,
         previous: int | None,
         reason: str = "",
-        **extra: Any,
+        url: str = "",
+        sha256: str = "",
+        tag_versions: Sequence[tuple[int, str]] = (),
     ) -> None:
-        desired = change.desired
+        """Append the record; then summarise it as registry tags on the versions it concerns."""
+        desired = change.desired if result == "healthy" else None
         record = DeploymentRecord(
             model=change.model,
             environment=change.environment,
@@ -276,16 +270,13 @@ class Reconciler:
             revision=self.revision,
             reason=reason,
             target=self.target.kind,
-            url=change.live.url or extra.get("url", ""),
-            artifact_sha256=extra.get("sha256", ""),
-            traffic=[
-                {"version": v, "percent": p}
-                for v, p in (desired.routing if desired and result == "healthy" else ())
-            ],
-            shadow=desired.shadow if desired and result == "healthy" else None,
+            url=url or change.live.url,
+            artifact_sha256=sha256,
+            traffic=[{"version": v, "percent": p} for v, p in (desired.routing if desired else ())],
+            shadow=desired.shadow if desired else None,
         )
         self.records.append(record)
-        for tagged, tag_result in extra.get("tag_versions", []):
+        for tagged, tag_result in tag_versions:
             try:
                 current = dict(self.registry.version(change.model, tagged).tags)
                 self.registry.set_tags(
@@ -296,45 +287,38 @@ class Reconciler:
             except MlopsError:
                 pass  # the record is written; the summary tags catch up on the next apply
 
-    def _deploy(self, change: Change) -> Outcome:
-        from .registry import VerifyFailed, fetch_verified, version_facts
+    def _fetch(self, desired: Desired) -> dict[int, Verified]:
+        return {v: self.registry.fetch_verified(desired.model, v, self.store) for v in desired.versions}
 
+    def _deploy(self, change: Change) -> Outcome:
         desired = change.desired
         assert desired is not None
         before = change.live.routing if change.live.health in ("healthy", "degraded", "unknown") else ()
         previous = before[0][0] if before else change.alias
         version = desired.version
         try:
-            artifacts = {
-                v: fetch_verified(self.registry, desired.model, v, self.store) for v in desired.versions
-            }
-        except (VerifyFailed, MlopsError) as exc:
-            message = f"{desired.path}: {exc}"
+            artifacts = self._fetch(desired)
+        except MlopsError as exc:  # VerifyFailed, or the version is not in the registry
             self._record(change, "failed", previous, previous, f"VerifyFailed: {exc}")
-            return Outcome(change, "failed", "VerifyFailed", message, previous, previous)
-        examples = _examples(artifacts, self.store / desired.model)
-        sha = (
-            version_facts(self.registry.version(desired.model, version))["artifact_sha256"] if version else ""
-        )
+            return Outcome(change, "failed", "VerifyFailed", f"{desired.path}: {exc}", previous, previous)
         swapped = False
         try:
-            self.target.deploy(desired, artifacts)
+            live = self.target.deploy(desired, artifacts)
             swapped = True
-            self.target.smoke(desired, examples)
+            self.target.smoke(desired, _examples(artifacts, self.store / desired.model))
         except DeployFailed as failure:
             return self._roll_back(change, failure, before, previous, swapped)
         if version is not None and change.alias != version:
             self.registry.set_alias(desired.model, desired.environment, version)
-        live = self.target.observe(desired.environment, desired.model)
-        change.live.url = live.url
         self._record(
             change,
             "healthy",
             version,
             previous,
-            sha256=sha,
             url=live.url,
-            tag_versions=[(v, "healthy") for v, _ in desired.routing],
+            sha256=artifacts[version].sha256 if version is not None else "",
+            tag_versions=[(v, "healthy") for v, _ in desired.routing]
+            + [(v, "replaced") for v, _ in before if v not in desired.versions],
         )
         return Outcome(change, "healthy", version=version, previous=previous, message=live.url)
 
@@ -346,8 +330,6 @@ class Reconciler:
         previous: int | None,
         swapped: bool,
     ) -> Outcome:
-        from .registry import fetch_verified
-
         desired = change.desired
         assert desired is not None
         cause = f"{failure.reason}: {failure}"
@@ -373,9 +355,7 @@ class Reconciler:
         )
         if swapped:  # the new one was switched in and then failed its smoke test: switch back
             try:
-                artifacts = {
-                    v: fetch_verified(self.registry, back.model, v, self.store) for v in back.versions
-                }
+                artifacts = self._fetch(back)
                 self.target.deploy(back, artifacts)
                 self.target.smoke(back, _examples(artifacts, self.store / back.model))
             except (DeployFailed, MlopsError) as exc:
@@ -415,25 +395,13 @@ class Reconciler:
         return Outcome(change, "removed", previous=change.alias)
 
 
-def _example(model_dir: Path) -> list[dict[str, Any]]:
-    """The model's input example as records (MLflow stores it beside the MLmodel file)."""
-    path = model_dir / "input_example.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
-    if isinstance(data, dict) and "columns" in data and "data" in data:
-        return [dict(zip(data["columns"], row, strict=False)) for row in data["data"]]
-    if isinstance(data, dict) and "dataframe_split" in data:
-        split = data["dataframe_split"]
-        return [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
-    return data if isinstance(data, list) else []
-
-
-def _examples(artifacts: dict[int, Path], store: Path) -> dict[int, list[dict[str, Any]]]:
+def _examples(artifacts: dict[int, Verified], store: Path) -> dict[int, list[dict[str, Any]]]:
     """Each version's input example; one logged without an example is smoke-tested on another
     version's (same model, same signature), never waved through untested."""
-    examples = {v: _example(path) for v, path in artifacts.items()}
-    others = [_example(p) for p in sorted(store.glob("v*/model"))]
+    examples = {v: input_example(verified.path) for v, verified in artifacts.items()}
+    if all(examples.values()):
+        return examples
+    others = (input_example(p) for p in sorted(store.glob("v*/model")))
     fallback = next((e for e in [*examples.values(), *others] if e), [])
     return {v: e or fallback for v, e in examples.items()}
 

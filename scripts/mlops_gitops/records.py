@@ -17,15 +17,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .lineage import TAG_PREFIX
-
-RESULTS = ("healthy", "failed", "rolled-back", "removed", "break-glass")
 
 
 def utcnow() -> str:
@@ -51,7 +48,7 @@ class DeploymentRecord:
     environment: str
     version: int | None  # what runs after this event (None: nothing)
     previous: int | None  # what ran before
-    result: str  # one of RESULTS
+    result: str  # healthy | failed | rolled-back | removed | break-glass
     revision: str  # the git commit of the desired state
     at: str = field(default_factory=utcnow)
     by: str = field(default_factory=actor)
@@ -98,19 +95,6 @@ class RecordLog:
                 skipped += 1
         return records, skipped
 
-    def all(self) -> Iterator[DeploymentRecord]:
-        if not self.base.exists():
-            return
-        for path in sorted(self.base.glob("*/*.jsonl")):
-            yield from self.read(path.parent.name, path.stem)[0]
-
-    def last_healthy(self, env: str, model: str, before: int | None = None) -> int | None:
-        """The newest version that was healthy here, other than `before` (the rollback target)."""
-        for record in reversed(self.read(env, model)[0]):
-            if record.result == "healthy" and record.version is not None and record.version != before:
-                return record.version
-        return None
-
 
 def history_tags(env: str, record: DeploymentRecord, current: dict[str, str]) -> dict[str, str]:
     """Registry tags summarising a version's life in one environment, updated by one record."""
@@ -118,9 +102,13 @@ def history_tags(env: str, record: DeploymentRecord, current: dict[str, str]) ->
     tags = {f"{prefix}result": record.result, f"{prefix}updated_at": record.at}
     if record.result == "healthy":
         tags[f"{prefix}deployed_at"] = current.get(f"{prefix}deployed_at") or record.at
-        # A version that was rolled back and deployed again starts its soak over.
+        tags[f"{prefix}healthy_until"] = ""
+        # A version that was rolled back, or replaced, and deployed again starts its soak over.
         if current.get(f"{prefix}result") != "healthy" or not current.get(f"{prefix}healthy_since"):
             tags[f"{prefix}healthy_since"] = record.at
+    elif record.result == "replaced":  # a newer version took over: its healthy time ends here
+        if current.get(f"{prefix}result") == "healthy":
+            tags[f"{prefix}healthy_until"] = record.at
     else:
         tags[f"{prefix}healthy_since"] = ""
     if record.result == "rolled-back":
@@ -129,7 +117,7 @@ def history_tags(env: str, record: DeploymentRecord, current: dict[str, str]) ->
 
 
 def history_from_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """{env: {deployed_at, healthy_since, result, rollbacks}} as `mlops facts` puts it in input.history."""
+    """{env: {deployed_at, healthy_since, healthy_until, result, rollbacks}}: facts' input.history."""
     history: dict[str, dict[str, Any]] = {}
     prefix = f"{TAG_PREFIX}deploy."
     for key, value in tags.items():
@@ -137,7 +125,14 @@ def history_from_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
             continue
         env, _, name = key.removeprefix(prefix).rpartition(".")
         entry = history.setdefault(
-            env, {"deployed_at": None, "healthy_since": None, "result": None, "rollbacks": 0}
+            env,
+            {
+                "deployed_at": None,
+                "healthy_since": None,
+                "healthy_until": None,
+                "result": None,
+                "rollbacks": 0,
+            },
         )
         if name == "rollbacks":
             entry[name] = int(value or 0)

@@ -181,9 +181,7 @@ class Registry:
                 pyfunc_predict_fn="predict_proba",
                 skops_trusted_types=trusted,
             )
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp)
-            tags[f"{TAG_PREFIX}artifact_sha256"] = sha256_tree(Path(local))
+        tags[f"{TAG_PREFIX}artifact_sha256"] = stored_sha256(info.model_uri)
         tags[f"{TAG_PREFIX}signature"] = "true"
         version = self._call(
             "create version",
@@ -246,15 +244,55 @@ class Registry:
 
     def artifact_digest(self, model: str, version: int) -> str | None:
         """The sha256 of the artifact as stored now (downloaded and hashed), None if unreadable."""
+        found = self.version(model, version)
+        try:
+            return stored_sha256(found.source)
+        except Exception:  # the gate reports "unverified"; it does not crash on a missing store
+            return None
+
+    def fetch_verified(self, model: str, version: int, store: Path) -> Verified:
+        """The version's model directory under `store`, byte-for-byte the one registered.
+
+        Downloaded once into `<store>/<model>/v<N>/model` (through a temporary directory and
+        a rename, so a crash leaves no half copy), and its sha256 checked against the
+        `artifact_sha256` recorded at registration on every call, cached or not.
+        """
+        import json
+        import shutil
+
         import mlflow
 
         found = self.version(model, version)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                local = mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=tmp)
-                return sha256_tree(Path(local))
-        except Exception:  # the gate reports "unverified"; it does not crash on a missing store
-            return None
+        expected = version_facts(found)["artifact_sha256"]
+        if not expected:
+            raise VerifyFailed(
+                f"{model} v{version}: no artifact sha256 recorded at registration (expected the tag "
+                f"{TAG_PREFIX}artifact_sha256; register it with `mlops register`)"
+            )
+        base = store / model / f"v{version}"
+        local = base / "model"
+        if not local.is_dir():
+            base.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=base) as tmp:
+                downloaded = self._call(
+                    f"download {model} v{version}",
+                    mlflow.artifacts.download_artifacts,
+                    artifact_uri=found.source,
+                    dst_path=tmp,
+                )
+                Path(downloaded).rename(local)
+        actual = sha256_tree(local)
+        if actual != expected:
+            shutil.rmtree(local, ignore_errors=True)  # never keep (or serve) an altered copy
+            raise VerifyFailed(
+                f"{model} v{version}: artifact sha256 {actual[:12]}… differs from the {expected[:12]}… "
+                "recorded at registration (expected the registered artifact; it was altered)"
+            )
+        info = base / "mlops-version.json"  # the lineage tags, for the server's /metadata
+        text = json.dumps(dict(sorted(found.tags.items())), indent=2)
+        if not info.exists() or info.read_text() != text:
+            info.write_text(text)
+        return Verified(local, actual)
 
     def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
@@ -282,47 +320,17 @@ class VerifyFailed(MlopsError):
     exit_code = ExitCode.FAILED
 
 
-def fetch_verified(registry: Registry, model: str, version: int, store: Path) -> Path:
-    """The version's model directory under `store`, byte-for-byte the one registered.
+@dataclass(frozen=True)
+class Verified:
+    """A model directory whose content hashed to the sha256 recorded at registration."""
 
-    Downloaded once into `<store>/<model>/v<N>/model` (through a temporary directory and a
-    rename, so a crash leaves no half copy), and its sha256 checked against the
-    `artifact_sha256` recorded at registration on every call, cached or not.
-    """
-    import json
-    import shutil
+    path: Path
+    sha256: str
 
+
+def stored_sha256(uri: str) -> str:
+    """Download an artifact (a `models:/` or run URI) to a temporary place and hash it."""
     import mlflow
 
-    found = registry.version(model, version)
-    facts = version_facts(found)
-    expected = facts["artifact_sha256"]
-    if not expected:
-        raise VerifyFailed(
-            f"{model} v{version}: no artifact sha256 recorded at registration (expected the tag "
-            f"{TAG_PREFIX}artifact_sha256; register it with `mlops register`)"
-        )
-    base = store / model / f"v{version}"
-    local = base / "model"
-    if not local.is_dir():
-        base.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=base) as tmp:
-            downloaded = registry._call(
-                f"download {model} v{version}",
-                mlflow.artifacts.download_artifacts,
-                artifact_uri=found.source,
-                dst_path=tmp,
-            )
-            Path(downloaded).rename(local)
-    actual = sha256_tree(local)
-    if actual != expected:
-        shutil.rmtree(local, ignore_errors=True)  # never keep (or serve) an altered copy
-        raise VerifyFailed(
-            f"{model} v{version}: artifact sha256 {actual[:12]}… differs from the {expected[:12]}… "
-            "recorded at registration (expected the registered artifact; it was altered)"
-        )
-    info = base / "mlops-version.json"
-    text = json.dumps({k: v for k, v in sorted(found.tags.items())}, indent=2)
-    if not info.exists() or info.read_text() != text:
-        info.write_text(text)
-    return local
+    with tempfile.TemporaryDirectory() as tmp:
+        return sha256_tree(Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)))

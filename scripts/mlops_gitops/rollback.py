@@ -14,7 +14,7 @@ from . import yamlio
 from .config import Repo
 from .errors import MlopsError
 from .gitinfo import git
-from .promote import VERSION_LINE, open_pull_request
+from .promote import edit_manifest, open_pull_request
 from .records import DeploymentRecord, RecordLog
 
 
@@ -64,10 +64,7 @@ def revert_last_promotion(
     subject = git(root, "log", "-1", "--format=%s", commit)
     branch_here = git(root, "rev-parse", "--abbrev-ref", "HEAD")
     branch = branch_here if direct else f"rollback/{model}-{env}-v{before}"
-    text = (root / display).read_text(encoding="utf-8")
-    if len(VERSION_LINE.findall(text)) != 1:
-        raise MlopsError(f"{display}: expected exactly one top-level `version:` line to edit")
-    new_text = VERSION_LINE.sub(f"version: {before}", text, count=1)
+    new_text = edit_manifest((root / display).read_text(encoding="utf-8"), before, display)
     yamlio.loads(new_text, display)
     message = (
         f"Roll back {model} in {env} to v{before}\n\n"

@@ -91,6 +91,14 @@ class Loaded:
         return list(result)
 
 
+def input_example(model_dir: Path) -> list[dict[str, Any]]:
+    """The input example logged with an MLflow model, as records ([] when it has none)."""
+    from mlflow.models import Model
+
+    frame: Any = Model.load(str(model_dir)).load_input_example(str(model_dir))
+    return json.loads(frame.to_json(orient="records")) if frame is not None else []
+
+
 def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None = None) -> Loaded:
     """Load a model directory (already verified by the reconciler) and smoke-test it on its
     input example, or on `fallback` (another version's) when it was logged without one."""
@@ -104,8 +112,7 @@ def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None 
         (spec.name, spec.type.name if hasattr(spec.type, "name") else str(spec.type))
         for spec in schema.inputs
     ]
-    example_frame = model.metadata.load_input_example(path)
-    example = json.loads(example_frame.to_json(orient="records")) if example_frame is not None else []
+    example = input_example(Path(path))
     tags_file = Path(path).parent / "mlops-version.json"
     tags = json.loads(tags_file.read_text()) if tags_file.exists() else {}
     loaded = Loaded(version, path, model, columns, example, tags)
@@ -232,13 +239,12 @@ class ModelServer(ThreadingHTTPServer):
     def build(self, spec: dict[str, Any]) -> Routing:
         """Load (or reuse) every version the spec names; raise on the first that fails."""
         loaded: dict[tuple[int, str], Loaded] = {}
-        entries = [*spec["primary"], *([spec["shadow"]] if spec.get("shadow") else [])]
-        known = [v.example for v in self.cache.values() if v.example]
-        for entry in entries:
+        for entry in [*spec["primary"], *([spec["shadow"]] if spec.get("shadow") else [])]:
             key = (int(entry["version"]), str(entry["path"]))
             if key not in loaded:
-                fallback = next(iter(known + [v.example for v in loaded.values() if v.example]), None)
-                loaded[key] = self.cache.get(key) or load_version(*key, fallback=fallback)
+                # a version logged without an example is smoke-tested on another's (same model)
+                examples = (v.example for v in [*self.cache.values(), *loaded.values()] if v.example)
+                loaded[key] = self.cache.get(key) or load_version(*key, fallback=next(examples, None))
         primaries = tuple(
             (loaded[(int(e["version"]), str(e["path"]))], int(e.get("percent", 100))) for e in spec["primary"]
         )
@@ -368,55 +374,34 @@ class Handler(BaseHTTPRequestHandler):
         records = check_records(body, routing.columns)
         request_id = self.headers.get("X-Request-Id") or uuid.uuid4().hex
         forced = self.headers.get("X-Mlops-Version")
-        if forced is not None:  # the reconciler's smoke test of one version: not traffic, not logged
+        if forced is None:
+            chosen = routing.pick()
+        else:  # the reconciler's smoke test of one version: not traffic, so neither logged nor shadowed
             if self.headers.get("X-Mlops-Token") != server.token:
                 raise BadRequest("X-Mlops-Version: needs the reconciler's X-Mlops-Token", 403)
             candidates = [v for v, _ in routing.primaries] + ([routing.shadow] if routing.shadow else [])
-            chosen = next((v for v in candidates if str(v.version) == forced), None)
-            if chosen is None:
+            found = next((v for v in candidates if str(v.version) == forced), None)
+            if found is None:
                 raise BadRequest(
                     f"X-Mlops-Version: {forced} is not served here (expected one of {server.versions()})"
                 )
-            try:
-                predictions = chosen.predict(records)
-            except Exception as exc:
-                self._send(
-                    500, {"error": f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"}
-                )
-                return
-            self._send(200, {"predictions": predictions, "version": chosen.version, "request_id": request_id})
-            return
-        chosen = routing.pick()
+            chosen = found
         started = time.perf_counter()
         try:
             predictions = chosen.predict(records)
         except Exception as exc:  # the model failed on valid input: the server is fine, say so
-            self._send(
-                500,
-                {"error": f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"},
-                request_id,
-            )
+            error = f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"
+            self._send(500, {"error": error}, request_id)
             return
-        latency = (time.perf_counter() - started) * 1000
-        self._send(
-            200, {"predictions": predictions, "version": chosen.version, "request_id": request_id}, request_id
-        )
-        spec = routing.spec
-        server.log.write(
-            {
-                "request_id": request_id,
-                "at": _now(),
-                "model": spec.get("model"),
-                "environment": spec.get("environment"),
-                "version": chosen.version,
-                "role": "primary",
-                "inputs": records,
-                "outputs": predictions,
-                "latency_ms": round(latency, 3),
-            }
-        )
-        if routing.shadow is not None:
-            server.shadow_pool.submit(_shadow, server, routing.shadow, spec, records, request_id)
+        latency = time.perf_counter() - started
+        answer = {"predictions": predictions, "version": chosen.version, "request_id": request_id}
+        self._send(200, answer, request_id)
+        if forced is None:
+            server.log.write(
+                log_entry(routing.spec, request_id, chosen, "primary", records, predictions, latency)
+            )
+            if routing.shadow is not None:
+                server.shadow_pool.submit(_shadow, server, routing.shadow, routing.spec, records, request_id)
 
     def _reload(self) -> None:
         server = self.server
@@ -433,6 +418,33 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {"versions": server.versions()})
 
 
+def log_entry(
+    spec: dict[str, Any],
+    request_id: str,
+    version: Loaded,
+    role: str,
+    inputs: list[dict[str, Any]],
+    outputs: Any,
+    seconds: float,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """One line of the inference log (what drift and feedback read)."""
+    entry = {
+        "request_id": request_id,
+        "at": _now(),
+        "model": spec.get("model"),
+        "environment": spec.get("environment"),
+        "version": version.version,
+        "role": role,
+        "inputs": inputs,
+        "outputs": outputs,
+        "latency_ms": round(seconds * 1000, 3),
+    }
+    if error is not None:
+        entry["error"] = error
+    return entry
+
+
 def _shadow(
     server: ModelServer, shadow: Loaded, spec: dict[str, Any], records: list[dict[str, Any]], request_id: str
 ) -> None:
@@ -442,20 +454,8 @@ def _shadow(
         error = None
     except Exception as exc:
         outputs, error = None, f"{type(exc).__name__}: {exc}"
-    server.log.write(
-        {
-            "request_id": request_id,
-            "at": _now(),
-            "model": spec.get("model"),
-            "environment": spec.get("environment"),
-            "version": shadow.version,
-            "role": "shadow",
-            "inputs": records,
-            "outputs": outputs,
-            "error": error,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
-    )
+    seconds = time.perf_counter() - started
+    server.log.write(log_entry(spec, request_id, shadow, "shadow", records, outputs, seconds, error))
 
 
 def run(spec: dict[str, Any], host: str, port: int, token: str) -> int:

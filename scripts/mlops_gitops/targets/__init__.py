@@ -13,12 +13,12 @@ Argo CD / Flux.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ExitCode, MlopsError
 
-HEALTH = ("healthy", "progressing", "degraded", "missing", "suspended", "unknown")
+if TYPE_CHECKING:
+    from ..registry import Verified
 
 
 class DeployFailed(MlopsError):
@@ -65,9 +65,8 @@ class Live:
     environment: str
     routing: tuple[tuple[int, int], ...] = ()
     shadow: int | None = None
-    health: str = "missing"
+    health: str = "missing"  # healthy | progressing | degraded | missing | unknown (not observable here)
     url: str = ""
-    since: str | None = None
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +76,7 @@ class Target(Protocol):
 
     def observe(self, env: str, model: str) -> Live: ...
 
-    def deploy(self, desired: Desired, artifacts: dict[int, Path]) -> Live: ...
+    def deploy(self, desired: Desired, artifacts: dict[int, Verified]) -> Live: ...
 
     def smoke(self, desired: Desired, examples: dict[int, list[dict[str, Any]]]) -> None: ...
 

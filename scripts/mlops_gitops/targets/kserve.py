@@ -17,12 +17,16 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .. import yamlio
+from ..gitinfo import git
 from . import DeployFailed, Desired, Live
+
+if TYPE_CHECKING:
+    from ..registry import Verified
 
 ANNOTATION = "mlops-gitops.dev"
 
@@ -84,13 +88,13 @@ def render(
 class KServeTarget:
     kind = "kserve"
 
-    def __init__(self, root: Path, settings: dict[str, Any], registry: Any = None):
+    def __init__(self, root: Path, settings: dict[str, Any], registry: Any):
         self.root = root
         self.namespace = str(settings.get("namespace", "models"))
         self.output_dir = root / str(settings.get("output_dir", "deploy/kserve"))
         self.context = str(settings.get("kube_context") or "")
-        self.registry = registry
-        self.revision = ""
+        self.registry = registry  # storage URIs come from it
+        self.revision = git(root, "rev-parse", "HEAD", check=False)
 
     def path(self, env: str, model: str) -> Path:
         return self.output_dir / env / f"{model}.yaml"
@@ -141,9 +145,12 @@ class KServeTarget:
             model, env, routing=routing, health=health, url=str(path.relative_to(self.root)), detail=detail
         )
 
-    def deploy(self, desired: Desired, artifacts: dict[int, Path]) -> Live:
-        storage = {v: self._storage_uri(desired.model, v, artifacts[v]) for v in desired.versions}
-        sha = {v: self._sha(desired.model, v) for v in desired.versions}
+    def deploy(self, desired: Desired, artifacts: dict[int, Verified]) -> Live:
+        storage = {
+            v: str(self.registry.client.get_model_version_download_uri(desired.model, str(v)))
+            for v in desired.versions
+        }
+        sha = {v: verified.sha256 for v, verified in artifacts.items()}
         document = render(desired, self.namespace, storage, self.revision, sha)
         text = yaml.safe_dump(document, sort_keys=False)
         if self.context:
@@ -176,15 +183,3 @@ class KServeTarget:
                 "delete", "inferenceservice", f"{model}-{env}", "-n", self.namespace, "--ignore-not-found"
             )
         self.path(env, model).unlink(missing_ok=True)
-
-    def _storage_uri(self, model: str, version: int, local: Path) -> str:
-        if self.registry is None:
-            return local.as_uri()
-        uri: str = self.registry.client.get_model_version_download_uri(model, str(version))
-        return uri
-
-    def _sha(self, model: str, version: int) -> str:
-        if self.registry is None:
-            return ""
-        tags = dict(self.registry.version(model, version).tags)
-        return str(tags.get("mlops.artifact_sha256", ""))

@@ -21,11 +21,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import yamlio
 from ..records import state_dir, utcnow
 from . import DeployFailed, Desired, Live
+
+if TYPE_CHECKING:
+    from ..registry import Verified
 
 READY_TIMEOUT = float(os.environ.get("MLOPS_READY_TIMEOUT", "120"))
 STOP_TIMEOUT = 15.0
@@ -138,23 +141,24 @@ class LocalTarget:
             shadow=body.get("shadow"),
             health=health,
             url=url,
-            since=state.get("deployed_at"),
             detail=body.get("error") or "",
             extra={"pid": body.get("pid")},
         )
 
-    def _spec(self, desired: Desired, artifacts: dict[int, Path]) -> dict[str, Any]:
+    def _spec(self, desired: Desired, artifacts: dict[int, Verified]) -> dict[str, Any]:
         return {
             "model": desired.model,
             "environment": desired.environment,
-            "primary": [{"version": v, "path": str(artifacts[v]), "percent": p} for v, p in desired.routing],
-            "shadow": {"version": desired.shadow, "path": str(artifacts[desired.shadow])}
+            "primary": [
+                {"version": v, "path": str(artifacts[v].path), "percent": p} for v, p in desired.routing
+            ],
+            "shadow": {"version": desired.shadow, "path": str(artifacts[desired.shadow].path)}
             if desired.shadow
             else None,
             "log": str(self.state / "inference" / desired.environment / f"{desired.model}.jsonl"),
         }
 
-    def deploy(self, desired: Desired, artifacts: dict[int, Path]) -> Live:
+    def deploy(self, desired: Desired, artifacts: dict[int, Verified]) -> Live:
         env, model = desired.environment, desired.model
         spec = self._spec(desired, artifacts)
         state = self._read_state(env, model)
