@@ -71,6 +71,8 @@ def test_facts_describe_the_promotion(promoted: tuple[Path, str]) -> None:
     assert version["lineage"]["commit"] == "abc123" and version["lineage"]["device"] == "cpu"
     assert version["artifact_sha256"] == "f" * 64 and version["signature"] is True
     assert version["report"] == {"passed": True, "baseline": "none"}
+    assert version["artifact_sha256_actual"] is None  # its source does not exist: unverifiable
+    assert doc["history"] == {} and doc["baseline"] is None  # never deployed; nothing in production
     assert doc["approvals"] == {"known": False, "source": "none", "reviewers": [], "count": 0}
     assert doc["drift"]["status"] == "unknown" and doc["now"] == NOW
     again = run_mlops("facts", "--base", "main", "--now", NOW, cwd=repo)

@@ -21,7 +21,8 @@ def lines(config: dict[str, object]) -> list[str]:
     labels = runners.get("gpu") if isinstance(runners, dict) else None
     if not isinstance(labels, list) or not labels:
         raise SystemExit("mlops.yaml: runners.gpu: missing (expected a list of runner labels)")
-    environments = [e["name"] for e in config.get("environments") or [] if isinstance(e, dict)]  # type: ignore[attr-defined]
+    declared = config.get("environments")
+    environments = [e["name"] for e in declared if isinstance(e, dict)] if isinstance(declared, list) else []
     only = os.environ.get("ONLY", "")
     if only:
         if only not in environments:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +26,7 @@ from .config import load_repo
 from .lineage import TAG_PREFIX
 from .registry import Registry, stored_sha256
 from .serve import input_example
+from .targets.local import http_json
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -219,8 +221,6 @@ class Demo:
         import json
         import socket
         import threading
-        import urllib.error
-        import urllib.request
 
         assert self.project is not None
         self.run("back to main (staging runs v1 there)", ["git", "switch", "--quiet", "main"], result=r"(?!)")
@@ -253,17 +253,9 @@ class Demo:
         )
         records = input_example(self.project / f".mlops/artifacts/{model}/v1/model")
 
-        def post(body: object) -> tuple[int, dict[str, object]]:
-            request = urllib.request.Request(
-                f"{url}/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    return response.status, json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                return exc.code, json.loads(exc.read())
-            except OSError as exc:
-                return 0, {"error": str(exc)}
+        def post(body: object) -> tuple[int, dict[str, Any]]:
+            status, answer = http_json("POST", f"{url}/predict", body, timeout=10)
+            return status, answer if isinstance(answer, dict) else {}
 
         status, answer = post({"dataframe_records": records})
         console.print(

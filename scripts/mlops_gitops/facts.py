@@ -35,7 +35,7 @@ class VersionSource(Protocol):
 
     def model_tags(self, model: str) -> dict[str, str]: ...
 
-    def artifact_digest(self, model: str, version: int) -> str | None: ...
+    def artifact_digest(self, source: str) -> str | None: ...
 
 
 def changed_manifests(root: Path, base: str, head: str) -> list[str]:
@@ -96,9 +96,12 @@ def gh_reviews(root: Path, event: dict[str, Any] | None) -> Any:
     return fetch
 
 
-def version_facts(registry: VersionSource, model: str, version: int | None) -> dict[str, Any] | None:
+def version_facts(
+    registry: VersionSource, model: str, version: int | None
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The version's registry facts, and its history per environment (from the same tags)."""
     if version is None:
-        return None
+        return None, {}
     raw = registry.version(model, version)
     found = registry_facts(raw)
     lineage = found["lineage"]
@@ -106,7 +109,7 @@ def version_facts(registry: VersionSource, model: str, version: int | None) -> d
         "passed": {"true": True, "false": False}.get(lineage.get("report.passed", "")),
         "baseline": lineage.get("report.baseline"),
     }
-    return {
+    facts = {
         "number": version,
         "metrics": found["metrics"],
         "lineage": {
@@ -120,11 +123,11 @@ def version_facts(registry: VersionSource, model: str, version: int | None) -> d
         },
         "artifact_sha256": found["artifact_sha256"],
         # The artifact hashed as it is stored now: a changed artifact (or a changed tag) differs.
-        "artifact_sha256_actual": registry.artifact_digest(model, version),
+        "artifact_sha256_actual": registry.artifact_digest(raw.source),
         "signature": found["signature"],
         "report": report,
-        "history": history_from_tags(dict(raw.tags)),
     }
+    return facts, history_from_tags(dict(raw.tags))
 
 
 def drift_facts(tags: dict[str, str], env: str) -> dict[str, Any]:
@@ -165,7 +168,7 @@ def build(
                 f"{path}: model {model!r} has no definition (expected models/{model}/model.yaml)"
             )
         to_version = manifest.get("version")
-        proposed = version_facts(registry, model, to_version)
+        proposed, history = version_facts(registry, model, to_version)
         last_env = repo.environments[-1]
         baseline_manifest = _at(root, base_rev, f"{ENVIRONMENTS_DIR}/{last_env}/{model}.yaml") or {}
         baseline_version = baseline_manifest.get("version")
@@ -190,7 +193,7 @@ def build(
                 "model": repo.models[model],
                 "environment": next(e for e in repo.project["environments"] if e["name"] == env),
                 "version": proposed,
-                "history": (proposed or {}).get("history", {}),
+                "history": history,
                 "baseline": baseline,
                 "drift": drift_facts(model_tags, env),
                 "approvals": approvals(event, fetch),

@@ -242,11 +242,10 @@ class Registry:
         except MlflowException:
             return {}
 
-    def artifact_digest(self, model: str, version: int) -> str | None:
-        """The sha256 of the artifact as stored now (downloaded and hashed), None if unreadable."""
-        found = self.version(model, version)
+    def artifact_digest(self, source: str) -> str | None:
+        """The sha256 of a version's artifact (its `source`) as stored now; None if unreadable."""
         try:
-            return stored_sha256(found.source)
+            return stored_sha256(source)
         except Exception:  # the gate reports "unverified"; it does not crash on a missing store
             return None
 

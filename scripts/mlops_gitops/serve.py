@@ -478,14 +478,14 @@ def run(spec: dict[str, Any], host: str, port: int, token: str) -> int:
     thread.start()
     try:
         server.apply(spec)
-    except Exception as exc:
+        print(
+            f"serving {spec.get('model')} {server.versions()} on http://{host}:{port}",
+            file=sys.stderr,
+            flush=True,
+        )
+    except Exception as exc:  # keep answering /health (503, the error) for the reconciler to read
         server.error = str(exc)
         print(f"error: {spec.get('model')} in {spec.get('environment')}: {exc}", file=sys.stderr, flush=True)
-    print(
-        f"serving {spec.get('model')} {server.versions()} on http://{host}:{port}" if server.routing else "",
-        file=sys.stderr,
-        flush=True,
-    )
     while thread.is_alive():
         thread.join(0.5)
     server.shadow_pool.shutdown(wait=True)

@@ -1,10 +1,11 @@
 """Target `local`: each (environment, model) is a model server process on this machine.
 
-State lives in `.mlops/servers/<env>/<model>.json` (port, pid, token); the server's own
-`/health` is the truth about what runs, so a state file left by a killed reconciler is
-adopted or corrected, never trusted blindly. A new version is loaded beside the old one
-inside the running server and swapped in only after its smoke prediction: requests never
-see a gap, and a version that fails keeps the old one serving.
+State lives in `.mlops/servers/<env>/<model>.json` (host, port, pid), with the spec the
+server started from and its reload token (mode 0600) beside it. The server's own `/health`
+is the truth about what runs, so a state file left by a killed reconciler is adopted or
+corrected, never trusted blindly. A new version is loaded beside the old one inside the
+running server and swapped in only after its smoke prediction: requests never see a gap,
+and a version that fails keeps the old one serving.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import yamlio
-from ..records import state_dir, utcnow
+from ..records import state_dir
 from . import DeployFailed, Desired, Live
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ class LocalTarget:
 
     def _write_state(self, env: str, model: str, state: dict[str, Any]) -> None:
         yamlio.write_atomic(self._state_path(env, model), json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+    def _token(self, env: str, model: str) -> str:
+        return (self._state_path(env, model).parent / f"{model}.token").read_text().strip()
 
     def running(self) -> list[tuple[str, str]]:
         base = self.state / "servers"
@@ -168,12 +172,10 @@ class LocalTarget:
                 "POST",
                 f"{self.url(state)}/-/reload",
                 spec,
-                {"X-Mlops-Token": state["token"]},
+                {"X-Mlops-Token": self._token(env, model)},
                 timeout=READY_TIMEOUT,
             )
             if status == 200:
-                state.update(spec=spec, deployed_at=utcnow())
-                self._write_state(env, model, state)
                 return self.observe(env, model)
             if status != 0:
                 error = (body or {}).get("error", f"HTTP {status}")
@@ -198,22 +200,14 @@ class LocalTarget:
             )
         folder = self._state_path(env, model).parent
         folder.mkdir(parents=True, exist_ok=True)
-        token = state["token"] if state and state.get("token") else secrets.token_hex(16)
         token_file = folder / f"{model}.token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(token)
+        if not token_file.exists():  # the reload token: only this user can read it
+            token_file.touch(mode=0o600)
+            token_file.write_text(secrets.token_hex(16))
         spec_file = folder / f"{model}.spec.json"
         yamlio.write_atomic(spec_file, json.dumps(spec, indent=2))
         log_file = folder / f"{model}.log"
-        new_state = {
-            "host": self.host,
-            "port": port,
-            "token": token,
-            "pid": None,
-            "spec": spec,
-            "log": str(log_file),
-            "deployed_at": utcnow(),
-        }
+        new_state: dict[str, Any] = {"host": self.host, "port": port, "pid": None}
         self._write_state(env, model, new_state)  # the port is ours before the process exists
         scripts = str(Path(__file__).resolve().parents[2])
         child_env = {
@@ -293,7 +287,10 @@ class LocalTarget:
                 "POST",
                 f"{url}/predict",
                 {"dataframe_records": records[:1]},
-                {"X-Mlops-Version": str(version), "X-Mlops-Token": state["token"]},
+                {
+                    "X-Mlops-Version": str(version),
+                    "X-Mlops-Token": self._token(desired.environment, desired.model),
+                },
                 timeout=30,
             )
             if status != 200 or not isinstance(answer, dict) or answer.get("version") != version:
