@@ -84,6 +84,7 @@ def _kserve_repo(registered: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.generic
 def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
     registered: Path, tmp_path: Path
 ) -> None:
@@ -112,6 +113,7 @@ def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.generic
 def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> None:
     repo = _kserve_repo(registered, tmp_path)
     project = repo / "mlops.yaml"
@@ -144,6 +146,7 @@ def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.generic
 def test_a_revision_that_never_gets_ready_is_rolled_back_by_reapplying(
     registered: Path, tmp_path: Path
 ) -> None:

@@ -26,7 +26,7 @@ import yaml
 from .conftest import base_env, git_commit_all
 from .mlflow_server import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.generic]
 
 
 def mlops(repo: Path, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:

@@ -127,6 +127,7 @@ def test_train_workflow_keeps_fork_pull_requests_off_gpu_runners() -> None:
 
 @pytest.mark.act
 @pytest.mark.slow
+@pytest.mark.generic
 def test_reconcile_workflow_deploys_each_environment(registered: Path, tmp_path: Path) -> None:
     """reconcile.yml under act: the config job lists the environments, one reconcile job per
     environment (matrix) plans, reconciles and reports status. The registry and the state
