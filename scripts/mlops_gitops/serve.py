@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import queue
 import random
 import signal
 import sys
@@ -67,6 +68,87 @@ CHECKS: dict[str, tuple[Any, str]] = {
 }
 
 
+class Batcher:
+    """Concurrent requests to one version share one predict call.
+
+    A scikit-learn pipeline spends most of a one-row prediction on per-call overhead, so rows
+    that arrive while a prediction runs are predicted together next, and the answers split
+    back. Nothing waits on purpose: a lone request is predicted at once. If a batch fails,
+    each request is predicted alone, so an error reaches only the request that caused it.
+    """
+
+    def __init__(self, predict: Any, max_rows: int = 256):
+        self._predict = predict
+        self._max_rows = max_rows
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._run, daemon=True, name="batcher").start()
+
+    def predict(self, records: list[dict[str, Any]]) -> list[Any]:
+        pending = _Pending(records)
+        with self._lock:  # after close() a request predicts directly; before, the queue has it
+            closed = self._closed
+            if not closed:
+                self._queue.put(pending)
+        if closed:
+            result: list[Any] = self._predict(records)
+            return result
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def close(self) -> None:
+        """Let the thread (and the model it holds) go once what is queued is answered."""
+        with self._lock:
+            self._closed = True
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, rows = [first], len(first.records)
+            while rows < self._max_rows:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                rows += len(item.records)
+            self._answer(batch)
+
+    def _answer(self, batch: list[_Pending]) -> None:
+        try:
+            outputs = self._predict([row for item in batch for row in item.records])
+            start = 0
+            for item in batch:
+                item.result = outputs[start : start + len(item.records)]
+                start += len(item.records)
+        except Exception:
+            for item in batch:
+                try:
+                    item.result = self._predict(item.records)
+                except Exception as exc:
+                    item.error = exc
+        for item in batch:
+            item.done.set()
+
+
+@dataclass
+class _Pending:
+    records: list[dict[str, Any]]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list[Any] = field(default_factory=list)
+    error: Exception | None = None
+
+
 @dataclass
 class Loaded:
     """One model version in memory, with what a request is checked against."""
@@ -77,11 +159,16 @@ class Loaded:
     columns: list[tuple[str, str]]  # (name, MLflow type name) in signature order
     example: list[dict[str, Any]]
     tags: dict[str, str] = field(default_factory=dict)
+    batcher: Batcher | None = None  # set once the version passed its smoke test
 
     def frame(self, records: list[dict[str, Any]]) -> Any:
         import pandas as pd
 
         return pd.DataFrame.from_records(records, columns=[name for name, _ in self.columns])
+
+    def serve(self, records: list[dict[str, Any]]) -> list[Any]:
+        """A request's prediction, batched with the requests that arrive beside it."""
+        return self.batcher.predict(records) if self.batcher is not None else self.predict(records)
 
     def predict(self, records: list[dict[str, Any]]) -> list[Any]:
         result = self.model.predict(self.frame(records))
@@ -127,6 +214,7 @@ def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None 
         raise RuntimeError(
             f"v{version}: smoke prediction on the input example failed: {type(exc).__name__}: {exc}"
         ) from None
+    loaded.batcher = Batcher(loaded.predict)
     return loaded
 
 
@@ -258,7 +346,10 @@ class ModelServer(ThreadingHTTPServer):
                     f"v{other.version}: its signature differs from v{primaries[0][0].version} "
                     "(expected one input schema for a canary split)"
                 )
-        self.cache = loaded  # keep only what serves now (older versions are released)
+        for key, released in self.cache.items():  # keep only what serves now
+            if key not in loaded and released.batcher is not None:
+                released.batcher.close()
+        self.cache = loaded
         return routing
 
     def apply(self, spec: dict[str, Any]) -> None:
@@ -388,7 +479,7 @@ class Handler(BaseHTTPRequestHandler):
             chosen = found
         started = time.perf_counter()
         try:
-            predictions = chosen.predict(records)
+            predictions = chosen.serve(records)
         except Exception as exc:  # the model failed on valid input: the server is fine, say so
             error = f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"
             self._send(500, {"error": error}, request_id)
@@ -450,7 +541,7 @@ def _shadow(
 ) -> None:
     started = time.perf_counter()
     try:
-        outputs: Any = shadow.predict(records)
+        outputs: Any = shadow.serve(records)
         error = None
     except Exception as exc:
         outputs, error = None, f"{type(exc).__name__}: {exc}"
