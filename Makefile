@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # checks, and part of the install stamp so existing environments pick it up.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install demo test lint typecheck unit train policy validate ci-config plan reconcile status down register act-pr act-train act-reconcile bench-register bench-check bench-serve lock clean distclean
+.PHONY: help install demo test lint typecheck unit train policy validate ci-config plan reconcile status down register act-pr act-train act-reconcile act-drift drift drift-alert bench-drift bench-register bench-check bench-serve bench-reconcile lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -57,14 +57,19 @@ unit: install ## pytest (PYTEST_ARGS passes options)
 train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
 	$(BIN)/dvc repro pipelines/dvc.yaml
 
-policy: install ## Rego policy tests, manifests + workflows against policies, the promotion gate on changed manifests
+policy: install ## Rego policy tests, manifests + workflows against policies, the gate on changed manifests, a policy change's impact
 	$(BIN)/mlops policy test --coverage --min-coverage 90
 	$(BIN)/mlops check
-	rm -rf .mlops/facts
+	rm -rf .mlops/facts .mlops/policy-gate.md
 	$(BIN)/mlops facts --out .mlops/facts > /dev/null
-	@if ls .mlops/facts/*.json > /dev/null 2>&1; then \
-	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion --output markdown | tee .mlops/policy-gate.md; \
-	else echo "no environment manifest changed: no promotion to judge"; fi
+	@# the comment: the gate's verdict on changed manifests, then what a policy change would deny
+	$(BIN)/mlops policy impact --output markdown > .mlops/policy-impact.md
+	@status=0; if ls .mlops/facts/*.json > /dev/null 2>&1; then \
+	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion --output markdown > .mlops/policy-gate.md || status=$$?; \
+	else echo "no environment manifest changed: no promotion to judge"; fi; \
+	cat .mlops/policy-impact.md >> .mlops/policy-gate.md; \
+	if [ -s .mlops/policy-gate.md ]; then cat .mlops/policy-gate.md; else rm .mlops/policy-gate.md; fi; \
+	exit $$status
 
 validate: install ## check mlops.yaml, models and manifests
 	$(BIN)/mlops validate
@@ -84,6 +89,17 @@ status: install ## which version runs where, its health, since when, at which UR
 down: install ## stop the local model servers
 	$(BIN)/mlops down $(if $(ENV),--env $(ENV))
 
+drift: install ## drift of ENV's logged inferences vs training data (SINCE=7d); verdict in .mlops/drift-status (0 none, 1 drift, 3 too little data)
+	@test -n "$(ENV)" || { echo "error: ENV=<environment> is needed (e.g. make drift ENV=production)"; exit 2; }
+	@mkdir -p .mlops; status=0; \
+	$(BIN)/mlops drift --env $(ENV) $(if $(SINCE),--since $(SINCE)) --out .mlops/drift-reports \
+	  --summary-file .mlops/drift-summary.md --drifted-file .mlops/drift-models.txt || status=$$?; \
+	echo "$$status" > .mlops/drift-status; [ "$$status" = 0 ] || [ "$$status" = 1 ] || [ "$$status" = 3 ]
+
+drift-alert: install ## open or update ENV's drift issue; dispatch train.yml for the drifted models
+	$(BIN)/mlops alert --name drift-$(ENV) --title "Drift in $(ENV)" --body-file .mlops/drift-summary.md \
+	  --dispatch train.yml --ref main --input "models=$$(cat .mlops/drift-models.txt)"
+
 register: install ## register trained models in MLflow with their report (PROMOTE_TO=staging opens the PR)
 	$(BIN)/mlops register --report --baseline production $(if $(PROMOTE_TO),--promote-to $(PROMOTE_TO)) $(MODELS)
 
@@ -93,6 +109,9 @@ act-pr: install ## run .github/workflows/pr.yml locally under act (host mode)
 act-train: install ## run .github/workflows/train.yml locally under act, GPU labels mapped to this host
 	$(BIN)/act workflow_dispatch -W .github/workflows/train.yml -e tests/fixtures/events/workflow_dispatch.json
 
+act-drift: install ## run .github/workflows/drift.yml locally under act (host mode)
+	$(BIN)/act workflow_dispatch -W .github/workflows/drift.yml -e tests/fixtures/events/workflow_dispatch.json
+
 act-reconcile: install ## run .github/workflows/reconcile.yml locally under act (host mode)
 	$(BIN)/act workflow_dispatch -W .github/workflows/reconcile.yml -e tests/fixtures/events/workflow_dispatch.json
 
@@ -101,6 +120,12 @@ bench-serve: install ## benchmark: our model server vs `mlflow models serve` (th
 
 bench-check: install ## benchmark: mlops check over 1,000 manifests vs parsing them vs one engine per file
 	$(BIN)/python -m benchmarks.bench_check
+
+bench-reconcile: install ## benchmark: no-op reconcile of 1,000 manifests vs loading them; failed check -> previous serving
+	$(BIN)/python -m benchmarks.bench_reconcile
+
+bench-drift: install ## benchmark: mlops drift over 100,000 logged rows x 20 features vs evidently alone
+	$(BIN)/python -m benchmarks.bench_drift
 
 bench-register: install ## benchmark: dvc repro + mlops register, against bare MLflow
 	$(BIN)/python -m benchmarks.bench_register

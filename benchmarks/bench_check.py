@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from benchmarks.common import ROOT, save
 
 
 def main() -> None:
@@ -71,9 +69,7 @@ def main() -> None:
         "per_file_over_ours": round(per_file / ours, 1),
         "failures_found": sum(len(r.of("failure")) for r in results),
     }
-    out = ROOT / "benchmarks" / "results" / "check.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    save("check", summary)
     print(json.dumps(summary, indent=2))
 
 

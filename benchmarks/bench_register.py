@@ -11,7 +11,6 @@ under 3 s once imports are done.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -20,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT))
-os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", DVC_NO_ANALYTICS="true")
+from benchmarks.common import save
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
@@ -123,9 +119,7 @@ def main() -> None:
         "repeat": args.repeat,
         "goal_register_under_3s": statistics.median(ours) < 3.0,
     }
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "register.json").write_text(json.dumps(result, indent=2) + "\n")
+    save("register", result)
     width = max(map(len, result))
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")

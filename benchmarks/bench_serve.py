@@ -26,10 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT))
-os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1")
+from benchmarks.common import ROOT, save
 
 
 def wait_ready(url: str, path: str, timeout: float = 120) -> None:
@@ -202,9 +199,7 @@ def main() -> None:
         "rate_rps": args.rate,
         "goal_p99_under_50ms": ours["p99_ms"] < 50,
     }
-    out = ROOT / "benchmarks" / "results" / "serve.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    out = save("serve", summary)
     print(f"{'server':<22}{'req/s (8 clients)':>20}{'p50 ms':>10}{'p99 ms':>10}   at {args.rate:.0f} req/s")
     for name, row in results.items():
         print(f"{name:<22}{row['throughput_rps']:>20}{row['p50_ms']:>10}{row['p99_ms']:>10}")

@@ -155,7 +155,9 @@ def mlops() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture(scope="session")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated-repository copy whose registry (its default sqlite file) holds churn v1 and
-    v2 (good) and v3 (its predict raises). Tests copy it; the registry's artifact store is shared."""
+    v2 (good), v3 (its predict raises) and v4 (answers once, then raises: it passes the server's
+    load-time smoke test and fails after the switch). Tests copy it; the registry's artifact
+    store is shared."""
     from mlops_gitops.demo import register_broken
     from mlops_gitops.scaffold import add_model, load_for_add
 
@@ -179,4 +181,5 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert register_version(repo, "churn", seed=7) == 1
     assert register_version(repo, "churn", seed=3) == 2
     assert register_broken(registry_of(repo), "churn") == 3
+    assert register_broken(registry_of(repo), "churn", good_calls=1) == 4
     return repo

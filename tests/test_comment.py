@@ -104,3 +104,51 @@ def test_without_a_pull_request_number_it_says_so(tmp_path: Path) -> None:
         proc.stderr.strip()
         == "error: comment: no pull request number (expected --pr N or a pull_request event)"
     )
+
+
+class FakeGitHub:
+    """GitHub's issues and dispatch API, in memory (GitHub cannot be reached from tests)."""
+
+    def __init__(self) -> None:
+        self.issues: list[dict[str, object]] = [
+            {"number": 3, "body": "a person's issue"},
+            {
+                "number": 4,
+                "body": "<!-- mlops:drift-staging -->\nold",
+                "pull_request": {},
+            },  # a PR, not an issue
+        ]
+        self.calls: list[tuple[str, str, dict[str, object]]] = []
+
+    def get(self, path: str) -> object:
+        assert path.startswith("repos/acme/models/issues?state=open")
+        return [dict(i) for i in self.issues if i.get("state", "open") == "open"]
+
+    def send(self, method: str, path: str, body: dict[str, object]) -> object:
+        self.calls.append((method, path, body))
+        if method == "POST" and path.endswith("/issues"):
+            issue = {"number": 100 + len(self.issues), **body}
+            self.issues.append(issue)
+            return issue
+        if method == "PATCH":
+            number = int(path.rsplit("/", 1)[1])
+            next(i for i in self.issues if i["number"] == number).update(body)
+        return None
+
+
+def test_one_open_issue_per_alert_updated_while_open_then_a_new_one() -> None:
+    from mlops_gitops.comment import dispatch, upsert_issue
+
+    github = FakeGitHub()
+    assert upsert_issue(github, "acme/models", "drift-staging", "Drift in staging", "v1") == ("opened", 102)
+    assert upsert_issue(github, "acme/models", "drift-staging", "Drift in staging", "v2") == ("updated", 102)
+    ours = [i for i in github.issues if i["number"] == 102]
+    assert len(ours) == 1 and ours[0]["body"] == "<!-- mlops:drift-staging -->\nv2"
+    ours[0]["state"] = "closed"  # resolved: the next drift is a new incident
+    assert upsert_issue(github, "acme/models", "drift-staging", "Drift in staging", "v3")[0] == "opened"
+    dispatch(github, "acme/models", "train.yml", "main", {"models": "churn"})
+    assert github.calls[-1] == (
+        "POST",
+        "repos/acme/models/actions/workflows/train.yml/dispatches",
+        {"ref": "main", "inputs": {"models": "churn"}},
+    )

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,6 +214,7 @@ def test_update_and_automatic_rollback_without_a_failed_request(repo: Path) -> N
         healthy_at[1],
     )
     assert tags["3"]["mlops.deploy.staging.rollbacks"] == "1"
+    assert records(repo)[-1]["recovery_s"] == 0.0  # v3 never got switched in
     assert [(r["result"], r["version"]) for r in records(repo)] == [
         ("healthy", 1),
         ("healthy", 2),
@@ -226,6 +228,30 @@ def test_update_and_automatic_rollback_without_a_failed_request(repo: Path) -> N
         "v2",
         "v3",
     )
+
+
+def test_a_version_failing_after_the_switch_is_switched_back(repo: Path) -> None:
+    """v4 passes the server's load-time smoke test, is switched in, then fails the reconciler's
+    health check over HTTP: the old version is switched back, and the time it took is recorded."""
+    set_manifest(repo, "staging", "v2", version=2)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    url = url_of(repo)
+    set_manifest(repo, "staging", "v4 (fails after one prediction)", version=4)
+    flaky = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    assert flaky.returncode == 1, flaky.stderr
+    (result,) = json.loads(flaky.stdout)["results"]
+    assert (result["result"], result["reason"], result["version"], result["previous"]) == (
+        "rolled-back",
+        "HealthCheckFailed",
+        2,
+        4,
+    )
+    assert 0 < result["recovery_s"] < 30
+    assert "serving again after" in result["message"]
+    assert records(repo)[-1]["recovery_s"] == result["recovery_s"]
+    status, answer = http("POST", f"{url}/predict", {"dataframe_records": example(repo, 2)})
+    assert (status, answer["version"]) == (200, 2)
+    assert aliases(repo) == {"staging": 2}
 
 
 def test_killed_mid_apply_the_next_run_converges(repo: Path) -> None:
@@ -352,6 +378,18 @@ def test_bad_requests_get_400_or_413_and_the_server_keeps_serving(repo: Path) ->
     assert status == 400 and "not JSON" in answer["error"]
     status, answer = http("POST", f"{url}/predict", raw=b" " * (2 << 20))
     assert status == 413 and "expected at most" in answer["error"]
+    # A client that sends its headers, then its body a moment later (after the server has
+    # decided on 413), still gets the 413 rather than a reset connection and a broken pipe.
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        size = 3 << 20
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
+        time.sleep(0.3)
+        sock.sendall(b" " * size)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:80]
     status, answer = http("POST", f"{url}/predict", [good, good])  # a bare batch
     assert status == 200 and len(answer["predictions"]) == 2
     assert http("GET", f"{url}/health")[0] == 200

@@ -60,6 +60,7 @@ def test_a_failing_row_fails_only_its_own_request() -> None:
     first.join()
     assert answers[0] == [10] and answers[2] == [30]
     assert isinstance(answers[1], ValueError)
+    assert 3 in model.calls  # the three were predicted together once, then retried one by one
 
 
 def test_after_close_requests_are_still_answered() -> None:

@@ -62,6 +62,57 @@ def test_pr_workflow_runs_every_job_under_act(tmp_path: Path) -> None:
 
 
 @pytest.mark.act
+@pytest.mark.slow
+@pytest.mark.generic
+def test_pr_workflow_gates_a_promotion_and_shows_a_policy_changes_impact(
+    registered: Path, tmp_path: Path
+) -> None:
+    """pr.yml's policy job under act, on a pull request that promotes churn v2 to staging and
+    adds a policy: the gate judges the promotion (facts from the registry, set as the
+    repository variable), and the comment's body lists what the new policy would deny among
+    what main deploys (v1 in staging, whose recorded AUC is below the new floor)."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from .conftest import git_commit_all
+
+    repo = tmp_path / "repo"
+    shutil.copytree(registered, repo, symlinks=True)
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    MlflowClient(uri).set_model_version_tag("churn", "1", "mlops.metrics", '{"roc_auc": 0.78, "f1": 0.55}')
+    staging = repo / "environments/staging/churn.yaml"
+    staging.write_text(staging.read_text().replace("version: null", "version: 1"))
+    git_commit_all(repo, "churn v1 in staging")
+    subprocess.run(["git", "checkout", "--quiet", "-b", "promote/churn-staging-v2"], cwd=repo, check=True)
+    staging.write_text(staging.read_text().replace("version: 1", "version: 2"))
+    (repo / "policies/promotion/floor.rego").write_text(
+        "package promotion\n\nimport rego.v1\n\n"
+        "deny_auc_floor contains msg if {\n"
+        "\tinput.version.metrics.roc_auc < 0.8\n"
+        '\tmsg := sprintf("%s v%d: roc_auc %v is below the floor of 0.8", '
+        "[input.change.model, input.version.number, input.version.metrics.roc_auc])\n}\n"
+    )
+    git_commit_all(repo, "Promote churn v2 to staging; an AUC floor")
+    results, log = run_act(
+        repo,
+        "pull_request",
+        ".github/workflows/pr.yml",
+        FIXTURES / "events" / "pull_request.json",
+        "-j",
+        "policy",
+        "--var",
+        f"MLFLOW_TRACKING_URI={uri}",
+    )
+    assert results["policy"] == "success", log
+    assert re.search(r"### Policy gate: (✅ \*\*allowed\*\*|⚠️ \*\*allowed with warnings\*\*)", log), log
+    assert "`environments/staging/churn.yaml`" in log  # the gate judged the changed manifest
+    assert "### Policy change impact: ⚠️ **1 newly denied**" in log, log
+    assert "| newly denied | churn v1 in staging | `environments/staging/churn.yaml` |" in log
+    assert "roc_auc 0.78 is below the floor of 0.8" in log
+
+
+@pytest.mark.act
 def test_pr_workflow_fails_on_an_invalid_manifest(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     sandbox(repo)

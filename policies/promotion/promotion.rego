@@ -146,6 +146,12 @@ deny_drift contains msg if {
 	msg := sprintf("%s: open critical drift alert in %s since %v on %v (expected it resolved, or an exception with an expiry date in the manifest)", [where, input.change.environment, input.drift.checked_at, concat(", ", input.drift.columns)])
 }
 
+warn_live_performance contains msg if {
+	is_promotion
+	input.performance.status == "degraded"
+	msg := sprintf("%s: live %v in %s has dropped by %v against its registered value (checked %v; `mlops feedback`)", [where, input.performance.metric, input.change.environment, input.performance.drop, input.performance.checked_at])
+}
+
 # An exception lives in the manifest, so it is reviewed in the same pull request and ends by itself.
 exception contains [e.rule] if {
 	some e in object.get(input.manifest, "exceptions", [])

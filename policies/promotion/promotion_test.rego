@@ -155,3 +155,12 @@ test_deny_a_version_replaced_before_its_soak_ended if {
 	some msg in promotion.deny_soak with input as facts(replaced)
 	contains(msg, "healthy in staging for 1h of the 24h soak")
 }
+
+test_warn_when_live_performance_has_degraded if {
+	some msg in promotion.warn_live_performance with input as facts({"performance": {"status": "degraded", "metric": "roc_auc", "drop": 0.12, "checked_at": "2026-11-23T08:00:00Z"}})
+	contains(msg, "live roc_auc in production has dropped by 0.12")
+}
+
+test_allow_without_a_performance_warning_when_it_holds if {
+	count(promotion.warn_live_performance) == 0 with input as facts({"performance": {"status": "ok", "metric": "roc_auc", "drop": 0.01}})
+}

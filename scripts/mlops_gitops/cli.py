@@ -627,6 +627,244 @@ def comment(name: str, body_file: Any, repository: str, number: int | None, even
     output.stderr.print(f"{action} comment {comment_id} on {repository}#{number}", highlight=False)
 
 
+@main.command()
+@click.option("--name", required=True, help="Which alert (e.g. drift-production); one open issue per name.")
+@click.option("--title", required=True, help="The issue's title.")
+@click.option("--body-file", type=click.File("r"), required=True, help="Markdown body ('-' for stdin).")
+@click.option(
+    "--repository", envvar="GITHUB_REPOSITORY", required=True, help="owner/name ($GITHUB_REPOSITORY)."
+)
+@click.option("--dispatch", "workflow", default=None, help="Also start this workflow (e.g. train.yml).")
+@click.option("--ref", default="main", show_default=True, help="Branch the dispatched workflow runs on.")
+@click.option("--input", "inputs", multiple=True, help="KEY=VALUE input of the dispatched workflow.")
+def alert(
+    name: str,
+    title: str,
+    body_file: Any,
+    repository: str,
+    workflow: str | None,
+    ref: str,
+    inputs: tuple[str, ...],
+) -> None:
+    """Open (or update) one GitHub issue per alert name, and optionally dispatch a workflow.
+
+    The drift workflow calls it on drift: one issue per environment, updated while it stays
+    open, and the training workflow started. Without an authenticated `gh` (a laptop, act)
+    it changes nothing and prints what it would do and the command that does it.
+    """
+    import shutil
+    import subprocess
+
+    from . import comment as commenting
+
+    body = body_file.read()
+    values = dict(item.split("=", 1) for item in inputs if "=" in item)
+    bad = [item for item in inputs if "=" not in item]
+    if bad:
+        raise MlopsError(f"--input {bad[0]!r}: expected KEY=VALUE")
+    ready = shutil.which("gh") is not None and (
+        subprocess.run(["gh", "auth", "status"], capture_output=True).returncode == 0
+    )
+    if not ready:
+        output.stdout.print(
+            f"no authenticated gh: would open or update the issue {title!r} ({name}) on {repository}"
+            + (f" and dispatch {workflow} on {ref} with {values}" if workflow else "")
+            + "; next step: gh issue create --title "
+            + repr(title)
+            + " --body-file <file>"
+            + (f" && gh workflow run {workflow} --ref {ref}" if workflow else ""),
+            highlight=False,
+            markup=False,
+        )
+        return
+    github = commenting.GhCli()
+    action, number = commenting.upsert_issue(github, repository, name, title, body)
+    output.stderr.print(f"{action} issue {repository}#{number}", highlight=False)
+    if workflow:
+        commenting.dispatch(github, repository, workflow, ref, values)
+        output.stderr.print(f"dispatched {workflow} on {ref}", highlight=False)
+
+
+@main.command()
+@click.argument("models", nargs=-1)
+@click.option("--env", "env", required=True, help="The environment whose inference log is judged.")
+@click.option(
+    "--since", default=None, help="Window: 24h, 7d, 30m or an RFC 3339 time (default: the whole log)."
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Reference data (CSV) instead of the serving version's training data.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the HTML and JSON reports go (default: .mlops/drift/<env>/<model>/).",
+)
+@click.option(
+    "--summary-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the markdown summary here (the drift issue's body).",
+)
+@click.option(
+    "--drifted-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the names of the drifted models here, space-separated (what to retrain).",
+)
+@click.option("--no-record", is_flag=True, help="Do not record the status on the registered model.")
+@click.option(
+    "--output",
+    "-o",
+    "fmt",
+    type=click.Choice(["table", "json", "markdown"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_context
+def drift(
+    ctx: click.Context,
+    models: tuple[str, ...],
+    env: str,
+    since: str | None,
+    reference: Path | None,
+    out_dir: Path | None,
+    summary_file: Path | None,
+    drifted_file: Path | None,
+    no_record: bool,
+    fmt: str,
+) -> None:
+    """Data drift of the logged inferences against the serving version's training data.
+
+    MODELS default to every model with a version in --env. Per column, the test of
+    models/<model>/model.yaml (drift:) chosen by type; evidently computes it. Writes an
+    HTML and a JSON report, prints one screen naming the drifted columns, and records the
+    status as the model's tags mlops.drift.<env>.* (what the promotion gate reads).
+
+    Exit codes: 0 no drift, 1 drift, 2 error, 3 not enough data (for every model).
+    """
+    from . import drift as measuring
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    repo.require_environment(env)
+    names = list(models) or sorted(
+        m for (e, m), manifest in repo.manifests.items() if e == env and manifest.get("version") is not None
+    )
+    registry = Registry(repo)
+    results = []
+    with output.stderr.status(f"measuring drift in {env} ({', '.join(names) or 'nothing deployed'})"):
+        for name in names:
+            result = measuring.run(repo, registry, name, env, since, reference, out_dir)
+            if not no_record:
+                measuring.record(repo.root, registry, result)
+            results.append(result)
+    markdown = measuring.to_markdown(results)
+    if summary_file:
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(markdown)
+    if drifted_file:
+        drifted_file.parent.mkdir(parents=True, exist_ok=True)
+        drifted_file.write_text(" ".join(r.model for r in results if r.status == measuring.STATUS_DRIFT))
+    if fmt == "json":
+        output.emit_json("DriftResult", {"results": [r.to_dict() for r in results]})
+    elif fmt == "markdown":
+        sys.stdout.write(markdown)
+    else:
+        for r in results:
+            output.stdout.print(
+                f"{r.model} v{r.version} in {r.environment}: {r.status}"
+                + (f" ({r.severity}): {', '.join(r.drifted)}" if r.drifted else "")
+                + f" - {r.rows} rows logged (min {r.min_rows}), {r.skipped_lines} corrupt line(s) skipped"
+                + (f"; report {r.report_html}" if r.report_html else ""),
+                highlight=False,
+            )
+            if r.columns:
+                output.table(
+                    f"{r.model} in {r.environment}",
+                    ["column", "type", "method", "threshold", "score", "drifted"],
+                    [
+                        (
+                            c.column,
+                            c.kind,
+                            c.method,
+                            f"{c.threshold:g}",
+                            "-" if c.score is None else f"{c.score:.4g}",
+                            "DRIFT" if c.drifted else "ok",
+                        )
+                        for c in sorted(r.columns, key=lambda c: (not c.drifted, c.column))
+                    ],
+                )
+    statuses = {r.status for r in results}
+    if measuring.STATUS_DRIFT in statuses:
+        sys.exit(int(ExitCode.FAILED))
+    if results and statuses == {measuring.STATUS_INSUFFICIENT}:
+        sys.exit(int(ExitCode.NOT_ENOUGH_DATA))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--env", "env", required=True, help="The environment whose predictions the labels belong to.")
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Ground truth: CSV request_id,label[,row] or JSON lines with those keys.",
+)
+@click.option("--no-record", is_flag=True, help="Do not record the status on the registered model.")
+@output_option
+@click.pass_context
+def feedback(ctx: click.Context, model: str, env: str, labels_file: Path, no_record: bool, fmt: str) -> None:
+    """Join ground truth to logged predictions; live performance per version and per day.
+
+    The metric and the tolerated drop come from models/<model>/model.yaml
+    (drift.live_performance); the reference is each version's registered value.
+
+    Exit codes: 0 within tolerance, 1 degraded, 2 error, 3 not enough labelled rows.
+    """
+    from . import feedback as joining
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    registry = Registry(repo)
+    result = joining.run(repo, registry, model, env, labels_file)
+    if not no_record:
+        joining.record(repo.root, registry, result)
+    if fmt == "json":
+        output.emit_json("FeedbackResult", result.to_dict())
+    else:
+        output.table(
+            f"live {result.metric} of {model} in {env}",
+            ["version", "labelled rows", "live", "registered", "drop", "verdict"],
+            [
+                (
+                    f"v{v['version']}",
+                    v["rows"],
+                    v["live"],
+                    v["registered"],
+                    v["drop"],
+                    "DEGRADED" if v["degraded"] else ("ok" if v["live"] is not None else "too few"),
+                )
+                for v in result.versions
+            ],
+        )
+        output.stderr.print(
+            f"{result.status}: {result.joined} labelled rows joined, {result.unmatched} label(s) without a "
+            f"logged prediction, {result.skipped_lines} corrupt line(s) skipped; "
+            f"tolerated drop {result.max_drop}",
+            highlight=False,
+        )
+    if result.status == "degraded":
+        sys.exit(int(ExitCode.FAILED))
+    if result.status == "insufficient-data":
+        sys.exit(int(ExitCode.NOT_ENOUGH_DATA))
+
+
 def _reconciler(repo: Any, kind: str | None = None) -> Any:
     """The reconciler over this repository's registry and deployment target."""
     from .reconcile import Reconciler
@@ -926,13 +1164,12 @@ def serve(ctx: click.Context, model: str, version: str | None, env: str, host: s
     The reconciler runs the same server for each deployment of the local target.
     """
     from . import serve as server
-    from .records import state_dir
+    from .records import inference_log, state_dir
     from .registry import Registry
 
     repo = load_repo(_root(ctx))
     registry = Registry(repo)
-    if model not in repo.models:
-        raise MlopsError(f"model {model!r}: not defined (expected one of {', '.join(sorted(repo.models))})")
+    repo.require_model(model)
     ref = version or (repo.manifests.get((env, model)) or {}).get("version") or env
     number = int(registry.version(model, ref).version)
     verified = registry.fetch_verified(model, number, state_dir(repo.root) / "artifacts")
@@ -941,7 +1178,7 @@ def serve(ctx: click.Context, model: str, version: str | None, env: str, host: s
         "environment": env,
         "primary": [{"version": number, "path": str(verified.path), "percent": 100}],
         "shadow": None,
-        "log": str(state_dir(repo.root) / "inference" / env / f"{model}.jsonl"),
+        "log": str(inference_log(repo.root, env, model)),
     }
     sys.exit(server.run(spec, host, port, token=os.urandom(16).hex()))
 
@@ -1000,7 +1237,7 @@ def rollback(
 
 @main.group("policy")
 def policy_group() -> None:
-    """The Rego policies in policies/: run their tests."""
+    """The Rego policies in policies/: run their tests, see what a change to them would deny."""
 
 
 @policy_group.command("test")
@@ -1078,6 +1315,68 @@ def policy_test(
             highlight=False,
         )
     if failed or untested or low:
+        sys.exit(int(ExitCode.FAILED))
+
+
+@policy_group.command("impact")
+@click.option("--base", default=None, help="Base revision (default: merge base with the PR's base or main).")
+@click.option("--head", default="HEAD", show_default=True, help="Head revision (its policies/ are judged).")
+@click.option("--now", "now", default=None, envvar="MLOPS_NOW", help="The time policies judge at (RFC 3339).")
+@click.option(
+    "--output",
+    "-o",
+    "fmt",
+    type=click.Choice(["table", "json", "markdown"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--fail-on-impact", is_flag=True, help="Exit 1 when something deployed is newly denied.")
+@click.pass_context
+def policy_impact(
+    ctx: click.Context, base: str | None, head: str, now: str | None, fmt: str, fail_on_impact: bool
+) -> None:
+    """What a change to policies/ would deny among what is deployed now.
+
+    When --head changes .rego files under policies/, every manifest on --base (and the
+    promotion facts of every version deployed there, and every workflow) is judged by the
+    policies at --base and by those at --head. Lists what is newly denied, newly allowed, or
+    denied for other reasons. Prints nothing on stdout (markdown) when no policy changed.
+    """
+    from . import facts as gathering
+    from . import impact
+    from .registry import Registry
+
+    repo = load_repo(_root(ctx))
+    result = impact.assess(
+        repo, Registry(repo), base or gathering.default_base(repo.root), head, gathering.now_rfc3339(now)
+    )
+    if fmt == "json":
+        output.emit_json("PolicyImpact", result.to_dict())
+    if not result.changed:
+        output.stderr.print("no policy changed between base and head: no impact to assess", highlight=False)
+        return
+    if fmt == "markdown":
+        sys.stdout.write(impact.to_markdown(result))
+    elif fmt == "table":
+        output.table(
+            "impact of the policy change",
+            ["impact", "deployment", "file", "what differs (+ new, - gone)"],
+            [
+                (i.status, i.subject, i.filename, impact.differences(i))
+                for i in result.impacts
+                if i.status != "unchanged"
+            ],
+        )
+        for note in result.notes:
+            output.stderr.print(f"note: {note}", highlight=False)
+    counts = result.to_dict()["counts"]
+    output.stderr.print(
+        f"{len(result.changed)} policy file(s) changed; {counts['newly denied']} newly denied, "
+        f"{counts['newly allowed']} newly allowed, {counts['changed']} changed, "
+        f"{counts['unchanged']} unchanged",
+        highlight=False,
+    )
+    if fail_on_impact and counts["newly denied"]:
         sys.exit(int(ExitCode.FAILED))
 
 

@@ -52,3 +52,25 @@ def upsert(github: GitHub, repository: str, number: int, name: str, body: str) -
         return "updated", comment_id
     created = github.send("POST", f"repos/{repository}/issues/{number}/comments", {"body": text})
     return "created", int(created["id"])
+
+
+def upsert_issue(github: GitHub, repository: str, name: str, title: str, body: str) -> tuple[str, int]:
+    """Open the issue marked `name`, or update the open one this marker already names; a closed
+    one stays closed and a new one is opened (a new incident). Returns (action, number)."""
+    marker = f"<!-- mlops:{name} -->"
+    text = f"{marker}\n{body}"
+    issues = github.get(f"repos/{repository}/issues?state=open&per_page=100") or []
+    mine = [i for i in issues if marker in (i.get("body") or "") and "pull_request" not in i]
+    if mine:
+        number = int(mine[0]["number"])
+        github.send("PATCH", f"repos/{repository}/issues/{number}", {"title": title, "body": text})
+        return "updated", number
+    created = github.send("POST", f"repos/{repository}/issues", {"title": title, "body": text})
+    return "opened", int(created["number"])
+
+
+def dispatch(github: GitHub, repository: str, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+    """Start a workflow_dispatch run of `workflow` (file name) on `ref`."""
+    github.send(
+        "POST", f"repos/{repository}/actions/workflows/{workflow}/dispatches", {"ref": ref, "inputs": inputs}
+    )

@@ -68,6 +68,21 @@ class Repo:
     def model_path(self, model: str) -> Path:
         return self.root / MODELS_DIR / model / "model.yaml"
 
+    def require_model(self, model: str) -> dict[str, Any]:
+        """The model's definition, or one line naming the models there are."""
+        if model not in self.models:
+            raise MlopsError(
+                f"model {model!r}: not defined (expected one of {', '.join(sorted(self.models))})"
+            )
+        return self.models[model]
+
+    def require_environment(self, env: str, option: str = "--env") -> str:
+        if env not in self.environments:
+            raise MlopsError(
+                f"{option} {env!r}: not an environment (expected one of {', '.join(self.environments)})"
+            )
+        return env
+
 
 def find_root(start: Path | None = None) -> Path:
     """The nearest directory at or above start that holds mlops.yaml."""

@@ -324,7 +324,66 @@ class Demo:
         self.run(
             "status after the rollback", [*MLOPS, "status", "--env", "staging"], show=True, result=r"(v\d+)"
         )
+        self.monitor(model, post)
         self.run("stop the model servers", [*MLOPS, "down"], result=r"(stopped: .*)")
+
+    def monitor(self, model: str, post: Any) -> None:
+        """Shifted traffic to the served model; drift found against v1's training data; the alert."""
+        assert self.project is not None
+        sys.path.insert(0, str(self.project / "pipelines" / "stages"))
+        from datetime import UTC, datetime
+
+        from churn_data import TARGET, make_customers
+
+        # the window starts now: the polling above sent one row hundreds of times, itself a drift
+        since = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        shifted = make_customers(300, 99, shift=0.9).drop(columns=[TARGET, "customer_id"])
+        rows = shifted.to_dict(orient="records")
+        for start in range(0, len(rows), 10):
+            post({"dataframe_records": rows[start : start + 10]})
+        console.print(f"[green]✓[/] sent {len(rows)} customers from a shifted population to staging")
+        started = time.monotonic()
+        summary = self.project / ".mlops" / "drift-summary.md"
+        proc = subprocess.run(
+            [*MLOPS, "drift", "--env", "staging", "--since", since, "--summary-file", str(summary)],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 1:
+            console.print(proc.stdout[-3000:], proc.stderr[-3000:], markup=False, highlight=False)
+            raise SystemExit("expected drift (exit 1) on shifted traffic")
+        console.print(proc.stdout.rstrip(), markup=False, highlight=False)
+        report = re.search(r"report (\S+\.html)", proc.stdout)
+        self.steps.append(
+            Step(
+                "drift on shifted traffic (exit 1), recorded for the gate",
+                time.monotonic() - started,
+                f"report {report.group(1) if report else '?'}",
+            )
+        )
+        self.run(
+            "the retrain trigger: the drift issue and a dispatch of train.yml",
+            [
+                *MLOPS,
+                "alert",
+                "--name",
+                "drift-staging",
+                "--title",
+                "Drift in staging",
+                "--body-file",
+                str(summary),
+                "--repository",
+                f"acme/{self.project.name}",
+                "--dispatch",
+                "train.yml",
+                "--input",
+                f"models={model}",
+            ],
+            show=True,
+            result=r"(dispatch train\.yml[^;]*)",
+        )
 
     def summary(self) -> None:
         table = Table(title="what the demo did", title_justify="left")
@@ -336,9 +395,13 @@ class Demo:
         console.print(f"project: [bold]{self.project}[/]")
 
 
-def register_broken(registry: Registry, model: str) -> int:
+def register_broken(registry: Registry, model: str, good_calls: int = 0) -> int:
     """Register a version of `model` whose predict raises (models from code, no input example:
-    health checks smoke-test it on another version's), with its sha256; returns its number."""
+    health checks smoke-test it on another version's), with its sha256; returns its number.
+
+    With good_calls=N its first N predict calls answer (zeros) and the later ones raise: it
+    passes the server's own load-time smoke test, gets switched in, and fails the reconciler's
+    health check afterwards, which is the path where the old version must be switched back."""
     import tempfile as tmp
 
     import mlflow
@@ -347,9 +410,13 @@ def register_broken(registry: Registry, model: str) -> int:
     with tmp.TemporaryDirectory() as folder:
         code = Path(folder) / "broken.py"
         code.write_text(
-            "import mlflow.pyfunc\nfrom mlflow.models import set_model\n\n\n"
+            "import mlflow.pyfunc\nimport numpy as np\nfrom mlflow.models import set_model\n\n\n"
             "class Broken(mlflow.pyfunc.PythonModel):\n"
+            "    calls = 0\n\n"
             "    def predict(self, context, model_input, params=None):\n"
+            "        self.calls += 1\n"
+            f"        if self.calls <= {int(good_calls)}:\n"
+            "            return np.zeros((len(model_input), 2))\n"
             "        raise RuntimeError('broken on purpose: a bug that only shows at prediction time')\n\n\n"
             "set_model(Broken())\n"
         )

@@ -9,6 +9,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # the check ran and found problems (validation, policy, drift, ...)
     ERROR = 2  # bad usage or the command could not run
+    NOT_ENOUGH_DATA = 3  # drift and feedback: too few rows to judge (neither pass nor fail)
 
 
 class MlopsError(Exception):

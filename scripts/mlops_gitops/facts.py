@@ -144,6 +144,24 @@ def drift_facts(tags: dict[str, str], env: str) -> dict[str, Any]:
     }
 
 
+def performance_facts(tags: dict[str, str], env: str) -> dict[str, Any]:
+    """`mlops feedback`'s last word on live performance in `env` (registered-model tags)."""
+    prefix = f"mlops.performance.{env}."
+    if f"{prefix}status" not in tags:
+        return {"status": "unknown", "metric": None, "live": None, "drop": None, "checked_at": None}
+
+    def number(key: str) -> float | None:
+        return float(tags[key]) if tags.get(key) else None
+
+    return {
+        "status": tags[f"{prefix}status"],
+        "metric": tags.get(f"{prefix}metric") or None,
+        "live": number(f"{prefix}live"),
+        "drop": number(f"{prefix}drop"),
+        "checked_at": tags.get(f"{prefix}checked_at") or None,
+    }
+
+
 def build(
     repo: Repo,
     registry: VersionSource,
@@ -158,49 +176,66 @@ def build(
     head_rev = git(root, "rev-parse", head)
     documents = []
     for path in changed_manifests(root, base_rev, head_rev):
-        _, env, name = path.split("/")
-        model = name.rsplit(".", 1)[0]
         manifest, previous = _at(root, head_rev, path), _at(root, base_rev, path)
         if manifest is None:
             continue  # a removed manifest: nothing to promote (pruning is the reconciler's business)
-        if model not in repo.models:
-            raise MlopsError(
-                f"{path}: model {model!r} has no definition (expected models/{model}/model.yaml)"
-            )
-        to_version = manifest.get("version")
-        proposed, history = version_facts(registry, model, to_version)
-        last_env = repo.environments[-1]
-        baseline_manifest = _at(root, base_rev, f"{ENVIRONMENTS_DIR}/{last_env}/{model}.yaml") or {}
-        baseline_version = baseline_manifest.get("version")
-        baseline = None
-        if baseline_version is not None and baseline_version != to_version:
-            metrics = registry_facts(registry.version(model, baseline_version))["metrics"]
-            baseline = {"environment": last_env, "version": baseline_version, "metrics": metrics}
-        model_tags = registry.model_tags(model)
         documents.append(
-            {
-                "change": {
-                    "model": model,
-                    "environment": env,
-                    "path": path,
-                    "from_version": (previous or {}).get("version"),
-                    "to_version": to_version,
-                    "base_rev": base_rev,
-                    "head_rev": head_rev,
-                },
-                "manifest": manifest,
-                "previous": previous,
-                "model": repo.models[model],
-                "environment": next(e for e in repo.project["environments"] if e["name"] == env),
-                "version": proposed,
-                "history": history,
-                "baseline": baseline,
-                "drift": drift_facts(model_tags, env),
-                "approvals": approvals(event, fetch),
-                "now": now,
-            }
+            document(
+                repo, registry, path, manifest, previous, base_rev, head_rev, now, approvals(event, fetch)
+            )
         )
     return documents
+
+
+def document(
+    repo: Repo,
+    registry: VersionSource,
+    path: str,
+    manifest: dict[str, Any],
+    previous: dict[str, Any] | None,
+    base_rev: str,
+    head_rev: str,
+    now: str,
+    approved: dict[str, Any],
+) -> dict[str, Any]:
+    """The policy input for one manifest (`path`, as environments/<env>/<model>.yaml) moving
+    from `previous` (its content at base_rev) to `manifest`."""
+    _, env, name = path.split("/")
+    model = name.rsplit(".", 1)[0]
+    if model not in repo.models:
+        raise MlopsError(f"{path}: model {model!r} has no definition (expected models/{model}/model.yaml)")
+    to_version = manifest.get("version")
+    proposed, history = version_facts(registry, model, to_version)
+    last_env = repo.environments[-1]
+    baseline_manifest = _at(repo.root, base_rev, f"{ENVIRONMENTS_DIR}/{last_env}/{model}.yaml") or {}
+    baseline_version = baseline_manifest.get("version")
+    baseline = None
+    if baseline_version is not None and baseline_version != to_version:
+        metrics = registry_facts(registry.version(model, baseline_version))["metrics"]
+        baseline = {"environment": last_env, "version": baseline_version, "metrics": metrics}
+    tags = registry.model_tags(model)
+    return {
+        "change": {
+            "model": model,
+            "environment": env,
+            "path": path,
+            "from_version": (previous or {}).get("version"),
+            "to_version": to_version,
+            "base_rev": base_rev,
+            "head_rev": head_rev,
+        },
+        "manifest": manifest,
+        "previous": previous,
+        "model": repo.models[model],
+        "environment": next(e for e in repo.project["environments"] if e["name"] == env),
+        "version": proposed,
+        "history": history,
+        "baseline": baseline,
+        "drift": drift_facts(tags, env),
+        "performance": performance_facts(tags, env),
+        "approvals": approved,
+        "now": now,
+    }
 
 
 def now_rfc3339(value: str | None) -> str:

@@ -22,3 +22,29 @@ def head_info(root: Path) -> dict[str, str]:
     branch = git(root, "rev-parse", "--abbrev-ref", "HEAD", check=False) or "none"
     dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no", check=False))
     return {"commit": commit, "branch": branch, "dirty": "true" if dirty else "false"}
+
+
+def files_at(root: Path, rev: str, directory: str, suffixes: tuple[str, ...]) -> dict[str, str]:
+    """{path: text} of the files under `directory` at `rev` whose names end with `suffixes`,
+    read in one `git cat-file --batch` (not one process per file)."""
+    names = [
+        n
+        for n in git(root, "ls-tree", "-r", "--name-only", rev, "--", directory).splitlines()
+        if n.endswith(suffixes)
+    ]
+    if not names:
+        return {}
+    proc = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=root,
+        input="".join(f"{rev}:{name}\n" for name in names).encode(),
+        capture_output=True,
+        check=True,
+    )
+    out, texts, at = proc.stdout, {}, 0
+    for name in names:
+        end = out.index(b"\n", at)
+        size = int(out[at:end].split()[2])  # "<oid> blob <size>"
+        texts[name] = out[end + 1 : end + 1 + size].decode("utf-8")
+        at = end + 1 + size + 1
+    return texts

@@ -37,17 +37,13 @@ class Promotion:
 
 
 def resolve_version(repo: Repo, model: str, env: str, version: int | None, source: str | None) -> int:
-    if model not in repo.models:
-        raise MlopsError(f"model {model!r}: not defined (expected one of {', '.join(sorted(repo.models))})")
+    repo.require_model(model)
     if env not in repo.environments:
         raise MlopsError(f"environment {env!r}: not defined (expected one of {', '.join(repo.environments)})")
     if (version is None) == (source is None):
         raise MlopsError("promote: give exactly one of --version N or --from ENV")
     if source is not None:
-        if source not in repo.environments:
-            raise MlopsError(
-                f"--from {source!r}: not an environment (expected one of {', '.join(repo.environments)})"
-            )
+        repo.require_environment(source, "--from")
         found = repo.manifests[(source, model)]["version"]
         if found is None:
             raise MlopsError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,6 +70,7 @@ class Outcome:
     message: str = ""
     version: int | None = None
     previous: int | None = None
+    recovery_s: float | None = None  # rolled-back: failed health check -> previous serving
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,7 @@ class Outcome:
             "message": self.message,
             "version": self.version,
             "previous": self.previous,
+            "recovery_s": self.recovery_s,
         }
 
 
@@ -95,10 +98,8 @@ def _routing_text(routing: Sequence[tuple[int, int]], shadow: int | None) -> str
 
 
 def load_desired(repo: Repo, env: str | None = None) -> list[Desired]:
-    if env is not None and env not in repo.environments:
-        raise MlopsError(
-            f"--env {env!r}: not an environment (expected one of {', '.join(repo.environments)})"
-        )
+    if env is not None:
+        repo.require_environment(env)
     desired = []
     for (environment, model), manifest in sorted(repo.manifests.items()):
         if env is not None and environment != env:
@@ -258,6 +259,7 @@ class Reconciler:
         url: str = "",
         sha256: str = "",
         tag_versions: Sequence[tuple[int, str]] = (),
+        recovery_s: float | None = None,
     ) -> None:
         """Append the record; then summarise it as registry tags on the versions it concerns."""
         desired = change.desired if result == "healthy" else None
@@ -274,6 +276,7 @@ class Reconciler:
             artifact_sha256=sha256,
             traffic=[{"version": v, "percent": p} for v, p in (desired.routing if desired else ())],
             shadow=desired.shadow if desired else None,
+            recovery_s=recovery_s,
         )
         self.records.append(record)
         for tagged, tag_result in tag_versions:
@@ -307,7 +310,7 @@ class Reconciler:
             swapped = True
             self.target.smoke(desired, _examples(artifacts, self.store / desired.model))
         except DeployFailed as failure:
-            return self._roll_back(change, failure, before, previous, swapped)
+            return self._roll_back(change, failure, before, previous, swapped, time.monotonic())
         if version is not None and change.alias != version:
             self.registry.set_alias(desired.model, desired.environment, version)
         self._record(
@@ -329,6 +332,7 @@ class Reconciler:
         before: tuple[tuple[int, int], ...],
         previous: int | None,
         swapped: bool,
+        failed_at: float,
     ) -> Outcome:
         desired = change.desired
         assert desired is not None
@@ -368,6 +372,7 @@ class Reconciler:
                     None,
                     previous,
                 )
+        recovery = round(time.monotonic() - failed_at, 3) if swapped else 0.0
         if change.alias != back.version and back.version is not None:
             self.registry.set_alias(desired.model, desired.environment, back.version)
         self._record(
@@ -377,14 +382,17 @@ class Reconciler:
             failed,
             cause,
             tag_versions=[(failed, "rolled-back")] if failed and failed != back.version else [],
+            recovery_s=recovery,
         )
         return Outcome(
             change,
             "rolled-back",
             failure.reason,
-            f"v{failed} failed: {failure}; rolled back to v{back.version}, which is serving",
+            f"v{failed} failed: {failure}; rolled back to v{back.version}, which is serving"
+            + (f" again after {recovery:.1f} s" if swapped else " (it never stopped)"),
             back.version,
             failed,
+            recovery,
         )
 
     def _remove(self, change: Change) -> Outcome:

@@ -34,6 +34,22 @@ def state_dir(root: Path) -> Path:
     return Path(configured).resolve() if configured else root / ".mlops"
 
 
+def inference_log(root: Path, env: str, model: str) -> Path:
+    """Where the model server of (env, model) logs every answer (what drift and feedback read)."""
+    return state_dir(root) / "inference" / env / f"{model}.jsonl"
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a history file, durably (fsync): a crash loses at most this line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def actor() -> str:
     """Who applied: the GitHub actor in CI, else user@host."""
     if os.environ.get("GITHUB_ACTOR"):
@@ -58,6 +74,9 @@ class DeploymentRecord:
     artifact_sha256: str = ""
     traffic: list[dict[str, int]] = field(default_factory=list)
     shadow: int | None = None
+    # rolled-back only: seconds from the failed health check to the previous version serving
+    # again (0.0 when the new one failed before it was switched in: the old never stopped)
+    recovery_s: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -71,15 +90,7 @@ class RecordLog:
         return self.base / env / f"{model}.jsonl"
 
     def append(self, record: DeploymentRecord) -> None:
-        path = self.path(record.environment, record.model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        line = (record.to_json() + "\n").encode()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path(record.environment, record.model), record.to_json())
 
     def read(self, env: str, model: str) -> tuple[list[DeploymentRecord], int]:
         """Every record, oldest first, and how many lines were unreadable (a crash mid-write)."""

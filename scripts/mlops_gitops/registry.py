@@ -66,7 +66,15 @@ class Registry:
             import mlflow
             from mlflow import MlflowClient
 
+            # set_tracking_uri also exports MLFLOW_TRACKING_URI, which tracking_uri() reads
+            # first: put the variable back, so another repository's Registry in this process
+            # is not silently pointed at this one's registry.
+            before = os.environ.get("MLFLOW_TRACKING_URI")
             mlflow.set_tracking_uri(self.uri)
+            if before is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = before
             self._client = MlflowClient(self.uri)
         return self._client
 
@@ -296,6 +304,11 @@ class Registry:
     def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self._call("set tag", self.client.set_model_version_tag, model, str(version), key, value)
+
+    def set_model_tags(self, model: str, tags: dict[str, str]) -> None:
+        """Tags on the registered model itself (the monitor's drift and performance status)."""
+        for key, value in tags.items():
+            self._call(f"tag {model}", self.client.set_registered_model_tag, model, key, value)
 
 
 def version_facts(version: Any) -> dict[str, Any]:

@@ -133,9 +133,7 @@ def build(
 ) -> Report:
     import pandas as pd
 
-    if model not in repo.models:
-        raise MlopsError(f"model {model!r}: not defined (expected one of {', '.join(sorted(repo.models))})")
-    definition = repo.models[model]
+    definition = repo.require_model(model)
     outputs = PipelineOutputs(model, repo.root)
     if not outputs.test_data.is_file():
         raise MlopsError(

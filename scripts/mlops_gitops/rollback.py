@@ -42,10 +42,7 @@ def last_promotion(root: Path, path: str) -> tuple[str, int | None, int | None]:
 def revert_last_promotion(
     repo: Repo, model: str, env: str, reason: str, direct: bool = False, open_pr: bool = True
 ) -> dict[str, Any]:
-    if env not in repo.environments:
-        raise MlopsError(
-            f"--env {env!r}: not an environment (expected one of {', '.join(repo.environments)})"
-        )
+    repo.require_environment(env)
     if (env, model) not in repo.manifests:
         raise MlopsError(
             f"environments/{env}/{model}.yaml: no such manifest (expected model {model!r} deployed in {env})"

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_BODY = int(os.environ.get("MLOPS_SERVE_MAX_BODY", str(1 << 20)))
+DISCARD_LIMIT = 16 * MAX_BODY  # oversized bodies up to this size are read and dropped before the 413
 MAX_ROWS = 10_000
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -280,6 +281,34 @@ def check_records(body: Any, columns: list[tuple[str, str]]) -> list[dict[str, A
     return records
 
 
+def read_log(path: Path, since: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The log's primary, answered entries (at or after `since`), oldest first, and how many
+    lines were unreadable. Shadow answers and failed requests are not traffic the model
+    answered; a line cut short or garbled is skipped and counted, never fatal. Each entry
+    returned has a list of record `inputs`, an int `version` and a parsed `at`."""
+    entries: list[dict[str, Any]] = []
+    skipped = 0
+    if not path.exists():
+        return entries, 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                entry = json.loads(raw)
+                if entry.get("role", "primary") != "primary" or entry.get("error"):
+                    continue
+                entry["at"] = datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00"))
+                entry["version"] = int(entry["version"])
+                inputs = entry["inputs"]
+                if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
+                    raise ValueError("inputs")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                skipped += 1
+                continue
+            if since is None or entry["at"] >= since:
+                entries.append(entry)
+    return entries, skipped
+
+
 class InferenceLog:
     """Append-only JSON lines; one line per answered request (and per shadow answer)."""
 
@@ -370,6 +399,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: ModelServer
     server_version = "mlops-serve"
+    timeout = 60  # seconds a connection may sit idle or stall mid-body before it is closed
 
     def log_message(self, format: str, *args: Any) -> None:  # access log off: the inference log is the record
         return
@@ -384,6 +414,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _discard(self, length: int) -> None:
+        """Read and drop an oversized body, up to a bound, before answering 413.
+
+        Closing with unread bytes in the socket makes the kernel send a reset, and a client
+        still writing its body then sees a broken pipe instead of the 413 (what nginx's
+        lingering close avoids). Bodies beyond DISCARD_LIMIT are not drained: the connection
+        just closes.
+        """
+        if length > DISCARD_LIMIT:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                return
+            length -= len(chunk)
+
     def _body(self) -> Any:
         length_header = self.headers.get("Content-Length")
         if length_header is None:
@@ -393,7 +439,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise BadRequest("Content-Length: not a number", 400) from None
         if length > MAX_BODY:
-            self.close_connection = True  # do not read it: the rest of the connection is garbage
+            self.close_connection = True
+            self._discard(length)
             raise BadRequest(f"body: {length} bytes (expected at most {MAX_BODY})", 413)
         raw = self.rfile.read(length)
         try:

@@ -122,7 +122,9 @@ class KServeTarget:
         path = self.path(env, model)
         if not path.exists():
             return Live(model, env, health="missing", detail=f"{path.relative_to(self.root)}: not rendered")
-        rendered = yaml.safe_load(path.read_text())
+        # A file this target wrote itself: the C loader (when PyYAML has it) keeps observing
+        # a thousand deployments cheap.
+        rendered = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         annotations = rendered["metadata"].get("annotations", {})
         routing = tuple(
             (int(t["version"]), int(t["percent"]))

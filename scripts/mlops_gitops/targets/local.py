@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import yamlio
-from ..records import state_dir
+from ..records import inference_log, state_dir
 from . import DeployFailed, Desired, Live
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class LocalTarget:
             "shadow": {"version": desired.shadow, "path": str(artifacts[desired.shadow].path)}
             if desired.shadow
             else None,
-            "log": str(self.state / "inference" / desired.environment / f"{desired.model}.jsonl"),
+            "log": str(inference_log(self.root, desired.environment, desired.model)),
         }
 
     def deploy(self, desired: Desired, artifacts: dict[int, Verified]) -> Live:

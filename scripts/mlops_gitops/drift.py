@@ -1,0 +1,363 @@
+"""`mlops drift`: the inference log of a deployment against the training data of what serves.
+
+    reference  the training data of the version serving in the environment (its `@env`
+               alias), found through its lineage (the `mlops.data` tag: path and md5 of
+               every data file its pipeline read) in the workspace, the DVC cache or a
+               DVC remote that is a local directory
+    current    the model server's inference log (`<state>/inference/<env>/<model>.jsonl`),
+               primary answers in the window (`--since`); shadow answers and failed
+               requests are not traffic the model saw; a corrupt line is skipped and counted
+    test       evidently's DataDriftPreset, one test per column chosen by type (numeric,
+               categorical) with the method and threshold of `models/<model>/model.yaml`
+               (`drift:`), per-column overrides under `drift.columns`
+
+The result: drift (severity critical when the share of drifted columns reaches
+`drift.drift_share`, else warning), no drift, or not enough data (fewer than
+`drift.min_rows` logged rows). It is written as evidently's self-contained HTML and JSON,
+appended to `<state>/drift/<env>/<model>.jsonl`, and recorded on the registered model as the
+tags `mlops.drift.<env>.*` that `mlops facts` reads (the promotion gate's drift rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .config import Repo
+from .errors import MlopsError
+from .records import append_line, inference_log, state_dir, utcnow
+from .serve import read_log
+
+STATUS_DRIFT, STATUS_OK, STATUS_INSUFFICIENT = "drift", "no-drift", "insufficient-data"
+DEFAULT_TESTS = {
+    "numeric": {"method": "psi", "threshold": 0.2},
+    "categorical": {"method": "jensenshannon", "threshold": 0.1},
+}
+
+
+@dataclass
+class ColumnDrift:
+    column: str
+    kind: str  # numerical | categorical
+    method: str
+    threshold: float
+    score: float | None
+    drifted: bool
+
+
+@dataclass
+class DriftResult:
+    model: str
+    environment: str
+    status: str  # drift | no-drift | insufficient-data
+    severity: str | None  # critical | warning | None
+    checked_at: str
+    version: int | None  # the serving version whose training data is the reference
+    versions_seen: dict[str, int]  # logged primary rows per version in the window
+    rows: int
+    min_rows: int
+    reference_rows: int
+    reference: str  # where the reference came from
+    skipped_lines: int  # corrupt or unreadable log lines
+    since: str | None
+    drift_share: float
+    drifted_share: float = 0.0
+    columns: list[ColumnDrift] = field(default_factory=list)
+    report_html: str = ""
+    report_json: str = ""
+
+    @property
+    def drifted(self) -> list[str]:
+        return [c.column for c in self.columns if c.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "drifted_columns": self.drifted}
+
+
+def parse_since(value: str | None, now: datetime) -> datetime | None:
+    """`24h`, `7d`, `30m`, or an RFC 3339 time; None for the whole log."""
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d+)([mhd])", value.strip())
+    if match:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return now - timedelta(**{unit: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MlopsError(
+            f"--since {value!r}: not a window (expected e.g. 24h, 7d, 30m or an RFC 3339 time)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def training_data(root: Path, data: dict[str, str]) -> Path:
+    """The training file named by a version's lineage (`mlops.data`: {path: md5}), as it was:
+    the workspace copy when its md5 still matches, else DVC's copy of that md5 (its cache or
+    a local remote)."""
+    candidates = [p for p in data if p.endswith("/train.csv")] or [p for p in data if p.endswith(".csv")]
+    if not candidates:
+        raise MlopsError(
+            f"lineage data {sorted(data)}: no training file "
+            "(expected a .../train.csv recorded by `mlops register`)"
+        )
+    path, md5 = candidates[0], data[candidates[0]]
+    workspace = root / path
+    if workspace.is_file() and md5_file(workspace) == md5:
+        return workspace
+    for store in dvc_stores(root):
+        for cached in (store / "files" / "md5" / md5[:2] / md5[2:], store / md5[:2] / md5[2:]):
+            if cached.is_file():
+                return cached
+    raise MlopsError(
+        f"{path} (md5 {md5}): the training data of the serving version is neither in the workspace, "
+        "the DVC cache nor a local DVC remote (expected `dvc pull` to have fetched it; or pass --reference)"
+    )
+
+
+def md5_file(path: Path) -> str:
+    """The md5 DVC records for a file (its content's)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
+
+
+def dvc_stores(root: Path) -> list[Path]:
+    """DVC's cache directory and every remote that is a directory on this machine, as DVC
+    itself reads them (.dvc/config, config.local, the user's and the system's)."""
+    from dvc.config import Config, ConfigError
+
+    try:
+        config = Config(dvc_dir=str(root / ".dvc"))
+    except ConfigError as exc:
+        raise MlopsError(f"{root / '.dvc'}: {exc} (expected a valid DVC configuration)") from None
+    stores = [Path(config["cache"].get("dir") or root / ".dvc" / "cache")]
+    for remote in config["remote"].values():
+        url = str(remote.get("url", ""))
+        if url and "://" not in url:
+            stores.append(Path(url))
+    return stores
+
+
+def _tests(config: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {**DEFAULT_TESTS[kind], **(config.get(kind) or {})}
+
+
+def run(
+    repo: Repo,
+    registry: Any,
+    model: str,
+    env: str,
+    since: str | None = None,
+    reference: Path | None = None,
+    out_dir: Path | None = None,
+    now: datetime | None = None,
+) -> DriftResult:
+    """Measure drift; write the reports; return the result (recording it is `record`'s job)."""
+    import pandas as pd
+
+    definition = repo.require_model(model)
+    repo.require_environment(env)
+    config = definition.get("drift") or {}
+    min_rows, drift_share = int(config.get("min_rows", 200)), float(config.get("drift_share", 0.5))
+    moment = now or datetime.now(UTC)
+    entries, skipped = read_log(inference_log(repo.root, env, model), parse_since(since, moment))
+    records = [row for entry in entries for row in entry["inputs"]]
+    versions = Counter[int]()
+    for entry in entries:
+        versions[entry["version"]] += len(entry["inputs"])
+    version = registry.aliases().get(model, {}).get(env)
+    if version is None and versions:
+        version = versions.most_common(1)[0][0]
+    result = DriftResult(
+        model=model,
+        environment=env,
+        status=STATUS_INSUFFICIENT,
+        severity=None,
+        checked_at=moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        version=version,
+        versions_seen={str(v): n for v, n in sorted(versions.items())},
+        rows=len(records),
+        min_rows=min_rows,
+        reference_rows=0,
+        reference="",
+        skipped_lines=skipped,
+        since=since,
+        drift_share=drift_share,
+    )
+    if result.rows < min_rows:
+        return result
+    if reference is None:
+        if version is None:
+            raise MlopsError(f"{model} in {env}: no version serves there (no @{env} alias, nothing logged)")
+        lineage = registry.version(model, version).tags.get("mlops.data")
+        if not lineage:
+            raise MlopsError(
+                f"{model} v{version}: no lineage data (tag mlops.data; expected a version registered by "
+                "`mlops register`), so no training data to compare with; pass --reference"
+            )
+        reference = training_data(repo.root, json.loads(lineage))
+    ref = pd.read_csv(reference)
+    cur = pd.DataFrame.from_records(records)
+    target = definition.get("target_column")
+    columns = [c for c in cur.columns if c in ref.columns and c != target]
+    if not columns:
+        raise MlopsError(
+            f"{reference}: no column in common with the logged inputs (expected the model's training data)"
+        )
+    ref, cur = ref[columns], cur[columns]
+    result.reference, result.reference_rows = _display(repo.root, reference), len(ref)
+    overrides = config.get("columns") or {}
+    kinds = {
+        c: "numerical"
+        if pd.api.types.is_numeric_dtype(ref[c]) and not pd.api.types.is_bool_dtype(ref[c])
+        else "categorical"
+        for c in columns
+    }
+    for c, kind in kinds.items():
+        if kind == "categorical":
+            ref[c], cur[c] = ref[c].astype(str), cur[c].astype(str)
+        else:
+            cur[c] = pd.to_numeric(cur[c], errors="coerce")
+    snapshot = _evidently(ref, cur, kinds, config, overrides, drift_share)
+    result.columns = _columns(snapshot.dict(), kinds)
+    result.drifted_share = round(len(result.drifted) / len(columns), 4)
+    if result.drifted:
+        result.status = STATUS_DRIFT
+        result.severity = "critical" if result.drifted_share >= drift_share else "warning"
+    else:
+        result.status = STATUS_OK
+    folder = out_dir or state_dir(repo.root) / "drift" / env / model
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = result.checked_at.replace(":", "").replace("-", "")
+    html, raw = folder / f"drift-{stamp}.html", folder / f"drift-{stamp}.json"
+    snapshot.save_html(str(html))
+    result.report_html, result.report_json = _display(repo.root, html), _display(repo.root, raw)
+    raw.write_text(
+        json.dumps({"result": result.to_dict(), "evidently": snapshot.dict()}, indent=2, default=str)
+    )
+    return result
+
+
+def _display(root: Path, path: Path) -> str:
+    resolved = path.resolve()
+    return (
+        str(resolved.relative_to(root.resolve()))
+        if resolved.is_relative_to(root.resolve())
+        else str(resolved)
+    )
+
+
+def _evidently(
+    ref: Any, cur: Any, kinds: dict[str, str], config: dict[str, Any], overrides: dict[str, Any], share: float
+) -> Any:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+
+        numeric, categorical = _tests(config, "numeric"), _tests(config, "categorical")
+        definition = DataDefinition(
+            numerical_columns=[c for c, k in kinds.items() if k == "numerical"],
+            categorical_columns=[c for c, k in kinds.items() if k == "categorical"],
+        )
+        preset = DataDriftPreset(
+            columns=list(kinds),
+            drift_share=share,
+            num_method=numeric["method"],
+            num_threshold=float(numeric["threshold"]),
+            cat_method=categorical["method"],
+            cat_threshold=float(categorical["threshold"]),
+            per_column_method={
+                c: str(o["method"]) for c, o in overrides.items() if c in kinds and "method" in o
+            },
+            per_column_threshold={
+                c: float(o["threshold"]) for c, o in overrides.items() if c in kinds and "threshold" in o
+            },
+        )
+        return Report([preset], include_tests=True).run(
+            Dataset.from_pandas(cur, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
+
+
+def _columns(document: dict[str, Any], kinds: dict[str, str]) -> list[ColumnDrift]:
+    """Per-column method, threshold, score and verdict out of evidently's snapshot."""
+    scores = {m["id"]: m.get("value") for m in document.get("metrics", [])}
+    found: dict[str, ColumnDrift] = {}
+    for test in document.get("tests", []):
+        params = (test.get("metric_config") or {}).get("params") or {}
+        if params.get("type") != "evidently:metric_v2:ValueDrift" or params.get("column") not in kinds:
+            continue
+        column = str(params["column"])
+        score = scores.get((test.get("metric_config") or {}).get("metric_id"))
+        found[column] = ColumnDrift(
+            column=column,
+            kind=kinds[column],
+            method=str(params.get("method")),
+            threshold=float(params.get("threshold") or 0),
+            score=round(float(score), 6) if isinstance(score, int | float) else None,
+            drifted=test.get("status") == "FAIL",
+        )
+    missing = sorted(set(kinds) - set(found))
+    if missing:
+        raise MlopsError(
+            f"evidently: no drift test for column(s) {', '.join(missing)} (expected one per column)"
+        )
+    return [found[c] for c in kinds]
+
+
+def record(root: Path, registry: Any, result: DriftResult) -> None:
+    """Append the result to the drift history; put its summary on the registered model."""
+    summary = {k: v for k, v in result.to_dict().items() if k != "columns"}
+    summary["recorded_at"] = utcnow()
+    append_line(
+        state_dir(root) / "drift" / result.environment / f"{result.model}.jsonl",
+        json.dumps(summary, sort_keys=True),
+    )
+    prefix = f"mlops.drift.{result.environment}."
+    registry.set_model_tags(
+        result.model,
+        {
+            f"{prefix}status": result.status,
+            f"{prefix}severity": result.severity or "",
+            f"{prefix}checked_at": result.checked_at,
+            f"{prefix}columns": ",".join(result.drifted),
+            f"{prefix}report": result.report_html,
+        },
+    )
+
+
+def to_markdown(results: list[DriftResult]) -> str:
+    """The issue body: one section per deployment, the drifted columns first."""
+    lines = ["### Drift", ""]
+    for r in results:
+        verdict = {STATUS_DRIFT: f"⚠️ **drift** ({r.severity})", STATUS_OK: "✅ no drift"}.get(
+            r.status, f"… not enough data ({r.rows} of {r.min_rows} rows)"
+        )
+        lines += [f"**{r.model}** v{r.version} in **{r.environment}**: {verdict}", ""]
+        if r.columns:
+            lines += [
+                f"{r.rows} logged rows against {r.reference_rows} training rows; "
+                f"{len(r.drifted)} of {len(r.columns)} columns drifted "
+                f"(dataset drift at a share of {r.drift_share:g}). Report: `{r.report_html}`",
+                "",
+                "| column | type | method | threshold | score | drifted |",
+                "| --- | --- | --- | --- | --- | --- |",
+            ]
+            for c in sorted(r.columns, key=lambda c: (not c.drifted, c.column)):
+                score = "-" if c.score is None else f"{c.score:.4g}"
+                verdict = "yes" if c.drifted else "no"
+                lines.append(
+                    f"| {c.column} | {c.kind} | {c.method} | {c.threshold:g} | {score} | {verdict} |"
+                )
+            lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""`mlops feedback`: ground truth joined to logged predictions, live performance per version.
+
+Labels arrive later than predictions (a customer churns, or does not, weeks after the
+score). A labels file (CSV with `request_id,label`, or JSON lines with those keys) is joined
+to the inference log by request id; every logged row of a request gets that request's label
+(a batch request takes one label per row only when the file gives `row`). Live performance
+is the model's `drift.live_performance.metric`, computed with the same code the pipeline's
+evaluation uses (`metrics.py`), per version and per day, and compared with the version's
+registered value of that metric: a drop beyond `max_drop` is a finding, as drift is (concept
+drift: the inputs may look the same while what they mean has moved).
+
+Each run is appended to `<state>/feedback/<env>/<model>.jsonl` (the trend over time) and its
+verdict recorded as the registered model's tags `mlops.performance.<env>.*`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Repo
+from .errors import MlopsError
+from .records import append_line, inference_log, state_dir, utcnow
+from .serve import read_log
+
+MIN_LABELS = 50
+
+
+@dataclass
+class Slice:
+    version: int
+    day: str  # YYYY-MM-DD, or "all"
+    rows: int
+    value: float | None
+
+
+@dataclass
+class FeedbackResult:
+    model: str
+    environment: str
+    metric: str
+    max_drop: float
+    status: str  # degraded | ok | insufficient-data
+    labels: int  # labels read
+    joined: int  # rows with a label and a logged prediction
+    unmatched: int  # labels whose request id is not in the log
+    skipped_lines: int
+    checked_at: str
+    versions: list[dict[str, Any]] = field(default_factory=list)  # per version: rows, live, registered, drop
+    by_day: list[Slice] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_labels(path: Path) -> dict[str, list[int]]:
+    """{request_id: [label per row]} from CSV (request_id,label[,row]) or JSON lines."""
+    if not path.is_file():
+        raise MlopsError(f"{path}: no such labels file (expected CSV request_id,label or JSON lines)")
+    rows: list[dict[str, Any]] = []
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".jsonl", ".json"):
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise MlopsError(f"{path}:{number}: not JSON (expected one object per line)") from None
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+    labels: dict[str, dict[int, int]] = defaultdict(dict)
+    for number, row in enumerate(rows, 1):
+        try:
+            labels[str(row["request_id"])][int(row.get("row") or 0)] = int(float(row["label"]))
+        except (KeyError, ValueError, TypeError):
+            raise MlopsError(
+                f"{path}: record {number}: {row!r} (expected request_id and a numeric label)"
+            ) from None
+    return {rid: [by_row[i] for i in sorted(by_row)] for rid, by_row in labels.items()}
+
+
+def _score(output: Any) -> float:
+    """The positive class's score from one logged output: [p0, p1] rows, or a scalar."""
+    if isinstance(output, list):
+        return float(output[-1])
+    if isinstance(output, dict):
+        return float(list(output.values())[-1])
+    return float(output)
+
+
+def run(repo: Repo, registry: Any, model: str, env: str, labels_file: Path) -> FeedbackResult:
+    import numpy as np
+
+    from .metrics import classification_metrics
+
+    repo.require_environment(env)  # a mistyped environment is an error, not "not enough data"
+    live = (repo.require_model(model).get("drift") or {}).get("live_performance") or {
+        "metric": "roc_auc",
+        "max_drop": 0.05,
+    }
+    metric, max_drop = str(live["metric"]), float(live["max_drop"])
+    labels = read_labels(labels_file)
+    joined: dict[int, list[tuple[str, int, float]]] = defaultdict(list)  # version -> (day, label, score)
+    seen: set[str] = set()
+    entries, skipped = read_log(inference_log(repo.root, env, model))
+    for entry in entries:
+        rid = str(entry.get("request_id"))
+        if rid not in labels:
+            continue
+        truth, outputs = labels[rid], entry.get("outputs")
+        try:
+            if not isinstance(outputs, list):
+                raise ValueError("outputs")
+            if len(truth) == 1 and len(outputs) > 1:
+                truth = truth * len(outputs)
+            day = entry["at"].date().isoformat()
+            pairs = [(day, label, _score(out)) for label, out in zip(truth, outputs, strict=True)]
+        except (ValueError, TypeError, IndexError):  # rows that do not match, an unreadable output
+            skipped += 1
+            continue
+        seen.add(rid)
+        joined[entry["version"]].extend(pairs)
+    result = FeedbackResult(
+        model=model,
+        environment=env,
+        metric=metric,
+        max_drop=max_drop,
+        status="insufficient-data",
+        labels=len(labels),
+        joined=sum(len(v) for v in joined.values()),
+        unmatched=len(set(labels) - seen),
+        skipped_lines=skipped,
+        checked_at=utcnow(),
+    )
+
+    def value(rows: list[tuple[str, int, float]]) -> float | None:
+        y = np.array([r[1] for r in rows])
+        if len(rows) < MIN_LABELS or len(set(y.tolist())) < 2:
+            return None  # too few, or one class only: the metric means nothing yet
+        return classification_metrics(y, np.array([r[2] for r in rows])).get(metric)
+
+    degraded = False
+    for version, rows in sorted(joined.items()):
+        registered = json.loads(registry.version(model, version).tags.get("mlops.metrics") or "{}").get(
+            metric
+        )
+        now_value = value(rows)
+        drop = (
+            round(float(registered) - now_value, 6)
+            if registered is not None and now_value is not None
+            else None
+        )
+        bad = drop is not None and drop > max_drop
+        degraded |= bad
+        result.versions.append(
+            {
+                "version": version,
+                "rows": len(rows),
+                "live": now_value,
+                "registered": registered,
+                "drop": drop,
+                "degraded": bad,
+            }
+        )
+        for day in sorted({r[0] for r in rows}):
+            day_rows = [r for r in rows if r[0] == day]
+            result.by_day.append(Slice(version, day, len(day_rows), value(day_rows)))
+    if any(v["live"] is not None for v in result.versions):
+        result.status = "degraded" if degraded else "ok"
+    return result
+
+
+def record(root: Path, registry: Any, result: FeedbackResult) -> None:
+    append_line(
+        state_dir(root) / "feedback" / result.environment / f"{result.model}.jsonl",
+        json.dumps(result.to_dict(), sort_keys=True),
+    )
+    worst = max((v for v in result.versions if v["drop"] is not None), key=lambda v: v["drop"], default=None)
+    prefix = f"mlops.performance.{result.environment}."
+    registry.set_model_tags(
+        result.model,
+        {
+            f"{prefix}status": result.status,
+            f"{prefix}metric": result.metric,
+            f"{prefix}live": "" if worst is None else str(worst["live"]),
+            f"{prefix}drop": "" if worst is None else str(worst["drop"]),
+            f"{prefix}checked_at": result.checked_at,
+        },
+    )

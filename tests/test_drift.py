@@ -1,0 +1,270 @@
+"""Drift and feedback: a real MLflow registry (the serving version's lineage points at its
+training data by md5), inference logs in the model server's own line format, evidently."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT, git_commit_all, run_mlops
+
+pytestmark = [pytest.mark.slow, pytest.mark.generic]
+
+sys.path.insert(0, str(ROOT / "pipelines" / "stages"))
+
+
+def log_lines(rows: int, seed: int, shift: float, version: int = 1, batch: int = 1) -> tuple[list[str], Any]:
+    """Inference-log lines (serve.log_entry's format) for `rows` customers, `batch` per request;
+    and the frame they came from (with its churned column, the ground truth)."""
+    from churn_data import make_customers
+    from mlops_gitops.serve import log_entry
+
+    frame = make_customers(rows, seed, shift)
+    features = frame.drop(columns=["customer_id", "churned"])
+    lines = []
+    spec = {"model": "churn", "environment": "staging"}
+    for start in range(0, rows, batch):
+        chunk = features.iloc[start : start + batch].to_dict(orient="records")
+        outputs = [[0.5, 0.5]] * len(chunk)
+        entry = log_entry(
+            spec, f"r{seed}-{start}", SimpleNamespace(version=version), "primary", chunk, outputs, 0.001
+        )  # type: ignore[arg-type]
+        lines.append(json.dumps(entry))
+    return lines, frame
+
+
+@pytest.fixture
+def serving(registered: Path, tmp_path: Path) -> Path:
+    """churn v1 serving in staging; its lineage names a real training file (workspace copy)."""
+    from churn_data import make_customers
+    from mlflow import MlflowClient
+    from mlops_gitops.drift import md5_file
+
+    repo = tmp_path / "repo"
+    shutil.copytree(registered, repo, symlinks=True)
+    train = repo / "pipelines/data/churn/train.csv"
+    train.parent.mkdir(parents=True, exist_ok=True)
+    make_customers(1500, 7).drop(columns=["customer_id"]).to_csv(train, index=False)
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    client.set_model_version_tag(
+        "churn", "1", "mlops.data", json.dumps({"pipelines/data/churn/train.csv": md5_file(train)})
+    )
+    client.set_registered_model_alias("churn", "staging", "1")
+    manifest = repo / "environments/staging/churn.yaml"
+    manifest.write_text(re.sub(r"^version: .*$", "version: 1", manifest.read_text(), flags=re.M))
+    git_commit_all(repo, "v1 in staging")
+    return repo
+
+
+def write_log(repo: Path, lines: list[str]) -> Path:
+    from mlops_gitops.records import inference_log
+
+    path = inference_log(repo, "staging", "churn")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def model_tags(repo: Path) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return dict(MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_registered_model("churn").tags)
+
+
+def test_a_shifted_stream_is_detected_and_the_shifted_columns_named(serving: Path) -> None:
+    lines, _ = log_lines(400, seed=11, shift=0.9, batch=4)
+    write_log(serving, [*lines[:50], "{not json", '{"request_id": "cut short', *lines[50:]])
+    proc = run_mlops("drift", "--env", "staging", "-o", "json", "--summary-file", "drift.md", cwd=serving)
+    assert proc.returncode == 1, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert (result["status"], result["severity"], result["version"]) == ("drift", "critical", 1)
+    assert (result["rows"], result["skipped_lines"]) == (400, 2)  # corrupt lines skipped and counted
+    drifted = set(result["drifted_columns"])
+    assert {"monthly_charges", "tenure_months", "support_calls", "contract"} <= drifted, result["columns"]
+    assert not drifted & {"age", "payment_method", "internet_service"}  # unshifted in the generator
+    methods = {c["column"]: (c["kind"], c["method"]) for c in result["columns"]}
+    assert methods["monthly_charges"] == ("numerical", "psi") and methods["contract"] == (
+        "categorical",
+        "jensenshannon",
+    )
+    assert result["reference"] == "pipelines/data/churn/train.csv" and result["reference_rows"] == 1500
+
+    html = (serving / result["report_html"]).read_text()
+    assert "<html" in html.lower() and not re.search(r"<script[^>]+src=\"https?:", html)  # self-contained
+    report = json.loads((serving / result["report_json"]).read_text())
+    assert report["result"]["drifted_columns"] == result["drifted_columns"] and report["evidently"]["tests"]
+    summary = (serving / "drift.md").read_text()
+    assert "**churn** v1 in **staging**: ⚠️ **drift** (critical)" in summary
+    assert "| monthly_charges | numerical | psi | 0.2 |" in summary
+
+    tags = model_tags(serving)
+    assert (
+        tags["mlops.drift.staging.status"] == "drift" and tags["mlops.drift.staging.severity"] == "critical"
+    )
+    assert set(tags["mlops.drift.staging.columns"].split(",")) == drifted
+    from mlops_gitops.facts import drift_facts
+
+    facts = drift_facts(tags, "staging")  # what the promotion gate reads
+    assert (facts["status"], facts["severity"], set(facts["columns"])) == ("drift", "critical", drifted)
+    (history,) = (serving / ".mlops/drift/staging/churn.jsonl").read_text().splitlines()
+    assert json.loads(history)["status"] == "drift"
+
+
+def test_an_unshifted_stream_is_not_drift(serving: Path) -> None:
+    from mlops_gitops.config import load_repo
+    from mlops_gitops.drift import run
+    from mlops_gitops.registry import Registry
+
+    lines, _ = log_lines(400, seed=11, shift=0.0)
+    shadow = json.loads(lines[0]) | {"role": "shadow", "inputs": [{"age": 999}]}
+    failed = json.loads(lines[0]) | {"error": "boom", "inputs": [{"age": -5}]}
+    write_log(serving, [*lines, json.dumps(shadow), json.dumps(failed)])
+    repo = load_repo(serving)
+    result = run(repo, Registry(repo), "churn", "staging")
+    assert (result.status, result.severity, result.drifted, result.rows) == ("no-drift", None, [], 400)
+    assert len(result.columns) == 9 and result.skipped_lines == 0
+
+
+def test_too_little_data_says_so(serving: Path) -> None:
+    lines, _ = log_lines(60, seed=11, shift=0.9)
+    write_log(serving, lines)
+    proc = run_mlops("drift", "churn", "--env", "staging", cwd=serving)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "insufficient-data" in proc.stdout and "60 rows logged (min 200)" in proc.stdout
+    assert model_tags(serving)["mlops.drift.staging.status"] == "insufficient-data"
+    # a window that leaves out everything logged is not enough data either, and a bad window is one line
+    assert (
+        run_mlops("drift", "--env", "staging", "--since", "2000-01-01T00:00:00Z", cwd=serving).returncode == 3
+    )
+    bad = run_mlops("drift", "--env", "staging", "--since", "yesterday", cwd=serving)
+    assert bad.returncode == 2 and "--since 'yesterday': not a window" in bad.stderr
+
+
+def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path, tmp_path: Path) -> None:
+    """Predictions logged with real scores (the registered v1's own predict_proba); labels
+    that agree with the world the model learned, then labels of a world that has changed."""
+    import mlflow
+
+    lines, frame = log_lines(300, seed=21, shift=0.0)
+    source = mlflow.MlflowClient(f"sqlite:///{serving / 'mlflow.db'}").get_model_version("churn", "1").source
+    model = mlflow.pyfunc.load_model(source)
+    scores = model.predict(frame.drop(columns=["customer_id", "churned"]))
+    entries = [json.loads(line) for line in lines]
+    for entry, score in zip(entries, scores.tolist() if hasattr(scores, "tolist") else scores, strict=True):
+        entry["outputs"] = [score]
+    write_log(serving, [json.dumps(e) for e in entries])
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "request_id,label\n"
+        + "".join(f"{e['request_id']},{y}\n" for e, y in zip(entries, frame["churned"], strict=True))
+    )
+    good = run_mlops(
+        "feedback", "churn", "--env", "staging", "--labels", str(labels), "-o", "json", cwd=serving
+    )
+    assert good.returncode == 0, good.stderr
+    result = json.loads(good.stdout)
+    (v1,) = result["versions"]
+    assert result["status"] == "ok" and result["joined"] == 300 and v1["live"] > 0.75 and not v1["degraded"]
+
+    flipped = tmp_path / "flipped.jsonl"  # the relationship inverted: what was churn no longer is
+    flipped.write_text(
+        "".join(
+            json.dumps({"request_id": e["request_id"], "label": 1 - int(y)}) + "\n"
+            for e, y in zip(entries, frame["churned"], strict=True)
+        )
+        + json.dumps({"request_id": "never-logged", "label": 1})
+        + "\n"
+    )
+    bad = run_mlops(
+        "feedback", "churn", "--env", "staging", "--labels", str(flipped), "-o", "json", cwd=serving
+    )
+    assert bad.returncode == 1, bad.stderr
+    result = json.loads(bad.stdout)
+    assert result["status"] == "degraded" and result["unmatched"] == 1
+    assert result["versions"][0]["drop"] > result["max_drop"]
+    assert model_tags(serving)["mlops.performance.staging.status"] == "degraded"
+    history = (serving / ".mlops/feedback/staging/churn.jsonl").read_text().splitlines()
+    assert [json.loads(h)["status"] for h in history] == ["ok", "degraded"]  # the trend over time
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text("request_id,label\nr1,maybe\n")
+    proc = run_mlops("feedback", "churn", "--env", "staging", "--labels", str(broken), cwd=serving)
+    assert proc.returncode == 2 and "record 1" in proc.stderr and "numeric label" in proc.stderr
+
+
+def test_alert_without_github_changes_nothing_and_says_what_it_would_do(
+    serving: Path, tmp_path: Path
+) -> None:
+    body = tmp_path / "body.md"
+    body.write_text("### Drift\n")
+    proc = run_mlops(
+        "alert",
+        "--name",
+        "drift-staging",
+        "--title",
+        "Drift in staging",
+        "--body-file",
+        str(body),
+        "--repository",
+        "acme/models",
+        "--dispatch",
+        "train.yml",
+        "--input",
+        "models=churn",
+        cwd=tmp_path,
+        env_extra={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},  # no gh on PATH
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "would open or update the issue 'Drift in staging'" in proc.stdout
+    assert "gh workflow run train.yml --ref main" in proc.stdout
+
+
+@pytest.mark.act
+def test_drift_workflow_detects_drift_and_raises_the_alert_under_act(serving: Path, tmp_path: Path) -> None:
+    """drift.yml under act: one job per environment; staging's shifted log is drift, so the
+    alert step runs (no GitHub here: it prints the issue and the dispatch it would make)."""
+    from mlops_gitops.drift import md5_file
+
+    from .conftest import FIXTURES
+    from .workflows import run_act
+
+    # act checks out what git tracks: the training data comes from the team's DVC remote, here
+    # a directory outside the checkout, as DVC stores it (files/md5/<2>/<30>)
+    train = serving / "pipelines/data/churn/train.csv"
+    md5 = md5_file(train)
+    remote = tmp_path / "dvc-remote"
+    (remote / "files/md5" / md5[:2]).mkdir(parents=True)
+    shutil.copy(train, remote / "files/md5" / md5[:2] / md5[2:])
+    config = serving / ".dvc/config"
+    config.write_text(re.sub(r"url = .*", f"url = {remote}", config.read_text()))
+    git_commit_all(serving, "the team's DVC remote")
+    state = tmp_path / "state"
+    lines, _ = log_lines(400, seed=11, shift=0.9, batch=4)
+    log = state / "inference/staging/churn.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(line + "\n" for line in lines))
+    results, output = run_act(
+        serving,
+        "workflow_dispatch",
+        ".github/workflows/drift.yml",
+        FIXTURES / "events" / "workflow_dispatch.json",
+        "--var",
+        f"MLFLOW_TRACKING_URI=sqlite:///{serving / 'mlflow.db'}",
+        "--var",
+        f"MLOPS_STATE_DIR={state}",
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},  # no gh: nothing reaches GitHub
+    )
+    assert results == {"config": "success", "drift": "success"}, output
+    assert "Matrix: map[environment:staging]" in output and "Matrix: map[environment:production]" in output
+    assert "churn v1 in staging: drift (critical)" in output
+    assert "would open or update the issue 'Drift in staging' (drift-staging) on" in output
+    assert "dispatch train.yml on main with {'models': 'churn'}" in output
+    assert "Drift in production" not in output  # nothing deployed there, no alert
+    assert model_tags(serving)["mlops.drift.staging.status"] == "drift"
