@@ -65,7 +65,7 @@ policy: install ## Rego policy tests, manifests + workflows against policies, th
 	@# the comment: the gate's verdict on changed manifests, then what a policy change would deny
 	$(BIN)/mlops policy impact --output markdown > .mlops/policy-impact.md
 	@status=0; if ls .mlops/facts/*.json > /dev/null 2>&1; then \
-	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion --output markdown > .mlops/policy-gate.md || status=$$?; \
+	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion --output markdown $(if $(RECORD),--record) > .mlops/policy-gate.md || status=$$?; \
 	else echo "no environment manifest changed: no promotion to judge"; fi; \
 	cat .mlops/policy-impact.md >> .mlops/policy-gate.md; \
 	if [ -s .mlops/policy-gate.md ]; then cat .mlops/policy-gate.md; else rm .mlops/policy-gate.md; fi; \
@@ -88,6 +88,13 @@ status: install ## which version runs where, its health, since when, at which UR
 
 down: install ## stop the local model servers
 	$(BIN)/mlops down $(if $(ENV),--env $(ENV))
+
+evidence: install ## evidence packs of every model deployed in ENV, verified (into .mlops/evidence-packs/ENV/)
+	@test -n "$(ENV)" || { echo "error: ENV=<environment> is needed (e.g. make evidence ENV=production)"; exit 2; }
+	rm -rf .mlops/evidence-packs/$(ENV)
+	$(BIN)/mlops evidence --env $(ENV) --all -o .mlops/evidence-packs/$(ENV)
+	@for pack in .mlops/evidence-packs/$(ENV)/*.zip; do [ -e "$$pack" ] || continue; \
+	  $(BIN)/mlops evidence verify "$$pack" || exit $$?; done
 
 drift: install ## drift of ENV's logged inferences vs training data (SINCE=7d); verdict in .mlops/drift-status (0 none, 1 drift, 3 too little data)
 	@test -n "$(ENV)" || { echo "error: ENV=<environment> is needed (e.g. make drift ENV=production)"; exit 2; }

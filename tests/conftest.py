@@ -51,6 +51,25 @@ def base_env() -> dict[str, str]:
     return env
 
 
+def chromium_path() -> str:
+    """Debian's Chromium, for the browser tests; installed here (apt-get, as root) when missing.
+
+    Playwright drives it with `executable_path`: its own browser download cannot run offline."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
+        proc = subprocess.run(install, env=env, capture_output=True, text=True)
+        found = shutil.which("chromium")
+        if found:
+            return found
+        pytest.fail(f"apt-get install chromium failed: {proc.stderr.strip()[-500:]}")
+    pytest.fail("chromium is missing and cannot be installed here (expected `sudo apt-get install chromium`)")
+
+
 def run_mlops(
     *args: str, cwd: Path, check: bool = False, env_extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

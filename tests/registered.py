@@ -24,6 +24,13 @@ from .conftest import ROOT
 sys.path.insert(0, str(ROOT / "pipelines" / "stages"))
 
 
+# what the evaluate stage measures for model.yaml's sensitive feature (fixed values, like the rest)
+FAIRNESS = {
+    "fairness.age.demographic_parity_difference": 0.02,
+    "fairness.age.equalized_odds_difference": 0.05,
+}
+
+
 def features(rows: int = 400, seed: int = 7, shift: float = 0.0) -> Any:
     from churn_data import TARGET, make_customers
 
@@ -80,7 +87,7 @@ def register_version(repo: Path, model: str, seed: int = 7) -> int:
             "mlops.artifact_sha256": stored_sha256(info.model_uri),
             "mlops.signature": "true",
             "mlops.git.commit": "0" * 40,
-            "mlops.metrics": json.dumps({"roc_auc": 0.84, "f1": 0.6}),
+            "mlops.metrics": json.dumps({"roc_auc": 0.84, "f1": 0.6, **FAIRNESS}),
             "mlops.data": json.dumps({"pipelines/data/churn/raw.csv": "md5"}),
             "mlops.params": json.dumps({"seed": seed}),
             "mlops.device": "cpu",

@@ -14,6 +14,7 @@ import yaml
 from mlops_gitops.facts import approvals
 
 from .conftest import run_mlops
+from .registered import FAIRNESS
 from .workflows import sandbox
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def promoted(tmp_path: Path) -> tuple[Path, str]:
         source=(tmp_path / "artifact").as_uri(),
         tags={
             "mlops.git.commit": "abc123",
-            "mlops.metrics": json.dumps({"roc_auc": 0.84, "f1": 0.59}),
+            "mlops.metrics": json.dumps({"roc_auc": 0.84, "f1": 0.59, **FAIRNESS}),
             "mlops.data": json.dumps({"pipelines/data/x/raw.csv": "md5"}),
             "mlops.params": json.dumps({"seed": 7}),
             "mlops.device": "cpu",
@@ -67,7 +68,10 @@ def test_facts_describe_the_promotion(promoted: tuple[Path, str]) -> None:
     assert doc["manifest"]["version"] == 1 and doc["previous"]["version"] is None
     assert doc["model"]["name"] == model and doc["model"]["risk_tier"] in ("low", "medium", "high")
     version = doc["version"]
-    assert version["metrics"] == {"roc_auc": 0.84, "f1": 0.59}
+    assert version["metrics"] == {"roc_auc": 0.84, "f1": 0.59, **FAIRNESS}
+    assert version["fairness"] == {
+        "age": {"demographic_parity_difference": 0.02, "equalized_odds_difference": 0.05}
+    }
     assert version["lineage"]["commit"] == "abc123" and version["lineage"]["device"] == "cpu"
     assert version["artifact_sha256"] == "f" * 64 and version["signature"] is True
     assert version["report"] == {"passed": True, "baseline": "none"}

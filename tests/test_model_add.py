@@ -9,7 +9,12 @@ import pytest
 
 from .conftest import run_mlops, tree_digest
 
-FILES = ("models/fraud/model.yaml", "environments/staging/fraud.yaml", "environments/production/fraud.yaml")
+FILES = (
+    "models/fraud/model.yaml",
+    "models/fraud/card.md",
+    "environments/staging/fraud.yaml",
+    "environments/production/fraud.yaml",
+)
 
 
 def test_add_scaffolds_a_valid_model_in_every_environment(repo: Path) -> None:
@@ -17,7 +22,10 @@ def test_add_scaffolds_a_valid_model_in_every_environment(repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["files"] == [{"path": f, "result": "created"} for f in FILES]
     for rel in FILES:
-        assert "fraud" in (repo / rel).read_text()
+        if rel.endswith(".yaml"):
+            assert "fraud" in (repo / rel).read_text()
+    card = (repo / "models/fraud/card.md").read_text()  # a template of its own, for `mlops evidence`
+    assert card.startswith("{#-") and "# Model card: {{ model.name }} v{{ version.number }}" in card
     assert run_mlops("validate", cwd=repo).returncode == 0
     listed = json.loads(run_mlops("model", "list", "--output", "json", cwd=repo, check=True).stdout)
     assert [m["model"] for m in listed["models"]] == ["churn", "fraud"]
@@ -62,17 +70,17 @@ def test_adding_an_existing_model_is_refused(repo: Path) -> None:
 def test_rerun_after_an_interruption_finishes_the_job(repo: Path) -> None:
     run_mlops("model", "add", "fraud", cwd=repo, check=True)
     complete = tree_digest(repo)
-    (repo / FILES[2]).unlink()  # as if killed before the last file was written
+    (repo / FILES[3]).unlink()  # as if killed before the last file was written
     assert run_mlops("validate", cwd=repo).returncode == 1
     proc = run_mlops("model", "add", "fraud", "--output", "json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     results = {f["path"]: f["result"] for f in json.loads(proc.stdout)["files"]}
-    assert results == {FILES[0]: "unchanged", FILES[1]: "unchanged", FILES[2]: "created"}
+    assert results == {**{f: "unchanged" for f in FILES[:3]}, FILES[3]: "created"}
     assert tree_digest(repo) == complete
 
 
 def test_a_conflicting_file_stops_everything_before_writing(repo: Path) -> None:
-    (repo / FILES[2]).write_text("# someone else's file\n")
+    (repo / FILES[3]).write_text("# someone else's file\n")
     before = tree_digest(repo)
     proc = run_mlops("model", "add", "fraud", cwd=repo)
     assert proc.returncode != 0

@@ -102,6 +102,9 @@ def test_repro_is_reproducible_and_a_second_run_does_nothing(repo: Path) -> None
     lock = (repo / "pipelines/dvc.lock").read_text()
     metrics = json.loads((repo / f"pipelines/out/{model}/metrics.json").read_text())
     assert metrics["roc_auc"] > 0.75
+    # model.yaml names a sensitive feature: fairlearn's gaps are DVC metrics like the others
+    for name in ("demographic_parity_difference", "equalized_odds_difference"):
+        assert 0 <= metrics[f"fairness.age.{name}"] < 0.2
     again = dvc_repro(repo)
     assert again.returncode == 0
     assert "Data and pipelines are up to date." in again.stdout

@@ -76,11 +76,13 @@ def test_pr_workflow_gates_a_promotion_and_shows_a_policy_changes_impact(
     from mlflow import MlflowClient
 
     from .conftest import git_commit_all
+    from .registered import FAIRNESS
 
     repo = tmp_path / "repo"
     shutil.copytree(registered, repo, symlinks=True)
     uri = f"sqlite:///{repo / 'mlflow.db'}"
-    MlflowClient(uri).set_model_version_tag("churn", "1", "mlops.metrics", '{"roc_auc": 0.78, "f1": 0.55}')
+    metrics = json.dumps({"roc_auc": 0.78, "f1": 0.55, **FAIRNESS})
+    MlflowClient(uri).set_model_version_tag("churn", "1", "mlops.metrics", metrics)
     staging = repo / "environments/staging/churn.yaml"
     staging.write_text(staging.read_text().replace("version: null", "version: 1"))
     git_commit_all(repo, "churn v1 in staging")
@@ -94,6 +96,10 @@ def test_pr_workflow_gates_a_promotion_and_shows_a_policy_changes_impact(
         "[input.change.model, input.version.number, input.version.metrics.roc_auc])\n}\n"
     )
     git_commit_all(repo, "Promote churn v2 to staging; an AUC floor")
+    # github.repository comes from the remote: the event's head repository, so not a fork
+    subprocess.run(
+        ["git", "remote", "add", "origin", "https://github.com/acme/models.git"], cwd=repo, check=True
+    )
     results, log = run_act(
         repo,
         "pull_request",
@@ -110,6 +116,11 @@ def test_pr_workflow_gates_a_promotion_and_shows_a_policy_changes_impact(
     assert "### Policy change impact: ⚠️ **1 newly denied**" in log, log
     assert "| newly denied | churn v1 in staging | `environments/staging/churn.yaml` |" in log
     assert "roc_auc 0.78 is below the floor of 0.8" in log
+    # the decision is kept with v2 in the registry, where `mlops evidence` finds it
+    assert re.search(r"decision recorded: churn v2 staging: (allow|warn)", log), log
+    run_id = MlflowClient(uri).get_model_version("churn", "2").run_id
+    (kept,) = MlflowClient(uri).list_artifacts(run_id, "mlops/decisions/staging")
+    assert kept.path.endswith(".json")
 
 
 @pytest.mark.act
@@ -181,8 +192,9 @@ def test_train_workflow_keeps_fork_pull_requests_off_gpu_runners() -> None:
 @pytest.mark.generic
 def test_reconcile_workflow_deploys_each_environment(registered: Path, tmp_path: Path) -> None:
     """reconcile.yml under act: the config job lists the environments, one reconcile job per
-    environment (matrix) plans, reconciles and reports status. The registry and the state
-    directory live outside act's working copy, set as repository variables would set them."""
+    environment (matrix) plans, reconciles and reports status, and production's builds and
+    verifies its evidence pack. The registry and the state directory live outside act's
+    working copy, set as repository variables would set them."""
     import re
     import shutil
     import urllib.request
@@ -194,9 +206,10 @@ def test_reconcile_workflow_deploys_each_environment(registered: Path, tmp_path:
     shutil.copytree(registered, repo, symlinks=True)
     project = repo / "mlops.yaml"
     project.write_text(re.sub(r"base_port: \d+", f"base_port: {free_port()}", project.read_text()))
-    manifest = repo / "environments/staging/churn.yaml"
-    manifest.write_text(manifest.read_text().replace("version: null", "version: 2"))
-    git_commit_all(repo, "Promote churn v2 to staging")
+    for env in ("staging", "production"):
+        manifest = repo / f"environments/{env}/churn.yaml"
+        manifest.write_text(manifest.read_text().replace("version: null", "version: 2"))
+    git_commit_all(repo, "Promote churn v2 to staging and production")
     state = tmp_path / "state"
     uri = f"sqlite:///{repo / 'mlflow.db'}"
     try:
@@ -214,6 +227,10 @@ def test_reconcile_workflow_deploys_each_environment(registered: Path, tmp_path:
         assert results["reconcile"] == "success", log
         # one matrix job per environment (act reports both under the job id "reconcile")
         assert "mlops status --env staging" in log and "mlops status --env production" in log, log
+        # production's job ends with its evidence pack, verified (staging's builds none)
+        assert "evidence pack: .mlops/evidence-packs/production/churn-v2.zip (churn v2 in production" in log
+        assert ".mlops/evidence-packs/production/churn-v2.zip: intact" in log, log
+        assert "evidence-packs/staging" not in log
         (record,) = [
             json.loads(line) for line in (state / "records/staging/churn.jsonl").read_text().splitlines()
         ]

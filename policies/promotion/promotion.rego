@@ -4,8 +4,9 @@
 #   A version reaches an environment only with its evidence: metric thresholds met, a passing
 #   champion/challenger report, complete lineage, an artifact hash and a signature, a model
 #   card, enough approvals for a high-risk model, a healthy soak in the environment below, no
-#   regression beyond tolerance against production, and no open critical drift alert unless
-#   the manifest carries an unexpired exception for it.
+#   regression beyond tolerance against production, fairness gaps within the model's maxima
+#   for its sensitive features, and no open critical drift alert unless the manifest carries
+#   an unexpired exception for it.
 #   Input: one document of `mlops facts`.
 # custom:
 #   severity: critical
@@ -48,6 +49,30 @@ deny_thresholds contains msg if {
 	value := input.version.metrics[metric]
 	value > bound.max
 	msg := sprintf("%s: %s is %v (expected at most %v)", [where, metric, value, bound.max])
+}
+
+fairness_limits := {
+	"demographic_parity_difference": object.get(input.model, ["fairness", "max_demographic_parity_difference"], null),
+	"equalized_odds_difference": object.get(input.model, ["fairness", "max_equalized_odds_difference"], null),
+}
+
+deny_fairness contains msg if {
+	is_promotion
+	some feature, _ in object.get(input.model, ["fairness", "sensitive_features"], {})
+	some metric, limit in fairness_limits
+	limit != null
+	not input.version.fairness[feature][metric]
+	msg := sprintf("%s: fairness metric %s for %s is missing (expected the evaluate stage to measure it)", [where, metric, feature])
+}
+
+deny_fairness contains msg if {
+	is_promotion
+	some feature, _ in object.get(input.model, ["fairness", "sensitive_features"], {})
+	some metric, limit in fairness_limits
+	limit != null
+	value := input.version.fairness[feature][metric]
+	value > limit
+	msg := sprintf("%s: %s for %s is %v (expected at most %v)", [where, metric, feature, value, limit])
 }
 
 deny_report contains msg if {

@@ -29,7 +29,7 @@ facts(overrides) := object.union({
 }, overrides)
 
 denials(input_doc) := {msg |
-	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_approvals", "deny_soak", "deny_regression", "deny_drift"]
+	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_approvals", "deny_soak", "deny_regression", "deny_drift", "deny_fairness"]
 	some msg in promotion[rule] with input as input_doc
 }
 
@@ -163,4 +163,27 @@ test_warn_when_live_performance_has_degraded if {
 
 test_allow_without_a_performance_warning_when_it_holds if {
 	count(promotion.warn_live_performance) == 0 with input as facts({"performance": {"status": "ok", "metric": "roc_auc", "drop": 0.01}})
+}
+
+fair := {
+	"model": {"fairness": {"sensitive_features": {"age": {"bins": [18, 40]}}, "max_demographic_parity_difference": 0.2, "max_equalized_odds_difference": 0.2}},
+	"version": {"fairness": {"age": {"demographic_parity_difference": 0.05, "equalized_odds_difference": 0}}},
+}
+
+test_allow_fairness_within_limits if {
+	count(denials(facts(fair))) == 0
+}
+
+test_deny_fairness_over_a_limit if {
+	doc := facts(object.union(fair, {"version": {"fairness": {"age": {"equalized_odds_difference": 0.31}}}}))
+	promotion.deny_fairness == {"churn v2 to production: equalized_odds_difference for age is 0.31 (expected at most 0.2)"} with input as doc
+}
+
+test_deny_fairness_not_measured if {
+	doc := json.remove(facts(fair), ["version/fairness/age/demographic_parity_difference"])
+	promotion.deny_fairness == {"churn v2 to production: fairness metric demographic_parity_difference for age is missing (expected the evaluate stage to measure it)"} with input as doc
+}
+
+test_allow_no_sensitive_features if {
+	count(promotion.deny_fairness) == 0 with input as facts({})
 }

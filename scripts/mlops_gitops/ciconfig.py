@@ -3,7 +3,8 @@
 Runs before the project is installed (a workflow's first job), so it needs only PyYAML:
 `make -s ci-config >> "$GITHUB_OUTPUT"` gives `python=3.11`, `gpu_labels=[...]`, which
 `runs-on: ${{ fromJSON(needs.config.outputs.gpu_labels) }}` turns into runner labels, and
-`environments=[...]` in promotion order (only $ONLY when it is set), for a job matrix.
+`environments=[...]` in promotion order (only $ONLY when it is set), for a job matrix, and
+`production=<name>`, the last environment of the promotion order (evidence packs are built there).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def lines(config: dict[str, object]) -> list[str]:
         raise SystemExit("mlops.yaml: runners.gpu: missing (expected a list of runner labels)")
     declared = config.get("environments")
     environments = [e["name"] for e in declared if isinstance(e, dict)] if isinstance(declared, list) else []
+    production = environments[-1] if environments else ""
     only = os.environ.get("ONLY", "")
     if only:
         if only not in environments:
@@ -34,6 +36,7 @@ def lines(config: dict[str, object]) -> list[str]:
         f"python={config.get('python', '3.11')}",
         f"gpu_labels={json.dumps(labels)}",
         f"environments={json.dumps(environments)}",
+        f"production={production}",
     ]
 
 

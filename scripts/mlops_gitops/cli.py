@@ -311,7 +311,7 @@ def _write_report(
     text = reporting.markdown(result)
     (target / "report.md").write_text(text)
     (target / "report.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
-    reporting.record(registry, result, text)
+    reporting.record(registry, result, text, target)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
@@ -518,6 +518,12 @@ CHECK_FORMATS = ("table", "json", "junit", "github", "sarif", "markdown")
 @click.option("--output", "-o", "fmt", type=click.Choice(CHECK_FORMATS), default="table", show_default=True)
 @click.option("--fail-on-warn", is_flag=True, help="Exit 1 on warnings only, 2 on failures (as conftest).")
 @click.option("--no-fail", is_flag=True, help="Always exit 0.")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Keep each decision on a promotion (facts FILES): its facts, findings and the sha256 and "
+    "source of every policy file, in the version's run in the registry, for `mlops evidence`.",
+)
 @click.pass_context
 def check(
     ctx: click.Context,
@@ -529,6 +535,7 @@ def check(
     fmt: str,
     fail_on_warn: bool,
     no_fail: bool,
+    record: bool,
 ) -> None:
     """Evaluate the Rego policies, with conftest's conventions and exit codes.
 
@@ -594,6 +601,19 @@ def check(
         f"({'conftest' if binary else 'embedded OPA'})",
         highlight=False,
     )
+    if record and files:  # after the verdict is out: a registry that fails cannot hide it
+        from . import evidence
+        from .registry import Registry
+
+        engine = "conftest" if binary else "embedded OPA"
+        try:
+            registry = Registry(load_repo(root))
+            kept = evidence.record_decisions(registry, root, list(files), results, policy_files, engine)
+        except MlopsError as exc:
+            output.error(escape(f"decision not recorded: {exc}"))
+            sys.exit(int(ExitCode.ERROR))
+        for where in kept:
+            output.stderr.print(f"decision recorded: {where}", highlight=False)
     sys.exit(code)
 
 
@@ -1233,6 +1253,161 @@ def rollback(
             output.stdout.print(f"applied now (break-glass): {applied['counts']}", highlight=False)
     if applied is not None and not applied["ok"]:
         sys.exit(int(ExitCode.FAILED))
+
+
+class DefaultGroup(Group):
+    """A group whose first word, when it is not one of its commands, goes to `default`:
+    `mlops evidence churn …` is `mlops evidence build churn …`."""
+
+    default = "build"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group("evidence", cls=DefaultGroup)
+def evidence_group() -> None:
+    """Evidence packs for auditors: `mlops evidence MODEL --env E -o pack.zip`, then
+    `mlops evidence verify pack.zip`. (A model named build or verify: `mlops evidence build NAME`.)"""
+
+
+@evidence_group.command("build")
+@click.argument("model", required=False)
+@click.option("--env", "env", required=True, help="The environment whose deployment the pack proves.")
+@click.option(
+    "--version",
+    "version",
+    type=int,
+    default=None,
+    help="The version (default: the one @ENV points at, else the last one deployed there).",
+)
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="A pack for every model whose manifest in ENV names a version (-o is then a directory).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The zip to write (default: .mlops/evidence/ENV/MODEL-vN.zip); with --all, the directory.",
+)
+@click.option("--output", "fmt", type=click.Choice(output.OUTPUT_FORMATS), default="table", show_default=True)
+@click.pass_context
+def evidence_build(
+    ctx: click.Context,
+    model: str | None,
+    env: str,
+    version: int | None,
+    every: bool,
+    out: Path | None,
+    fmt: str,
+) -> None:
+    """Write the evidence pack of MODEL's version in ENV: lineage, metrics and the champion/
+    challenger report, every recorded policy decision with the policy files' hashes,
+    approvals, deployment and rollback history, drift reports, the filled-in model card, an
+    HTML summary grouped by control, and index.json with every file's sha256.
+
+    The same inputs give the same bytes. Exit 0 when written, even with gaps or findings
+    (listed in the pack and here); 2 on an error, with nothing written.
+    """
+    from . import evidence
+    from .records import state_dir
+    from .registry import Registry
+
+    if bool(model) == every:
+        raise MlopsError("evidence: name one MODEL or pass --all (expected exactly one of them)")
+    if every and version is not None:
+        raise MlopsError("evidence: --version names one model's version (expected it without --all)")
+    repo = load_repo(_root(ctx))
+    repo.require_environment(env)
+    registry = Registry(repo)
+    models = (
+        [model]
+        if model
+        else sorted(m for (e, m), manifest in repo.manifests.items() if e == env and manifest.get("version"))
+    )
+    folder = out if every and out else state_dir(repo.root) / "evidence" / env
+    written = []
+    for name in models:
+        with output.stderr.status(f"gathering the evidence for {name} in {env}"):
+            pack = evidence.build(repo, registry, name, env, version)
+        target = out if (out and not every) else folder / f"{name}-v{pack.version}.zip"
+        digest = evidence.write(pack, target)
+        written.append((pack, target, digest))
+    documents = [
+        {
+            "path": str(target),
+            "model": pack.model,
+            "environment": env,
+            "version": pack.version,
+            "index_sha256": digest,
+            "files": len(pack.files) + 1,
+            "gaps": sorted(pack.gaps),
+            "findings": pack.findings,
+        }
+        for pack, target, digest in written
+    ]
+    if fmt == "json":
+        if every:
+            output.emit_json("EvidencePacks", {"environment": env, "packs": documents})
+        else:
+            output.emit_json("EvidencePack", documents[0])
+        return
+    if not written:
+        output.stdout.print(f"no model runs in {env}: no evidence pack", highlight=False)
+    for pack, target, digest in written:
+        output.stdout.print(
+            f"evidence pack: {target} ({pack.model} v{pack.version} in {env}, {len(pack.files) + 1} "
+            f"files, index sha256 {digest})",
+            highlight=False,
+        )
+        for gap in sorted(pack.gaps):
+            output.stderr.print(f"gap: {escape(gap)}", highlight=False)
+        for finding in pack.findings:
+            output.stderr.print(f"[bold red]finding:[/] {escape(finding)}", highlight=False)
+
+
+@evidence_group.command("verify")
+@click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--digest", default=None, help="The index sha256 the pack must have (printed when it was built)."
+)
+@click.option("--output", "fmt", type=click.Choice(output.OUTPUT_FORMATS), default="table", show_default=True)
+def evidence_verify(pack: Path, digest: str | None, fmt: str) -> None:
+    """Check an evidence pack: every file against its sha256 in index.json, nothing added or
+    removed, every required file there. Exit 0 intact, 1 tampered or incomplete (each file
+    named), 2 not a pack."""
+    from . import evidence
+
+    verdict = evidence.verify(pack, digest)
+    if fmt == "json":
+        output.emit_json(
+            "EvidenceVerification",
+            {
+                "path": str(pack),
+                "ok": verdict.ok,
+                "problems": verdict.problems,
+                "index_sha256": verdict.digest,
+                "files": verdict.files,
+                "gaps": verdict.gaps,
+            },
+        )
+    else:
+        for problem in verdict.problems:
+            output.error(escape(f"{pack}: {problem}"))
+        if verdict.ok:
+            output.stdout.print(
+                f"{pack}: intact, {verdict.files} files match index.json (sha256 {verdict.digest})"
+                + (f"; {len(verdict.gaps)} gaps noted by its builder" if verdict.gaps else ""),
+                highlight=False,
+            )
+    sys.exit(int(ExitCode.OK if verdict.ok else ExitCode.FAILED))
 
 
 @main.group("policy")

@@ -56,6 +56,7 @@ class Demo:
         self.workdir = workdir
         self.project: Path | None = None
         self.steps: list[Step] = []
+        self.evidence: Path | None = None
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # the demo commits (promotions) even on a machine with no git identity configured
         for role in ("AUTHOR", "COMMITTER"):
@@ -209,7 +210,7 @@ class Demo:
         )
         files = [str(p.relative_to(self.project)) for p in sorted(out.glob("*.json"))]
         return subprocess.run(
-            [*MLOPS, "check", *files, "--namespace", "promotion"],
+            [*MLOPS, "check", *files, "--namespace", "promotion", "--record"],
             cwd=self.project,
             env=self.env,
             capture_output=True,
@@ -325,7 +326,94 @@ class Demo:
             "status after the rollback", [*MLOPS, "status", "--env", "staging"], show=True, result=r"(v\d+)"
         )
         self.monitor(model, post)
+        self.production(model)
         self.run("stop the model servers", [*MLOPS, "down"], result=r"(stopped: .*)")
+
+    def production(self, model: str) -> None:
+        """Production once staging's soak has passed (the policies' clock is injected), the
+        merge, the deployment, and production's evidence pack.
+
+        Outside GitHub no review can be had, so the gate's last word stays a denial for want
+        of approvals; the merge records the approvers as trailers, as an administrator's merge
+        would, and the evidence pack reports the deployment as made over a denied decision.
+        """
+        from datetime import UTC, datetime, timedelta
+
+        assert self.project is not None
+        repo = load_repo(self.project)
+        branch = f"promote/{model}-production-v1"
+        soak = next(e for e in repo.project["environments"] if e["name"] == "production").get("soak_hours", 0)
+        later = (datetime.now(UTC) + timedelta(hours=soak + 1)).replace(microsecond=0)
+        self.run("back to the production promotion", ["git", "switch", "--quiet", branch], result=r"(?!)")
+        self.run(
+            "bring the branch up to date with main (GitHub's 'Update branch')",
+            ["git", "merge", "--quiet", "--no-edit", "main"],
+            result=r"(?!)",
+        )
+        self.env["MLOPS_NOW"] = later.isoformat().replace("+00:00", "Z")
+        try:
+            decided = self.gate_check("production")
+        finally:
+            self.env.pop("MLOPS_NOW")
+        console.print(
+            f"[green]✓[/] gate at {later:%Y-%m-%d %H:%M}Z, after the {soak}h soak "
+            f"(exit {decided.returncode}):"
+        )
+        console.print(decided.stdout.rstrip() or decided.stderr.strip(), markup=False, highlight=False)
+        self.steps.append(
+            Step(
+                "gate: production after the soak (decision kept in the registry)",
+                0.0,
+                decided.stderr.strip().splitlines()[-1],
+            )
+        )
+        approvers = list(repo.project["owners"]["production_approvers"])
+        self.run("back to main", ["git", "switch", "--quiet", "main"], result=r"(?!)")
+        self.run(
+            f"merge the production promotion (approvers {', '.join(approvers)}, as trailers)",
+            [
+                "git",
+                "merge",
+                "--quiet",
+                "--no-ff",
+                "-m",
+                f"Merge {branch}",
+                "-m",
+                "\n".join(f"Approved-by: {a}" for a in approvers),
+                branch,
+            ],
+            result=r"(?!)",
+        )
+        self.run(
+            "reconcile production",
+            [*MLOPS, "reconcile", "--env", "production"],
+            show=True,
+            result=r"(healthy)",
+        )
+        out = self.project / ".mlops" / "evidence" / "production" / f"{model}.zip"
+        started = time.monotonic()
+        proc = subprocess.run(
+            [*MLOPS, "evidence", model, "--env", "production", "-o", str(out)],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            console.print(proc.stdout, proc.stderr, markup=False, highlight=False)
+            raise SystemExit("the evidence pack could not be written")
+        console.print(proc.stdout.rstrip(), markup=False, highlight=False)
+        console.print(proc.stderr.rstrip(), markup=False, highlight=False)
+        self.run(
+            "verify the evidence pack",
+            [*MLOPS, "evidence", "verify", str(out)],
+            show=True,
+            result=r"(intact.*)",
+        )
+        self.steps.append(
+            Step("production's evidence pack (summary.html inside)", time.monotonic() - started, str(out))
+        )
+        self.evidence = out
 
     def monitor(self, model: str, post: Any) -> None:
         """Shifted traffic to the served model; drift found against v1's training data; the alert."""
@@ -393,6 +481,8 @@ class Demo:
             table.add_row(step.title, f"{step.seconds:.1f}", step.detail[:80])
         console.print(table)
         console.print(f"project: [bold]{self.project}[/]")
+        if self.evidence is not None:
+            console.print(f"production's evidence pack: [bold]{self.evidence}[/]")
 
 
 def register_broken(registry: Registry, model: str, good_calls: int = 0) -> int:

@@ -126,8 +126,20 @@ def version_facts(
         "artifact_sha256_actual": registry.artifact_digest(raw.source),
         "signature": found["signature"],
         "report": report,
+        "fairness": fairness_facts(found["metrics"]),
     }
     return facts, history_from_tags(dict(raw.tags))
+
+
+def fairness_facts(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """{feature: {demographic_parity_difference, equalized_odds_difference}} from the version's
+    `fairness.<feature>.<metric>` metrics (empty when no sensitive feature was measured)."""
+    found: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if key.startswith("fairness.") and key.count(".") == 2:
+            _, feature, name = key.split(".")
+            found.setdefault(feature, {})[name] = value
+    return dict(sorted(found.items()))
 
 
 def drift_facts(tags: dict[str, str], env: str) -> dict[str, Any]:

@@ -305,6 +305,30 @@ class Registry:
         for key, value in tags.items():
             self._call("set tag", self.client.set_model_version_tag, model, str(version), key, value)
 
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Add a file to a (finished) run's artifacts: decisions and reports kept with the version."""
+        self._call(f"log {artifact_file}", self.client.log_text, run_id, text, artifact_file)
+
+    def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
+        self._call(f"log {artifact_path}", self.client.log_artifacts, run_id, str(local_dir), artifact_path)
+
+    def download(self, run_id: str, artifact_path: str, dst: Path) -> Path | None:
+        """A run's artifact directory (or file) downloaded under dst; None when the run has none."""
+        import mlflow
+
+        listed = self._call(f"list {artifact_path}", self.client.list_artifacts, run_id, artifact_path)
+        if not listed:
+            return None
+        return Path(
+            self._call(
+                f"download {artifact_path}",
+                mlflow.artifacts.download_artifacts,
+                run_id=run_id,
+                artifact_path=artifact_path,
+                dst_path=str(dst),
+            )
+        )
+
     def set_model_tags(self, model: str, tags: dict[str, str]) -> None:
         """Tags on the registered model itself (the monitor's drift and performance status)."""
         for key, value in tags.items():

@@ -204,8 +204,15 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def record(registry: Registry, report: Report, text: str) -> None:
-    """Write the verdict onto the candidate version, where facts and evidence read it."""
+REPORT_ARTIFACTS = "mlops/report"  # where the report's files live in the candidate's run
+
+
+def record(registry: Registry, report: Report, text: str, folder: Path | None = None) -> None:
+    """Write the verdict onto the candidate version, where facts and evidence read it; with
+    `folder`, its files (report.md, report.json, plots) go into the version's run as well."""
+    if folder is not None:
+        run_id = registry.version(report.model, report.candidate).run_id
+        registry.log_artifacts(run_id, folder, REPORT_ARTIFACTS)
     registry.set_tags(
         report.model,
         report.candidate,

@@ -67,6 +67,8 @@ def plan_model(repo: Repo, name: str) -> list[PlannedFile]:
     context = {"cookiecutter": _answers(repo, name)}
     try:
         files = [(repo.model_path(name), env.get_template("model/model.yaml.j2").render(context), "model")]
+        card = env.get_template("model/card.md.j2").render(context)
+        files.append((repo.model_path(name).parent / "card.md", card, "card"))
         manifest = env.get_template("model/manifest.yaml.j2")
         for environment in repo.environments:
             text = manifest.render({**context, "environment": environment})
@@ -76,7 +78,7 @@ def plan_model(repo: Repo, name: str) -> list[PlannedFile]:
     planned = []
     for path, text, kind in files:
         display = path.relative_to(repo.root).as_posix()
-        problems = schema_problems(yamlio.loads(text, display), kind, display)
+        problems = [] if kind == "card" else schema_problems(yamlio.loads(text, display), kind, display)
         if problems:
             raise MlopsError(f"{TEMPLATES_DIR}/model renders an invalid file: {problems[0]}")
         exists = path.is_file()
@@ -108,7 +110,7 @@ def load_for_add(root: Path, name: str) -> Repo:
     """
     check_name(name)
     repo, problems, _ = collect(root)
-    ours = {f"{MODELS_DIR}/{name}/model.yaml"} | {
+    ours = {f"{MODELS_DIR}/{name}/model.yaml", f"{MODELS_DIR}/{name}/card.md"} | {
         f"{ENVIRONMENTS_DIR}/{env}/{name}.yaml" for env in (repo.environments if repo else [])
     }
     blocking = [p for p in problems if not (p.path in ours and p.problem == "missing")]

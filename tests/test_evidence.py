@@ -1,0 +1,367 @@
+"""Evidence packs (`mlops evidence`, `mlops evidence verify`) over real parts: a real MLflow
+registry (the sqlite default) with real model versions, the real reconciler and model server,
+real git history, the real OPA engine recording the gate's decisions, evidently's drift
+report, and the summary page rendered in Debian's headless Chromium (driven by Playwright).
+Nothing is faked: GitHub's review API is simply absent, so approvals come from git history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import base_env, git_commit_all
+from .mlflow_server import free_port
+from .registered import features
+from .test_reconcile import mlops, repo, url_of
+
+__all__ = ["repo"]  # the deployment tests' fixture: a copy of the registered repository, a free port
+
+pytestmark = [pytest.mark.slow, pytest.mark.generic]
+
+APPROVER = "@acme/model-risk"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def set_version(repo: Path, env: str, version: int) -> None:
+    path = repo / "environments" / env / "churn.yaml"
+    path.write_text(re.sub(r"^version: .*$", f"version: {version}", path.read_text(), count=1, flags=re.M))
+
+
+def promote_through_the_gate(repo: Path, version: int) -> int:
+    """A promotion branch, the gate's facts and check (--record), then a merge commit that
+    carries the approval as a trailer (what the GitHub merge of an approved PR stands for)."""
+    git(repo, "switch", "--quiet", "-c", f"promote/churn-staging-v{version}")
+    set_version(repo, "staging", version)
+    git_commit_all(repo, f"Promote churn v{version} to staging")
+    # main moves on meanwhile, and the branch is brought up to date (GitHub's "Update branch")
+    git(repo, "switch", "--quiet", "main")
+    (repo / "NOTES.md").write_text("meanwhile on main\n")
+    git_commit_all(repo, "Meanwhile on main")
+    git(repo, "switch", "--quiet", f"promote/churn-staging-v{version}")
+    git(repo, "merge", "--quiet", "--no-edit", "main")
+    out = repo / ".mlops" / "facts"
+    proc = mlops(repo, "facts", "--base", "main", "--now", "2026-11-23T10:00:00Z", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    files = [str(p) for p in sorted(out.glob("*.json"))]
+    gate = mlops(repo, "check", *files, "--namespace", "promotion", "--record")
+    assert gate.returncode in (0, 1), gate.stderr
+    assert f"decision recorded: churn v{version} staging" in gate.stderr
+    git(repo, "switch", "--quiet", "main")
+    git(
+        repo,
+        "merge",
+        "--quiet",
+        "--no-ff",
+        "-m",
+        f"Merge promote/churn-staging-v{version}",
+        "-m",
+        f"Approved-by: {APPROVER}",
+        f"promote/churn-staging-v{version}",
+    )
+    return gate.returncode
+
+
+def report_for(repo: Path, candidate: int, baseline: int) -> None:
+    """The champion/challenger report on the pipeline's own evaluation split."""
+    env = {**base_env(), "PYTHONPATH": f"{repo / 'scripts'}:{repo / 'pipelines'}"}
+    for stage in ("ingest", "prepare"):
+        subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", "churn"], cwd=repo / "pipelines", env=env, check=True
+        )
+    proc = mlops(repo, "report", "churn", "--candidate", str(candidate), "--baseline", str(baseline))
+    assert proc.returncode in (0, 1), proc.stderr
+
+
+def unpack(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def rewrite(path: Path, files: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+def render(html: Path, screenshot: Path) -> tuple[list[str], str]:
+    """Open the page in headless Chromium; console errors and page errors, and the page's h1."""
+    from playwright.sync_api import sync_playwright
+
+    from .conftest import chromium_path
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on(
+            "console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None
+        )
+        page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        page.goto(html.as_uri())
+        page.wait_for_load_state("load")
+        heading = page.inner_text("h1")
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return problems, heading
+
+
+def test_the_render_check_sees_a_broken_page(tmp_path: Path) -> None:
+    """The Chromium check below can fail: a script error and a missing image are caught."""
+    page = tmp_path / "broken.html"
+    page.write_text('<h1>x</h1><img src="missing.png"><script>undefined_call()</script>')
+    problems, heading = render(page, tmp_path / "broken.png")
+    assert heading == "x"
+    assert any("undefined_call" in p for p in problems), problems
+    assert any("missing.png" in p for p in problems), problems
+
+
+def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
+    report_for(repo, candidate=2, baseline=1)
+    gate = promote_through_the_gate(repo, 2)
+    proc = mlops(repo, "reconcile", "--env", "staging")
+    assert proc.returncode == 0, proc.stderr
+    # traffic for the monitor: 250 logged rows, then a drift check with its evidently report
+    from mlops_gitops.targets.local import http_json
+
+    rows = features(250, seed=11)[0].to_dict(orient="records")
+    for start in range(0, len(rows), 50):
+        status, _ = http_json(
+            "POST", f"{url_of(repo)}/predict", {"dataframe_records": rows[start : start + 50]}
+        )
+        assert status == 200
+    reference = tmp_path / "reference.csv"
+    features(400, seed=7)[0].to_csv(reference, index=False)
+    proc = mlops(repo, "drift", "--env", "staging", "--reference", str(reference))
+    assert proc.returncode in (0, 1), proc.stderr
+
+    pack_path = tmp_path / "pack.zip"
+    proc = mlops(repo, "evidence", "churn", "--env", "staging", "-o", str(pack_path), "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["version"], result["environment"]) == (2, "staging")
+    files = unpack(pack_path)
+
+    # index.json: every other file, with its sha256
+    index = json.loads(files["index.json"])
+    assert {e["path"] for e in index["files"]} == set(files) - {"index.json"}
+    for entry in index["files"]:
+        assert hashlib.sha256(files[entry["path"]]).hexdigest() == entry["sha256"]
+    assert hashlib.sha256(files["index.json"]).hexdigest() == result["index_sha256"]
+
+    lineage = json.loads(files["lineage.json"])
+    assert lineage["version"] == 2 and lineage["artifact_unchanged"] is True
+    assert lineage["code"]["commit"] == "0" * 40 and lineage["data"]
+
+    metrics = json.loads(files["metrics.json"])
+    assert metrics["report"]["included"] and metrics["report"]["matches_registered"]
+    assert files["report/report.md"].decode().startswith("### Champion/challenger: `churn` v2")
+    assert any(name.startswith("report/") and name.endswith(".png") for name in files)
+
+    decisions = json.loads(files["policy/decisions.json"])
+    assert [(d["environment"], d["version"]) for d in decisions] == [("staging", 2)]
+    decision = decisions[0]
+    # v2 lost its champion/challenger report against v1: the gate denied (exit 1), the merge
+    # went ahead all the same, and the pack says so
+    assert gate == 1 and decision["outcome"] == "deny"
+    assert {f["rule"] for f in decision["findings"]} == {"deny_report"}
+    (finding,) = json.loads(files["index.json"])["findings"]
+    assert finding.startswith("v2 was deployed to staging at ") and finding.endswith("denied it: deny_report")
+    promotion = next(p for p in decision["policies"] if p["path"] == "policies/promotion/promotion.rego")
+    source = (repo / "policies/promotion/promotion.rego").read_bytes()
+    assert promotion["sha256"] == hashlib.sha256(source).hexdigest()
+    assert files[promotion["file"]] == source  # the policy that decided, byte for byte
+    assert "EU AI Act Art. 15" in promotion["controls"]
+
+    approvals = json.loads(files["approvals.json"])
+    assert approvals["approvers_from_git"] == [APPROVER]
+    assert approvals["git"][0]["subject"] == "Promote churn v2 to staging"
+    assert approvals["git"][0]["merge"]["subject"] == "Merge promote/churn-staging-v2"
+    assert approvals["gate"][0]["known"] is False  # no GitHub here: the gate said "unknown"
+
+    deployments = json.loads(files["deployments.json"])
+    assert deployments["this_version"]["deployments"] == 1
+    assert deployments["records"][-1]["result"] == "healthy" and deployments["records"][-1]["version"] == 2
+
+    monitoring = json.loads(files["monitoring/summary.json"])
+    assert monitoring["drift_history"] and monitoring["drift_history"][-1]["version"] == 2
+    assert any(name.endswith(".html") for name in monitoring["drift_reports"])
+    assert monitoring["inferences"]["rows"] == 250
+
+    card = files["model-card.md"].decode()
+    assert card.startswith("# Model card: churn v2")
+    assert "| roc_auc | 0.84 | >= 0.75 | met |" in card
+    assert f"Approvals: {APPROVER}." in card
+    assert "{{" not in card and "{%" not in card
+
+    controls = {(c["framework"], c["control"]): c for c in index["controls"]}
+    art12 = controls[("EU AI Act", "Art. 12 record-keeping")]
+    assert art12["status"] == "evidenced", art12
+    assert (
+        "Promotion gate" in controls[("EU AI Act", "Art. 15 accuracy, robustness, cybersecurity")]["policies"]
+    )
+
+    # the same inputs, the same pack
+    again = tmp_path / "again.zip"
+    assert mlops(repo, "evidence", "churn", "--env", "staging", "-o", str(again)).returncode == 0
+    assert again.read_bytes() == pack_path.read_bytes()
+
+    # intact, then tampered three ways, each named
+    proc = mlops(repo, "evidence", "verify", str(pack_path))
+    assert proc.returncode == 0 and "intact" in proc.stdout, proc.stderr
+    for name, change, expected in [
+        (
+            "model-card.md",
+            lambda f: {**f, "model-card.md": f["model-card.md"] + b"\nApproved by nobody.\n"},
+            "altered",
+        ),
+        ("extra.txt", lambda f: {**f, "extra.txt": b"x"}, "added"),
+        ("deployments.json", lambda f: {k: v for k, v in f.items() if k != "deployments.json"}, "missing"),
+    ]:
+        tampered = tmp_path / f"tampered-{name}.zip"
+        rewrite(tampered, change(files))
+        proc = mlops(repo, "evidence", "verify", str(tampered))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"{name}:" in proc.stderr and expected in proc.stderr, proc.stderr
+    assert mlops(repo, "evidence", "verify", str(pack_path), "--digest", "0" * 64).returncode == 1
+    not_a_pack = tmp_path / "not.zip"
+    not_a_pack.write_text("hello")
+    proc = mlops(repo, "evidence", "verify", str(not_a_pack))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+    # the summary reads well in a browser: no console error, nothing failed to load
+    html = tmp_path / "summary.html"
+    html.write_bytes(files["summary.html"])
+    shot = tmp_path / "summary.png"
+    problems, heading = render(html, shot)
+    assert problems == []
+    assert heading == "Evidence pack: churn v2 in staging"
+    assert shot.stat().st_size > 20_000
+    keep = repo.parent.parent / "evidence-summary.png"  # kept beside the test's tmp dir
+    shutil.copy(shot, keep)
+
+
+def test_pack_of_a_rolled_back_version(repo: Path, tmp_path: Path) -> None:
+    for version in (1, 4):  # v4 answers its first call, then raises: rolled back after the switch
+        set_version(repo, "staging", version)
+        git_commit_all(repo, f"Promote churn v{version} to staging")
+        proc = mlops(repo, "reconcile", "--env", "staging")
+    assert proc.returncode == 1, proc.stderr
+
+    pack_path = tmp_path / "v4.zip"
+    proc = mlops(repo, "evidence", "churn", "--env", "staging", "--version", "4", "-o", str(pack_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "gap: policy/decisions.json: no recorded gate decision for staging" in proc.stderr
+    files = unpack(pack_path)
+    deployments = json.loads(files["deployments.json"])
+    mine = deployments["this_version"]
+    assert (mine["deployments"], mine["rollbacks"]) == (0, 1)
+    assert mine["recovery_s"][0] > 0
+    rollback = deployments["records"][-1]
+    assert (rollback["result"], rollback["version"], rollback["previous"]) == ("rolled-back", 1, 4)
+    assert deployments["registry_history"]["staging"]["result"] == "rolled-back"
+    assert "automatic rollbacks: 1" in files["model-card.md"].decode()
+    index = json.loads(files["index.json"])
+    art12 = next(c for c in index["controls"] if c["control"] == "Art. 12 record-keeping")
+    assert art12["status"] == "gap" and any("no recorded gate decision" in n for n in art12["notes"])
+    assert mlops(repo, "evidence", "verify", str(pack_path)).returncode == 0
+
+    # without --version: the version @staging points at, v1, which kept serving
+    proc = mlops(
+        repo, "evidence", "churn", "--env", "staging", "-o", str(tmp_path / "v1.zip"), "--output", "json"
+    )
+    assert json.loads(proc.stdout)["version"] == 1
+
+    html = tmp_path / "summary.html"
+    html.write_bytes(files["summary.html"])
+    problems, heading = render(html, tmp_path / "v4.png")
+    assert problems == [] and heading == "Evidence pack: churn v4 in staging"
+
+
+def test_a_registry_that_cannot_record_does_not_hide_the_verdict(repo: Path) -> None:
+    git(repo, "switch", "--quiet", "-c", "promote/churn-staging-v1")
+    set_version(repo, "staging", 1)
+    git_commit_all(repo, "Promote churn v1 to staging")
+    out = repo / ".mlops" / "facts"
+    assert mlops(repo, "facts", "--base", "main", "--out", str(out)).returncode == 0
+    files = [str(p) for p in sorted(out.glob("*.json"))]
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    proc = mlops(
+        repo, "check", *files, "-n", "promotion", "--record", "-o", "json", MLFLOW_TRACKING_URI=unreachable
+    )
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)[0]["filename"].endswith("churn.json")  # the verdict came out first
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: decision not recorded: registry ")
+
+
+def test_bad_input_writes_nothing(repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack.zip"
+    proc = mlops(repo, "evidence", "churn", "--env", "staging", "-o", str(out))
+    assert proc.returncode == 2 and "no version runs or ran there" in proc.stderr
+    proc = mlops(repo, "evidence", "churn", "--env", "staging", "--version", "99", "-o", str(out))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    card = repo / "models" / "churn" / "card.md"
+    card.write_text(card.read_text() + "\n{{ owner_signature }}\n")
+    proc = mlops(repo, "evidence", "churn", "--env", "staging", "--version", "1", "-o", str(out))
+    assert proc.returncode == 2
+    assert "models/churn/card.md: 'owner_signature' is undefined" in proc.stderr
+    assert not out.exists() and not list(tmp_path.glob(".pack.zip*"))
+
+
+def test_codeowners_matching() -> None:
+    from mlops_gitops.evidence import _owns
+
+    path = "environments/production/churn.yaml"
+    assert _owns("*", path) and _owns("/environments/production/", path) and _owns("*.yaml", path)
+    assert _owns("environments/", path) and not _owns("/environments/staging/", path)
+    assert not _owns("/policies/", path) and _owns("churn.yaml", path)
+
+
+def test_fairness_groups_and_metrics() -> None:
+    import numpy as np
+    from mlops_gitops.metrics import fairness_metrics, sensitive_groups
+
+    groups = sensitive_groups([10, 18, 39, 40, 64, 65, 90], [18, 40, 65])
+    assert list(groups) == ["<18", "18-39", "18-39", "40-64", "40-64", "65+", "65+"]
+    # group a: always predicted 1; group b: never. Parity gap 1, and every error rate differs.
+    y = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.1, 0.2])
+    found = fairness_metrics(y, scores, {"g": ["a", "a", "b", "b"]}, {"g": None})
+    assert found == {
+        "fairness.g.demographic_parity_difference": 1.0,
+        "fairness.g.equalized_odds_difference": 1.0,
+    }
+    fair = fairness_metrics(y, np.array([0.9, 0.1, 0.9, 0.1]), {"g": ["a", "a", "b", "b"]}, {"g": None})
+    assert fair["fairness.g.demographic_parity_difference"] == 0.0
+
+
+def test_policy_controls_name_rows_of_the_controls_table() -> None:
+    from mlops_gitops.evidence import _same_control
+
+    assert _same_control("EU AI Act Art. 15", "EU AI Act", "Art. 15 accuracy, robustness, cybersecurity")
+    assert not _same_control("EU AI Act Art. 1", "EU AI Act", "Art. 15 accuracy, robustness, cybersecurity")
+    assert _same_control("NIST AI RMF MANAGE", "NIST AI RMF 1.0", "MANAGE")
+    assert _same_control("SR 11-7 validation", "SR 11-7", "validation: ongoing monitoring, outcomes analysis")
+    assert not _same_control("SR 11-7 validation", "SR 11-7", "development and implementation")
