@@ -66,6 +66,7 @@ REQUIRED = (
     "summary.html",
 )
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+OVERSIGHT = {"policy/decisions.json", "approvals.json"}  # the controls a finding concerns prove with these
 TRAILERS = re.compile(
     r"^(Approved-by|Reviewed-by|Acked-by|Signed-off-by):\s*(.+)$", re.MULTILINE | re.IGNORECASE
 )
@@ -727,7 +728,8 @@ def render_summary(pack: Pack, context: dict[str, Any], decisions: list[dict[str
 
 def controls(pack: Pack, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each control of CONTROLS.md with the pack's files that prove it, the policies that name
-    it, and its status: evidenced, or gap (a file it needs is missing or has a gap)."""
+    it, and its status: evidenced; gap (a file it needs is missing or has a gap); or finding,
+    for the controls over decisions and oversight when a deployment went against the gate."""
     policies: dict[str, set[str]] = {}
     for decision in decisions:
         for policy in decision.get("policies", []):
@@ -740,14 +742,15 @@ def controls(pack: Pack, decisions: list[dict[str, Any]]) -> list[dict[str, Any]
         named = sorted(
             {t for key, titles in policies.items() for t in titles if _same_control(key, framework, control)}
         )
+        findings = pack.findings if OVERSIGHT & set(paths) else []
         rows.append(
             {
                 "framework": framework,
                 "control": control,
                 "evidence": list(paths),
                 "policies": named,
-                "status": "gap" if (missing or gaps) else "evidenced",
-                "notes": [f"{p}: missing" for p in missing] + gaps,
+                "status": "finding" if findings else ("gap" if (missing or gaps) else "evidenced"),
+                "notes": findings + [f"{p}: missing" for p in missing] + gaps,
             }
         )
     return rows
