@@ -227,9 +227,14 @@ class Pack:
     files: dict[str, bytes] = field(default_factory=dict)
     gaps: list[str] = field(default_factory=list)  # evidence that should be there and is not
     findings: list[str] = field(default_factory=list)  # what the evidence shows went against policy
+    documents: dict[str, Any] = field(default_factory=dict)  # the JSON files, as objects
 
     def add(self, path: str, data: bytes | Any) -> None:
-        self.files[path] = data if isinstance(data, bytes) else canonical(data)
+        if isinstance(data, bytes):
+            self.files[path] = data
+        else:
+            self.documents[path] = data
+            self.files[path] = canonical(data)
 
 
 def resolve_version(repo: Repo, registry: Any, model: str, env: str, version: int | None) -> int:
@@ -287,7 +292,10 @@ def _lineage(raw: Any, actual: str | None) -> dict[str, Any]:
     }
 
 
-def _thresholds(definition: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def _thresholds(
+    definition: dict[str, Any], metrics: dict[str, Any], found: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
+    """Each threshold of model.yaml, and each fairness maximum (`found`: the measured gaps)."""
     rows = []
     for metric, bound in sorted((definition.get("metrics") or {}).get("thresholds", {}).items()):
         value = metrics.get(metric)
@@ -300,7 +308,6 @@ def _thresholds(definition: dict[str, Any], metrics: dict[str, Any]) -> list[dic
             passed = passed and value <= bound["max"]
         rows.append({"metric": metric, "value": value, "rule": " and ".join(rules), "passed": bool(passed)})
     fairness = definition.get("fairness") or {}
-    found = fairness_facts(metrics)
     for feature in sorted(fairness.get("sensitive_features") or {}):
         for name in ("demographic_parity_difference", "equalized_odds_difference"):
             limit = fairness.get(f"max_{name}")
@@ -329,6 +336,7 @@ def _git_history(root: Path, env: str, model: str, version: int) -> list[dict[st
     """The commits (first parent, newest first) that set the manifest to `version`."""
     path = f"{ENVIRONMENTS_DIR}/{env}/{model}.yaml"
     out = git(root, "log", "--format=%H", "--", path, check=False)
+    mainline = set(git(root, "rev-list", "--first-parent", "--merges", "HEAD", check=False).split())
     found = []
     for commit in out.split():
         text = git(root, "show", f"{commit}:{path}", check=False)
@@ -351,16 +359,15 @@ def _git_history(root: Path, env: str, model: str, version: int) -> list[dict[st
                 "committed_at": committed,
                 "subject": body.strip().splitlines()[0] if body.strip() else "",
                 "trailers": _trailers(body),
-                "merge": _merge_of(root, commit),
+                "merge": _merge_of(root, commit, mainline),
             }
         )
     return found
 
 
-def _merge_of(root: Path, commit: str) -> dict[str, Any] | None:
-    """The merge on HEAD's first-parent line (main's history) that brought `commit` in, if a
-    merge did; a merge of main into the branch ("Update branch") is not it."""
-    mainline = set(git(root, "rev-list", "--first-parent", "--merges", "HEAD", check=False).split())
+def _merge_of(root: Path, commit: str, mainline: set[str]) -> dict[str, Any] | None:
+    """The merge on HEAD's first-parent line (`mainline`: main's merges) that brought `commit`
+    in, if a merge did; a merge of main into the branch ("Update branch") is not it."""
     candidates = git(
         root, "rev-list", "--ancestry-path", "--merges", "--reverse", f"{commit}..HEAD", check=False
     ).split()
@@ -441,7 +448,9 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
     pack.add("lineage.json", lineage)
 
     metrics = dict(from_tags(tags).get("metrics") or {})
-    thresholds = _thresholds(definition, metrics)
+    fairness = fairness_facts(metrics)
+    registry_history = history_from_tags(tags)
+    thresholds = _thresholds(definition, metrics, fairness)
     report_passed = tags.get(f"{TAG_PREFIX}report.passed") == "true"
     with tempfile.TemporaryDirectory() as tmp:
         report_dir = _download(registry, raw.run_id, REPORT, Path(tmp))
@@ -476,7 +485,7 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
             "risk_tier": definition.get("risk_tier"),
             "primary": (definition.get("metrics") or {}).get("primary"),
             "metrics": {k: v for k, v in sorted(metrics.items()) if not k.startswith("fairness.")},
-            "fairness": fairness_facts(metrics),
+            "fairness": fairness,
             "thresholds": thresholds,
             "max_regression": (definition.get("metrics") or {}).get("max_regression"),
             "report": report,
@@ -545,7 +554,7 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
     deployments = {
         "records": [r.__dict__ for r in records],
         "unreadable_lines": skipped,
-        "registry_history": history_from_tags(tags),
+        "registry_history": registry_history,
         "this_version": this_version,
     }
     if not mine:
@@ -601,10 +610,10 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
         },
         "metrics": metrics,
         "thresholds": thresholds,
-        "fairness": fairness_facts(metrics),
+        "fairness": fairness,
         "environment": env,
         "deployment": {
-            "healthy_since": (history_from_tags(tags).get(env) or {}).get("healthy_since"),
+            "healthy_since": (registry_history.get(env) or {}).get("healthy_since"),
             "deployments": this_version["deployments"],
             "rollbacks": this_version["rollbacks"],
         },
@@ -614,7 +623,7 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
         "approvals": ", ".join(approvers) or _approval_words(seen, env),
     }
     pack.add("model-card.md", render_card(repo, model, context).encode())
-    pack.add("summary.html", render_summary(pack, context, decisions).encode())
+    pack.add("summary.html", render_summary(pack, context).encode())
     return pack
 
 
@@ -695,7 +704,7 @@ def render_card(repo: Repo, model: str, context: dict[str, Any]) -> str:
         ) from None
 
 
-def render_summary(pack: Pack, context: dict[str, Any], decisions: list[dict[str, Any]]) -> str:
+def render_summary(pack: Pack, context: dict[str, Any]) -> str:
     import jinja2
 
     env = jinja2.Environment(
@@ -713,25 +722,25 @@ def render_summary(pack: Pack, context: dict[str, Any], decisions: list[dict[str
     }
     return env.get_template("evidence.html.j2").render(
         pack=pack,
-        lineage=json.loads(pack.files["lineage.json"]),
-        metrics=json.loads(pack.files["metrics.json"]),
-        deployments=json.loads(pack.files["deployments.json"]),
-        approvals=json.loads(pack.files["approvals.json"]),
-        monitoring=json.loads(pack.files["monitoring/summary.json"]),
-        decisions=decisions,
-        controls=controls(pack, decisions),
+        lineage=pack.documents["lineage.json"],
+        metrics=pack.documents["metrics.json"],
+        deployments=pack.documents["deployments.json"],
+        approvals=pack.documents["approvals.json"],
+        monitoring=pack.documents["monitoring/summary.json"],
+        decisions=pack.documents["policy/decisions.json"],
+        controls=controls(pack),
         card=context,
         plots=plots,
         files=[(p, sha256(d), len(d)) for p, d in sorted(pack.files.items())],
     )
 
 
-def controls(pack: Pack, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def controls(pack: Pack) -> list[dict[str, Any]]:
     """Each control of CONTROLS.md with the pack's files that prove it, the policies that name
     it, and its status: evidenced; gap (a file it needs is missing or has a gap); or finding,
     for the controls over decisions and oversight when a deployment went against the gate."""
     policies: dict[str, set[str]] = {}
-    for decision in decisions:
+    for decision in pack.documents["policy/decisions.json"]:
         for policy in decision.get("policies", []):
             for control in policy.get("controls") or []:
                 policies.setdefault(control, set()).add(policy.get("title") or policy["package"])
@@ -768,7 +777,6 @@ def _same_control(named: str, framework: str, control: str) -> bool:
 
 
 def index(pack: Pack) -> dict[str, Any]:
-    decisions = json.loads(pack.files["policy/decisions.json"])
     return {
         "format": FORMAT,
         "model": pack.model,
@@ -779,7 +787,7 @@ def index(pack: Pack) -> dict[str, Any]:
             for path, data in sorted(pack.files.items())
         ],
         "required": list(REQUIRED),
-        "controls": controls(pack, decisions),
+        "controls": controls(pack),
         "gaps": sorted(pack.gaps),
         "findings": pack.findings,
     }
