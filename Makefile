@@ -19,13 +19,18 @@ PYTEST_ARGS ?=
 # checks, and part of the install stamp so existing environments pick it up.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install demo test lint typecheck unit train policy validate ci-config plan reconcile status down register act-pr act-train act-reconcile act-drift drift drift-alert bench-drift bench-register bench-check bench-serve bench-reconcile lock clean distclean
+.PHONY: help install tools-path demo test lint typecheck unit train policy validate ci-config plan reconcile status down register act-pr act-train act-reconcile act-drift drift drift-alert lock clean distclean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+# The tool set's identity: what `install` stamps into $(VENV); CI keys its shared environment on it.
+TOOLSET = $$( (cat constraints.txt; echo "$(OPA_BINDINGS)") | sha256sum | cut -c1-16)
+# Where CI keeps one environment per tool set and Python, reused across jobs and runs.
+TOOLS_CACHE ?= $(HOME)/.cache/mlops-gitops
 
 install: ## create $(VENV) and install the pinned tool set (re-runs only when constraints.txt changes)
-	@want=$$( (cat constraints.txt; echo "$(OPA_BINDINGS)") | sha256sum | cut -c1-16); \
+	@want=$(TOOLSET); \
 	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
 	  $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed, found " + sys.version.split()[0] + " (set PYTHON=python3.x)")'; \
 	  echo "installing the pinned tool set into $(VENV) (about 2 minutes the first time)"; \
@@ -35,6 +40,10 @@ install: ## create $(VENV) and install the pinned tool set (re-runs only when co
 	  echo "$$want" > $(STAMP); \
 	fi
 
+tools-path: ## print path=/key= of the shared environment for this tool set and Python (GITHUB_OUTPUT lines)
+	@py=$$($(PYTHON) -c 'import platform; print(platform.python_version())'); key="py$$py-$(TOOLSET)"; \
+	echo "path=$(TOOLS_CACHE)/venv-$$key"; echo "key=mlops-tools-$$(uname -s)-$$(uname -m)-$$key"
+
 demo: install ## generate a project from non-default answers and run a model's life through it
 	$(BIN)/python -m mlops_gitops.demo
 
@@ -42,6 +51,8 @@ test: install lint typecheck unit ## the whole suite: lint, types, tests (templa
 
 # Named paths keep ruff out of the template directory (its pyproject.toml is a Jinja template).
 PY_PATHS := $(wildcard scripts tests pipelines benchmarks hooks local_extensions.py)
+# The template's own targets (benchmarks): its repository only, not copied into generated ones.
+-include template.mk
 
 lint: install ## ruff (lint + format check) and actionlint over the workflows
 	$(BIN)/ruff check $(PY_PATHS)
@@ -121,21 +132,6 @@ act-drift: install ## run .github/workflows/drift.yml locally under act (host mo
 
 act-reconcile: install ## run .github/workflows/reconcile.yml locally under act (host mode)
 	$(BIN)/act workflow_dispatch -W .github/workflows/reconcile.yml -e tests/fixtures/events/workflow_dispatch.json
-
-bench-serve: install ## benchmark: our model server vs `mlflow models serve` (throughput, p50/p99 at 100 req/s)
-	$(BIN)/python -m benchmarks.bench_serve
-
-bench-check: install ## benchmark: mlops check over 1,000 manifests vs parsing them vs one engine per file
-	$(BIN)/python -m benchmarks.bench_check
-
-bench-reconcile: install ## benchmark: no-op reconcile of 1,000 manifests vs loading them; failed check -> previous serving
-	$(BIN)/python -m benchmarks.bench_reconcile
-
-bench-drift: install ## benchmark: mlops drift over 100,000 logged rows x 20 features vs evidently alone
-	$(BIN)/python -m benchmarks.bench_drift
-
-bench-register: install ## benchmark: dvc repro + mlops register, against bare MLflow
-	$(BIN)/python -m benchmarks.bench_register
 
 lock: install ## refresh constraints.txt from the environment
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new

@@ -49,7 +49,7 @@ def main() -> None:
     from mlops_gitops.records import inference_log
     from mlops_gitops.registry import Registry
 
-    from tests.workflows import sandbox
+    from tests.engine.workflows import sandbox
 
     work = Path(tempfile.mkdtemp(prefix="bench-drift-"))
     try:

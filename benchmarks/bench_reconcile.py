@@ -51,7 +51,7 @@ def no_op(work: Path, count: int) -> dict[str, Any]:
     from mlops_gitops.registry import Registry
     from mlops_gitops.targets.kserve import KServeTarget, render
 
-    from tests.workflows import sandbox
+    from tests.engine.workflows import sandbox
 
     repo_dir = sandbox(work / "noop")
     first = sorted(p.name for p in (repo_dir / "models").iterdir())[0]
@@ -150,16 +150,14 @@ def recovery(work: Path, rounds: int) -> dict[str, Any]:
     from mlops_gitops.serve import input_example
 
     from tests.conftest import base_env, git_commit_all
-    from tests.mlflow_server import free_port
-    from tests.registered import register_version, registry_of
-    from tests.workflows import sandbox
+    from tests.engine.registered import register_version, registry_of
+    from tests.engine.workflows import sandbox
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri exported the first phase's
     repo = sandbox(work / "recovery")
     model = sorted(p.name for p in (repo / "models").iterdir())[0]
     project = repo / "mlops.yaml"
-    text = project.read_text().replace("  target: kserve", "  target: local")
-    project.write_text(re.sub(r"base_port: \d+", f"base_port: {free_port()}", text))
+    project.write_text(project.read_text().replace("  target: kserve", "  target: local"))
     manifest = repo / "environments" / "staging" / f"{model}.yaml"
     manifest.write_text(
         re.sub(

@@ -44,7 +44,7 @@ def main() -> None:
     from mlops_gitops.config import load_repo
     from mlops_gitops.registry import Registry
 
-    from tests.workflows import sandbox
+    from tests.engine.workflows import sandbox
 
     work = Path(tempfile.mkdtemp(prefix="bench-register-"))
     repo = sandbox(work / "repo")

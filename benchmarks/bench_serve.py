@@ -113,9 +113,9 @@ def main() -> None:
 
     from mlops_gitops.serve import input_example
 
-    from tests.mlflow_server import free_port
-    from tests.registered import register_version, registry_of
-    from tests.workflows import sandbox
+    from tests.engine.mlflow_server import free_port
+    from tests.engine.registered import register_version, registry_of
+    from tests.engine.workflows import sandbox
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     repo = sandbox(work / "repo")

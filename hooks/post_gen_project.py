@@ -116,6 +116,32 @@ def write_answers(dest: Path) -> None:
     (dest / ".cookiecutter.json").write_text(json.dumps(answers, indent=2) + "\n")
 
 
+def write_cruft_state(dest: Path, root: Path) -> None:
+    """Under cruft (its context carries `_commit`), write the `.cruft.json` that cruft writes once
+    this hook has run, with the same bytes, so that it is part of the first commit.
+
+    cruft writes {template, commit, checkout, context: {cookiecutter: answers in cookiecutter.json's
+    order, then _template and _commit}, directory}, indented by 2, and a newline. `cruft create
+    --checkout/--directory` are not visible here: with them cruft's own write differs, and git shows
+    the file modified, still tracked.
+    """
+    if "_commit" not in CONTEXT or "_template" not in CONTEXT:
+        return
+    order = [k for k in json.loads((root / "cookiecutter.json").read_text()) if not k.startswith("__")]
+    order += ["_template", "_commit"]
+    answers = {k: CONTEXT[k] for k in order if k in CONTEXT}
+    answers.update({k: v for k, v in sorted(CONTEXT.items()) if k not in answers})
+    state = {
+        "template": CONTEXT["_template"],
+        "commit": CONTEXT["_commit"],
+        "checkout": None,
+        "context": {"cookiecutter": answers},
+        "directory": None,
+    }
+    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": ")) + "\n"
+    (dest / ".cruft.json").write_text(text, encoding="utf-8")
+
+
 def git_init(dest: Path) -> None:
     """git init + first commit; a missing git identity falls back to the template's."""
     if shutil.which("git") is None:
@@ -139,6 +165,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = find_template_root(Path(tmp))
         copy_machinery(root, dest)
+        write_cruft_state(dest, root)
     write_answers(dest)
     git_init(dest)
 

@@ -19,6 +19,7 @@ DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 GITHUB_OWNER = re.compile(r"^@[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9_.-]+)?$")
 RUNNER_LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 TARGETS = ("local", "kserve")
+MAX_PURPOSE = 200
 URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
 
 
@@ -41,6 +42,9 @@ def problems(ctx: dict) -> list[str]:
                 "a DNS-1123 label: lower-case letters, digits and '-', 1-63 characters, "
                 "starting and ending with a letter or digit",
             )
+    purpose = str(ctx.get("model_purpose", ""))
+    if "\n" in purpose or "\r" in purpose or len(purpose) > MAX_PURPOSE:
+        bad("model_purpose", f"one line of at most {MAX_PURPOSE} characters (empty: a TODO to fill in)")
     if not GITHUB_OWNER.match(str(ctx.get("owning_team", "")).strip()):
         bad("owning_team", "a GitHub user or team such as @org or @org/team")
     approvers = split_list(ctx.get("production_approvers", ""))

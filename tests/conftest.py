@@ -12,21 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CONFIG_PATHS = ("mlops.yaml", "templates")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Inside an act job (ACT is set) the tests that run act themselves would recurse forever:
-    they are deselected there and run by the outer suite that started act."""
-    if not os.environ.get("ACT"):
-        return
-    inner = [item for item in items if item.get_closest_marker("act")]
-    if inner:
-        config.hook.pytest_deselected(items=inner)
-        items[:] = [item for item in items if not item.get_closest_marker("act")]
 
 
 def base_env() -> dict[str, str]:
@@ -46,28 +34,12 @@ def base_env() -> dict[str, str]:
         GIT_COMMITTER_NAME="mlops tests",
         GIT_COMMITTER_EMAIL="tests@localhost",
     )
-    for name in ("MLOPS_REPO", "MLOPS_STATE_DIR", "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+    leaks = ("MLOPS_REPO", "MLOPS_STATE_DIR", "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    # inside a workflow job (act, GitHub): its event and summary are not the commands' under test
+    leaks += ("GITHUB_EVENT_PATH", "GITHUB_BASE_REF", "GITHUB_STEP_SUMMARY", "MLOPS_NOW")
+    for name in leaks:
         env.pop(name, None)  # state of this process (or of make) must not leak into the commands
     return env
-
-
-def chromium_path() -> str:
-    """Debian's Chromium, for the browser tests; installed here (apt-get, as root) when missing.
-
-    Playwright drives it with `executable_path`: its own browser download cannot run offline."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
-        proc = subprocess.run(install, env=env, capture_output=True, text=True)
-        found = shutil.which("chromium")
-        if found:
-            return found
-        pytest.fail(f"apt-get install chromium failed: {proc.stderr.strip()[-500:]}")
-    pytest.fail("chromium is missing and cannot be installed here (expected `sudo apt-get install chromium`)")
 
 
 def run_mlops(
@@ -152,53 +124,30 @@ def tree_digest(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """This repository's mlops.yaml and scaffold templates with one model, "churn", scaffolded.
-
-    The model is made here rather than copied so the same tests run in every generated
-    repository, whatever its first model is called.
-    """
-    from mlops_gitops.scaffold import add_model, load_for_add
-
-    dest = tmp_path / "repo"
-    copy_files([f for f in instance_files() if f.split("/", 1)[0] in CONFIG_PATHS], ROOT, dest)
-    add_model(load_for_add(dest, "churn"), "churn")
-    return dest
-
-
-@pytest.fixture
 def mlops() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The real `mlops` command in a subprocess: mlops(*args, cwd=..., check=..., env_extra=...)."""
     return run_mlops
 
 
-@pytest.fixture(scope="session")
-def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A generated-repository copy whose registry (its default sqlite file) holds churn v1 and
-    v2 (good), v3 (its predict raises) and v4 (answers once, then raises: it passes the server's
-    load-time smoke test and fails after the switch). Tests copy it; the registry's artifact
-    store is shared."""
-    from mlops_gitops.demo import register_broken
-    from mlops_gitops.scaffold import add_model, load_for_add
+def pristine(repo: Path) -> None:
+    """Every manifest asks for no version (no traffic split, shadow or exception): the state of a
+    repository before its first promotion, whatever the live one has been through."""
+    for path in sorted((repo / "environments").glob("*/*.y*ml")):
+        manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            continue
+        for key in ("traffic", "shadow", "exceptions"):
+            manifest.pop(key, None)
+        manifest.update(version=None, suspend=False)
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
 
-    from .registered import register_version, registry_of
-    from .workflows import sandbox
 
-    repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")
-    # The same tests run in every generated repository, whatever its first model and target.
-    if not (repo / "models" / "churn").exists():
-        add_model(load_for_add(repo, "churn"), "churn")
-    for other in [p.name for p in (repo / "models").iterdir() if p.name != "churn"]:
-        shutil.rmtree(repo / "models" / other)  # one model: the tests read one plan row
-        for manifest in (repo / "environments").glob(f"*/{other}.yaml"):
-            manifest.unlink()
-    project = repo / "mlops.yaml"
-    project.write_text(project.read_text().replace("  target: kserve", "  target: local"))
-    for manifest in (repo / "environments").glob("*/churn.yaml"):
-        manifest.write_text(manifest.read_text().replace("kind: kserve", "kind: local"))
-    if subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout:
-        git_commit_all(repo, "model churn on the local target")
-    assert register_version(repo, "churn", seed=7) == 1
-    assert register_version(repo, "churn", seed=3) == 2
-    assert register_broken(registry_of(repo), "churn") == 3
-    assert register_broken(registry_of(repo), "churn", good_calls=1) == 4
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    """This repository's files (as git has them, uncommitted ones included) in a temporary git
+    repository, pristine: no version promoted anywhere, no registry, no pipeline output, no
+    deployment. Tests build the state they need there, never in the live repository."""
+    repo = copy_files(git_files(), ROOT, tmp_path / "repo")
+    pristine(repo)
+    git_commit_all(repo, "scratch copy")
     return repo

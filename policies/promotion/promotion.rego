@@ -3,7 +3,7 @@
 # description: >-
 #   A version reaches an environment only with its evidence: metric thresholds met, a passing
 #   champion/challenger report, complete lineage, an artifact hash and a signature, a model
-#   card, enough approvals for a high-risk model, a healthy soak in the environment below, no
+#   card (its words written, not placeholders, for a protected environment), enough approvals for a high-risk model, a healthy soak in the environment below, no
 #   regression beyond tolerance against production, fairness gaps within the model's maxima
 #   for its sensitive features, and no open critical drift alert unless the manifest carries
 #   an unexpired exception for it.
@@ -121,6 +121,25 @@ deny_model_card contains msg if {
 	some field in ["intended_use", "limitations"]
 	count(trim_space(object.get(input.model.card, field, ""))) == 0
 	msg := sprintf("%s: the model card has no %s (expected it filled in models/%s/model.yaml)", [where, field, input.change.model])
+}
+
+# A model's words start as placeholders ("TODO: ..."): a protected environment (production) needs
+# them written, so that the card an auditor reads describes this model.
+placeholder_fields contains field if {
+	some field, text in object.get(input.model, "card", {})
+	is_string(text)
+	startswith(trim_space(text), "TODO")
+}
+
+placeholder_fields contains "description" if {
+	startswith(trim_space(object.get(input.model, "description", "")), "TODO")
+}
+
+deny_model_card contains msg if {
+	is_promotion
+	object.get(input.environment, "protected", false) == true
+	count(placeholder_fields) > 0
+	msg := sprintf("%s: the model's words are still placeholders: %s (expected them written in models/%s/model.yaml before a protected environment)", [where, concat(", ", sort(placeholder_fields)), input.change.model])
 }
 
 deny_approvals contains msg if {

@@ -68,6 +68,21 @@ test_deny_empty_model_card if {
 	count(promotion.deny_model_card) == 1 with input as facts({"model": {"card": {"intended_use": " ", "limitations": "x"}}})
 }
 
+test_deny_placeholders_in_a_protected_environment_naming_the_fields if {
+	card := {"intended_use": "TODO: who uses it", "limitations": "synthetic data", "out_of_scope": " TODO later"}
+	denied := promotion.deny_model_card with input as facts({"model": {"card": card, "description": "TODO: one line"}})
+	denied == {"churn v2 to production: the model's words are still placeholders: description, intended_use, out_of_scope (expected them written in models/churn/model.yaml before a protected environment)"}
+}
+
+test_allow_placeholders_in_an_unprotected_environment if {
+	staging := {"name": "staging", "protected": false}
+	count(promotion.deny_model_card) == 0 with input as facts({"environment": staging, "model": {"card": {"intended_use": "TODO", "limitations": "TODO"}}})
+}
+
+test_allow_written_words_that_mention_todo_later_on if {
+	count(promotion.deny_model_card) == 0 with input as facts({"model": {"description": "Scores claims; no TODO here", "card": {"intended_use": "ranking", "limitations": "x"}}})
+}
+
 test_deny_high_risk_with_one_approval if {
 	count(promotion.deny_approvals) == 1 with input as facts({"model": {"risk_tier": "high"}})
 }

@@ -128,26 +128,46 @@ def model() -> None:
 
 @model.command("add")
 @click.argument("name")
+@click.option(
+    "--like",
+    "like",
+    default=None,
+    help="Copy OTHER's settings: thresholds, drift, fairness, "
+    "risk tier, pipeline parameters, each manifest's target (never its words).",
+    metavar="OTHER",
+)
+@click.option("--purpose", default="", help="One line: the decision NAME's scores serve (else a TODO).")
 @output_option
 @click.pass_context
-def model_add(ctx: click.Context, name: str, fmt: str) -> None:
-    """Scaffold models/NAME/model.yaml and NAME's manifest in every environment.
+def model_add(ctx: click.Context, name: str, like: str | None, purpose: str, fmt: str) -> None:
+    """Scaffold NAME: models/NAME/model.yaml and card.md, its section of the pipeline's
+    parameters (pipelines/params.yaml, so `make train` trains it) and its manifest in every
+    environment.
 
-    NAME must be a DNS-1123 label. Nothing is written unless every file renders and
-    validates; an interrupted run can be repeated and finishes the job.
+    NAME must be a DNS-1123 label. The model's words (description, intended use, out of
+    scope, limitations) start as TODO placeholders: production is denied until they are
+    written. Nothing is written unless every file renders and validates; an interrupted run
+    can be repeated and finishes the job.
     """
     from .scaffold import add_model, load_for_add
 
     root = _root(ctx)
-    planned = add_model(load_for_add(root, name), name)
+    planned = add_model(load_for_add(root, name), name, like, purpose)
     load_repo(root)  # the repository as a whole must still validate
     rows = [(p.path.relative_to(root).as_posix(), "unchanged" if p.exists else "created") for p in planned]
+    rows = [
+        (path, "section added" if path.endswith("params.yaml") and r == "created" else r) for path, r in rows
+    ]
     if fmt == "json":
-        output.emit_json("ModelAdded", {"model": name, "files": [{"path": a, "result": b} for a, b in rows]})
+        output.emit_json(
+            "ModelAdded", {"model": name, "like": like, "files": [{"path": a, "result": b} for a, b in rows]}
+        )
     else:
-        output.table(f"model {name}", ["file", "result"], rows)
+        output.table(f"model {name}" + (f" (like {like})" if like else ""), ["file", "result"], rows)
         output.stderr.print(
-            f"next: describe it in models/{name}/model.yaml, then `mlops validate`", highlight=False
+            f"next: write its words in models/{name}/model.yaml (description, card:), `make train` "
+            f"to train it, then `mlops register {name} --report`",
+            highlight=False,
         )
 
 
@@ -238,6 +258,16 @@ def register(
     with output.stderr.status(f"registering {', '.join(names)} in {registry.uri}"):
         for name in names:
             results.append(registry.register(name))
+    for r in results:
+        if r.created and r.tags.get("mlops.git.dirty") == "true":
+            untracked = json.loads(r.tags.get("mlops.git.untracked") or "[]")
+            output.stderr.print(
+                f"warning: {r.model} v{r.version} comes from uncommitted work"
+                + (f" ({', '.join(untracked)} not in git)" if untracked else "")
+                + ": its lineage's commit does not reproduce it (expected `git add` + `git commit` "
+                "of what the pipeline wrote, before `mlops register`)",
+                highlight=False,
+            )
     rows: list[dict[str, Any]] = [
         {
             "model": r.model,
@@ -268,6 +298,7 @@ def register(
                     int(row["version"]),
                     None,
                     f"trained and registered; report passed against {baseline}",
+                    checkout=False,  # each model's promotion branches from here, not from another's
                 )
                 row["promotion"] = {"branch": promoted.branch, "pull_request": promoted.pull_request}
     if fmt == "json":
@@ -374,6 +405,11 @@ def report(
 @click.option("--from", "source", default=None, help="Promote the version another environment runs.")
 @click.option("--reason", default="promotion", show_default=True, help="Why; goes into the commit and PR.")
 @click.option("--no-pr", is_flag=True, help="Commit on the branch but do not push or open a pull request.")
+@click.option(
+    "--no-checkout",
+    is_flag=True,
+    help="Leave the working tree and the current branch as they are (the branch is made all the same).",
+)
 @output_option
 @click.pass_context
 def promote(
@@ -384,14 +420,17 @@ def promote(
     source: str | None,
     reason: str,
     no_pr: bool,
+    no_checkout: bool,
     fmt: str,
 ) -> None:
     """Open the pull request that promotes a registered version of MODEL to an environment.
 
-    Edits environments/<env>/<MODEL>.yaml on the branch promote/<MODEL>-<env>-v<N> and
-    commits it. With `gh` installed and authenticated it pushes and opens the pull request;
-    otherwise it prints the exact command. An unknown model, environment or version is
-    refused and nothing changes. Policies judge the pull request (`mlops check`).
+    Commits the edited environments/<env>/<MODEL>.yaml on the branch
+    promote/<MODEL>-<env>-v<N>, made from the current branch, and switches to it (unless
+    --no-checkout); it says where you are and how to get back. With `gh` installed and
+    authenticated it pushes and opens the pull request; otherwise it prints the exact
+    command. An unknown model, environment or version is refused and nothing changes.
+    Policies judge the pull request (`make policy`, `mlops check`).
     """
     from . import promote as promotion
     from .registry import Registry
@@ -408,7 +447,9 @@ def promote(
         except MlflowException:
             return False
 
-    result = promotion.promote(repo, exists, model, env, version, source, reason, open_pr=not no_pr)
+    result = promotion.promote(
+        repo, exists, model, env, version, source, reason, open_pr=not no_pr, checkout=not no_checkout
+    )
     if fmt == "json":
         output.emit_json(
             "Promotion",
@@ -421,6 +462,8 @@ def promote(
                 "commit": result.commit,
                 "pull_request": result.pull_request,
                 "changed": result.changed,
+                "checked_out": result.checked_out,
+                "base": result.base,
             },
         )
     else:
@@ -430,6 +473,12 @@ def promote(
             highlight=False,
         )
         output.stdout.print(f"pull request: {result.pull_request}", highlight=False)
+    where = (
+        f"you are on {result.branch} now; back: git switch {result.base}"
+        if result.checked_out
+        else f"you are still on {result.base}; the promotion: git switch {result.branch}"
+    )
+    output.stderr.print(where, highlight=False)
 
 
 @main.command()
@@ -836,10 +885,25 @@ def drift(
     required=True,
     help="Ground truth: CSV request_id,label[,row] or JSON lines with those keys.",
 )
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the HTML and JSON reports go (default: .mlops/feedback/<env>/<model>/).",
+)
 @click.option("--no-record", is_flag=True, help="Do not record the status on the registered model.")
 @output_option
 @click.pass_context
-def feedback(ctx: click.Context, model: str, env: str, labels_file: Path, no_record: bool, fmt: str) -> None:
+def feedback(
+    ctx: click.Context,
+    model: str,
+    env: str,
+    labels_file: Path,
+    out_dir: Path | None,
+    no_record: bool,
+    fmt: str,
+) -> None:
     """Join ground truth to logged predictions; live performance per version and per day.
 
     The metric and the tolerated drop come from models/<model>/model.yaml
@@ -852,7 +916,7 @@ def feedback(ctx: click.Context, model: str, env: str, labels_file: Path, no_rec
 
     repo = load_repo(_root(ctx))
     registry = Registry(repo)
-    result = joining.run(repo, registry, model, env, labels_file)
+    result = joining.run(repo, registry, model, env, labels_file, out_dir)
     if not no_record:
         joining.record(repo.root, registry, result)
     if fmt == "json":
@@ -876,7 +940,8 @@ def feedback(ctx: click.Context, model: str, env: str, labels_file: Path, no_rec
         output.stderr.print(
             f"{result.status}: {result.joined} labelled rows joined, {result.unmatched} label(s) without a "
             f"logged prediction, {result.skipped_lines} corrupt line(s) skipped; "
-            f"tolerated drop {result.max_drop}",
+            f"tolerated drop {result.max_drop}"
+            + (f"; report {result.report_html}" if result.report_html else ""),
             highlight=False,
         )
     if result.status == "degraded":
@@ -1099,16 +1164,37 @@ def reconcile(
 
 
 @main.command()
+@click.argument("model", required=False)
 @click.option("--env", "env", default=None, help="Only this environment.")
+@click.option(
+    "--url", "only_url", is_flag=True, help="Print only the URL (one MODEL in one --env), for scripts."
+)
 @target_option
 @output_option
 @click.pass_context
-def status(ctx: click.Context, env: str | None, target_kind: str | None, fmt: str) -> None:
-    """Which version runs where, its health, since when, at which URL."""
+def status(
+    ctx: click.Context, model: str | None, env: str | None, only_url: bool, target_kind: str | None, fmt: str
+) -> None:
+    """Which version runs where, its health, since when, at which URL (MODEL: only that model).
+
+    `curl "$(mlops status MODEL --env staging --url)/predict" ...` calls a deployment.
+    """
     from .records import RecordLog
 
     repo = load_repo(_root(ctx))
-    changes = _reconciler(repo, target_kind).plan(env)
+    if model is not None:
+        repo.require_model(model)
+    if only_url and (model is None or env is None):
+        raise MlopsError(
+            "status --url: name one MODEL and one --env (expected `mlops status MODEL --env E --url`)"
+        )
+    changes = [c for c in _reconciler(repo, target_kind).plan(env) if model is None or c.model == model]
+    if only_url:
+        url = changes[0].live.url if changes else ""
+        if not url or changes[0].live.health == "missing":
+            raise MlopsError(f"{model} in {env}: not running (expected `mlops reconcile --env {env}` first)")
+        output.stdout.print(url, highlight=False)
+        return
     log = RecordLog(repo.root)
     rows = []
     for c in changes:
@@ -1136,6 +1222,96 @@ def status(ctx: click.Context, env: str | None, target_kind: str | None, fmt: st
             "status",
             ["env", "model", "serving", "desired", "sync", "health", "since", "url", "last result"],
             [tuple(r.values()) for r in rows],
+        )
+
+
+@main.command()
+@click.argument("model")
+@click.option("--env", "env", required=True, help="The environment whose deployment answers.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Rows to send: CSV, JSON lines (.jsonl) or a JSON list (.json).",
+)
+@click.option("--batch-size", type=int, default=50, show_default=True, help="Rows per request.")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write request_id,row,version,prediction per row here (CSV).",
+)
+@click.option(
+    "--labels-out",
+    "labels_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="When the rows hold the model's target column: request_id,row,label here, for `mlops feedback`.",
+)
+@output_option
+@click.pass_context
+def predict(
+    ctx: click.Context,
+    model: str,
+    env: str,
+    input_file: Path,
+    batch_size: int,
+    out_file: Path | None,
+    labels_file: Path | None,
+    fmt: str,
+) -> None:
+    """Send rows to MODEL's deployment in ENV, in batches, as a client would.
+
+    Each batch is one /predict request with its own request id, logged by the server like
+    any client's: enough rows (models/MODEL/model.yaml drift.min_rows, 200 by default) give
+    `mlops drift` a verdict, and --labels-out gives `mlops feedback` its ground truth.
+    Exit 1 when a request failed.
+    """
+    from . import traffic
+    from .traffic import RequestsFailed
+
+    repo = load_repo(_root(ctx))
+    definition = repo.require_model(model)
+    repo.require_environment(env)
+    live = _reconciler(repo).target.observe(env, model)
+    if live.health == "missing" or not live.url:
+        raise MlopsError(f"{model} in {env}: not running (expected `mlops reconcile --env {env}` first)")
+    rows = traffic.read_rows(input_file)
+    with output.progress(f"{model} in {env}", len(rows)) as advance:
+        sent = traffic.send(live.url, rows, definition.get("target_column"), batch_size, advance)
+    if out_file:
+        traffic.write_csv(out_file, sent.answers, ["request_id", "row", "version", "prediction"])
+    if labels_file:
+        if not sent.labels:
+            raise MlopsError(
+                f"{input_file}: no column {definition.get('target_column')!r} (expected the target column "
+                f"of models/{model}/model.yaml for --labels-out)"
+            )
+        traffic.write_csv(labels_file, sent.labels, ["request_id", "row", "label"])
+    summary = sent.to_dict()
+    if fmt == "json":
+        output.emit_json("PredictResult", {"model": model, "environment": env, "url": live.url, **summary})
+    else:
+        output.table(
+            f"{model} in {env} ({live.url})",
+            ["rows", "requests", "failed", "answered by", "p50 ms", "max ms"],
+            [
+                (
+                    summary["rows"],
+                    summary["requests"],
+                    sum(sent.failed.values()),
+                    ", ".join(f"v{v}: {n} rows" for v, n in summary["versions"].items()) or "-",
+                    summary["latency_p50_ms"],
+                    summary["latency_max_ms"],
+                )
+            ],
+        )
+    if sent.failed:
+        raise RequestsFailed(
+            f"{model} in {env}: {sum(sent.failed.values())} of {sent.requests} requests failed "
+            f"({', '.join(f'HTTP {k}: {n}' for k, n in sent.failed.items())}); see the server's log"
         )
 
 

@@ -24,6 +24,23 @@ from .errors import ExitCode, MlopsError
 PROJECT_FILE = "mlops.yaml"
 MODELS_DIR = "models"
 ENVIRONMENTS_DIR = "environments"
+# The pipeline trains one set of stages per section of its parameters' `models:` (dvc.yaml foreach).
+PIPELINE_PARAMS = "pipelines/params.yaml"
+# The names a model card (models/<model>/card.md, a Jinja template) is filled in with by `mlops evidence`.
+CARD_NAMES = (
+    "approvals",
+    "decisions",
+    "deployment",
+    "drift",
+    "environment",
+    "fairness",
+    "lineage",
+    "metrics",
+    "model",
+    "performance",
+    "thresholds",
+    "version",
+)
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_EXPECTED = "a DNS-1123 label: lower-case letters, digits and '-', 1-63 characters"
 
@@ -276,6 +293,8 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
                 )
             else:
                 models[data["name"]] = data
+        checked.append(f"{MODELS_DIR}/{model_dir.name}/card.md")
+        problems.extend(_card_problems(root, model_dir.name))
 
     manifests: dict[tuple[str, str], dict[str, Any]] = {}
     env_root = root / ENVIRONMENTS_DIR
@@ -342,6 +361,10 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
             if manifests_ok:
                 manifests[(env_dir.name, data["model"])] = data
 
+    if models_dir.is_dir():
+        problems.extend(_pipeline_problems(root, [p.name for p in models_dir.iterdir() if p.is_dir()]))
+        checked.append(PIPELINE_PARAMS)
+
     if project_ok:
         for name in models:
             for env in environments:
@@ -357,6 +380,76 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
 
     repo = Repo(root, project, models, manifests) if project_ok else None
     return repo, sorted(set(problems)), checked
+
+
+def _card_problems(root: Path, model: str) -> list[Problem]:
+    """The model card must be a Jinja template that names only what `mlops evidence` fills in."""
+    import jinja2
+    from jinja2 import meta
+
+    path = root / MODELS_DIR / model / "card.md"
+    display = f"{MODELS_DIR}/{model}/card.md"
+    if not path.is_file():
+        return [Problem(display, "", "missing", "the model card template (`mlops model add` writes one)")]
+    try:
+        parsed = jinja2.Environment().parse(path.read_text(encoding="utf-8"))
+    except jinja2.TemplateSyntaxError as exc:
+        return [Problem(display, f"line {exc.lineno}", exc.message or "not a template", "a Jinja template")]
+    except UnicodeDecodeError:
+        return [Problem(display, "", "not UTF-8 text", "a UTF-8 Jinja template")]
+    unknown = sorted(meta.find_undeclared_variables(parsed) - set(CARD_NAMES))
+    return [
+        Problem(
+            display, name, "unknown name", f"one of {', '.join(CARD_NAMES)} (what `mlops evidence` fills in)"
+        )
+        for name in unknown
+    ]
+
+
+def _pipeline_problems(root: Path, defined: list[str]) -> list[Problem]:
+    """Every model of models/ has a section in the pipeline's parameters, and every section a model:
+    a model the pipeline does not know is never trained, one without a definition never registered."""
+    path = root / PIPELINE_PARAMS
+    if not path.is_file():
+        return [
+            Problem(PIPELINE_PARAMS, "", "missing", "the pipeline's parameters, a models: section per model")
+        ]
+    try:
+        data = yamlio.load(path, PIPELINE_PARAMS)
+    except yamlio.YamlError as exc:
+        return [Problem(exc.source, exc.where, exc.problem, exc.expected)]
+    sections = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(sections, dict):
+        return [
+            Problem(
+                PIPELINE_PARAMS, "models", f"got {_describe(sections)}", "a mapping: one section per model"
+            )
+        ]
+    out = []
+    for name in sorted(set(defined) - set(sections)):
+        out.append(
+            Problem(
+                PIPELINE_PARAMS,
+                f"models.{name}",
+                "missing: the pipeline does not train this model",
+                f"a section for it: `mlops model add {name}` writes one, or copy another model's",
+            )
+        )
+    for name in sorted(set(sections) - set(defined)):
+        out.append(
+            Problem(
+                PIPELINE_PARAMS,
+                f"models.{name}",
+                "no model definition",
+                f"models/{name}/model.yaml (`mlops model add {name}`), or the section removed",
+            )
+        )
+    for name in sorted(set(sections) & set(defined)):
+        if not isinstance(sections[name], dict):
+            out.append(
+                Problem(PIPELINE_PARAMS, f"models.{name}", f"got {_describe(sections[name])}", "a mapping")
+            )
+    return out
 
 
 def load_repo(root: Path | None = None) -> Repo:

@@ -1,10 +1,9 @@
-"""`make demo`: generate a project and run a model's life through it.
+"""`make demo`: this repository's model through its whole life, in a scratch copy.
 
-From the template checkout (cookiecutter.json present) the demo generates a fresh
-project from non-default answers; from a generated repository it clones itself.  Either
-way every step then runs inside that copy through its own `mlops` command and Makefile,
-so the demo exercises exactly what a user gets.  The copy is left in a temporary
-directory (or DEMO_DIR) for inspection.
+The copy holds this repository's files (the template's own ones left out, so the template's
+checkout demonstrates exactly what it generates), pristine: nothing promoted yet. Every step
+then runs inside it through its own `mlops` command and Makefile, so the demo exercises what
+a team has. The copy is left in a temporary directory (or DEMO_DIR) for inspection.
 """
 
 from __future__ import annotations
@@ -30,15 +29,6 @@ from .targets.local import http_json
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
-DEMO_ANSWERS = {
-    "project_name": "Card Fraud Signals",
-    "description": "Scores card transactions for fraud review, promoted by pull request.",
-    "model_name": "fraud-detector",
-    "owning_team": "@demo-bank/risk-ml",
-    "production_approvers": "@demo-bank/model-risk, @demo-bank/cro-office",
-    "gpu_runner_labels": "self-hosted, linux, x64, gpu-a100",
-    "python_version": "3.12",
-}
 SECOND_MODEL = "credit-limit"
 MLOPS = [sys.executable, "-m", "mlops_gitops.cli"]
 
@@ -84,35 +74,67 @@ class Demo:
             console.print(proc.stdout.rstrip(), markup=False, highlight=False)
         return proc.stdout
 
-    def generate(self) -> None:
-        if (self.source / "cookiecutter.json").is_file():
-            answers = [f"{key}={value}" for key, value in DEMO_ANSWERS.items()]
-            self.run(
-                "generate a project from the template (non-default answers)",
-                [
-                    sys.executable,
-                    "-m",
-                    "cookiecutter",
-                    "--no-input",
-                    str(self.source),
-                    "-o",
-                    str(self.workdir),
-                    *answers,
-                ],
-                cwd=self.workdir,
-            )
-            self.project = self.workdir / "card-fraud-signals"
-        else:
-            self.project = self.workdir / self.source.name
-            self.run(
-                "clone this repository",
-                ["git", "clone", "--quiet", str(self.source), str(self.project)],
-                cwd=self.workdir,
-            )
+    def scratch_copy(self) -> None:
+        """This repository's files, as git has them (uncommitted ones included, the template's
+        own ones left out), in a new git repository under the work directory: the demo changes
+        nothing here. Manifests start pristine (nothing promoted), whatever this one runs."""
+        import json
+        import shutil
+
+        import yaml
+
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=self.source,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\0")
+        template = self.source / "cookiecutter.json"
+        only = json.loads(template.read_text())["_template_only"] if template.is_file() else []
+        project = self.workdir / self.source.name
+        for rel in filter(None, listed):
+            if any(rel == o or (o.endswith("/") and rel.startswith(o)) for o in only):
+                continue
+            if (self.source / rel).is_file():
+                (project / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.source / rel, project / rel)
+        for manifest in sorted(project.glob("environments/*/*.yaml")):
+            text = manifest.read_text()
+            if yaml.safe_load(text).get("version") is not None or "traffic:" in text:
+                data = {k: v for k, v in yaml.safe_load(text).items() if k not in ("traffic", "shadow")}
+                manifest.write_text(yaml.safe_dump({**data, "version": None}, sort_keys=False))
+        self.project = project
+        self.run("a scratch copy of this repository", ["git", "init", "--quiet", "-b", "main"], cwd=project)
+        self.run("its first commit", ["git", "add", "--all"], result=r"(?!)")
+        self.run("commit", ["git", "commit", "--quiet", "-m", "Scratch copy for the demo"], result=r"(?!)")
+
+    def describe(self, model: str) -> None:
+        """The model's words, written as its team would: production is denied while they are TODOs."""
+        assert self.project is not None
+        path = self.project / "models" / model / "model.yaml"
+        words = {
+            "description": f"Demo: scores for {model}, written by the demo",
+            "intended_use": "Ranking cases for a human reviewer in the demo; never an automatic decision",
+            "out_of_scope": "Decisions about credit, pricing or eligibility",
+            "limitations": "Trained on the synthetic example table of pipelines/stages",
+            "ethical_considerations": "Fairness gaps by age are measured at every evaluation",
+        }
+        text = path.read_text()
+        for key, value in words.items():
+            text = re.sub(rf"^(\s*){key}: 'TODO[^\n]*$", rf"\g<1>{key}: '{value}'", text, count=1, flags=re.M)
+        path.write_text(text)
+        self.run(
+            f"write {model}'s words (its card): no TODO left for production",
+            ["git", "commit", "--quiet", "-am", f"Describe {model}"],
+            result=r"(?!)",
+        )
 
     def lifecycle(self) -> None:
         assert self.project is not None
         self.run("validate mlops.yaml, models and manifests", [*MLOPS, "validate"], result=r"(all valid.*)")
+        first = sorted(p.name for p in (self.project / "models").iterdir() if p.is_dir())[0]
+        self.describe(first)
         self.run(
             f"add a second model ({SECOND_MODEL})",
             [*MLOPS, "model", "add", SECOND_MODEL],
@@ -120,8 +142,10 @@ class Demo:
             result=r"(models/[\w-]+/model\.yaml)",
         )
         self.run("list the models", [*MLOPS, "model", "list"], show=True, result=r"(?!)")
+        self.run("commit the new model", ["git", "add", "--all"], result=r"(?!)")
+        self.run("commit", ["git", "commit", "--quiet", "-m", f"Add {SECOND_MODEL}"], result=r"(?!)")
         self.run(
-            "lint, types and fast tests of the generated repository",
+            "lint, types and fast tests of this repository",
             ["make", "lint", "typecheck", "unit", "PYTEST_ARGS=-m 'not slow and not act'"],
             result=r"=+ (\d+ passed[^=]*) =+",
         )
@@ -136,6 +160,12 @@ class Demo:
             result=r"(Data and pipelines are up to date\.)",
         )
         self.run(
+            "commit what dvc asks to commit (dvc.lock): the lineage names this commit",
+            ["git", "add", "pipelines/dvc.lock"],
+            result=r"(?!)",
+        )
+        self.run("commit", ["git", "commit", "--quiet", "-m", "Train"], result=r"(?!)")
+        self.run(
             "register in MLflow with lineage; report against production",
             [*MLOPS, "register", "--report"],
             show=True,
@@ -146,7 +176,7 @@ class Demo:
             [*MLOPS, "register"],
             result=r"\b(registered|unchanged)\b",
         )
-        # the first model the pipeline trains (the demo's own answer, or a cloned repo's first model)
+        # the first model the pipeline trains
         report = sorted((self.project / "reports").glob("*/v*/report.md"))[0]
         console.print(report.read_text(), markup=False, highlight=False)
         self.steps.append(
@@ -220,21 +250,10 @@ class Demo:
     def deploy(self, model: str) -> None:
         """Reconcile staging, predict over HTTP, then a broken version and its automatic rollback."""
         import json
-        import socket
         import threading
 
         assert self.project is not None
         self.run("back to main (staging runs v1 there)", ["git", "switch", "--quiet", "main"], result=r"(?!)")
-        with socket.socket() as sock:  # a free port, so a server left by anything else cannot clash
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        config = self.project / "mlops.yaml"
-        config.write_text(re.sub(r"base_port: \d+", f"base_port: {port}", config.read_text()))
-        self.run(
-            "commit a free port for the demo",
-            ["git", "commit", "--quiet", "-am", "demo: a free port"],
-            result=r"(?!)",
-        )
         self.run(
             "plan staging (exit 1: out of sync)",
             ["make", "-s", "plan", "ENV=staging"],
@@ -537,8 +556,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     demo = Demo(source, workdir)
     # The generated project's engine, not this checkout's, runs inside it.
-    demo.env["PYTHONPATH"] = ""
-    demo.generate()
+    demo.scratch_copy()
     assert demo.project is not None
     demo.env["PYTHONPATH"] = str(demo.project / "scripts")
     demo.lifecycle()

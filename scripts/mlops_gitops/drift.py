@@ -33,6 +33,7 @@ from typing import Any
 
 from .config import Repo
 from .errors import MlopsError
+from .pages import display, headed_html, report_stem, title
 from .records import append_line, inference_log, state_dir, utcnow
 from .serve import read_log
 
@@ -213,7 +214,7 @@ def run(
             f"{reference}: no column in common with the logged inputs (expected the model's training data)"
         )
     ref, cur = ref[columns], cur[columns]
-    result.reference, result.reference_rows = _display(repo.root, reference), len(ref)
+    result.reference, result.reference_rows = display(repo.root, reference), len(ref)
     overrides = config.get("columns") or {}
     kinds = {
         c: "numerical"
@@ -236,23 +237,23 @@ def run(
         result.status = STATUS_OK
     folder = out_dir or state_dir(repo.root) / "drift" / env / model
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = result.checked_at.replace(":", "").replace("-", "")
-    html, raw = folder / f"drift-{stamp}.html", folder / f"drift-{stamp}.json"
+    stem = report_stem("drift", model, env, [version] if version is not None else [], result.checked_at)
+    html, raw = folder / f"{stem}.html", folder / f"{stem}.json"
     snapshot.save_html(str(html))
-    result.report_html, result.report_json = _display(repo.root, html), _display(repo.root, raw)
+    verdict = {STATUS_DRIFT: f"drift ({result.severity}): {', '.join(result.drifted)}", STATUS_OK: "no drift"}
+    headed_html(
+        html,
+        title(model, env, [version] if version is not None else [], "Drift"),
+        f"{verdict.get(result.status, result.status)}. {result.rows} logged rows"
+        + (f" since {since}" if since else "")
+        + f" against {result.reference_rows} training rows ({result.reference});"
+        + f" checked {result.checked_at}.",
+    )
+    result.report_html, result.report_json = display(repo.root, html), display(repo.root, raw)
     raw.write_text(
         json.dumps({"result": result.to_dict(), "evidently": snapshot.dict()}, indent=2, default=str)
     )
     return result
-
-
-def _display(root: Path, path: Path) -> str:
-    resolved = path.resolve()
-    return (
-        str(resolved.relative_to(root.resolve()))
-        if resolved.is_relative_to(root.resolve())
-        else str(resolved)
-    )
 
 
 def _evidently(

@@ -568,20 +568,26 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
         state / "feedback" / env / f"{model}.jsonl",
         lambda e: any(v.get("version") == number for v in e.get("versions") or []),
     )
-    reports = []
-    for entry in drift_history[-5:]:
-        for key in ("report_html", "report_json"):
-            source = Path(entry.get(key) or "")
-            source = source if source.is_absolute() else repo.root / source
-            if entry.get(key) and source.is_file():
-                stored = f"monitoring/drift/{source.name}"
-                pack.add(stored, source.read_bytes())
-                reports.append(stored)
+    reports: list[str] = []
+    feedback_reports: list[str] = []
+    for kind, history, kept in (
+        ("drift", drift_history, reports),
+        ("feedback", perf_history, feedback_reports),
+    ):
+        for entry in history[-5:]:
+            for key in ("report_html", "report_json"):
+                source = Path(entry.get(key) or "")
+                source = source if source.is_absolute() else repo.root / source
+                if entry.get(key) and source.is_file():
+                    stored = f"monitoring/{kind}/{source.name}"
+                    pack.add(stored, source.read_bytes())
+                    kept.append(stored)
     model_tags = registry.model_tags(model)
     monitoring = {
         "drift": drift_facts(model_tags, env),
         "drift_history": drift_history,
         "drift_reports": reports,
+        "performance_reports": feedback_reports,
         "performance": performance_facts(model_tags, env),
         "performance_history": perf_history,
         "inferences": _inferences(repo.root, env, model, number),

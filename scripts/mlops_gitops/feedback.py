@@ -24,6 +24,7 @@ from typing import Any
 
 from .config import Repo
 from .errors import MlopsError
+from .pages import display, report_stem, title
 from .records import append_line, inference_log, state_dir, utcnow
 from .serve import read_log
 
@@ -52,6 +53,8 @@ class FeedbackResult:
     checked_at: str
     versions: list[dict[str, Any]] = field(default_factory=list)  # per version: rows, live, registered, drop
     by_day: list[Slice] = field(default_factory=list)
+    report_html: str = ""
+    report_json: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +95,9 @@ def _score(output: Any) -> float:
     return float(output)
 
 
-def run(repo: Repo, registry: Any, model: str, env: str, labels_file: Path) -> FeedbackResult:
+def run(
+    repo: Repo, registry: Any, model: str, env: str, labels_file: Path, out_dir: Path | None = None
+) -> FeedbackResult:
     import numpy as np
 
     from .metrics import classification_metrics
@@ -171,7 +176,81 @@ def run(repo: Repo, registry: Any, model: str, env: str, labels_file: Path) -> F
             result.by_day.append(Slice(version, day, len(day_rows), value(day_rows)))
     if any(v["live"] is not None for v in result.versions):
         result.status = "degraded" if degraded else "ok"
+    if result.versions:
+        write_report(repo.root, result, out_dir or state_dir(repo.root) / "feedback" / env / model)
     return result
+
+
+def write_report(root: Path, result: FeedbackResult, folder: Path) -> None:
+    """JSON, and a self-contained HTML page (a table and the live metric per day as an inline
+    PNG), named and headed by model, environment and versions."""
+    import base64
+    import html as markup
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    versions = [int(v["version"]) for v in result.versions]
+    stem = report_stem("feedback", result.model, result.environment, versions, result.checked_at)
+    heading = title(result.model, result.environment, versions, f"Live {result.metric}")
+    folder.mkdir(parents=True, exist_ok=True)
+    raw, page = folder / f"{stem}.json", folder / f"{stem}.html"
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    for v in result.versions:
+        days = [s for s in result.by_day if s.version == v["version"] and s.value is not None]
+        if days:
+            values = [float(s.value) for s in days if s.value is not None]
+            ax.plot([s.day for s in days], values, marker="o", label=f"v{v['version']} live")
+        if v["registered"] is not None:
+            ax.axhline(
+                float(v["registered"]), linestyle="--", linewidth=1, label=f"v{v['version']} registered"
+            )
+    ax.set_title(heading)
+    ax.set_ylabel(result.metric)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
+    plt.close(fig)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{markup.escape(str(c))}</td>"
+            for c in (
+                f"v{v['version']}",
+                v["rows"],
+                v["live"],
+                v["registered"],
+                v["drop"],
+                "DEGRADED" if v["degraded"] else ("ok" if v["live"] is not None else "too few"),
+            )
+        )
+        + "</tr>"
+        for v in result.versions
+    )
+    summary = (
+        f"{result.status}: {result.joined} labelled rows joined, {result.unmatched} label(s) without a "
+        f"logged prediction; tolerated drop {result.max_drop}; checked {result.checked_at}."
+    )
+    page.write_text(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{markup.escape(heading)}</title></head>"
+        '<body style="font:15px/1.4 system-ui,sans-serif;margin:16px">'
+        f'<h1 style="font-size:20px">{markup.escape(heading)}</h1><p>{markup.escape(summary)}</p>'
+        '<table border="1" cellpadding="4" style="border-collapse:collapse"><tr><th>version</th>'
+        "<th>labelled rows</th><th>live</th><th>registered</th><th>drop</th><th>verdict</th></tr>"
+        f"{rows}</table>"
+        f'<p><img alt="{markup.escape(heading)} per day" '
+        f'src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}"></p></body></html>\n',
+        encoding="utf-8",
+    )
+    result.report_html, result.report_json = display(root, page), display(root, raw)
+    raw.write_text(
+        json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
 
 
 def record(root: Path, registry: Any, result: FeedbackResult) -> None:

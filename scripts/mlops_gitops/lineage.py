@@ -104,6 +104,20 @@ def _lock_hashes(outputs: PipelineOutputs) -> dict[str, str]:
     return dict(sorted(hashes.items()))
 
 
+def _depends_on(outputs: PipelineOutputs) -> list[str]:
+    """Repository-relative paths of what the model's stages read (dvc.lock's deps), and the
+    pipeline's own definition, parameters and lock."""
+    lock = yaml.safe_load(outputs.lock.read_text()) or {}
+    found = {f"{PIPELINE_DIR}/{name}" for name in ("dvc.yaml", "dvc.lock", "params.yaml")}
+    for stage, body in (lock.get("stages") or {}).items():
+        if stage.endswith(f"@{outputs.model}"):
+            for entry in body.get("deps") or []:
+                path = os.path.normpath(f"{PIPELINE_DIR}/{entry.get('path', '')}")
+                if not path.startswith(".."):
+                    found.add(Path(path).as_posix())
+    return sorted(found)
+
+
 def _params(outputs: PipelineOutputs) -> dict[str, Any]:
     models = (yaml.safe_load((outputs.base / "params.yaml").read_text()) or {}).get("models") or {}
     if outputs.model not in models:
@@ -146,7 +160,7 @@ def collect(root: Path, model: str) -> dict[str, Any]:
         json.dumps({"estimator": estimator_sha, "data": data, "params": params}, sort_keys=True).encode()
     ).hexdigest()
     return {
-        "git": head_info(root),
+        "git": head_info(root, _depends_on(outputs)),
         "dvc_lock_sha256": sha256_file(outputs.lock),
         "data": data,
         "params": params,
@@ -176,6 +190,8 @@ def to_tags(lineage: dict[str, Any]) -> dict[str, str]:
     put("git.commit", lineage["git"]["commit"])
     put("git.branch", lineage["git"]["branch"])
     put("git.dirty", lineage["git"]["dirty"])
+    if lineage["git"].get("untracked"):
+        put("git.untracked", lineage["git"]["untracked"])
     put("dvc.lock_sha256", lineage["dvc_lock_sha256"])
     put("data", lineage["data"])
     put("params", lineage["params"])

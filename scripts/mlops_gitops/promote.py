@@ -1,10 +1,12 @@
 """`mlops promote`: promotion is a pull request that edits one environment manifest.
 
-Checks first (model, environment, version in the registry), then edits
-environments/<env>/<model>.yaml on a new branch `promote/<model>-<env>-v<N>`, commits with
-a message naming model, version, environment and reason, and opens the pull request with
-`gh` when it is installed and authenticated, else prints the exact next step. Nothing is
-changed unless every check passes; a re-run with the same arguments converges.
+Checks first (model, environment, version in the registry), then commits the edited
+environments/<env>/<model>.yaml on a new branch `promote/<model>-<env>-v<N>` made from the
+current one, with a message naming model, version, environment and reason, and opens the
+pull request with `gh` when it is installed and authenticated, else prints the exact next
+step. The commit is made without touching the working tree; by default the branch is then
+checked out (`checkout=False` leaves you where you were). Nothing is changed unless every
+check passes; a re-run with the same arguments converges.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import git
+from .gitinfo import git, propose
 
 VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
 
@@ -34,6 +36,8 @@ class Promotion:
     commit: str
     pull_request: str  # URL, or the command to run
     changed: bool
+    checked_out: bool = False  # the working tree is now on `branch`
+    base: str = ""  # the branch it was made from (where to go back to)
 
 
 def resolve_version(repo: Repo, model: str, env: str, version: int | None, source: str | None) -> int:
@@ -75,6 +79,7 @@ def promote(
     source: str | None,
     reason: str,
     open_pr: bool = True,
+    checkout: bool = True,
 ) -> Promotion:
     number = resolve_version(repo, model, env, version, source)
     if not registry_version_exists(model, number):
@@ -103,6 +108,8 @@ def promote(
                 commit,
                 next_step(branch, model, env, number),
                 changed=False,
+                checked_out=current == branch,
+                base=current,
             )
         raise MlopsError(
             f"branch {branch}: exists with other content (expected to delete it or promote anew)"
@@ -116,24 +123,25 @@ def promote(
         f"Model: {model}\nVersion: {number} (was {previous if previous is not None else 'none'})\n"
         f"Environment: {env}\nReason: {reason}\n"
     )
-    git(root, "switch", "--quiet", "-c", branch)
-    try:
-        yamlio.write_atomic(path, new_text)
-        git(root, "add", "--", display)
-        git(root, "commit", "--quiet", "-m", message)
-    except BaseException:
-        git(root, "checkout", "--quiet", "--", display, check=False)
-        git(root, "switch", "--quiet", current, check=False)
-        git(root, "branch", "--quiet", "-D", branch, check=False)
-        raise
-    commit = git(root, "rev-parse", "HEAD")
+    commit = propose(root, branch, display, new_text, message, checkout=checkout)
     pull_request = next_step(branch, model, env, number)
     if open_pr:
         pull_request = (
             open_pull_request(root, current, branch, f"Promote {model} v{number} to {env}", message)
             or pull_request
         )
-    return Promotion(model, env, number, previous, branch, commit, pull_request, changed=True)
+    return Promotion(
+        model,
+        env,
+        number,
+        previous,
+        branch,
+        commit,
+        pull_request,
+        changed=True,
+        checked_out=checkout,
+        base=current,
+    )
 
 
 def open_pull_request(root: Path, base: str, branch: str, title: str, body: str) -> str | None:

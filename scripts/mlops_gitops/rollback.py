@@ -1,5 +1,9 @@
 """`mlops rollback`: the revert of the last promotion of one manifest, as a commit.
 
+The last promotion is the newest commit that changed the manifest's routing (version, traffic
+split, shadow); the rollback puts that routing back as it was before it, so a canary's split
+goes with the version, and leaves the rest of the manifest as it is now.
+
 GitOps keeps git the source of truth even in an incident: rolling back is a commit that
 restores the manifest's previous version (on a branch for review, or directly), and
 `--now` applies it at once as a recorded break-glass event rather than a silent change.
@@ -14,28 +18,29 @@ from . import yamlio
 from .config import Repo
 from .errors import MlopsError
 from .gitinfo import git
-from .promote import edit_manifest, open_pull_request
+from .promote import open_pull_request
 from .records import DeploymentRecord, RecordLog
 
-
-def _version_at(root: Path, rev: str, path: str) -> tuple[bool, int | None]:
-    text = git(root, "show", f"{rev}:{path}", check=False)
-    if not text:
-        return False, None
-    loaded = yamlio.loads(text, f"{rev}:{path}")
-    return True, (loaded or {}).get("version")
+# What a promotion changes: which versions take traffic, and which one mirrors it.
+ROUTING = ("version", "traffic", "shadow")
 
 
-def last_promotion(root: Path, path: str) -> tuple[str, int | None, int | None]:
-    """(commit, version before it, version it set) of the newest commit that changed `version`."""
+def _routing(text: str, where: str) -> dict[str, object]:
+    loaded = yamlio.loads(text, where) or {}
+    return {key: loaded.get(key) for key in ROUTING}
+
+
+def last_promotion(root: Path, path: str) -> tuple[str, str, dict[str, object]]:
+    """(commit, the manifest before it, its routing before it) of the newest commit that changed
+    the manifest's routing: its version, traffic split or shadow."""
     for commit in git(root, "log", "--format=%H", "--", path).split():
         parent = git(root, "rev-parse", "--verify", "--quiet", f"{commit}^", check=False)
         if not parent:
             break
-        existed, before = _version_at(root, parent, path)
-        _, after = _version_at(root, commit, path)
-        if existed and before != after:
-            return commit, before, after
+        before = git(root, "show", f"{parent}:{path}", check=False)
+        after = git(root, "show", f"{commit}:{path}", check=False)
+        if before and after and _routing(before, f"{parent}:{path}") != _routing(after, f"{commit}:{path}"):
+            return commit, before, _routing(before, f"{parent}:{path}")
     raise MlopsError(f"{path}: no earlier promotion in git history (expected a commit that changed version)")
 
 
@@ -51,7 +56,8 @@ def revert_last_promotion(
     display = f"environments/{env}/{model}.yaml"
     if git(root, "status", "--porcelain", "--", display):
         raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to roll back)")
-    commit, before, _after = last_promotion(root, display)
+    commit, earlier, routing = last_promotion(root, display)
+    before = routing["version"]
     current = repo.manifests[(env, model)].get("version")
     if before is None:
         raise MlopsError(
@@ -61,8 +67,15 @@ def revert_last_promotion(
     subject = git(root, "log", "-1", "--format=%s", commit)
     branch_here = git(root, "rev-parse", "--abbrev-ref", "HEAD")
     branch = branch_here if direct else f"rollback/{model}-{env}-v{before}"
-    new_text = edit_manifest((root / display).read_text(encoding="utf-8"), before, display)
-    yamlio.loads(new_text, display)
+    # the routing as it was before that commit (a canary's split and a shadow go too); the rest
+    # of the manifest (resources, suspend, exceptions) stays as it is now
+    new_text = (root / display).read_text(encoding="utf-8")
+    for key in ROUTING:
+        new_text = yamlio.replace_entry(new_text, key, earlier)
+    if _routing(new_text, display) != routing:
+        raise MlopsError(
+            f"{display}: cannot restore the routing of {commit[:12]} (expected plain top-level keys)"
+        )
     message = (
         f"Roll back {model} in {env} to v{before}\n\n"
         f"Reverts {commit[:12]} ({subject}).\nModel: {model}\nVersion: {before} (was {current})\n"

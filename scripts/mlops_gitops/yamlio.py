@@ -126,3 +126,45 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def entries(text: str, indent: int = 0) -> dict[str, tuple[int, int]]:
+    """{key: (first line, end line)} of each mapping entry at `indent` spaces: the key's line and
+    the more-indented (or blank, when more indented lines follow) lines under it. A comment at
+    that indentation ends a block: it belongs to the entry after it."""
+    lines = text.splitlines(keepends=True)
+    key_line = re.compile(rf"^ {{{indent}}}([A-Za-z0-9_][\w.-]*):(\s|$)")
+    found: dict[str, tuple[int, int]] = {}
+    i = 0
+    while i < len(lines):
+        match = key_line.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines):
+            line = lines[end]
+            inner = line.strip() == "" or (len(line) - len(line.lstrip(" ")) > indent)
+            if not inner:
+                break
+            end += 1
+        while end > i + 1 and lines[end - 1].strip() == "":
+            end -= 1  # trailing blank lines belong between entries
+        found[match.group(1)] = (i, end)
+        i = end
+    return found
+
+
+def replace_entry(base: str, key: str, source: str | None) -> str:
+    """`base` with its top-level `key` entry replaced by `source`'s, text for text (removed when
+    `source` has none, added at the end when `base` has none): settings move between files without
+    losing the comments within them or around the rest."""
+    lines = base.splitlines(keepends=True)
+    where = entries(base).get(key)
+    theirs = entries(source).get(key) if source is not None else None
+    taken = source.splitlines(keepends=True)[theirs[0] : theirs[1]] if source and theirs else []
+    if taken and not taken[-1].endswith("\n"):
+        taken[-1] += "\n"
+    if where is None:
+        return base if not taken else base + "".join(taken)
+    return "".join(lines[: where[0]] + taken + lines[where[1] :])

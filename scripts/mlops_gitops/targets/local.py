@@ -71,7 +71,9 @@ class LocalTarget:
     def __init__(self, root: Path, settings: dict[str, Any]):
         self.root = root
         self.host = str(settings.get("host", "127.0.0.1"))
-        self.base_port = int(settings.get("base_port", 8700))
+        # None: each server gets a port the OS finds free when it first starts (recorded in its
+        # state file and deployment records), so projects on one host never collide.
+        self.base_port: int | None = int(settings["base_port"]) if settings.get("base_port") else None
         self.state = state_dir(root)
 
     # -- state ---------------------------------------------------------------------------
@@ -105,6 +107,10 @@ class LocalTarget:
         return f"http://{state['host']}:{state['port']}"
 
     def _allocate_port(self, env: str, model: str) -> int:
+        if self.base_port is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((self.host, 0))
+                return int(sock.getsockname()[1])
         taken = set()
         for other_env, other_model in self.running():
             other = self._read_state(other_env, other_model)
@@ -192,6 +198,8 @@ class LocalTarget:
     def _start(self, desired: Desired, spec: dict[str, Any], state: dict[str, Any] | None) -> Live:
         env, model = desired.environment, desired.model
         port = int(state["port"]) if state else self._allocate_port(env, model)
+        if not port_free(self.host, port) and self.base_port is None:
+            port = self._allocate_port(env, model)  # its old port is taken now: another free one
         if not port_free(self.host, port):
             raise DeployFailed(
                 "TargetUnavailable",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import run_mlops, tree_digest
+from ..conftest import run_mlops, tree_digest
 from .workflows import sandbox
 
 pytestmark = pytest.mark.slow

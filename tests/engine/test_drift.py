@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, git_commit_all, run_mlops
+from ..conftest import ROOT, git_commit_all, run_mlops
 
-pytestmark = [pytest.mark.slow, pytest.mark.generic]
+pytestmark = pytest.mark.slow
 
 sys.path.insert(0, str(ROOT / "pipelines" / "stages"))
 
@@ -232,7 +232,7 @@ def test_drift_workflow_detects_drift_and_raises_the_alert_under_act(serving: Pa
     alert step runs (no GitHub here: it prints the issue and the dispatch it would make)."""
     from mlops_gitops.drift import md5_file
 
-    from .conftest import FIXTURES
+    from .conftest import EVENTS
     from .workflows import run_act
 
     # act checks out what git tracks: the training data comes from the team's DVC remote, here
@@ -254,7 +254,7 @@ def test_drift_workflow_detects_drift_and_raises_the_alert_under_act(serving: Pa
         serving,
         "workflow_dispatch",
         ".github/workflows/drift.yml",
-        FIXTURES / "events" / "workflow_dispatch.json",
+        EVENTS / "workflow_dispatch.json",
         "--var",
         f"MLFLOW_TRACKING_URI=sqlite:///{serving / 'mlflow.db'}",
         "--var",

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import git_commit_all, run_mlops
+from ..conftest import git_commit_all, run_mlops
 from .mlflow_server import free_port
-
-pytestmark = pytest.mark.generic
 
 NOW = "2026-11-23T10:00:00Z"
 

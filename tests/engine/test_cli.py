@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlops_gitops import __version__
 
-from .conftest import run_mlops
+from ..conftest import run_mlops
 
 
 def test_help_lists_the_verbs(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "pipelines" / "stages"))
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import FIXTURES, ROOT, base_env, copy_files, instance_files, run_mlops, tree_digest
+from ..conftest import ROOT, base_env, copy_files, instance_files, run_mlops, tree_digest
+from .conftest import FIXTURES
 
 CONVENTIONS = FIXTURES / "policies" / "conventions"
 
@@ -31,34 +32,6 @@ def doc(tmp_path: Path, name: str, **fields: object) -> Path:
 
 def check(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_mlops("check", "--policy", str(CONVENTIONS), *args, cwd=cwd)
-
-
-def test_policy_tests_of_this_repository_pass() -> None:
-    proc = run_mlops("policy", "test", "--output", "json", cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout)
-    assert result["failed"] == [] and result["untested_packages"] == []
-    packages = {t["package"] for t in result["tests"]}
-    assert {"manifests_test", "workflows_test"} <= packages
-    for package in packages:  # every package has allowed and denied cases
-        names = [t["rule"] for t in result["tests"] if t["package"] == package]
-        assert any(n.startswith("test_allow") for n in names) and any(
-            n.startswith("test_deny") for n in names
-        )
-
-
-def test_every_policy_package_has_metadata_and_tests() -> None:
-    for path in sorted((ROOT / "policies").rglob("*.rego")):
-        if path.name.endswith("_test.rego"):
-            continue
-        text = path.read_text()
-        block = re.match(r"# METADATA\n((?:#.*\n)+)package ", text)
-        assert block, f"{path}: no METADATA block before the package"
-        meta = yaml.safe_load("\n".join(line[2:] for line in block.group(1).splitlines()))
-        assert meta["title"] and meta["description"], path
-        assert meta["custom"]["severity"] in ("low", "medium", "high", "critical"), path
-        assert meta["custom"]["controls"], f"{path}: names no controls"
-        assert path.with_name(path.stem + "_test.rego").is_file(), f"{path}: no test file"
 
 
 def test_a_failing_policy_test_fails_the_run(checkout: Path) -> None:
@@ -85,17 +58,6 @@ def test_a_policy_that_does_not_compile_names_file_and_line(checkout: Path) -> N
     (line,) = proc.stderr.strip().splitlines()
     assert re.match(r"error: policies/manifests/manifests\.rego:\d+: rego_\w+_error: ", line), line
     assert tree_digest(checkout) == before
-
-
-def test_this_repository_passes_its_own_policies(checkout: Path) -> None:
-    proc = run_mlops("check", "--output", "json", cwd=checkout)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    reports = json.loads(proc.stdout)
-    names = {(r["filename"], r["namespace"]) for r in reports}
-    manifests = {str(p.relative_to(checkout)) for p in (checkout / "environments").glob("*/*.yaml")}
-    assert {n for n, ns in names if ns == "manifests"} == manifests
-    assert (".github/workflows/train.yml", "workflows") in names
-    assert all(not r["failures"] for r in reports)
 
 
 def test_a_bad_manifest_and_a_bad_workflow_are_denied(checkout: Path) -> None:

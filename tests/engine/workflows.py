@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .conftest import ROOT, base_env, copy_files, git_commit_all, instance_files
+from ..conftest import ROOT, base_env, copy_files, git_commit_all, instance_files
 
 BIN = Path(sys.executable).parent
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import base_env
+from ..conftest import base_env
 from .mlflow_server import free_port, mlflow_server
 from .workflows import BIN, sandbox
 
@@ -180,7 +180,6 @@ def test_register_in_the_sqlite_default_is_idempotent(repo: Path) -> None:
     assert ignored.stdout.split() == ["mlflow.db", "mlruns"]
 
 
-@pytest.mark.generic  # registry and report code do not depend on the model's name
 def test_register_against_a_real_mlflow_server(repo: Path, tmp_path: Path) -> None:
     model = first_model(repo)
     with mlflow_server(tmp_path / "server") as url:
@@ -215,7 +214,6 @@ def test_register_without_pipeline_output_says_what_to_run(tmp_path: Path) -> No
     assert proc.stderr.strip().startswith("error: model 'ghost': not defined")
 
 
-@pytest.mark.generic  # registry and report code do not depend on the model's name
 def test_champion_challenger_report(repo: Path) -> None:
     model = first_model(repo)
     uri = _register(repo)["registry"]
@@ -250,7 +248,6 @@ def test_champion_challenger_report(repo: Path) -> None:
     assert client(uri).get_model_version(model, "1").tags["mlops.report.passed"] == "true"
 
 
-@pytest.mark.generic  # registry and report code do not depend on the model's name
 def test_register_report_flag_fails_the_job_on_a_failing_report(repo: Path) -> None:
     model = first_model(repo)
     definition = repo / f"models/{model}/model.yaml"

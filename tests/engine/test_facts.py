@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlops_gitops.facts import approvals
 
-from .conftest import run_mlops
+from ..conftest import run_mlops
 from .registered import FAIRNESS
 from .workflows import sandbox
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import base_env
+from ..conftest import base_env
 
 FAKE_GH = r"""#!/usr/bin/env python3
 import json, sys

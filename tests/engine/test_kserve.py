@@ -18,7 +18,8 @@ import yaml
 from mlops_gitops.targets import Desired
 from mlops_gitops.targets.kserve import render
 
-from .conftest import FIXTURES, git_commit_all
+from ..conftest import git_commit_all
+from .conftest import FIXTURES
 from .test_reconcile import mlops, set_manifest
 
 SCHEMA = json.loads((FIXTURES / "kserve/kserve-inferenceservice-v1beta1.schema.json").read_text())
@@ -84,7 +85,6 @@ def _kserve_repo(registered: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.generic
 def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
     registered: Path, tmp_path: Path
 ) -> None:
@@ -113,7 +113,6 @@ def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.generic
 def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> None:
     repo = _kserve_repo(registered, tmp_path)
     project = repo / "mlops.yaml"
@@ -146,7 +145,6 @@ def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.generic
 def test_a_revision_that_never_gets_ready_is_rolled_back_by_reapplying(
     registered: Path, tmp_path: Path
 ) -> None:

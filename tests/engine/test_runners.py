@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 RUNNERS = ROOT / "scripts" / "runners"
 

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import base_env, git_commit_all
+from ..conftest import base_env, git_commit_all
 from .mlflow_server import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.generic]
+pytestmark = pytest.mark.slow
 
 
 def mlops(repo: Path, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
@@ -77,9 +77,6 @@ def example(repo: Path, version: int = 1) -> list[dict[str, Any]]:
 def repo(registered: Path, tmp_path: Path) -> Iterator[Path]:
     dest = tmp_path / "repo"
     shutil.copytree(registered, dest, symlinks=True)
-    project = dest / "mlops.yaml"
-    project.write_text(re.sub(r"base_port: \d+", f"base_port: {free_port()}", project.read_text()))
-    git_commit_all(dest, "a free port for this test")
     yield dest
     mlops(dest, "down")
 
@@ -310,8 +307,17 @@ def test_registry_unreachable_changes_nothing(repo: Path) -> None:
     assert len(records(repo)) == 1
 
 
-def test_port_in_use_is_refused_clearly(repo: Path) -> None:
-    port = int(re.search(r"base_port: (\d+)", (repo / "mlops.yaml").read_text()).group(1))  # type: ignore[union-attr]
+def pin_ports(repo: Path) -> int:
+    """deploy.local.base_port set, as a team that wants fixed ports sets it; the port."""
+    port = free_port()
+    project = repo / "mlops.yaml"
+    project.write_text(project.read_text().replace("# base_port: 8700", f"base_port: {port}"))
+    git_commit_all(repo, "pinned ports")
+    return port
+
+
+def test_a_pinned_port_in_use_is_refused_clearly(repo: Path) -> None:
+    port = pin_ports(repo)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
@@ -322,6 +328,37 @@ def test_port_in_use_is_refused_clearly(repo: Path) -> None:
     assert "TargetUnavailable" in proc.stderr
     assert aliases(repo) == {}
     assert records(repo)[-1]["result"] == "failed"
+
+
+def test_ports_are_found_free_recorded_and_a_taken_one_replaced(repo: Path, tmp_path: Path) -> None:
+    """Without base_port each server gets a port the OS finds free: two copies of one project (two
+    projects on one host) never collide, and a server whose recorded port was taken while it was
+    down comes back on another one, recorded again."""
+    other = tmp_path / "other"
+    shutil.copytree(repo, other, symlinks=True)
+    for copy in (repo, other):
+        set_manifest(copy, "staging", "v1", version=1)
+        assert mlops(copy, "reconcile", "--env", "staging").returncode == 0
+    try:
+        first, second = url_of(repo), url_of(other)
+        assert first != second
+        assert records(repo)[-1]["url"] == first and records(other)[-1]["url"] == second
+        port = int(first.rsplit(":", 1)[1])
+        state = json.loads((repo / ".mlops/servers/staging/churn.json").read_text())
+        assert mlops(repo, "down").returncode == 0
+        (repo / ".mlops/servers/staging/churn.json").parent.mkdir(parents=True, exist_ok=True)
+        (repo / ".mlops/servers/staging/churn.json").write_text(json.dumps({**state, "pid": None}))
+        with socket.socket() as squatter:  # another program took the port while the server was down
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the old one's TIME_WAIT
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            proc = mlops(repo, "reconcile", "--env", "staging")
+            assert proc.returncode == 0, proc.stderr
+            moved = url_of(repo)
+        assert moved != first and records(repo)[-1]["url"] == moved
+        assert http("GET", f"{moved}/health")[1]["versions"] == [1]
+    finally:
+        mlops(other, "down")
 
 
 def test_a_missing_version_is_a_clear_error_and_nothing_changes(repo: Path) -> None:

@@ -1,0 +1,22 @@
+# The template's own targets (template-only: generated repositories do not get this file, and the
+# Makefile includes it only where it exists). Benchmarks measure the engine against a reference
+# in the same run, as ratios; results go to benchmarks/results/.
+.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr
+
+bench-serve: install ## benchmark: our model server vs `mlflow models serve` (throughput, p50/p99 at 100 req/s)
+	$(BIN)/python -m benchmarks.bench_serve
+
+bench-check: install ## benchmark: mlops check over 1,000 manifests vs parsing them vs one engine per file
+	$(BIN)/python -m benchmarks.bench_check
+
+bench-reconcile: install ## benchmark: no-op reconcile of 1,000 manifests vs loading them; failed check -> previous serving
+	$(BIN)/python -m benchmarks.bench_reconcile
+
+bench-drift: install ## benchmark: mlops drift over 100,000 logged rows x 20 features vs evidently alone
+	$(BIN)/python -m benchmarks.bench_drift
+
+bench-register: install ## benchmark: dvc repro + mlops register, against bare MLflow
+	$(BIN)/python -m benchmarks.bench_register
+
+bench-pr: install ## benchmark: a generated repository's pr.yml under act, warm, against the base revision's (BASE=rev)
+	$(BIN)/python -m benchmarks.bench_pr $(if $(BASE),--base $(BASE))

@@ -1,0 +1,319 @@
+"""A generated repository, lived in: one project with non-default answers and a model that is not
+`churn`, driven by the product's own verbs through a model's whole life, with the repository's
+own checks run after every step (its `make test`, or its validation and fast tests, and its
+pr.yml under act), and its README's first walk run exactly as written.
+
+The life: generate; the README's walk (train, register, promote to staging, the gate, merge,
+reconcile, a prediction, traffic, drift, feedback, the evidence pack); production after the soak
+with two approvals; a second model (`mlops model add --like`) trained; a canary split and a
+shadow; a manifest exception; `mlops rollback`; a new version registered and promoted.
+
+GitHub's API cannot be reached from here: a stand-in `gh` (a script on PATH, below) answers the
+two calls the gate makes, `gh auth status` and the pull request's reviews. Everything else is
+real: cookiecutter, git, DVC, the MLflow registry (sqlite), OPA, the model servers, act.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ..conftest import ROOT, base_env
+from .conftest import BIN, baked
+
+pytestmark = [pytest.mark.slow, pytest.mark.act]
+
+ANSWERS = {
+    "project_name": "Claims Triage Desk",
+    "project_slug": "claims-desk",
+    "description": "Routes insurance claims to adjuster queues; every model promoted by pull request.",
+    "model_name": "claim-severity",
+    "model_purpose": "Route each new insurance claim to the adjuster queue for its expected severity",
+    "owning_team": "@insure-co/claims-ml",
+    "production_approvers": "@insure-co/model-risk, @insure-co/claims-leads",
+    "gpu_runner_labels": "self-hosted, linux, gpu-l4",
+    "python_version": "3.12",
+}
+MODEL, SECOND = ANSWERS["model_name"], "fraud-signal"
+WORDS = {
+    "intended_use": "Queue order for adjusters, who decide every claim themselves",
+    "out_of_scope": "Paying, denying or pricing a claim",
+    "limitations": "Trained on the synthetic example table; not validated on real claims",
+    "ethical_considerations": "Fairness gaps by age are measured at every evaluation",
+}
+# A stand-in for GitHub's CLI and API (they cannot be reached from here): authenticated, and the
+# pull request has two approving reviews. Anything else it is asked fails loudly.
+FAKE_GH = """#!/bin/sh
+case "$1 $2" in
+  "auth status") exit 0 ;;
+  "api repos/insure-co/claims-desk/pulls/7/reviews") cat "$(dirname "$0")/reviews.json" ;;
+  *) echo "gh stand-in: not answered: $*" >&2; exit 1 ;;
+esac
+"""
+REVIEWS = [
+    {"user": {"login": "risk-officer"}, "state": "APPROVED"},
+    {"user": {"login": "claims-lead"}, "state": "APPROVED"},
+]
+
+
+class Life:
+    """The generated repository, and the commands a team runs in it."""
+
+    def __init__(self, project: Path, tools: Path, fake_bin: Path):
+        self.project = project
+        self.env = {**base_env(), "PYTHONPATH": str(project / "scripts"), "TOOLS_CACHE": str(tools)}
+        self.env["PATH"] = os.pathsep.join([str(fake_bin), str(project / ".venv" / "bin"), self.env["PATH"]])
+        self.checked: list[str] = []
+
+    def sh(self, script: str, ok: tuple[int, ...] = (0,), **extra: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=self.project,
+            env={**self.env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert proc.returncode in ok, (
+            f"{script}\nexited {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        )
+        return proc
+
+    def mlops(self, *args: str, ok: tuple[int, ...] = (0,), **extra: str) -> Any:
+        proc = self.sh(" ".join(["mlops", *map(_quote, args), "--output", "json"]), ok=ok, **extra)
+        return json.loads(proc.stdout)
+
+    def commit(self, message: str, *paths: str) -> None:
+        self.sh(
+            f"git add {' '.join(map(_quote, paths)) or '--all'} && git commit --quiet -m {_quote(message)}"
+        )
+
+    def merge(self, branch: str, *trailers: str) -> None:
+        notes = "".join(f" -m {_quote(t)}" for t in trailers)
+        message = _quote(f"Merge {branch}")
+        self.sh(f"git switch --quiet main && git merge --quiet --no-ff -m {message}{notes} {branch}")
+
+    def edit_manifest(self, env: str, model: str, **fields: Any) -> None:
+        path = self.project / "environments" / env / f"{model}.yaml"
+        manifest = yaml.safe_load(path.read_text())
+        manifest.update(fields)
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+    def check(self, stage: str, full: bool = False, act: bool = False) -> None:
+        """The repository's own checks in its current state: its whole `make test` (lint, types,
+        every test, the slow scratch-copy life among them), or its validation and fast tests; and
+        its pr.yml under act, asserting that every job ran and passed."""
+        if full:
+            proc = self.sh("make test")
+            assert re.search(r"\d+ passed", proc.stdout) and " failed" not in proc.stdout, stage
+            assert "tests/test_life.py" in proc.stdout  # the slow life in a scratch copy ran too
+        else:
+            self.sh("make validate && make unit PYTEST_ARGS=\"-m 'not slow'\"")
+        if act:
+            self.act_pr(stage)
+        self.checked.append(stage)
+
+    def act_pr(self, stage: str) -> None:
+        env = {k: v for k, v in self.env.items() if k not in ("VENV", "PYTHONPATH")}
+        proc = subprocess.run(
+            [
+                str(BIN / "act"),
+                "pull_request",
+                "-W",
+                ".github/workflows/pr.yml",
+                "-e",
+                "tests/fixtures/events/pull_request.json",
+                "--json",
+            ],
+            cwd=self.project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        jobs = list(yaml.safe_load((self.project / ".github/workflows/pr.yml").read_text())["jobs"])
+        results = {job: None for job in jobs}
+        log = []
+        for line in (proc.stdout + proc.stderr).splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            log.append(f"[{entry.get('jobID', '')}] {entry.get('msg', '')}")
+            if "jobResult" in entry:
+                results[entry["jobID"]] = entry["jobResult"]
+        assert results == dict.fromkeys(jobs, "success"), f"{stage}: pr.yml under act:\n" + "\n".join(
+            log[-200:]
+        )
+        assert any("tests/test_repository.py" in line for line in log), stage  # the test job's pytest ran
+
+
+def retrain(params: Path, seed: int) -> None:
+    """A new version of the first model: its training seed changed (the same model quality, so its
+    report passes; a new fingerprint, so a new version)."""
+    text = params.read_text()
+    changed = re.sub(r"(max_leaf_nodes: 31\n\s+seed: )\d+", rf"\g<1>{seed}", text, count=1)
+    assert changed != text
+    params.write_text(changed)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def readme_walk(readme: str) -> str:
+    """The shell blocks of the README's first walk, in order, as one script."""
+    walk = readme.split("<!-- walk:begin -->", 1)[1].split("<!-- walk:end -->", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", walk, re.S)
+    assert len(blocks) >= 10, "the README's walk lost its steps"
+    return "\n".join(textwrap.dedent(block) for block in blocks)
+
+
+@pytest.fixture
+def life(tmp_path: Path) -> Any:
+    project = baked(ROOT, tmp_path / "out", ANSWERS)
+    # The repository's own `.venv` is this test's environment (same constraints, so `make install`
+    # finds its stamp), and act's jobs find it in the tool cache under its key.
+    (project / ".venv").symlink_to(Path(sys.prefix))
+    tools = tmp_path / "tools"
+    key = subprocess.run(
+        ["make", "-s", "tools-path"],
+        cwd=project,
+        env={**base_env(), "TOOLS_CACHE": str(tools)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    shared = Path(re.search(r"^path=(.*)$", key, re.M).group(1))  # type: ignore[union-attr]
+    shared.parent.mkdir(parents=True)
+    shared.symlink_to(Path(sys.prefix))
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    (fake_bin / "gh").write_text(FAKE_GH)
+    (fake_bin / "gh").chmod(0o755)
+    (fake_bin / "reviews.json").write_text(json.dumps(REVIEWS))
+    life = Life(project, tools, fake_bin)
+    yield life
+    life.sh("mlops down", ok=(0, 1, 2))
+
+
+def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Life, tmp_path: Path) -> None:
+    project = life.project
+    assert (
+        yaml.safe_load((project / f"models/{MODEL}/model.yaml").read_text())["description"]
+        == ANSWERS["model_purpose"]
+    )
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
+        == ""
+    )
+    life.check("generated", full=True, act=True)
+
+    # The README's walk, as written: train, register, promote, the gate, merge, reconcile, a
+    # prediction, traffic, drift, feedback, the evidence pack; then the servers stop.
+    walk = readme_walk((project / "README.md").read_text())
+    assert f"mlops promote {MODEL} --to staging" in walk and "churn" not in walk
+    done = life.sh(walk)
+    assert re.search(r'"version":\s*1.*"request_id"', done.stdout), "the curl prediction answered"
+    assert f"{MODEL}-staging.zip: intact" in done.stdout
+    assert "decision recorded: " in done.stderr + done.stdout
+    life.check("after the README's walk: v1 in staging")
+
+    # Production, after the soak, with two approvals (GitHub's reviews, through the stand-in).
+    life.sh("make reconcile ENV=staging")
+    path = project / f"models/{MODEL}/model.yaml"
+    text = path.read_text()
+    for key, value in WORDS.items():
+        text = re.sub(rf"^(\s*){key}: 'TODO[^\n]*$", rf"\g<1>{key}: '{value}'", text, count=1, flags=re.M)
+    path.write_text(text)
+    life.commit(f"Describe {MODEL}")
+    promoted = life.mlops("promote", MODEL, "--to", "production", "--from", "staging", "--no-pr")
+    event = tmp_path / "review.json"
+    event.write_text(
+        json.dumps({"pull_request": {"number": 7}, "repository": {"full_name": "insure-co/claims-desk"}})
+    )
+    later = (datetime.now(UTC) + timedelta(hours=25)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    gate = life.sh("make policy RECORD=1", GITHUB_EVENT_PATH=str(event), MLOPS_NOW=later)
+    assert re.search(r"### Policy gate: (✅ \*\*allowed\*\*|⚠️ \*\*allowed with warnings\*\*)", gate.stdout), (
+        gate.stdout
+    )
+    life.merge(promoted["branch"], "Approved-by: @insure-co/model-risk")
+    life.sh("make reconcile ENV=production")
+    pack = life.mlops("evidence", MODEL, "--env", "production", "-o", str(tmp_path / "production.zip"))
+    assert pack["findings"] == [] and pack["version"] == 1
+    life.check("v1 in production", full=True)
+
+    # A second model, like the first, trained and registered.
+    life.mlops("model", "add", SECOND, "--like", MODEL, "--purpose", "Flag claims for the fraud unit")
+    life.commit(f"Add {SECOND}")
+    life.sh("make train")
+    life.commit("Train", "pipelines/dvc.lock")
+    registered = {v["model"]: v for v in life.mlops("register", "--report")["versions"]}
+    assert registered[SECOND]["result"] == "registered" and registered[MODEL]["result"] == "unchanged"
+    life.check("a second model", full=True)
+
+    # A new version of the first model, then a canary in staging and a shadow in production.
+    params = project / "pipelines/params.yaml"
+    retrain(params, 8)
+    life.sh("make train")
+    life.commit("Retrain with another seed", "pipelines/params.yaml", "pipelines/dvc.lock")
+    assert {v["model"]: v["version"] for v in life.mlops("register", "--report")["versions"]}[MODEL] == 2
+    life.sh("git switch --quiet -c canary")
+    life.edit_manifest(
+        "staging", MODEL, version=2, traffic=[{"version": 1, "percent": 80}, {"version": 2, "percent": 20}]
+    )
+    life.edit_manifest("production", MODEL, shadow={"version": 2})
+    life.commit("Canary v2 in staging, shadow v2 in production")
+    life.sh("make policy", MLOPS_NOW=later)
+    life.merge("canary")
+    life.sh("make reconcile")
+    sent = life.mlops("predict", MODEL, "--env", "staging", "--input", f"pipelines/data/{MODEL}/test.csv")
+    assert set(sent["versions"]) == {"1", "2"} and sent["failed"] == {}
+    life.check("a canary and a shadow")
+
+    # An exception in a manifest: reviewed in the pull request, ending by itself.
+    expires = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    life.edit_manifest(
+        "production",
+        MODEL,
+        exceptions=[
+            {
+                "rule": "drift",
+                "reason": "seasonal claims surge",
+                "approved_by": "@insure-co/model-risk",
+                "expires": expires,
+            }
+        ],
+    )
+    life.commit("Drift exception for the claims surge")
+    life.check("a manifest exception")
+
+    # Roll staging back (the revert of its last promotion, as a branch), merged and applied.
+    rolled = life.mlops("rollback", MODEL, "--env", "staging", "--no-pr")
+    life.merge(rolled["branch"])
+    life.sh("make reconcile ENV=staging")
+    assert life.mlops("status", MODEL, "--env", "staging")["deployments"][0]["serving"] == "v1"
+    life.check("after a rollback")
+
+    # A new version, registered with its report and promoted by `make register PROMOTE_TO=staging`.
+    retrain(params, 9)
+    life.sh("make train")
+    life.commit("Retrain", "pipelines/params.yaml", "pipelines/dvc.lock")
+    out = life.sh(f"make register MODELS={MODEL} PROMOTE_TO=staging")
+    branch = re.search(rf"branch (promote/{MODEL}-staging-v3)", out.stdout + out.stderr)
+    assert branch, out.stdout + out.stderr
+    assert life.sh("git branch --show-current").stdout.strip() == "main"  # it left the working tree alone
+    life.merge(branch.group(1))
+    life.sh("make reconcile ENV=staging")
+    life.check("a new version promoted", full=True, act=True)
+    assert len(life.checked) == 8

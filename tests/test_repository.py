@@ -1,0 +1,101 @@
+"""What must hold of this repository's own content, whatever state its life has brought it to.
+
+Its configuration validates (every model known to the pipeline, every card a template the
+evidence pack can fill), its policies pass their own tests with coverage and have METADATA,
+its manifests and workflows pass those policies, and its workflows lint, declare permissions,
+pin what they use and keep forks off the GPU runners. Nothing here assumes which versions the
+manifests ask for, which models exist or what the registry holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT, run_mlops
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def test_the_configuration_is_valid() -> None:
+    proc = run_mlops("validate", "--output", "json", cwd=ROOT)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0 and result["valid"], "\n".join(
+        f"{p['path']}: {p['field']}: {p['problem']} (expected {p['expected']})" for p in result["problems"]
+    )
+    models = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
+    assert {f"models/{m}/card.md" for m in models} <= set(result["files"])
+    assert "pipelines/params.yaml" in result["files"]
+
+
+def test_the_policies_pass_their_own_tests_with_coverage() -> None:
+    proc = run_mlops("policy", "test", "--min-coverage", "90", "--output", "json", cwd=ROOT)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stderr + json.dumps(result.get("failed"))
+    assert result["failed"] == [] and result["untested_packages"] == []
+    for package in {t["package"] for t in result["tests"]}:  # allowed and denied cases in each
+        names = [t["rule"] for t in result["tests"] if t["package"] == package]
+        assert any(n.startswith("test_allow") for n in names), package
+        assert any(n.startswith("test_deny") for n in names), package
+
+
+def test_every_policy_has_metadata_naming_its_controls() -> None:
+    for path in sorted((ROOT / "policies").rglob("*.rego")):
+        if path.name.endswith("_test.rego"):
+            continue
+        text = path.read_text()
+        block = re.match(r"# METADATA\n((?:#.*\n)+)package ", text)
+        assert block, f"{path}: no METADATA block before the package"
+        meta = yaml.safe_load("\n".join(line[2:] for line in block.group(1).splitlines()))
+        assert meta["title"] and meta["description"], path
+        assert meta["custom"]["severity"] in ("low", "medium", "high", "critical"), path
+        assert meta["custom"]["controls"], f"{path}: names no controls"
+        assert path.with_name(path.stem + "_test.rego").is_file(), f"{path}: no test file"
+
+
+def test_the_manifests_and_workflows_pass_the_policies() -> None:
+    proc = run_mlops("check", "--output", "json", cwd=ROOT)
+    reports = json.loads(proc.stdout)
+    failures = [f"{r['filename']}: {f['msg']}" for r in reports for f in r.get("failures") or []]
+    assert proc.returncode == 0 and not failures, "\n".join(failures) or proc.stderr
+    judged = {(r["filename"], r["namespace"]) for r in reports}
+    manifests = {p.relative_to(ROOT).as_posix() for p in (ROOT / "environments").glob("*/*.yaml")}
+    assert {name for name, ns in judged if ns == "manifests"} == manifests
+    assert {name for name, ns in judged if ns == "workflows"} == {
+        p.relative_to(ROOT).as_posix() for p in WORKFLOWS
+    }
+
+
+def test_actionlint_passes_on_every_workflow() -> None:
+    actionlint = Path(sys.executable).parent / "actionlint"
+    proc = subprocess.run([str(actionlint), *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_declare_permissions_and_pin_what_they_use(workflow: Path) -> None:
+    doc = yaml.safe_load(workflow.read_text())
+    assert "permissions" in doc, f"{workflow.name}: no top-level permissions"
+    for job_id, job in doc["jobs"].items():
+        for step in job.get("steps", []):
+            uses = step.get("uses", "")
+            if uses and not uses.startswith("./"):
+                assert SHA_PINNED.match(uses), (
+                    f"{workflow.name}: {job_id}: {uses} is not pinned by commit SHA"
+                )
+
+
+def test_fork_pull_requests_never_reach_the_gpu_runners() -> None:
+    doc = yaml.safe_load((ROOT / ".github/workflows/train.yml").read_text())
+    triggers = doc[True] if True in doc else doc["on"]  # PyYAML reads the key `on` as True
+    assert "pull_request" not in triggers and "pull_request_target" not in triggers
+    guard = doc["jobs"]["train"]["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in guard
+    assert doc["jobs"]["train"]["runs-on"] == "${{ fromJSON(needs.config.outputs.gpu_labels) }}"
