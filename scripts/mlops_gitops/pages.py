@@ -18,8 +18,9 @@ def title(model: str, env: str, versions: list[int], what: str) -> str:
 
 
 def report_stem(kind: str, model: str, env: str, versions: list[int], at: str) -> str:
-    """drift-churn-staging-v2-20261130T101500Z: a report's file name says what and when."""
-    stamp = at.replace(":", "").replace("-", "").split(".")[0].rstrip("Z") + "Z"
+    """drift-churn-staging-v2-20261130T101500Z: a report's file name says what and when (to the
+    precision of `at`, an RFC 3339 time)."""
+    stamp = at.replace(":", "").replace("-", "").replace(".", "").rstrip("Z") + "Z"
     named = "+".join(f"v{v}" for v in versions) or "none"
     return f"{kind}-{model}-{env}-{named}-{stamp}"
 

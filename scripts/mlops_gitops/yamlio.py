@@ -130,10 +130,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 def entries(text: str, indent: int = 0) -> dict[str, tuple[int, int]]:
     """{key: (first line, end line)} of each mapping entry at `indent` spaces: the key's line and
-    the more-indented (or blank, when more indented lines follow) lines under it. A comment at
-    that indentation ends a block: it belongs to the entry after it."""
+    the lines under it (more indented, a sequence's items at the key's own indentation, blank
+    lines between them). A comment at that indentation ends a block: it belongs to the entry
+    after it."""
     lines = text.splitlines(keepends=True)
-    key_line = re.compile(rf"^ {{{indent}}}([A-Za-z0-9_][\w.-]*):(\s|$)")
+    key_line = re.compile("^" + " " * indent + r"([A-Za-z0-9_][\w.-]*):(\s|$)")
     found: dict[str, tuple[int, int]] = {}
     i = 0
     while i < len(lines):
@@ -144,7 +145,9 @@ def entries(text: str, indent: int = 0) -> dict[str, tuple[int, int]]:
         end = i + 1
         while end < len(lines):
             line = lines[end]
-            inner = line.strip() == "" or (len(line) - len(line.lstrip(" ")) > indent)
+            depth = len(line) - len(line.lstrip(" "))
+            # more indented, or a sequence item at the key's own indentation (YAML allows it)
+            inner = line.strip() == "" or depth > indent or line[depth:].startswith(("- ", "-\n"))
             if not inner:
                 break
             end += 1

@@ -98,6 +98,13 @@ def test_a_shifted_stream_is_detected_and_the_shifted_columns_named(serving: Pat
 
     html = (serving / result["report_html"]).read_text()
     assert "<html" in html.lower() and not re.search(r"<script[^>]+src=\"https?:", html)  # self-contained
+    # named and headed by model, environment and version
+    assert re.fullmatch(r"drift-churn-staging-v1-\d{8}T\d{6}Z\.html", Path(result["report_html"]).name)
+    assert Path(result["report_json"]).name == Path(result["report_html"]).with_suffix(".json").name
+    assert "<title>Drift: churn v1 in staging</title>" in html
+    assert re.search(
+        r"<body[^>]*><header[^>]*><h1[^>]*>Drift: churn v1 in staging</h1><p[^>]*>drift \(critical\)", html
+    )
     report = json.loads((serving / result["report_json"]).read_text())
     assert report["result"]["drifted_columns"] == result["drifted_columns"] and report["evidently"]["tests"]
     summary = (serving / "drift.md").read_text()
@@ -169,7 +176,7 @@ def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path,
         "feedback", "churn", "--env", "staging", "--labels", str(labels), "-o", "json", cwd=serving
     )
     assert good.returncode == 0, good.stderr
-    result = json.loads(good.stdout)
+    result = healthy = json.loads(good.stdout)
     (v1,) = result["versions"]
     assert result["status"] == "ok" and result["joined"] == 300 and v1["live"] > 0.75 and not v1["degraded"]
 
@@ -190,6 +197,13 @@ def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path,
     assert result["status"] == "degraded" and result["unmatched"] == 1
     assert result["versions"][0]["drop"] > result["max_drop"]
     assert model_tags(serving)["mlops.performance.staging.status"] == "degraded"
+    page = serving / healthy["report_html"]
+    assert re.fullmatch(r"feedback-churn-staging-v1-\d{8}T\d{9}Z\.html", page.name)  # to the millisecond
+    text = page.read_text()
+    assert (
+        "<title>Live roc_auc: churn v1 in staging</title>" in text and 'src="data:image/png;base64,' in text
+    )
+    assert json.loads((serving / healthy["report_json"]).read_text())["status"] == "ok"
     history = (serving / ".mlops/feedback/staging/churn.jsonl").read_text().splitlines()
     assert [json.loads(h)["status"] for h in history] == ["ok", "degraded"]  # the trend over time
 

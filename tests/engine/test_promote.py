@@ -120,3 +120,61 @@ def test_a_dirty_manifest_is_not_promoted(repo: Path) -> None:
     assert proc.returncode == 2
     assert "has uncommitted changes" in proc.stderr
     assert state(repo) == before
+
+
+def test_no_checkout_leaves_the_working_tree_and_branch_alone(repo: Path) -> None:
+    model = model_of(repo)
+    manifest = repo / f"environments/staging/{model}.yaml"
+    (repo / "notes.txt").write_text("work in progress\n")  # an unrelated uncommitted file stays put
+    before_head, before_text = git(repo, "rev-parse", "HEAD"), manifest.read_text()
+    proc = run_mlops(
+        "promote", model, "--to", "staging", "--version", "2", "--no-checkout", "-o", "json", cwd=repo
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["checked_out"], result["base"]) == (False, "main")
+    assert (
+        git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+        and git(repo, "rev-parse", "HEAD") == before_head
+    )
+    assert manifest.read_text() == before_text and (repo / "notes.txt").is_file()
+    assert git(repo, "rev-parse", f"{result['branch']}^") == before_head  # branched from main
+    assert "version: 2" in git(repo, "show", f"{result['branch']}:environments/staging/{model}.yaml")
+    assert (
+        git(repo, "diff", "--name-only", before_head, result["branch"])
+        == f"environments/staging/{model}.yaml"
+    )
+    assert f"you are still on main; the promotion: git switch {result['branch']}" in proc.stderr
+
+
+def test_a_checked_out_promotion_says_how_to_get_back(repo: Path) -> None:
+    model = model_of(repo)
+    proc = run_mlops("promote", model, "--to", "staging", "--version", "1", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert f"you are on promote/{model}-staging-v1 now; back: git switch main" in proc.stderr
+
+
+def test_promotions_of_several_models_each_branch_from_where_they_started(repo: Path, tmp_path: Path) -> None:
+    """What `mlops register --promote-to` does for every model it registered: each promotion is
+    made from the same starting point, never stacked on another model's branch."""
+    from mlflow import MlflowClient
+    from mlops_gitops.config import load_repo
+    from mlops_gitops.promote import promote
+    from mlops_gitops.scaffold import add_model, load_for_add
+
+    add_model(load_for_add(repo, "second"), "second")
+    subprocess.run(["git", "add", "--all"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-qm", "second"], cwd=repo, check=True
+    )
+    MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").create_registered_model("second")
+    start = git(repo, "rev-parse", "HEAD")
+    loaded = load_repo(repo)
+    made = [
+        promote(
+            loaded, lambda _m, _v: True, name, "staging", 1, None, "trained", open_pr=False, checkout=False
+        )
+        for name in (model_of(repo), "second")
+    ]
+    assert [git(repo, "rev-parse", f"{m.branch}^") for m in made] == [start, start]
+    assert git(repo, "rev-parse", "HEAD") == start

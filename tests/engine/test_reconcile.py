@@ -3,6 +3,7 @@ real model servers on loopback ports, real HTTP clients, real signals. Nothing i
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import itertools
 import json
@@ -463,6 +464,65 @@ def test_canary_split_and_shadow(repo: Path) -> None:
     )
     assert all(primaries[f"r{i}"]["version"] == seen[i] for i in range(200))  # answers came from the primary
     assert aliases(repo) == {"staging": 1}  # the alias follows `version`, the stable one
+
+    # rolling the canary back puts the routing as it was before it: v1 alone, no split, no shadow
+    rolled = mlops(repo, "rollback", "churn", "--env", "staging", "--direct", "--no-pr", "-o", "json")
+    assert rolled.returncode == 0, rolled.stderr
+    manifest = yaml.safe_load((repo / "environments/staging/churn.yaml").read_text())
+    assert (manifest["version"], manifest.get("traffic"), manifest.get("shadow")) == (1, None, None)
+    assert json.loads(rolled.stdout)["to_version"] == 1
+
+
+def test_traffic_from_a_file_reaches_the_deployment_and_its_log(repo: Path, tmp_path: Path) -> None:
+    """`mlops predict`: rows from a CSV in batches, each a request with its id, only the model's
+    inputs sent; the answers and the labels (the target column) written by request id; the URL
+    from `mlops status --url`."""
+    from .registered import features
+
+    set_manifest(repo, "staging", "v1", version=1)
+    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    url = mlops(repo, "status", "churn", "--env", "staging", "--url")
+    assert url.returncode == 0 and url.stdout.strip() == url_of(repo)
+    X, y = features(rows=230, seed=5)
+    X.assign(churned=y, customer_id=[f"c{i}" for i in range(230)]).to_csv(tmp_path / "rows.csv", index=False)
+    answers, labels = tmp_path / "answers.csv", tmp_path / "labels.csv"
+    proc = mlops(
+        repo,
+        "predict",
+        "churn",
+        "--env",
+        "staging",
+        "--input",
+        str(tmp_path / "rows.csv"),
+        "--batch-size",
+        "100",
+        "--out",
+        str(answers),
+        "--labels-out",
+        str(labels),
+        "-o",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    sent = json.loads(proc.stdout)
+    assert (sent["rows"], sent["requests"], sent["failed"], sent["versions"]) == (230, 3, {}, {"1": 230})
+    log = [
+        json.loads(line) for line in (repo / ".mlops/inference/staging/churn.jsonl").read_text().splitlines()
+    ]
+    ids = {e["request_id"] for e in log if e["role"] == "primary" and len(e["inputs"]) in (100, 30)}
+    written = list(csv.DictReader(answers.open()))
+    assert len(written) == 230 and {r["request_id"] for r in written} == ids
+    assert all("churned" not in e["inputs"][0] and "customer_id" not in e["inputs"][0] for e in log)
+    truth = list(csv.DictReader(labels.open()))
+    assert [int(r["label"]) for r in truth] == y.tolist()
+    feedback = mlops(repo, "feedback", "churn", "--env", "staging", "--labels", str(labels), "-o", "json")
+    assert feedback.returncode in (0, 1) and json.loads(feedback.stdout)["joined"] == 230
+
+    (tmp_path / "bad.csv").write_text("tenure_months,age\n1,2\n")
+    bad = mlops(repo, "predict", "churn", "--env", "staging", "--input", str(tmp_path / "bad.csv"))
+    assert bad.returncode == 2 and "rows: no column 'contract' in every row" in bad.stderr
+    down = mlops(repo, "status", "churn", "--env", "production", "--url")
+    assert down.returncode == 2 and "churn in production: not running" in down.stderr
 
 
 def test_suspend_and_prune(repo: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ..conftest import base_env
+from ..conftest import base_env, git_commit_all
 from .mlflow_server import free_port, mlflow_server
 from .workflows import BIN, sandbox
 
@@ -159,13 +159,35 @@ def _check_version(uri: str, model: str, version: int, repo: Path) -> None:
     assert not any("stage" in key.lower() for key in mv.tags)  # aliases and tags, never stages
 
 
+def test_uncommitted_pipeline_files_make_the_lineage_dirty(repo: Path) -> None:
+    """dvc repro wrote pipelines/dvc.lock, which git does not track yet: the version's commit
+    cannot reproduce it, and the lineage says so (and register warns)."""
+    model = first_model(repo)
+    assert (
+        "pipelines/dvc.lock"
+        in subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard"], cwd=repo, capture_output=True, text=True
+        ).stdout
+    )
+    proc = mlops_in(repo, "register", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    uri = json.loads(proc.stdout)["registry"]
+    tags = client(uri).get_model_version(model, "1").tags
+    assert tags["mlops.git.dirty"] == "true"
+    assert "pipelines/dvc.lock" in json.loads(tags["mlops.git.untracked"])
+    assert f"warning: {model} v1 comes from uncommitted work (pipelines/dvc.lock" in proc.stderr
+
+
 def test_register_in_the_sqlite_default_is_idempotent(repo: Path) -> None:
     model = first_model(repo)
+    git_commit_all(repo, "Train: dvc.lock")  # what dvc asks to commit: the lineage is clean then
     first = _register(repo, MLOPS_RUNNER_LABELS='["self-hosted", "linux", "gpu"]')
     assert [(v["model"], v["version"], v["result"]) for v in first["versions"]] == [(model, 1, "registered")]
     uri = first["registry"]
     assert uri == f"sqlite:///{repo.resolve() / 'mlflow.db'}"
     _check_version(uri, model, 1, repo)
+    tags = client(uri).get_model_version(model, "1").tags
+    assert tags["mlops.git.dirty"] == "false" and "mlops.git.untracked" not in tags
     assert (
         client(uri).get_model_version(model, "1").tags["mlops.runner.labels"]
         == '["self-hosted", "linux", "gpu"]'

@@ -125,3 +125,19 @@ def test_outside_a_repository_is_one_line_and_exit_2(tmp_path: Path) -> None:
         f"error: {tmp_path.resolve()}: no mlops.yaml here or above "
         "(expected to run inside a generated repository)"
     ]
+
+
+def test_a_model_card_must_be_a_template_of_the_names_evidence_fills_in(repo: Path) -> None:
+    card = repo / "models/churn/card.md"
+    card.write_text(card.read_text() + "\n{{ model.name }} signed by {{ owner_signature }}\n")
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith(
+        "models/churn/card.md: owner_signature: unknown name (expected one of approvals, decisions, "
+    )
+    card.write_text("{% if model.name %}unclosed\n")
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.stdout.startswith("models/churn/card.md: line 1: Unexpected end of template.")
+    card.unlink()
+    proc = run_mlops("validate", cwd=repo)
+    assert "models/churn/card.md: missing (expected the model card template" in proc.stdout

@@ -20,27 +20,24 @@ SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 @pytest.mark.act
 def test_pr_workflow_runs_every_job_under_act(tmp_path: Path) -> None:
+    """Every job of pr.yml runs, each finding the tool set through the setup action with nothing
+    exported (the shared environment of `make tools-path`)."""
     repo = sandbox(tmp_path / "repo")
-    # Inside act the test job runs pytest on the validation tests: every test runs in this
-    # outer suite already, and running them twice would cost CI minutes it does not have.
+    # Inside act the test job runs pytest on the repository's content tests: the whole pr.yml,
+    # every test of a generated repository, runs in tests/template/test_life.py.
     results, log = run_act(
         repo,
         "pull_request",
         ".github/workflows/pr.yml",
         EVENTS / "pull_request.json",
-        env={"PYTEST_ARGS": "-m 'not slow' tests/test_validate.py"},
+        env={"PYTEST_ARGS": "-m 'not slow' tests/test_repository.py"},
     )
-    assert results == {
-        "config": "success",
-        "lint": "success",
-        "validate": "success",
-        "policy": "success",
-        "test": "success",
-    }, log
+    assert results == {"lint": "success", "validate": "success", "policy": "success", "test": "success"}, log
+    assert log.count("Install the tool set (once per constraints.txt), or reuse it") >= 4
     assert re.search(r"(\d+) tests, \1 passed, 0 failed", log)  # mlops policy test really ran
     assert "no environment manifest changed: no promotion to judge" in log
     assert "all valid; " in log  # mlops validate really ran
-    assert re.search(r"\d+ passed", log) and "test_validate.py" in log  # and so did pytest
+    assert re.search(r"\d+ passed", log) and "test_repository.py" in log  # and so did pytest
 
 
 @pytest.mark.act

@@ -31,6 +31,26 @@ def sandbox(dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
+def shared_tools(repo: Path) -> Path:
+    """A tool cache where the workflows' setup action (.github/actions/setup) finds this test run's
+    environment under the key it computes (`make tools-path`): what an earlier job on the same
+    runner would have installed, without exporting VENV. Returns the cache directory."""
+    cache = repo.parent / f"{repo.name}-tools"
+    out = subprocess.run(
+        ["make", "-s", "tools-path"],
+        cwd=repo,
+        env={**base_env(), "TOOLS_CACHE": str(cache)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(next(line for line in out.splitlines() if line.startswith("path=")).split("=", 1)[1])
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(Path(sys.prefix))
+    return cache
+
+
 def run_act(
     repo: Path,
     event: str,
@@ -41,9 +61,10 @@ def run_act(
     timeout: int = 900,
 ) -> tuple[dict[str, Any], str]:
     """Run act; returns ({job id: 'success' | 'failure' | None}, the plain log)."""
-    full_env = {**base_env(), "VENV": str(Path(sys.prefix)), **(env or {})}
+    full_env = {**base_env(), "TOOLS_CACHE": str(shared_tools(repo)), **(env or {})}
     full_env["PATH"] = f"{BIN}{os.pathsep}{full_env['PATH']}"
-    full_env.pop("ACT", None)
+    for name in ("ACT", "VENV", "PYTHONPATH"):  # the jobs find the tool set on their own
+        full_env.pop(name, None)
     proc = subprocess.run(
         [str(BIN / "act"), event, "-W", workflow, "-e", str(event_file), "--json", *extra],
         cwd=repo,

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from ..conftest import ROOT, base_env
+from ..engine.workflows import shared_tools
 from .conftest import BIN, baked
 
 pytestmark = [pytest.mark.slow, pytest.mark.act]
@@ -185,18 +186,7 @@ def life(tmp_path: Path) -> Any:
     # The repository's own `.venv` is this test's environment (same constraints, so `make install`
     # finds its stamp), and act's jobs find it in the tool cache under its key.
     (project / ".venv").symlink_to(Path(sys.prefix))
-    tools = tmp_path / "tools"
-    key = subprocess.run(
-        ["make", "-s", "tools-path"],
-        cwd=project,
-        env={**base_env(), "TOOLS_CACHE": str(tools)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    shared = Path(re.search(r"^path=(.*)$", key, re.M).group(1))  # type: ignore[union-attr]
-    shared.parent.mkdir(parents=True)
-    shared.symlink_to(Path(sys.prefix))
+    tools = shared_tools(project)
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir()
     (fake_bin / "gh").write_text(FAKE_GH)
