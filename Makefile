@@ -68,19 +68,8 @@ unit: install ## pytest (PYTEST_ARGS passes options)
 train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
 	$(BIN)/dvc repro pipelines/dvc.yaml
 
-policy: install ## Rego policy tests, manifests + workflows against policies, the gate on changed manifests, a policy change's impact
-	$(BIN)/mlops policy test --coverage --min-coverage 90
-	$(BIN)/mlops check
-	rm -rf .mlops/facts .mlops/policy-gate.md
-	$(BIN)/mlops facts --out .mlops/facts > /dev/null
-	@# the comment: the gate's verdict on changed manifests, then what a policy change would deny
-	$(BIN)/mlops policy impact --output markdown > .mlops/policy-impact.md
-	@status=0; if ls .mlops/facts/*.json > /dev/null 2>&1; then \
-	  $(BIN)/mlops check .mlops/facts/*.json --namespace promotion --output markdown $(if $(RECORD),--record) > .mlops/policy-gate.md || status=$$?; \
-	else echo "no environment manifest changed: no promotion to judge"; fi; \
-	cat .mlops/policy-impact.md >> .mlops/policy-gate.md; \
-	if [ -s .mlops/policy-gate.md ]; then cat .mlops/policy-gate.md; else rm .mlops/policy-gate.md; fi; \
-	exit $$status
+policy: install ## the pull request's gate: policy tests (90% coverage), manifests and workflows, the promotion gate on changed manifests, a policy change's impact (RECORD=1 keeps decisions)
+	$(BIN)/mlops gate $(if $(RECORD),--record)
 
 validate: install ## check mlops.yaml, models and manifests
 	$(BIN)/mlops validate

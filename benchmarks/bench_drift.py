@@ -46,7 +46,7 @@ def main() -> None:
 
     from mlops_gitops import drift
     from mlops_gitops.config import load_repo
-    from mlops_gitops.records import inference_log
+    from mlops_gitops.state import inference_log
     from mlops_gitops.registry import Registry
 
     from tests.engine.workflows import sandbox

@@ -146,11 +146,10 @@ class Poller:
 
 
 def recovery(work: Path, rounds: int) -> dict[str, Any]:
-    from mlops_gitops.demo import register_broken
     from mlops_gitops.serve import input_example
 
     from tests.conftest import base_env, git_commit_all
-    from tests.engine.registered import register_version, registry_of
+    from tests.engine.registered import register_broken, register_version, registry_of
     from tests.engine.workflows import sandbox
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri exported the first phase's

@@ -43,15 +43,25 @@ def base_env() -> dict[str, str]:
 
 
 def run_mlops(
-    *args: str, cwd: Path, check: bool = False, env_extra: dict[str, str] | None = None
+    *args: str,
+    cwd: Path,
+    check: bool = False,
+    env_extra: dict[str, str] | None = None,
+    timeout: int = 300,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """The real `mlops` command in a subprocess, in `cwd`, on this checkout's engine, with this
+    environment's tools (dvc, act) on PATH: the one way tests run it."""
+    env = {**base_env(), **(env_extra or {})}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(
         [sys.executable, "-m", "mlops_gitops.cli", *args],
         cwd=cwd,
-        env={**base_env(), **(env_extra or {})},
+        env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
+        input=input,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

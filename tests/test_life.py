@@ -19,22 +19,22 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import base_env, git_commit_all
+from .conftest import base_env, git_commit_all, run_mlops
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
 def run(repo: Path, *cmd: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    """A command in the scratch copy, against its own engine and its own registry."""
-    env = {
-        **base_env(),
-        "PYTHONPATH": str(repo / "scripts"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
-    }
-    mlops = [sys.executable, "-m", "mlops_gitops.cli"] if cmd[0] == "mlops" else [str(BIN / cmd[0])]
-    proc = subprocess.run([*mlops, *cmd[1:]], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    """A command in the scratch copy, against its own registry (never the one mlops.yaml names)."""
+    registry = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    if cmd[0] == "mlops":
+        proc = run_mlops(*cmd[1:], cwd=repo, env_extra=registry, timeout=900)
+    else:
+        env = {**base_env(), **registry, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        proc = subprocess.run(
+            [str(BIN / cmd[0]), *cmd[1:]], cwd=repo, env=env, capture_output=True, text=True
+        )
     assert proc.returncode in ok, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

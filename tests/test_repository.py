@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlops_gitops.evidence import controls
 
 from .conftest import ROOT, run_mlops
 
@@ -47,6 +48,8 @@ def test_the_policies_pass_their_own_tests_with_coverage() -> None:
 
 
 def test_every_policy_has_metadata_naming_its_controls() -> None:
+    """The controls a policy names are rows of the evidence pack's controls table
+    (scripts/mlops_gitops/evidence/controls.yaml), so its decisions prove them there."""
     for path in sorted((ROOT / "policies").rglob("*.rego")):
         if path.name.endswith("_test.rego"):
             continue
@@ -57,6 +60,10 @@ def test_every_policy_has_metadata_naming_its_controls() -> None:
         assert meta["title"] and meta["description"], path
         assert meta["custom"]["severity"] in ("low", "medium", "high", "critical"), path
         assert meta["custom"]["controls"], f"{path}: names no controls"
+        for control in meta["custom"]["controls"]:  # each names a row of the controls table (data)
+            assert any(row.named_by(control) for row in controls.table()), (
+                f"{path}: {control!r} names no control"
+            )
         assert path.with_name(path.stem + "_test.rego").is_file(), f"{path}: no test file"
 
 

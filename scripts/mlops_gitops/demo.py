@@ -21,8 +21,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from . import state
+from . import tags as names
 from .config import load_repo
-from .lineage import TAG_PREFIX
 from .registry import Registry, stored_sha256
 from .serve import input_example
 from .targets.local import http_json
@@ -232,7 +233,7 @@ class Demo:
     def gate_check(self, env: str) -> subprocess.CompletedProcess[str]:
         """mlops facts for the branch, then mlops check over them in the promotion namespace."""
         assert self.project is not None
-        out = self.project / ".mlops" / f"facts-{env}"
+        out = state.workspace(self.project) / f"facts-{env}"
         self.run(
             f"facts for the {env} promotion",
             [*MLOPS, "facts", "--base", "main", "--out", str(out)],
@@ -271,7 +272,7 @@ class Demo:
         url = next(
             d["url"] for d in status["deployments"] if (d["environment"], d["model"]) == ("staging", model)
         )
-        records = input_example(self.project / f".mlops/artifacts/{model}/v1/model")
+        records = input_example(state.artifacts_dir(self.project) / model / "v1" / "model")
 
         def post(body: object) -> tuple[int, dict[str, Any]]:
             status, answer = http_json("POST", f"{url}/predict", body, timeout=10)
@@ -409,7 +410,7 @@ class Demo:
             show=True,
             result=r"(healthy)",
         )
-        out = self.project / ".mlops" / "evidence" / "production" / f"{model}.zip"
+        out = state.evidence_dir(self.project, "production") / f"{model}.zip"
         started = time.monotonic()
         proc = subprocess.run(
             [*MLOPS, "evidence", model, "--env", "production", "-o", str(out)],
@@ -450,7 +451,7 @@ class Demo:
             post({"dataframe_records": rows[start : start + 10]})
         console.print(f"[green]✓[/] sent {len(rows)} customers from a shifted population to staging")
         started = time.monotonic()
-        summary = self.project / ".mlops" / "drift-summary.md"
+        summary = state.workspace(self.project) / "drift-summary.md"
         proc = subprocess.run(
             [*MLOPS, "drift", "--env", "staging", "--since", since, "--summary-file", str(summary)],
             cwd=self.project,
@@ -504,13 +505,10 @@ class Demo:
             console.print(f"production's evidence pack: [bold]{self.evidence}[/]")
 
 
-def register_broken(registry: Registry, model: str, good_calls: int = 0) -> int:
-    """Register a version of `model` whose predict raises (models from code, no input example:
-    health checks smoke-test it on another version's), with its sha256; returns its number.
-
-    With good_calls=N its first N predict calls answer (zeros) and the later ones raise: it
-    passes the server's own load-time smoke test, gets switched in, and fails the reconciler's
-    health check afterwards, which is the path where the old version must be switched back."""
+def register_broken(registry: Registry, model: str) -> int:
+    """The demo's bad release: a version of `model` whose predict raises (a model from code,
+    with v1's signature and no input example, so health checks smoke-test it on v1's), with its
+    sha256; returns its number. The reconciler must roll it back by itself."""
     import tempfile as tmp
 
     import mlflow
@@ -519,13 +517,9 @@ def register_broken(registry: Registry, model: str, good_calls: int = 0) -> int:
     with tmp.TemporaryDirectory() as folder:
         code = Path(folder) / "broken.py"
         code.write_text(
-            "import mlflow.pyfunc\nimport numpy as np\nfrom mlflow.models import set_model\n\n\n"
+            "import mlflow.pyfunc\nfrom mlflow.models import set_model\n\n\n"
             "class Broken(mlflow.pyfunc.PythonModel):\n"
-            "    calls = 0\n\n"
             "    def predict(self, context, model_input, params=None):\n"
-            "        self.calls += 1\n"
-            f"        if self.calls <= {int(good_calls)}:\n"
-            "            return np.zeros((len(model_input), 2))\n"
             "        raise RuntimeError('broken on purpose: a bug that only shows at prediction time')\n\n\n"
             "set_model(Broken())\n"
         )
@@ -535,13 +529,7 @@ def register_broken(registry: Registry, model: str, good_calls: int = 0) -> int:
                 name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
             )
     version = registry.client.create_model_version(
-        model,
-        info.model_uri,
-        tags={
-            f"{TAG_PREFIX}artifact_sha256": stored_sha256(info.model_uri),
-            f"{TAG_PREFIX}signature": "true",
-        },
-        model_id=info.model_id,
+        model, info.model_uri, tags=names.artifact_tags(stored_sha256(info.model_uri)), model_id=info.model_id
     )
     return int(version.version)
 

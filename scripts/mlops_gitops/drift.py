@@ -14,8 +14,8 @@
 The result: drift (severity critical when the share of drifted columns reaches
 `drift.drift_share`, else warning), no drift, or not enough data (fewer than
 `drift.min_rows` logged rows). It is written as evidently's self-contained HTML and JSON,
-appended to `<state>/drift/<env>/<model>.jsonl`, and recorded on the registered model as the
-tags `mlops.drift.<env>.*` that `mlops facts` reads (the promotion gate's drift rule).
+appended to the deployment's record log (kind drift), and recorded on the registered model
+(`tags.drift_tags`), where `mlops facts` reads it (the promotion gate's drift rule).
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import state
+from . import tags as names
 from .config import Repo
 from .errors import MlopsError
 from .pages import display, headed_html, report_stem, title
-from .records import append_line, inference_log, state_dir, utcnow
+from .records import RecordLog
 from .serve import read_log
 
 STATUS_DRIFT, STATUS_OK, STATUS_INSUFFICIENT = "drift", "no-drift", "insufficient-data"
@@ -169,7 +171,7 @@ def run(
     config = definition.get("drift") or {}
     min_rows, drift_share = int(config.get("min_rows", 200)), float(config.get("drift_share", 0.5))
     moment = now or datetime.now(UTC)
-    entries, skipped = read_log(inference_log(repo.root, env, model), parse_since(since, moment))
+    entries, skipped = read_log(state.inference_log(repo.root, env, model), parse_since(since, moment))
     records = [row for entry in entries for row in entry["inputs"]]
     versions = Counter[int]()
     for entry in entries:
@@ -198,13 +200,13 @@ def run(
     if reference is None:
         if version is None:
             raise MlopsError(f"{model} in {env}: no version serves there (no @{env} alias, nothing logged)")
-        lineage = registry.version(model, version).tags.get("mlops.data")
+        lineage = names.data_of(dict(registry.version(model, version).tags))
         if not lineage:
             raise MlopsError(
                 f"{model} v{version}: no lineage data (tag mlops.data; expected a version registered by "
                 "`mlops register`), so no training data to compare with; pass --reference"
             )
-        reference = training_data(repo.root, json.loads(lineage))
+        reference = training_data(repo.root, lineage)
     ref = pd.read_csv(reference)
     cur = pd.DataFrame.from_records(records)
     target = definition.get("target_column")
@@ -235,7 +237,7 @@ def run(
         result.severity = "critical" if result.drifted_share >= drift_share else "warning"
     else:
         result.status = STATUS_OK
-    folder = out_dir or state_dir(repo.root) / "drift" / env / model
+    folder = out_dir or state.drift_reports(repo.root, env, model)
     folder.mkdir(parents=True, exist_ok=True)
     stem = report_stem("drift", model, env, [version] if version is not None else [], result.checked_at)
     html, raw = folder / f"{stem}.html", folder / f"{stem}.json"
@@ -316,24 +318,45 @@ def _columns(document: dict[str, Any], kinds: dict[str, str]) -> list[ColumnDrif
     return [found[c] for c in kinds]
 
 
+def measure(
+    repo: Repo,
+    registry: Any,
+    env: str,
+    models: list[str],
+    since: str | None = None,
+    reference: Path | None = None,
+    out_dir: Path | None = None,
+    keep: bool = True,
+) -> list[DriftResult]:
+    """Drift of each of `models` in `env` (default: every model with a version there), each
+    result kept in the deployment's record log and on the registered model unless not `keep`."""
+    repo.require_environment(env)
+    chosen = models or sorted(
+        m for (e, m), manifest in repo.manifests.items() if e == env and manifest.get("version") is not None
+    )
+    results = []
+    for name in chosen:
+        result = run(repo, registry, name, env, since, reference, out_dir)
+        if keep:
+            record(repo.root, registry, result)
+        results.append(result)
+    return results
+
+
 def record(root: Path, registry: Any, result: DriftResult) -> None:
     """Append the result to the drift history; put its summary on the registered model."""
-    summary = {k: v for k, v in result.to_dict().items() if k != "columns"}
-    summary["recorded_at"] = utcnow()
-    append_line(
-        state_dir(root) / "drift" / result.environment / f"{result.model}.jsonl",
-        json.dumps(summary, sort_keys=True),
-    )
-    prefix = f"mlops.drift.{result.environment}."
+    summary = {k: v for k, v in result.to_dict().items() if k not in ("columns", "model", "environment")}
+    RecordLog(root).note("drift", result.environment, result.model, summary)
     registry.set_model_tags(
         result.model,
-        {
-            f"{prefix}status": result.status,
-            f"{prefix}severity": result.severity or "",
-            f"{prefix}checked_at": result.checked_at,
-            f"{prefix}columns": ",".join(result.drifted),
-            f"{prefix}report": result.report_html,
-        },
+        names.drift_tags(
+            result.environment,
+            result.status,
+            result.severity,
+            result.checked_at,
+            result.drifted,
+            result.report_html,
+        ),
     )
 
 

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import tags as names
 from . import yamlio
 from .config import ENVIRONMENTS_DIR, Repo
 from .errors import MlopsError
 from .gitinfo import git
-from .records import history_from_tags
 from .registry import version_facts as registry_facts
 
 
@@ -76,22 +74,20 @@ def approvals(event: dict[str, Any] | None, fetch: Any = None) -> dict[str, Any]
     return {"known": False, "source": "none", "reviewers": [], "count": 0}
 
 
-def gh_reviews(root: Path, event: dict[str, Any] | None) -> Any:
-    """A fetch function over `gh api` when gh is installed and authenticated, else None."""
+def gh_reviews(event: dict[str, Any] | None) -> Any:
+    """A fetch function over GitHub's API when `gh` is installed and authenticated, else None."""
+    from . import github
+
     repository = ((event or {}).get("repository") or {}).get("full_name")
-    if not repository or shutil.which("gh") is None:
+    if not repository or not github.ready():
         return None
-    if subprocess.run(["gh", "auth", "status"], capture_output=True).returncode != 0:
-        return None
+    client = github.GhCli()
 
     def fetch(number: int) -> Any:
-        proc = subprocess.run(
-            ["gh", "api", f"repos/{repository}/pulls/{number}/reviews"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        )
-        return json.loads(proc.stdout) if proc.returncode == 0 else None
+        try:
+            return github.reviews(client, repository, number)
+        except MlopsError:
+            return None
 
     return fetch
 
@@ -105,10 +101,8 @@ def version_facts(
     raw = registry.version(model, version)
     found = registry_facts(raw)
     lineage = found["lineage"]
-    report = {
-        "passed": {"true": True, "false": False}.get(lineage.get("report.passed", "")),
-        "baseline": lineage.get("report.baseline"),
-    }
+    verdict = names.report_of(dict(raw.tags))
+    report = {"passed": verdict["passed"], "baseline": verdict["baseline"]}
     facts = {
         "number": version,
         "metrics": found["metrics"],
@@ -128,7 +122,7 @@ def version_facts(
         "report": report,
         "fairness": fairness_facts(found["metrics"]),
     }
-    return facts, history_from_tags(dict(raw.tags))
+    return facts, names.history_of(dict(raw.tags))
 
 
 def fairness_facts(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -140,38 +134,6 @@ def fairness_facts(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
             _, feature, name = key.split(".")
             found.setdefault(feature, {})[name] = value
     return dict(sorted(found.items()))
-
-
-def drift_facts(tags: dict[str, str], env: str) -> dict[str, Any]:
-    """The monitor's last word on the model in `env` (registered-model tags), or unknown."""
-    prefix = f"mlops.drift.{env}."
-    if f"{prefix}status" not in tags:
-        return {"status": "unknown", "severity": None, "checked_at": None, "columns": []}
-    columns = tags.get(f"{prefix}columns", "")
-    return {
-        "status": tags[f"{prefix}status"],
-        "severity": tags.get(f"{prefix}severity") or None,
-        "checked_at": tags.get(f"{prefix}checked_at") or None,
-        "columns": sorted(c for c in columns.split(",") if c),
-    }
-
-
-def performance_facts(tags: dict[str, str], env: str) -> dict[str, Any]:
-    """`mlops feedback`'s last word on live performance in `env` (registered-model tags)."""
-    prefix = f"mlops.performance.{env}."
-    if f"{prefix}status" not in tags:
-        return {"status": "unknown", "metric": None, "live": None, "drop": None, "checked_at": None}
-
-    def number(key: str) -> float | None:
-        return float(tags[key]) if tags.get(key) else None
-
-    return {
-        "status": tags[f"{prefix}status"],
-        "metric": tags.get(f"{prefix}metric") or None,
-        "live": number(f"{prefix}live"),
-        "drop": number(f"{prefix}drop"),
-        "checked_at": tags.get(f"{prefix}checked_at") or None,
-    }
 
 
 def build(
@@ -243,11 +205,23 @@ def document(
         "version": proposed,
         "history": history,
         "baseline": baseline,
-        "drift": drift_facts(tags, env),
-        "performance": performance_facts(tags, env),
+        "drift": names.drift_of(tags, env),
+        "performance": names.performance_of(tags, env),
         "approvals": approved,
         "now": now,
     }
+
+
+def write(documents: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """One <env>--<model>.json per document under `folder`; their paths."""
+    written = []
+    for document in documents:
+        change = document["change"]
+        path = folder / f"{change['environment']}--{change['model']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
 
 
 def now_rfc3339(value: str | None) -> str:

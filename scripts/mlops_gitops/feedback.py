@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import state
+from . import tags as names
 from .config import Repo
 from .errors import MlopsError
 from .pages import display, report_stem, title
-from .records import append_line, inference_log, state_dir, utcnow
+from .records import RecordLog, utcnow
 from .serve import read_log
 
 MIN_LABELS = 50
@@ -111,7 +113,7 @@ def run(
     labels = read_labels(labels_file)
     joined: dict[int, list[tuple[str, int, float]]] = defaultdict(list)  # version -> (day, label, score)
     seen: set[str] = set()
-    entries, skipped = read_log(inference_log(repo.root, env, model))
+    entries, skipped = read_log(state.inference_log(repo.root, env, model))
     for entry in entries:
         rid = str(entry.get("request_id"))
         if rid not in labels:
@@ -150,9 +152,7 @@ def run(
 
     degraded = False
     for version, rows in sorted(joined.items()):
-        registered = json.loads(registry.version(model, version).tags.get("mlops.metrics") or "{}").get(
-            metric
-        )
+        registered = names.metrics_of(dict(registry.version(model, version).tags)).get(metric)
         now_value = value(rows)
         drop = (
             round(float(registered) - now_value, 6)
@@ -177,7 +177,7 @@ def run(
     if any(v["live"] is not None for v in result.versions):
         result.status = "degraded" if degraded else "ok"
     if result.versions:
-        write_report(repo.root, result, out_dir or state_dir(repo.root) / "feedback" / env / model)
+        write_report(repo.root, result, out_dir or state.feedback_reports(repo.root, env, model))
     return result
 
 
@@ -254,19 +254,17 @@ def write_report(root: Path, result: FeedbackResult, folder: Path) -> None:
 
 
 def record(root: Path, registry: Any, result: FeedbackResult) -> None:
-    append_line(
-        state_dir(root) / "feedback" / result.environment / f"{result.model}.jsonl",
-        json.dumps(result.to_dict(), sort_keys=True),
-    )
+    entry = {k: v for k, v in result.to_dict().items() if k not in ("model", "environment")}
+    RecordLog(root).note("feedback", result.environment, result.model, entry)
     worst = max((v for v in result.versions if v["drop"] is not None), key=lambda v: v["drop"], default=None)
-    prefix = f"mlops.performance.{result.environment}."
     registry.set_model_tags(
         result.model,
-        {
-            f"{prefix}status": result.status,
-            f"{prefix}metric": result.metric,
-            f"{prefix}live": "" if worst is None else str(worst["live"]),
-            f"{prefix}drop": "" if worst is None else str(worst["drop"]),
-            f"{prefix}checked_at": result.checked_at,
-        },
+        names.performance_tags(
+            result.environment,
+            result.status,
+            result.metric,
+            None if worst is None else worst["live"],
+            None if worst is None else worst["drop"],
+            result.checked_at,
+        ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -79,7 +80,7 @@ def files_at(root: Path, rev: str, directory: str, suffixes: tuple[str, ...]) ->
     return texts
 
 
-def propose(root: Path, branch: str, path: str, text: str, message: str, checkout: bool) -> str:
+def commit_on_branch(root: Path, branch: str, path: str, text: str, message: str, checkout: bool) -> str:
     """Commit `text` as `path` on a new branch made from HEAD; its commit.
 
     The commit is made with git's plumbing through a temporary index, so neither the working
@@ -105,3 +106,68 @@ def propose(root: Path, branch: str, path: str, text: str, message: str, checkou
             git(root, "branch", "--quiet", "-D", branch, check=False)
             raise
     return commit
+
+
+TRAILERS = re.compile(
+    r"^(Approved-by|Reviewed-by|Acked-by|Signed-off-by):\s*(.+)$", re.MULTILINE | re.IGNORECASE
+)
+
+
+def manifest_history(root: Path, path: str, version: int) -> list[dict[str, Any]]:
+    """The commits (newest first) that set the manifest at `path` to `version`: author,
+    committer, subject, trailers, and the merge on HEAD's first-parent line that brought it in."""
+    from . import yamlio
+
+    out = git(root, "log", "--format=%H", "--", path, check=False)
+    mainline = set(git(root, "rev-list", "--first-parent", "--merges", "HEAD", check=False).split())
+    found = []
+    for commit in out.split():
+        text = git(root, "show", f"{commit}:{path}", check=False)
+        before = git(root, "show", f"{commit}~1:{path}", check=False)
+        try:
+            now = (yamlio.loads(text, path) or {}).get("version") if text else None
+            was = (yamlio.loads(before, path) or {}).get("version") if before else None
+        except MlopsError:
+            continue
+        if now != version or was == version:
+            continue
+        fields = git(root, "show", "-s", "--format=%H%x00%an <%ae>%x00%aI%x00%cn <%ce>%x00%cI%x00%B", commit)
+        sha, author, authored, committer, committed, body = fields.split("\x00", 5)
+        found.append(
+            {
+                "commit": sha,
+                "author": author,
+                "authored_at": authored,
+                "committer": committer,
+                "committed_at": committed,
+                "subject": body.strip().splitlines()[0] if body.strip() else "",
+                "trailers": trailers(body),
+                "merge": merge_of(root, commit, mainline),
+            }
+        )
+    return found
+
+
+def merge_of(root: Path, commit: str, mainline: set[str]) -> dict[str, Any] | None:
+    """The merge on HEAD's first-parent line (`mainline`: main's merges) that brought `commit`
+    in, if a merge did; a merge of main into the branch ("Update branch") is not it."""
+    candidates = git(
+        root, "rev-list", "--ancestry-path", "--merges", "--reverse", f"{commit}..HEAD", check=False
+    ).split()
+    merge = next((c for c in candidates if c in mainline), None)
+    if merge is None:
+        return None
+    sha, by, at, body = git(root, "show", "-s", "--format=%H%x00%cn <%ce>%x00%cI%x00%B", merge).split(
+        "\x00", 3
+    )
+    return {
+        "commit": sha,
+        "by": by,
+        "at": at,
+        "subject": body.strip().splitlines()[0],
+        "trailers": trailers(body),
+    }
+
+
+def trailers(body: str) -> list[dict[str, str]]:
+    return [{"key": m.group(1).title(), "value": m.group(2).strip()} for m in TRAILERS.finditer(body)]

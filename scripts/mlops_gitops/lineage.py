@@ -2,7 +2,7 @@
 
 Everything is read from files the pipeline leaves behind (dvc.lock, params.yaml, the
 stage outputs) and from git and the environment, so it can be recomputed and checked.
-The result becomes MLflow model-version tags under the `mlops.` prefix.
+The result becomes the version's tags in the registry (`tags.lineage_tags`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from .gitinfo import head_info
 
 PIPELINE_DIR = "pipelines"
 PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "dvc", "skops", "xgboost")
-TAG_PREFIX = "mlops."
 
 
 def sha256_file(path: Path) -> str:
@@ -178,46 +177,3 @@ def collect(root: Path, model: str) -> dict[str, Any]:
         "estimator_sha256": estimator_sha,
         "fingerprint": fingerprint,
     }
-
-
-def to_tags(lineage: dict[str, Any]) -> dict[str, str]:
-    """Flat MLflow tags: scalars as text, structures as compact JSON."""
-    tags: dict[str, str] = {}
-
-    def put(key: str, value: Any) -> None:
-        tags[TAG_PREFIX + key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-    put("git.commit", lineage["git"]["commit"])
-    put("git.branch", lineage["git"]["branch"])
-    put("git.dirty", lineage["git"]["dirty"])
-    if lineage["git"].get("untracked"):
-        put("git.untracked", lineage["git"]["untracked"])
-    put("dvc.lock_sha256", lineage["dvc_lock_sha256"])
-    put("data", lineage["data"])
-    put("params", lineage["params"])
-    put("metrics", lineage["metrics"])
-    for name, value in lineage["metrics"].items():
-        put(f"metric.{name}", str(value))
-    put("device", lineage["training"]["device"])
-    put("device_name", lineage["training"]["device_name"])
-    put("learner", lineage["training"]["learner"])
-    put("runner.name", lineage["runner"]["name"])
-    put("runner.labels", lineage["runner"]["labels"])
-    put("python", lineage["python"])
-    put("packages", lineage["packages"])
-    put("fingerprint", lineage["fingerprint"])
-    return tags
-
-
-def from_tags(tags: dict[str, str]) -> dict[str, Any]:
-    """The inverse of to_tags, for facts and evidence."""
-    out: dict[str, Any] = {}
-    for key, value in tags.items():
-        if not key.startswith(TAG_PREFIX):
-            continue
-        name = key[len(TAG_PREFIX) :]
-        try:
-            out[name] = json.loads(value) if value[:1] in "{[" else value
-        except json.JSONDecodeError:
-            out[name] = value
-    return out

@@ -402,3 +402,97 @@ def to_markdown(results: Sequence[FileResult], title: str = "Policy gate") -> st
             lines.append(f"| {f.kind} | `{r.filename}` | `{r.namespace}.{f.rule}` | {msg} |")
         lines.append("")
     return "\n".join(lines)
+
+
+@dataclass
+class Run:
+    """What `mlops check` evaluated: the per-file results, the engine, the policy files."""
+
+    results: list[FileResult]
+    engine: str  # conftest | embedded OPA
+    policy_files: list[PolicyFile]
+
+    def counts(self) -> dict[str, int]:
+        return {k: sum(len(r.of(k)) for r in self.results) for k in ("failure", "warning", "exception")}
+
+    def summary(self) -> str:
+        """conftest's closing line: tests, passed, warnings, failures, exceptions (and the engine)."""
+        counts = self.counts()
+        tests = sum(r.successes + len(r.findings) for r in self.results)
+        return (
+            f"{tests} tests, {tests - sum(counts.values())} passed, {counts['warning']} warnings, "
+            f"{counts['failure']} failures, {counts['exception']} exceptions ({self.engine})"
+        )
+
+
+CHECK_FORMATS = ("table", "json", "junit", "github", "sarif", "markdown")
+
+
+def run(
+    root: Path,
+    files: Sequence[Path],
+    policy_dirs: Sequence[Path] = (),
+    namespaces: Sequence[str] = (),
+    all_namespaces: bool = False,
+    data_files: Sequence[Path] = (),
+) -> Run:
+    """`conftest test`, with the real conftest when it is on PATH, else OPA embedded.
+
+    With `files`: those, against `namespaces` (default main) or all. Without: every manifest
+    (environments/*/*.yaml) against `manifests` and every workflow against `workflows`.
+    YAML is read as conftest reads it (YAML 1.2 booleans); `data_files` merge into data.*.
+    """
+    import shutil
+
+    from . import yamlio
+
+    dirs = list(policy_dirs) or [root / "policies"]
+    data: dict[str, Any] = {}
+    for data_file in data_files:
+        loaded = yamlio.loads_data(data_file.read_text(), str(data_file))
+        if isinstance(loaded, dict):
+            data.update(loaded)
+    if files:
+        groups = [([str(f) for f in files], list(namespaces), all_namespaces)]
+    else:
+        manifests = sorted(str(p.relative_to(root)) for p in (root / "environments").glob("*/*.yaml"))
+        workflows = sorted(str(p.relative_to(root)) for p in (root / ".github/workflows").glob("*.y*ml"))
+        groups = [(manifests, ["manifests"], False), (workflows, ["workflows"], False)]
+    binary = shutil.which("conftest")
+    policy_files = load_policies(dirs, root)
+    results: list[FileResult] = []
+    for names, wanted, every in groups:
+        if binary:
+            results += conftest_test(binary, dirs, names, wanted, every, list(data_files))
+            continue
+        inputs = [
+            (name, yamlio.loads_data((root / name).read_text(encoding="utf-8"), name)) for name in names
+        ]
+        results += evaluate(policy_files, inputs, select_namespaces(policy_files, wanted, every), data)
+    return Run(results, "conftest" if binary else "embedded OPA", policy_files)
+
+
+def render(results: Sequence[FileResult], fmt: str) -> str:
+    """The results in one of conftest's machine formats (or markdown, for a pull request)."""
+    if fmt == "json":
+        return json.dumps(to_conftest_json(results), indent=2) + "\n"
+    if fmt == "github":
+        return to_github(results) + "\n"
+    if fmt == "junit":
+        return to_junit(results)
+    if fmt == "sarif":
+        return json.dumps(to_sarif(results), indent=2) + "\n"
+    if fmt == "markdown":
+        return to_markdown(results) + "\n"
+    raise ValueError(fmt)
+
+
+def line_ranges(lines: Sequence[int]) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9" (uncovered policy lines)."""
+    spans: list[list[int]] = []
+    for line in lines:
+        if spans and line == spans[-1][1] + 1:
+            spans[-1][1] = line
+        else:
+            spans.append([line, line])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) or "-"

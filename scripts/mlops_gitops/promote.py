@@ -12,16 +12,15 @@ check passes; a re-run with the same arguments converges.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import git, propose
+from .gitinfo import git
+from .propose import next_step, propose
 
 VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
 
@@ -38,6 +37,9 @@ class Promotion:
     changed: bool
     checked_out: bool = False  # the working tree is now on `branch`
     base: str = ""  # the branch it was made from (where to go back to)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def resolve_version(repo: Repo, model: str, env: str, version: int | None, source: str | None) -> int:
@@ -64,15 +66,9 @@ def edit_manifest(text: str, version: int, display: str) -> str:
     return VERSION_LINE.sub(f"version: {version}", text, count=1)
 
 
-def gh_available(root: Path) -> bool:
-    if shutil.which("gh") is None:
-        return False
-    return subprocess.run(["gh", "auth", "status"], cwd=root, capture_output=True).returncode == 0
-
-
 def promote(
     repo: Repo,
-    registry_version_exists: Callable[[str, int], bool],
+    registry_has: Callable[[str, int], bool],
     model: str,
     env: str,
     version: int | None,
@@ -82,7 +78,7 @@ def promote(
     checkout: bool = True,
 ) -> Promotion:
     number = resolve_version(repo, model, env, version, source)
-    if not registry_version_exists(model, number):
+    if not registry_has(model, number):
         raise MlopsError(
             f"{model} v{number}: not in the registry (expected a registered version; "
             "see `mlops model list` and `mlops register`)"
@@ -106,7 +102,7 @@ def promote(
                 previous,
                 branch,
                 commit,
-                next_step(branch, model, env, number),
+                next_step(branch, title(model, env, number)),
                 changed=False,
                 checked_out=current == branch,
                 base=current,
@@ -119,51 +115,33 @@ def promote(
     new_text = edit_manifest(path.read_text(encoding="utf-8"), number, display)
     yamlio.loads(new_text, display)  # still valid YAML before anything is written
     message = (
-        f"Promote {model} v{number} to {env}\n\n"
+        f"{title(model, env, number)}\n\n"
         f"Model: {model}\nVersion: {number} (was {previous if previous is not None else 'none'})\n"
         f"Environment: {env}\nReason: {reason}\n"
     )
-    commit = propose(root, branch, display, new_text, message, checkout=checkout)
-    pull_request = next_step(branch, model, env, number)
-    if open_pr:
-        pull_request = (
-            open_pull_request(root, current, branch, f"Promote {model} v{number} to {env}", message)
-            or pull_request
-        )
+    made = propose(
+        root,
+        display,
+        new_text,
+        title(model, env, number),
+        message,
+        branch,
+        checkout=checkout,
+        open_pr=open_pr,
+    )
     return Promotion(
         model,
         env,
         number,
         previous,
         branch,
-        commit,
-        pull_request,
-        changed=True,
-        checked_out=checkout,
-        base=current,
+        made.commit,
+        made.pull_request,
+        True,
+        made.checked_out,
+        made.base,
     )
 
 
-def open_pull_request(root: Path, base: str, branch: str, title: str, body: str) -> str | None:
-    """Push the branch and open the pull request with `gh`; its URL, or None when gh cannot."""
-    if not gh_available(root):
-        return None
-    pushed = subprocess.run(
-        ["git", "push", "--quiet", "-u", "origin", branch], cwd=root, capture_output=True, text=True
-    )
-    if pushed.returncode != 0:
-        return None
-    created = subprocess.run(
-        ["gh", "pr", "create", "--base", base, "--head", branch, "--title", title, "--body", body],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
-    return created.stdout.strip() if created.returncode == 0 else None
-
-
-def next_step(branch: str, model: str, env: str, version: int) -> str:
-    return (
-        f"git push -u origin {branch} && gh pr create --head {branch} "
-        f"--title 'Promote {model} v{version} to {env}' --fill"
-    )
+def title(model: str, env: str, version: int) -> str:
+    return f"Promote {model} v{version} to {env}"

@@ -5,6 +5,10 @@ The loop, after Flux and Argo CD's gitops-engine:
     load_desired -> observe -> diff (plan) -> verify -> apply -> smoke -> alias -> record
                                                on failure: roll back to what served before
 
+Each step is a function or method named after it (`load_desired`, `diff`, `Reconciler.verify`,
+`target.deploy`, `target.smoke`, ...); the states are typed (`health.Sync`, `Health`, `Action`,
+`Result`, `Reason`).
+
 Sync status (does live match desired?) and health (does it work?) are separate fields.
 One reconciler per environment at a time (an flock; the kernel frees it if the process dies).
 Killed at any point, the next run converges: the target keeps the previous version serving
@@ -23,10 +27,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import state
+from . import tags as names
 from .config import ENVIRONMENTS_DIR, Repo
 from .errors import MlopsError
 from .gitinfo import git
-from .records import DeploymentRecord, RecordLog, history_tags, state_dir
+from .health import Action, Health, Reason, Result, Sync
+from .records import DeploymentRecord, RecordLog
 from .registry import Verified
 from .serve import input_example
 from .targets import DeployFailed, Desired, Live, Target
@@ -36,15 +43,15 @@ from .targets import DeployFailed, Desired, Live, Target
 class Change:
     model: str
     environment: str
-    action: str
+    action: Action
     desired: Desired | None
     live: Live
     alias: int | None
     detail: str = ""
 
     @property
-    def sync(self) -> str:
-        return "Synced" if self.action in ("unchanged", "suspended") else "OutOfSync"
+    def sync(self) -> Sync:
+        return self.action.sync
 
     def row(self) -> dict[str, Any]:
         desired = self.desired
@@ -65,8 +72,8 @@ class Change:
 @dataclass
 class Outcome:
     change: Change
-    result: str  # healthy | unchanged | failed | rolled-back | removed | suspended | skipped
-    reason: str = ""  # HealthCheckFailed | VerifyFailed | TargetUnavailable | ...
+    result: Result
+    reason: Reason | str = ""
     message: str = ""
     version: int | None = None
     previous: int | None = None
@@ -74,7 +81,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.result not in ("failed", "rolled-back")
+        return self.result.ok
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,29 +142,33 @@ def diff(
         live = observe(d.environment, d.model)
         alias = aliases.get(d.model, {}).get(d.environment)
         if d.suspend:
-            changes.append(Change(d.model, d.environment, "suspended", d, live, alias, "suspend: true"))
+            changes.append(Change(d.model, d.environment, Action.SUSPENDED, d, live, alias, "suspend: true"))
             continue
         if not d.routing:
-            if live.health == "missing":
-                changes.append(Change(d.model, d.environment, "unchanged", d, live, alias, "nothing to run"))
+            if live.health == Health.MISSING:
+                changes.append(
+                    Change(d.model, d.environment, Action.UNCHANGED, d, live, alias, "nothing to run")
+                )
             else:
-                changes.append(Change(d.model, d.environment, "remove", d, live, alias, "version is null"))
+                changes.append(
+                    Change(d.model, d.environment, Action.REMOVE, d, live, alias, "version is null")
+                )
             continue
         differences = []
-        if live.health == "missing":
-            changes.append(Change(d.model, d.environment, "create", d, live, alias, live.detail))
+        if live.health == Health.MISSING:
+            changes.append(Change(d.model, d.environment, Action.CREATE, d, live, alias, live.detail))
             continue
         if live.routing != d.routing or live.shadow != d.shadow:
             differences.append(
                 f"{_routing_text(live.routing, live.shadow)} -> {_routing_text(d.routing, d.shadow)}"
             )
-        if live.health not in ("healthy", "unknown"):
+        if live.health not in (Health.HEALTHY, Health.UNKNOWN):
             differences.append(f"{live.health}: {live.detail}".rstrip(": "))
         if alias != d.version:
             differences.append(
                 f"@{d.environment} v{alias} -> v{d.version}" if alias else f"@{d.environment} -> v{d.version}"
             )
-        action = "update" if differences else "unchanged"
+        action = Action.UPDATE if differences else Action.UNCHANGED
         changes.append(Change(d.model, d.environment, action, d, live, alias, "; ".join(differences)))
     for environment, model in running:
         if (environment, model) in wanted or (env is not None and environment != env):
@@ -167,7 +178,7 @@ def diff(
             Change(
                 model,
                 environment,
-                "remove",
+                Action.REMOVE,
                 None,
                 live,
                 aliases.get(model, {}).get(environment),
@@ -180,7 +191,7 @@ def diff(
 @contextlib.contextmanager
 def env_lock(root: Path, env: str) -> Iterator[None]:
     """One reconciler per environment: a second one is refused at once, naming the first."""
-    path = state_dir(root) / "locks" / f"{env}.lock"
+    path = state.lock_file(root, env)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a+")
     try:
@@ -202,13 +213,22 @@ def env_lock(root: Path, env: str) -> Iterator[None]:
         handle.close()
 
 
+def reconciler_for(repo: Repo, kind: str | None = None) -> Reconciler:
+    """The reconciler over this repository's registry and deployment target."""
+    from .registry import Registry
+    from .targets import for_repo
+
+    registry = Registry(repo)
+    return Reconciler(repo, registry, for_repo(repo, registry, kind))
+
+
 class Reconciler:
     def __init__(self, repo: Repo, registry: Any, target: Target, revision: str | None = None):
         self.repo = repo
         self.registry = registry
         self.target = target
         self.records = RecordLog(repo.root)
-        self.store = state_dir(repo.root) / "artifacts"
+        self.store = state.artifacts_dir(repo.root)
         self.revision = revision or git(repo.root, "rev-parse", "HEAD", check=False) or "unknown"
 
     def plan(self, env: str | None = None) -> list[Change]:
@@ -225,11 +245,11 @@ class Reconciler:
         progress: Callable[[Change], None] | None = None,
     ) -> list[Outcome]:
         outcomes = []
-        removals = [c for c in changes if c.action == "remove"]
+        removals = [c for c in changes if c.action == Action.REMOVE]
         if prune and removals and not allow_empty:
             for env in sorted({c.environment for c in removals}):
                 if not any(
-                    c.environment == env and c.action != "remove" and c.desired and c.desired.routing
+                    c.environment == env and c.action != Action.REMOVE and c.desired and c.desired.routing
                     for c in changes
                 ):
                     raise MlopsError(
@@ -239,11 +259,13 @@ class Reconciler:
         for change in changes:
             if progress:
                 progress(change)
-            if change.action in ("unchanged", "suspended"):
-                outcomes.append(Outcome(change, change.action, version=change.alias))
-            elif change.action == "remove":
+            if change.action in (Action.UNCHANGED, Action.SUSPENDED):
+                outcomes.append(Outcome(change, Result(change.action.value), version=change.alias))
+            elif change.action == Action.REMOVE:
                 outcomes.append(
-                    self._remove(change) if prune else Outcome(change, "skipped", message="needs --prune")
+                    self._remove(change)
+                    if prune
+                    else Outcome(change, Result.SKIPPED, message="needs --prune")
                 )
             else:
                 outcomes.append(self._deploy(change))
@@ -252,17 +274,17 @@ class Reconciler:
     def _record(
         self,
         change: Change,
-        result: str,
+        result: Result,
         version: int | None,
         previous: int | None,
         reason: str = "",
         url: str = "",
         sha256: str = "",
-        tag_versions: Sequence[tuple[int, str]] = (),
+        tag_versions: Sequence[tuple[int, Result]] = (),
         recovery_s: float | None = None,
     ) -> None:
         """Append the record; then summarise it as registry tags on the versions it concerns."""
-        desired = change.desired if result == "healthy" else None
+        desired = change.desired if result == Result.HEALTHY else None
         record = DeploymentRecord(
             model=change.model,
             environment=change.environment,
@@ -285,25 +307,30 @@ class Reconciler:
                 self.registry.set_tags(
                     change.model,
                     tagged,
-                    history_tags(change.environment, replace(record, result=tag_result), current),
+                    names.history_tags(change.environment, tag_result, record.at, current),
                 )
             except MlopsError:
                 pass  # the record is written; the summary tags catch up on the next apply
 
-    def _fetch(self, desired: Desired) -> dict[int, Verified]:
+    def verify(self, desired: Desired) -> dict[int, Verified]:
+        """The loop's verify step: every version the manifest routes to (or mirrors), fetched into
+        the store and re-hashed against the sha256 recorded at registration (VerifyFailed else)."""
         return {v: self.registry.fetch_verified(desired.model, v, self.store) for v in desired.versions}
 
     def _deploy(self, change: Change) -> Outcome:
         desired = change.desired
         assert desired is not None
-        before = change.live.routing if change.live.health in ("healthy", "degraded", "unknown") else ()
+        serving = (Health.HEALTHY, Health.DEGRADED, Health.UNKNOWN)
+        before = change.live.routing if change.live.health in serving else ()
         previous = before[0][0] if before else change.alias
         version = desired.version
         try:
-            artifacts = self._fetch(desired)
+            artifacts = self.verify(desired)
         except MlopsError as exc:  # VerifyFailed, or the version is not in the registry
-            self._record(change, "failed", previous, previous, f"VerifyFailed: {exc}")
-            return Outcome(change, "failed", "VerifyFailed", f"{desired.path}: {exc}", previous, previous)
+            self._record(change, Result.FAILED, previous, previous, f"{Reason.VERIFY_FAILED}: {exc}")
+            return Outcome(
+                change, Result.FAILED, Reason.VERIFY_FAILED, f"{desired.path}: {exc}", previous, previous
+            )
         swapped = False
         try:
             live = self.target.deploy(desired, artifacts)
@@ -315,15 +342,15 @@ class Reconciler:
             self.registry.set_alias(desired.model, desired.environment, version)
         self._record(
             change,
-            "healthy",
+            Result.HEALTHY,
             version,
             previous,
             url=live.url,
             sha256=artifacts[version].sha256 if version is not None else "",
-            tag_versions=[(v, "healthy") for v, _ in desired.routing]
-            + [(v, "replaced") for v, _ in before if v not in desired.versions],
+            tag_versions=[(v, Result.HEALTHY) for v, _ in desired.routing]
+            + [(v, Result.REPLACED) for v, _ in before if v not in desired.versions],
         )
-        return Outcome(change, "healthy", version=version, previous=previous, message=live.url)
+        return Outcome(change, Result.HEALTHY, version=version, previous=previous, message=live.url)
 
     def _roll_back(
         self,
@@ -341,11 +368,16 @@ class Reconciler:
         if not before:
             self.target.remove(desired.environment, desired.model)
             self._record(
-                change, "failed", None, None, cause, tag_versions=[(failed, "failed")] if failed else []
+                change,
+                Result.FAILED,
+                None,
+                None,
+                cause,
+                tag_versions=[(failed, Result.FAILED)] if failed else [],
             )
             return Outcome(
                 change,
-                "failed",
+                Result.FAILED,
                 failure.reason,
                 f"{failure} (nothing ran before; nothing serves)",
                 None,
@@ -359,14 +391,14 @@ class Reconciler:
         )
         if swapped:  # the new one was switched in and then failed its smoke test: switch back
             try:
-                artifacts = self._fetch(back)
+                artifacts = self.verify(back)
                 self.target.deploy(back, artifacts)
                 self.target.smoke(back, _examples(artifacts, self.store / back.model))
             except (DeployFailed, MlopsError) as exc:
-                self._record(change, "failed", None, previous, f"{cause}; rollback failed: {exc}")
+                self._record(change, Result.FAILED, None, previous, f"{cause}; rollback failed: {exc}")
                 return Outcome(
                     change,
-                    "failed",
+                    Result.FAILED,
                     failure.reason,
                     f"{failure}; rollback to v{back.version} failed too: {exc}",
                     None,
@@ -377,16 +409,16 @@ class Reconciler:
             self.registry.set_alias(desired.model, desired.environment, back.version)
         self._record(
             change,
-            "rolled-back",
+            Result.ROLLED_BACK,
             back.version,
             failed,
             cause,
-            tag_versions=[(failed, "rolled-back")] if failed and failed != back.version else [],
+            tag_versions=[(failed, Result.ROLLED_BACK)] if failed and failed != back.version else [],
             recovery_s=recovery,
         )
         return Outcome(
             change,
-            "rolled-back",
+            Result.ROLLED_BACK,
             failure.reason,
             f"v{failed} failed: {failure}; rolled back to v{back.version}, which is serving"
             + (f" again after {recovery:.1f} s" if swapped else " (it never stopped)"),
@@ -399,8 +431,8 @@ class Reconciler:
         self.target.remove(change.environment, change.model)
         if change.alias is not None:
             self.registry.delete_alias(change.model, change.environment)
-        self._record(change, "removed", None, change.alias, change.detail)
-        return Outcome(change, "removed", previous=change.alias)
+        self._record(change, Result.REMOVED, None, change.alias, change.detail)
+        return Outcome(change, Result.REMOVED, previous=change.alias)
 
 
 def _examples(artifacts: dict[int, Verified], store: Path) -> dict[int, list[dict[str, Any]]]:
@@ -422,4 +454,108 @@ def summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:
 
 
 def plan_document(changes: Sequence[Change]) -> dict[str, Any]:
-    return {"changes": [c.row() for c in changes], "in_sync": all(c.sync == "Synced" for c in changes)}
+    return {"changes": [c.row() for c in changes], "in_sync": all(c.sync == Sync.SYNCED for c in changes)}
+
+
+def run_once(
+    repo: Repo,
+    kind: str | None = None,
+    env: str | None = None,
+    dry_run: bool = False,
+    prune: bool = False,
+    allow_empty: bool = False,
+    progress: Callable[[Change], None] | None = None,
+) -> tuple[Reconciler, list[Change], list[Outcome]]:
+    """One reconcile of `env` (or every environment, each locked): the plan, and what applying it
+    did (nothing with dry_run)."""
+    reconciler = reconciler_for(repo, kind)
+    outcomes: list[Outcome] = []
+    with contextlib.ExitStack() as stack:
+        for name in [env] if env else repo.environments:
+            stack.enter_context(env_lock(repo.root, name))
+        changes = reconciler.plan(env)
+        if not dry_run:
+            outcomes = reconciler.apply(changes, prune=prune, allow_empty=allow_empty, progress=progress)
+    return reconciler, changes, outcomes
+
+
+def watch(
+    root: Path,
+    once: Callable[[], bool],
+    interval: float,
+    max_backoff: float,
+    iterations: int = 0,
+    say: Callable[[str], None] = print,
+) -> bool:
+    """`mlops reconcile --watch`: pull the git remote and reconcile, again and again.
+
+    Failures back off exponentially up to `max_backoff`; a new revision is tried at once
+    (a failed commit never blocks its fix) and wakes the wait early. With `iterations`, stop
+    after that many rounds and return whether the last one was healthy."""
+    failures, rounds, last_rev = 0, 0, ""
+    while True:
+        rounds += 1
+        if git(root, "remote", check=False):
+            pulled = git_pull(root)
+            if pulled:  # keep reconciling what is here; say why it is not newer
+                say(f"git pull: {pulled}")
+        rev = git(root, "rev-parse", "HEAD", check=False)
+        if rev != last_rev:
+            failures = 0
+        last_rev = rev
+        try:
+            ok = once()
+        except MlopsError as exc:
+            say(str(exc))
+            ok = False
+        failures = 0 if ok else failures + 1
+        if iterations and rounds >= iterations:
+            return ok
+        wait = interval if ok else min(max_backoff, interval * 2 ** (failures - 1))
+        say(f"next reconcile in {wait:.1f}s")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:  # wake early when the revision changes
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            if git(root, "rev-parse", "HEAD", check=False) != last_rev:
+                break
+
+
+def git_pull(root: Path) -> str:
+    """`git pull --ff-only`; "" when it worked, else its last line."""
+    import subprocess
+
+    pulled = subprocess.run(["git", "pull", "--ff-only", "--quiet"], cwd=root, capture_output=True, text=True)
+    if pulled.returncode == 0:
+        return ""
+    said = (pulled.stderr or pulled.stdout).strip().splitlines()
+    return said[-1] if said else f"exit {pulled.returncode}"
+
+
+def status(
+    repo: Repo, env: str | None = None, model: str | None = None, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """Which version runs where, its sync and health, since when it is healthy, its URL, and the
+    last thing that happened to it."""
+    rows = []
+    log = RecordLog(repo.root)
+    for change in reconciler_for(repo, kind).plan(env):
+        if model is not None and change.model != model:
+            continue
+        records, _ = log.read(change.environment, change.model)
+        last = records[-1] if records else None
+        healthy = next((r for r in reversed(records) if r.result == Result.HEALTHY), None)
+        row = change.row()
+        rows.append(
+            {
+                "environment": change.environment,
+                "model": change.model,
+                "serving": row["live"],
+                "desired": row["desired"],
+                "sync": change.sync,
+                "health": change.live.health,
+                "since": healthy.at if healthy else None,
+                "url": change.live.url,
+                "last_result": f"{last.result} {last.at}" if last else None,
+            }
+        )
+    return rows

@@ -1,15 +1,18 @@
-"""Deployment records: what the reconciler did, append-only, for facts, drift and evidence.
+"""The record of everything that happened to a deployment: one append-only log per model and
+environment (`state.records_log`), one JSON object per line, appended with fsync, one reader.
 
-Two places, for two readers:
+Each line has a `kind`:
 
-* the log, `.mlops/records/<env>/<model>.jsonl` (or `$MLOPS_STATE_DIR`): every apply,
-  rollback and break-glass event, one JSON object per line, appended with fsync. A line cut
-  short by a crash is skipped and counted when read, never fatal.
-* the registry: a few tags on the model version (`mlops.deploy.<env>.deployed_at`,
-  `.healthy_since`, `.result`, `.rollbacks`), so that `mlops facts` in a pull request's CI,
-  which cannot see the reconciler's disk, learns how long a version has run healthy where.
+    deployment   what the reconciler did: an apply, a rollback, a removal, a break-glass event
+    drift        a drift verdict (`mlops drift`), with its report's path
+    feedback     a live-performance verdict (`mlops feedback`), with its report's path
+    decision     a promotion gate's decision taken here (`mlops check --record`; the registry
+                 keeps the full decision, where CI on any machine can reach it)
 
-The records are facts about the past: nothing here decides anything.
+A line cut short by a crash is skipped and counted when read, never fatal. A summary of the
+deployments also goes onto the versions as registry tags (`tags.history_tags`), so that `mlops
+facts` in a pull request's CI, which cannot see this disk, learns how long a version has run
+healthy where. The records are facts about the past: nothing here decides anything.
 """
 
 from __future__ import annotations
@@ -22,21 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .lineage import TAG_PREFIX
+from . import state
 
 
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def state_dir(root: Path) -> Path:
-    configured = os.environ.get("MLOPS_STATE_DIR")
-    return Path(configured).resolve() if configured else root / ".mlops"
-
-
-def inference_log(root: Path, env: str, model: str) -> Path:
-    """Where the model server of (env, model) logs every answer (what drift and feedback read)."""
-    return state_dir(root) / "inference" / env / f"{model}.jsonl"
 
 
 def append_line(path: Path, line: str) -> None:
@@ -58,6 +51,9 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+KINDS = ("deployment", "drift", "feedback", "decision")
+
+
 @dataclass
 class DeploymentRecord:
     model: str
@@ -77,6 +73,7 @@ class DeploymentRecord:
     # rolled-back only: seconds from the failed health check to the previous version serving
     # again (0.0 when the new one failed before it was switched in: the old never stopped)
     recovery_s: float | None = None
+    kind: str = "deployment"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -84,69 +81,52 @@ class DeploymentRecord:
 
 class RecordLog:
     def __init__(self, root: Path):
-        self.base = state_dir(root) / "records"
+        self.root = root
 
     def path(self, env: str, model: str) -> Path:
-        return self.base / env / f"{model}.jsonl"
+        return state.records_log(self.root, env, model)
 
     def append(self, record: DeploymentRecord) -> None:
         append_line(self.path(record.environment, record.model), record.to_json())
 
-    def read(self, env: str, model: str) -> tuple[list[DeploymentRecord], int]:
-        """Every record, oldest first, and how many lines were unreadable (a crash mid-write)."""
+    def note(self, kind: str, env: str, model: str, entry: dict[str, Any]) -> None:
+        """Append a drift, feedback or decision entry (a JSON object with its own fields)."""
+        assert kind in KINDS and kind != "deployment"
+        line = {**entry, "kind": kind, "model": model, "environment": env}
+        line.setdefault("recorded_at", utcnow())
+        append_line(self.path(env, model), json.dumps(line, sort_keys=True, default=str))
+
+    def _lines(self, env: str, model: str) -> tuple[list[dict[str, Any]], int]:
+        """Every readable entry, oldest first, and how many lines were not (a crash mid-write)."""
         path = self.path(env, model)
-        records: list[DeploymentRecord] = []
-        skipped = 0
         if not path.exists():
-            return records, 0
+            return [], 0
+        entries, skipped = [], 0
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                records.append(DeploymentRecord(**json.loads(line)))
-            except (ValueError, TypeError):
+                entry = json.loads(line)
+            except ValueError:
+                skipped += 1
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+            else:
+                skipped += 1
+        return entries, skipped
+
+    def read(self, env: str, model: str) -> tuple[list[DeploymentRecord], int]:
+        """The deployment records, oldest first, and how many lines were unreadable."""
+        entries, skipped = self._lines(env, model)
+        records: list[DeploymentRecord] = []
+        for entry in entries:
+            if entry.get("kind", "deployment") != "deployment":
+                continue
+            try:
+                records.append(DeploymentRecord(**entry))
+            except TypeError:
                 skipped += 1
         return records, skipped
 
-
-def history_tags(env: str, record: DeploymentRecord, current: dict[str, str]) -> dict[str, str]:
-    """Registry tags summarising a version's life in one environment, updated by one record."""
-    prefix = f"{TAG_PREFIX}deploy.{env}."
-    tags = {f"{prefix}result": record.result, f"{prefix}updated_at": record.at}
-    if record.result == "healthy":
-        tags[f"{prefix}deployed_at"] = current.get(f"{prefix}deployed_at") or record.at
-        tags[f"{prefix}healthy_until"] = ""
-        # A version that was rolled back, or replaced, and deployed again starts its soak over.
-        if current.get(f"{prefix}result") != "healthy" or not current.get(f"{prefix}healthy_since"):
-            tags[f"{prefix}healthy_since"] = record.at
-    elif record.result == "replaced":  # a newer version took over: its healthy time ends here
-        if current.get(f"{prefix}result") == "healthy":
-            tags[f"{prefix}healthy_until"] = record.at
-    else:
-        tags[f"{prefix}healthy_since"] = ""
-    if record.result == "rolled-back":
-        tags[f"{prefix}rollbacks"] = str(int(current.get(f"{prefix}rollbacks") or 0) + 1)
-    return tags
-
-
-def history_from_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """{env: {deployed_at, healthy_since, healthy_until, result, rollbacks}}: facts' input.history."""
-    history: dict[str, dict[str, Any]] = {}
-    prefix = f"{TAG_PREFIX}deploy."
-    for key, value in tags.items():
-        if not key.startswith(prefix):
-            continue
-        env, _, name = key.removeprefix(prefix).rpartition(".")
-        entry = history.setdefault(
-            env,
-            {
-                "deployed_at": None,
-                "healthy_since": None,
-                "healthy_until": None,
-                "result": None,
-                "rollbacks": 0,
-            },
-        )
-        if name == "rollbacks":
-            entry[name] = int(value or 0)
-        elif name in entry:
-            entry[name] = value or None
-    return dict(sorted(history.items()))
+    def entries(self, env: str, model: str, kind: str) -> list[dict[str, Any]]:
+        """The drift, feedback or decision entries, oldest first."""
+        return [e for e in self._lines(env, model)[0] if e.get("kind") == kind]

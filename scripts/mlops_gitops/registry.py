@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import tags as names
 from .config import Repo
 from .errors import ExitCode, MlopsError
-from .lineage import TAG_PREFIX, PipelineOutputs, collect, from_tags, sha256_tree, to_tags
+from .lineage import PipelineOutputs, collect, sha256_tree
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -101,7 +102,7 @@ class Registry:
         )
 
     def find_by_fingerprint(self, model: str, fingerprint: str) -> Any | None:
-        query = f"name = '{model}' and tags.`{TAG_PREFIX}fingerprint` = '{fingerprint}'"
+        query = names.fingerprint_query(model, fingerprint)
         found = self._call("search versions", self.client.search_model_versions, query)
         return min(found, key=lambda v: int(v.version)) if found else None
 
@@ -109,11 +110,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         definition = self.repo.models[model]
-        tags = {
-            f"{TAG_PREFIX}owner": definition["owner"],
-            f"{TAG_PREFIX}risk_tier": definition["risk_tier"],
-            f"{TAG_PREFIX}task": definition["task"],
-        }
+        tags = names.model_tags(definition)
         try:
             self.client.create_registered_model(
                 model, tags=tags, description=definition.get("description", "")
@@ -129,7 +126,7 @@ class Registry:
                 f"model {model!r}: not defined (expected one of {', '.join(sorted(self.repo.models))})"
             )
         lineage = collect(self.repo.root, model)
-        tags = to_tags(lineage)
+        tags = names.lineage_tags(lineage)
         existing = self.find_by_fingerprint(model, lineage["fingerprint"])
         if existing is not None:
             return Registered(model, int(existing.version), False, existing.run_id, dict(existing.tags))
@@ -177,7 +174,7 @@ class Registry:
                 }
             )
             mlflow.log_metrics(lineage["metrics"])
-            mlflow.set_tags({k: v for k, v in tags.items() if len(v) <= 5000})
+            mlflow.set_tags({k: v for k, v in tags.items() if len(v) <= names.MAX_TAG})
             info = self._call(
                 "log model",
                 mlflow.sklearn.log_model,
@@ -189,8 +186,7 @@ class Registry:
                 pyfunc_predict_fn="predict_proba",
                 skops_trusted_types=trusted,
             )
-        tags[f"{TAG_PREFIX}artifact_sha256"] = stored_sha256(info.model_uri)
-        tags[f"{TAG_PREFIX}signature"] = "true"
+        tags.update(names.artifact_tags(stored_sha256(info.model_uri)))
         version = self._call(
             "create version",
             self.client.create_model_version,
@@ -208,6 +204,20 @@ class Registry:
         if text.isdigit():
             return self._call(f"get {model} v{text}", self.client.get_model_version, model, text)
         return self._call(f"get {model}@{text}", self.client.get_model_version_by_alias, model, text)
+
+    def has_version(self, model: str, number: int) -> bool:
+        """Whether the registry holds version `number` of `model` (an unreachable one is an error)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_model_version(model, str(number))
+            return True
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "INVALID_PARAMETER_VALUE" in str(
+                exc.error_code
+            ):
+                return False
+            raise MlopsError(f"registry {self.uri}: get {model} v{number}: {exc.message}") from None
 
     def alias_version(self, model: str, alias: str) -> Any | None:
         from mlflow.exceptions import MlflowException
@@ -274,7 +284,7 @@ class Registry:
         if not expected:
             raise VerifyFailed(
                 f"{model} v{version}: no artifact sha256 recorded at registration (expected the tag "
-                f"{TAG_PREFIX}artifact_sha256; register it with `mlops register`)"
+                f"{names.ARTIFACT_SHA256}; register it with `mlops register`)"
             )
         base = store / model / f"v{version}"
         local = base / "model"
@@ -287,7 +297,11 @@ class Registry:
                     artifact_uri=found.source,
                     dst_path=tmp,
                 )
-                Path(downloaded).rename(local)
+                try:
+                    Path(downloaded).rename(local)
+                except OSError:  # another reconciler (another environment) put it there first
+                    if not local.is_dir():
+                        raise
         actual = sha256_tree(local)
         if actual != expected:
             shutil.rmtree(local, ignore_errors=True)  # never keep (or serve) an altered copy
@@ -337,16 +351,18 @@ class Registry:
 
 def version_facts(version: Any) -> dict[str, Any]:
     """Registry facts about one version, for reports, policy input and evidence."""
-    lineage = from_tags(dict(version.tags))
+    tags = dict(version.tags)
+    lineage = names.lineage_of(tags)
+    artifact = names.artifact_of(tags)
     return {
         "version": int(version.version),
         "run_id": version.run_id,
         "source": version.source,
         "aliases": list(getattr(version, "aliases", []) or []),
         "lineage": lineage,
-        "metrics": lineage.get("metrics", {}),
-        "artifact_sha256": lineage.get("artifact_sha256"),
-        "signature": lineage.get("signature") == "true",
+        "metrics": names.metrics_of(tags),
+        "artifact_sha256": artifact["sha256"],
+        "signature": artifact["signature"],
     }
 
 

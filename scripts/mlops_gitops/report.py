@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import tags as names
 from .config import Repo
 from .errors import MlopsError
-from .lineage import TAG_PREFIX, PipelineOutputs
+from .lineage import PipelineOutputs
 from .metrics import classification_metrics
 from .registry import Registry
 
@@ -204,22 +205,42 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-REPORT_ARTIFACTS = "mlops/report"  # where the report's files live in the candidate's run
-
-
 def record(registry: Registry, report: Report, text: str, folder: Path | None = None) -> None:
     """Write the verdict onto the candidate version, where facts and evidence read it; with
     `folder`, its files (report.md, report.json, plots) go into the version's run as well."""
     if folder is not None:
         run_id = registry.version(report.model, report.candidate).run_id
-        registry.log_artifacts(run_id, folder, REPORT_ARTIFACTS)
+        registry.log_artifacts(run_id, folder, names.REPORT)
     registry.set_tags(
         report.model,
         report.candidate,
-        {
-            f"{TAG_PREFIX}report.passed": "true" if report.passed else "false",
-            f"{TAG_PREFIX}report.baseline": str(report.baseline or "none"),
-            f"{TAG_PREFIX}report.metrics": json.dumps(report.metrics, sort_keys=True),
-            f"{TAG_PREFIX}report.sha256": hashlib.sha256(text.encode()).hexdigest(),
-        },
+        names.report_tags(
+            report.passed, report.baseline, report.metrics, hashlib.sha256(text.encode()).hexdigest()
+        ),
     )
+
+
+def write(
+    repo: Repo,
+    registry: Registry,
+    model: str,
+    candidate: str,
+    baseline: str | None,
+    out_dir: Path | None = None,
+) -> tuple[Report, str, Path]:
+    """Build one report, write it (report.md, report.json, the plots) to `out_dir` (default
+    reports/<model>/v<N>/), record it on the version, and add it to the CI job's summary when
+    there is one ($GITHUB_STEP_SUMMARY). Returns the report, its markdown and its folder."""
+    import os
+
+    target = out_dir or repo.root / "reports" / model / f"v{candidate.lstrip('@')}"
+    result = build(repo, registry, model, candidate, baseline, target)
+    text = markdown(result)
+    (target / "report.md").write_text(text)
+    (target / "report.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    record(registry, result, text, target)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    return result, text, target

@@ -1,8 +1,10 @@
 """`mlops rollback`: the revert of the last promotion of one manifest, as a commit.
 
-The last promotion is the newest commit that changed the manifest's routing (version, traffic
-split, shadow); the rollback puts that routing back as it was before it, so a canary's split
-goes with the version, and leaves the rest of the manifest as it is now.
+The revert is proposed like a promotion (`propose`): a branch and a pull request, or a commit
+on the current branch (`--direct`). The last promotion is the newest commit that changed the
+manifest's routing (version, traffic split, shadow); the rollback puts that routing back as it
+was before it, so a canary's split goes with the version, and leaves the rest of the manifest
+as it is now.
 
 GitOps keeps git the source of truth even in an incident: rolling back is a commit that
 restores the manifest's previous version (on a branch for review, or directly), and
@@ -18,7 +20,7 @@ from . import yamlio
 from .config import Repo
 from .errors import MlopsError
 from .gitinfo import git
-from .promote import open_pull_request
+from .propose import propose
 from .records import DeploymentRecord, RecordLog
 
 # What a promotion changes: which versions take traffic, and which one mirrors it.
@@ -65,8 +67,6 @@ def revert_last_promotion(
             "(expected an earlier version to roll back to)"
         )
     subject = git(root, "log", "-1", "--format=%s", commit)
-    branch_here = git(root, "rev-parse", "--abbrev-ref", "HEAD")
-    branch = branch_here if direct else f"rollback/{model}-{env}-v{before}"
     # the routing as it was before that commit (a canary's split and a shadow go too); the rest
     # of the manifest (resources, suspend, exceptions) stays as it is now
     new_text = (root / display).read_text(encoding="utf-8")
@@ -76,48 +76,44 @@ def revert_last_promotion(
         raise MlopsError(
             f"{display}: cannot restore the routing of {commit[:12]} (expected plain top-level keys)"
         )
+    title = f"Roll back {model} in {env} to v{before}"
     message = (
-        f"Roll back {model} in {env} to v{before}\n\n"
+        f"{title}\n\n"
         f"Reverts {commit[:12]} ({subject}).\nModel: {model}\nVersion: {before} (was {current})\n"
         f"Environment: {env}\nReason: {reason}\n"
     )
-    if not direct:
-        if git(root, "branch", "--list", branch):
-            raise MlopsError(f"branch {branch}: exists already (expected to delete it or merge it first)")
-        git(root, "switch", "--quiet", "-c", branch)
-    try:
-        yamlio.write_atomic(root / display, new_text)
-        git(root, "add", "--", display)
-        git(root, "commit", "--quiet", "-m", message)
-    except BaseException:
-        git(root, "checkout", "--quiet", "--", display, check=False)
-        if not direct:
-            git(root, "switch", "--quiet", branch_here, check=False)
-            git(root, "branch", "--quiet", "-D", branch, check=False)
-        raise
-    made = git(root, "rev-parse", "HEAD")
-    pull_request = (
-        "committed directly"
-        if direct
-        else f"git push -u origin {branch} && gh pr create --head {branch} --fill"
+    branch = f"rollback/{model}-{env}-v{before}"
+    if not direct and git(root, "branch", "--list", branch):
+        raise MlopsError(f"branch {branch}: exists already (expected to delete it or merge it first)")
+    made = propose(
+        root, display, new_text, title, message, branch, direct=direct, checkout=False, open_pr=open_pr
     )
-    if open_pr and not direct:
-        pull_request = (
-            open_pull_request(root, branch_here, branch, f"Roll back {model} in {env} to v{before}", message)
-            or pull_request
-        )
-    if not direct:
-        git(root, "switch", "--quiet", branch_here)
     return {
         "model": model,
         "environment": env,
         "from_version": current,
         "to_version": before,
         "reverts": commit,
-        "branch": branch,
-        "commit": made,
-        "pull_request": pull_request,
+        "branch": made.branch,
+        "commit": made.commit,
+        "pull_request": made.pull_request,
     }
+
+
+def apply_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[str, Any]:
+    """Break-glass: deploy the rollback at once (from its branch, which is checked out for it,
+    unless it was committed directly) and record that it was done before review."""
+    from .config import load_repo
+    from .reconcile import env_lock, reconciler_for, summary
+
+    root, env, model = repo.root, result["environment"], result["model"]
+    if git(root, "rev-parse", "--abbrev-ref", "HEAD") != result["branch"]:
+        git(root, "switch", "--quiet", result["branch"])
+    reconciler = reconciler_for(load_repo(root))
+    with env_lock(root, env):
+        outcomes = reconciler.apply([c for c in reconciler.plan(env) if c.model == model])
+    record_break_glass(repo, model, env, result, reason)
+    return summary(outcomes)
 
 
 def record_break_glass(repo: Repo, model: str, env: str, result: dict[str, Any], reason: str) -> None:

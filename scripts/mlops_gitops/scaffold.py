@@ -49,6 +49,7 @@ class PlannedFile:
     path: Path
     text: str
     exists: bool
+    section: bool = False  # a section added to a shared file (the pipeline's parameters)
 
 
 def _environment(root: Path) -> jinja2.Environment:
@@ -203,7 +204,7 @@ def _plan_params(
             f"{PIPELINE_PARAMS}: cannot add a section for {name!r} here "
             "(expected `models:` as a block mapping of sections; add it by hand)"
         )
-    return PlannedFile(path, text, False)
+    return PlannedFile(path, text, False, section=True)
 
 
 def add_model(repo: Repo, name: str, like: str | None = None, purpose: str = "") -> list[PlannedFile]:

@@ -596,6 +596,24 @@ def _shadow(
     server.log.write(log_entry(spec, request_id, shadow, "shadow", records, outputs, seconds, error))
 
 
+def spec_for(repo: Any, registry: Any, model: str, version: str | None, env: str) -> dict[str, Any]:
+    """What `mlops serve` runs in the foreground: one verified version (by number or alias; by
+    default the one ENV's manifest names, else its alias), logging to ENV's inference log."""
+    from . import state
+
+    repo.require_model(model)
+    ref = version or (repo.manifests.get((env, model)) or {}).get("version") or env
+    number = int(registry.version(model, ref).version)
+    verified = registry.fetch_verified(model, number, state.artifacts_dir(repo.root))
+    return {
+        "model": model,
+        "environment": env,
+        "primary": [{"version": number, "path": str(verified.path), "percent": 100}],
+        "shadow": None,
+        "log": str(state.inference_log(repo.root, env, model)),
+    }
+
+
 def run(spec: dict[str, Any], host: str, port: int, token: str) -> int:
     """Bind first (a taken port fails at once), then load; serve until SIGTERM/SIGINT."""
     try:

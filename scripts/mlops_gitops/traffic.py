@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import Repo
 from .errors import ExitCode, MlopsError
+from .health import Health
 from .targets.local import http_json
 
 MAX_BATCH = 10_000
@@ -28,6 +30,7 @@ MAX_BATCH = 10_000
 
 @dataclass
 class Sent:
+    url: str = ""
     rows: int = 0
     requests: int = 0
     failed: dict[str, int] = field(default_factory=dict)  # HTTP status (or "no answer") -> requests
@@ -97,7 +100,7 @@ def send(
         raise MlopsError(
             f"rows: no column {missing[0]!r} in every row (expected the model's inputs {columns})"
         )
-    sent = Sent()
+    sent = Sent(url=url)
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         request_id = uuid.uuid4().hex
@@ -130,6 +133,39 @@ def send(
                         )
         if progress:
             progress(len(batch))
+    return sent
+
+
+def run(
+    repo: Repo,
+    model: str,
+    env: str,
+    rows: list[dict[str, Any]],
+    batch_size: int = 50,
+    out_file: Path | None = None,
+    labels_file: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Sent:
+    """`mlops predict`: `rows` to MODEL's deployment in ENV; the answers (and the labels, when the
+    rows hold the model's target column) written by request id when asked."""
+    from .reconcile import reconciler_for
+
+    definition = repo.require_model(model)
+    repo.require_environment(env)
+    live = reconciler_for(repo).target.observe(env, model)
+    if live.health == Health.MISSING or not live.url:
+        raise MlopsError(f"{model} in {env}: not running (expected `mlops reconcile --env {env}` first)")
+    target = definition.get("target_column")
+    sent = send(live.url, rows, target, batch_size, progress)
+    if out_file:
+        write_csv(out_file, sent.answers, ["request_id", "row", "version", "prediction"])
+    if labels_file:
+        if not sent.labels:
+            raise MlopsError(
+                f"rows: no column {target!r} "
+                f"(expected the target column of models/{model}/model.yaml for --labels-out)"
+            )
+        write_csv(labels_file, sent.labels, ["request_id", "row", "label"])
     return sent
 
 

@@ -89,9 +89,8 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     v2 (good), v3 (its predict raises) and v4 (answers once, then raises: it passes the server's
     load-time smoke test and fails after the switch). Tests copy it; the registry's artifact
     store is shared."""
-    from mlops_gitops.demo import register_broken
 
-    from .registered import register_version, registry_of
+    from .registered import register_broken, register_version, registry_of
     from .workflows import sandbox
 
     repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")  # the default rendering: churn, local

@@ -6,7 +6,7 @@ scikit-learn pipeline on the pipeline's own synthetic churn table), registered t
 engine's registry adapter with the tags `mlops register` writes that deployment and the
 promotion gate read: the artifact's sha256, the signature flag, metrics, lineage and a
 passing report (fixed values: these tests judge deployment). A version whose predict raises
-comes from the demo's own `register_broken`.
+comes from `register_broken` below.
 """
 
 from __future__ import annotations
@@ -94,6 +94,47 @@ def register_version(repo: Path, model: str, seed: int = 7) -> int:
             "mlops.report.passed": "true",
             "mlops.report.baseline": "none",
         },
+        model_id=info.model_id,
+    )
+    return int(version.version)
+
+
+def register_broken(registry: Any, model: str, good_calls: int = 0) -> int:
+    """Register a version of `model` whose predict raises (models from code, no input example:
+    health checks smoke-test it on another version's), with its sha256; returns its number.
+
+    With good_calls=N its first N predict calls answer (zeros) and the later ones raise: it
+    passes the server's own load-time smoke test, gets switched in, and fails the reconciler's
+    health check afterwards, which is the path where the old version must be switched back."""
+    import tempfile as tmp
+
+    import mlflow
+    from mlops_gitops import tags as names
+    from mlops_gitops.registry import stored_sha256
+
+    signature = mlflow.models.get_model_info(registry.version(model, 1).source).signature
+    with tmp.TemporaryDirectory() as folder:
+        code = Path(folder) / "broken.py"
+        code.write_text(
+            "import mlflow.pyfunc\nimport numpy as np\nfrom mlflow.models import set_model\n\n\n"
+            "class Broken(mlflow.pyfunc.PythonModel):\n"
+            "    calls = 0\n\n"
+            "    def predict(self, context, model_input, params=None):\n"
+            "        self.calls += 1\n"
+            f"        if self.calls <= {int(good_calls)}:\n"
+            "            return np.zeros((len(model_input), 2))\n"
+            "        raise RuntimeError('broken on purpose: a bug that only shows at prediction time')\n\n\n"
+            "set_model(Broken())\n"
+        )
+        mlflow.set_experiment(experiment_id=registry.experiment_id())
+        with mlflow.start_run(run_name=f"{model}-broken"):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
+            )
+    version = registry.client.create_model_version(
+        model,
+        info.model_uri,
+        tags=names.artifact_tags(stored_sha256(info.model_uri)),
         model_id=info.model_id,
     )
     return int(version.version)

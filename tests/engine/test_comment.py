@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from ..conftest import base_env
+from ..conftest import run_mlops
 
 FAKE_GH = r"""#!/usr/bin/env python3
 import json, sys
@@ -23,7 +22,14 @@ path = args[-1]
 method = args[args.index("--method") + 1] if "--method" in args else "GET"
 data["calls"].append([method, path])
 if method == "GET":
-    out = data["comments"]
+    # GitHub pages listings by 100; `gh api --paginate` prints one array per page, and
+    # `--slurp` wraps them in one array of pages
+    pages = [data["comments"][i : i + 100] for i in range(0, len(data["comments"]), 100)] or [[]]
+    if "--slurp" not in args:
+        print("".join(json.dumps(page) for page in pages))
+        state.write_text(json.dumps(data))
+        sys.exit(0)
+    out = pages
 elif method == "POST":
     body = json.loads(sys.stdin.read())
     out = {"id": 1000 + len(data["comments"]), "body": body["body"]}
@@ -43,29 +49,18 @@ def run(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "gh").write_text(FAKE_GH)
     (bin_dir / "gh").chmod(0o755)
-    env = {
-        **base_env(),
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "GITHUB_REPOSITORY": "acme/models",
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlops_gitops.cli",
-            "comment",
-            "--name",
-            "policy-gate",
-            "--pr",
-            "7",
-            "--body-file",
-            "-",
-        ],
-        input=body,
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GITHUB_REPOSITORY": "acme/models"}
+    return run_mlops(
+        "comment",
+        "--name",
+        "policy-gate",
+        "--pr",
+        "7",
+        "--body-file",
+        "-",
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        env_extra=env,
+        input=body,
     )
 
 
@@ -88,16 +83,30 @@ def test_the_comment_is_created_once_then_updated_in_place(tmp_path: Path) -> No
     assert ["PATCH", "repos/acme/models/issues/comments/1001"] in state["calls"]
 
 
+def test_past_a_hundred_comments_the_one_to_update_is_still_found(tmp_path: Path) -> None:
+    """A busy pull request: 150 comments, ours the 140th. Every page is read (one JSON document
+    of pages, `--paginate --slurp`), so it is updated, not posted again."""
+    (tmp_path / "bin").mkdir()
+    comments = [{"id": i, "body": f"comment {i}"} for i in range(150)]
+    comments[139]["body"] = "<!-- mlops:policy-gate -->\nold verdict"
+    (tmp_path / "bin" / "state.json").write_text(json.dumps({"comments": comments, "calls": []}))
+    proc = run(tmp_path, "new verdict")
+    assert proc.returncode == 0, proc.stderr
+    assert "updated comment 139 on acme/models#7" in proc.stderr
+    state = json.loads((tmp_path / "bin" / "state.json").read_text())
+    assert len(state["comments"]) == 150 and state["comments"][139]["body"].endswith("new verdict")
+
+
 def test_without_a_pull_request_number_it_says_so(tmp_path: Path) -> None:
-    env = {**base_env(), "GITHUB_REPOSITORY": "acme/models"}
-    env.pop("GITHUB_EVENT_PATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlops_gitops.cli", "comment", "--name", "x", "--body-file", "-"],
-        input="hi",
+    proc = run_mlops(
+        "comment",
+        "--name",
+        "x",
+        "--body-file",
+        "-",
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        env_extra={"GITHUB_REPOSITORY": "acme/models"},
+        input="hi",
     )
     assert proc.returncode == 2
     assert (
@@ -137,7 +146,7 @@ class FakeGitHub:
 
 
 def test_one_open_issue_per_alert_updated_while_open_then_a_new_one() -> None:
-    from mlops_gitops.comment import dispatch, upsert_issue
+    from mlops_gitops.github import dispatch, upsert_issue
 
     github = FakeGitHub()
     assert upsert_issue(github, "acme/models", "drift-staging", "Drift in staging", "v1") == ("opened", 102)

@@ -64,7 +64,7 @@ def serving(registered: Path, tmp_path: Path) -> Path:
 
 
 def write_log(repo: Path, lines: list[str]) -> Path:
-    from mlops_gitops.records import inference_log
+    from mlops_gitops.state import inference_log
 
     path = inference_log(repo, "staging", "churn")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,12 +116,14 @@ def test_a_shifted_stream_is_detected_and_the_shifted_columns_named(serving: Pat
         tags["mlops.drift.staging.status"] == "drift" and tags["mlops.drift.staging.severity"] == "critical"
     )
     assert set(tags["mlops.drift.staging.columns"].split(",")) == drifted
-    from mlops_gitops.facts import drift_facts
+    from mlops_gitops.tags import drift_of
 
-    facts = drift_facts(tags, "staging")  # what the promotion gate reads
+    facts = drift_of(tags, "staging")  # what the promotion gate reads
     assert (facts["status"], facts["severity"], set(facts["columns"])) == ("drift", "critical", drifted)
-    (history,) = (serving / ".mlops/drift/staging/churn.jsonl").read_text().splitlines()
-    assert json.loads(history)["status"] == "drift"
+    from mlops_gitops.records import RecordLog
+
+    (history,) = RecordLog(serving).entries("staging", "churn", "drift")  # the deployment's one log
+    assert history["status"] == "drift" and history["report_html"] == result["report_html"]
 
 
 def test_an_unshifted_stream_is_not_drift(serving: Path) -> None:
@@ -204,8 +206,10 @@ def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path,
         "<title>Live roc_auc: churn v1 in staging</title>" in text and 'src="data:image/png;base64,' in text
     )
     assert json.loads((serving / healthy["report_json"]).read_text())["status"] == "ok"
-    history = (serving / ".mlops/feedback/staging/churn.jsonl").read_text().splitlines()
-    assert [json.loads(h)["status"] for h in history] == ["ok", "degraded"]  # the trend over time
+    from mlops_gitops.records import RecordLog
+
+    history = RecordLog(serving).entries("staging", "churn", "feedback")
+    assert [h["status"] for h in history] == ["ok", "degraded"]  # the trend over time
 
     broken = tmp_path / "broken.csv"
     broken.write_text("request_id,label\nr1,maybe\n")

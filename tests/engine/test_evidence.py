@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import base_env, git_commit_all
+from ..conftest import base_env, git_commit_all, run_mlops
 from .mlflow_server import free_port
 from .registered import features
-from .test_reconcile import mlops, repo, url_of
+from .test_reconcile import repo, url_of
 
 __all__ = ["repo"]  # the deployment tests' fixture: a copy of the registered repository, a free port
 
@@ -52,10 +52,10 @@ def promote_through_the_gate(repo: Path, version: int) -> int:
     git(repo, "switch", "--quiet", f"promote/churn-staging-v{version}")
     git(repo, "merge", "--quiet", "--no-edit", "main")
     out = repo / ".mlops" / "facts"
-    proc = mlops(repo, "facts", "--base", "main", "--now", "2026-11-23T10:00:00Z", "--out", str(out))
+    proc = run_mlops("facts", "--base", "main", "--now", "2026-11-23T10:00:00Z", "--out", str(out), cwd=repo)
     assert proc.returncode == 0, proc.stderr
     files = [str(p) for p in sorted(out.glob("*.json"))]
-    gate = mlops(repo, "check", *files, "--namespace", "promotion", "--record")
+    gate = run_mlops("check", *files, "--namespace", "promotion", "--record", cwd=repo)
     assert gate.returncode in (0, 1), gate.stderr
     assert f"decision recorded: churn v{version} staging" in gate.stderr
     git(repo, "switch", "--quiet", "main")
@@ -80,7 +80,7 @@ def report_for(repo: Path, candidate: int, baseline: int) -> None:
         subprocess.run(
             [sys.executable, "-m", f"stages.{stage}", "churn"], cwd=repo / "pipelines", env=env, check=True
         )
-    proc = mlops(repo, "report", "churn", "--candidate", str(candidate), "--baseline", str(baseline))
+    proc = run_mlops("report", "churn", "--candidate", str(candidate), "--baseline", str(baseline), cwd=repo)
     assert proc.returncode in (0, 1), proc.stderr
 
 
@@ -141,7 +141,7 @@ def test_the_render_check_sees_a_broken_page(tmp_path: Path) -> None:
 def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
     report_for(repo, candidate=2, baseline=1)
     gate = promote_through_the_gate(repo, 2)
-    proc = mlops(repo, "reconcile", "--env", "staging")
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     # traffic for the monitor: 250 logged rows, then a drift check with its evidently report
     from mlops_gitops.targets.local import http_json
@@ -154,11 +154,13 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
         assert status == 200
     reference = tmp_path / "reference.csv"
     features(400, seed=7)[0].to_csv(reference, index=False)
-    proc = mlops(repo, "drift", "--env", "staging", "--reference", str(reference))
+    proc = run_mlops("drift", "--env", "staging", "--reference", str(reference), cwd=repo)
     assert proc.returncode in (0, 1), proc.stderr
 
     pack_path = tmp_path / "pack.zip"
-    proc = mlops(repo, "evidence", "churn", "--env", "staging", "-o", str(pack_path), "--output", "json")
+    proc = run_mlops(
+        "evidence", "churn", "--env", "staging", "-o", str(pack_path), "--output", "json", cwd=repo
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert (result["version"], result["environment"]) == (2, "staging")
@@ -230,11 +232,11 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
 
     # the same inputs, the same pack
     again = tmp_path / "again.zip"
-    assert mlops(repo, "evidence", "churn", "--env", "staging", "-o", str(again)).returncode == 0
+    assert run_mlops("evidence", "churn", "--env", "staging", "-o", str(again), cwd=repo).returncode == 0
     assert again.read_bytes() == pack_path.read_bytes()
 
     # intact, then tampered three ways, each named
-    proc = mlops(repo, "evidence", "verify", str(pack_path))
+    proc = run_mlops("evidence", "verify", str(pack_path), cwd=repo)
     assert proc.returncode == 0 and "intact" in proc.stdout, proc.stderr
     for name, change, expected in [
         (
@@ -247,13 +249,13 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
     ]:
         tampered = tmp_path / f"tampered-{name}.zip"
         rewrite(tampered, change(files))
-        proc = mlops(repo, "evidence", "verify", str(tampered))
+        proc = run_mlops("evidence", "verify", str(tampered), cwd=repo)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert f"{name}:" in proc.stderr and expected in proc.stderr, proc.stderr
-    assert mlops(repo, "evidence", "verify", str(pack_path), "--digest", "0" * 64).returncode == 1
+    assert run_mlops("evidence", "verify", str(pack_path), "--digest", "0" * 64, cwd=repo).returncode == 1
     not_a_pack = tmp_path / "not.zip"
     not_a_pack.write_text("hello")
-    proc = mlops(repo, "evidence", "verify", str(not_a_pack))
+    proc = run_mlops("evidence", "verify", str(not_a_pack), cwd=repo)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
     # the summary reads well in a browser: no console error, nothing failed to load
@@ -272,11 +274,13 @@ def test_pack_of_a_rolled_back_version(repo: Path, tmp_path: Path) -> None:
     for version in (1, 4):  # v4 answers its first call, then raises: rolled back after the switch
         set_version(repo, "staging", version)
         git_commit_all(repo, f"Promote churn v{version} to staging")
-        proc = mlops(repo, "reconcile", "--env", "staging")
+        proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
     assert proc.returncode == 1, proc.stderr
 
     pack_path = tmp_path / "v4.zip"
-    proc = mlops(repo, "evidence", "churn", "--env", "staging", "--version", "4", "-o", str(pack_path))
+    proc = run_mlops(
+        "evidence", "churn", "--env", "staging", "--version", "4", "-o", str(pack_path), cwd=repo
+    )
     assert proc.returncode == 0, proc.stderr
     assert "gap: policy/decisions.json: no recorded gate decision for staging" in proc.stderr
     files = unpack(pack_path)
@@ -291,11 +295,11 @@ def test_pack_of_a_rolled_back_version(repo: Path, tmp_path: Path) -> None:
     index = json.loads(files["index.json"])
     art12 = next(c for c in index["controls"] if c["control"] == "Art. 12 record-keeping")
     assert art12["status"] == "gap" and any("no recorded gate decision" in n for n in art12["notes"])
-    assert mlops(repo, "evidence", "verify", str(pack_path)).returncode == 0
+    assert run_mlops("evidence", "verify", str(pack_path), cwd=repo).returncode == 0
 
     # without --version: the version @staging points at, v1, which kept serving
-    proc = mlops(
-        repo, "evidence", "churn", "--env", "staging", "-o", str(tmp_path / "v1.zip"), "--output", "json"
+    proc = run_mlops(
+        "evidence", "churn", "--env", "staging", "-o", str(tmp_path / "v1.zip"), "--output", "json", cwd=repo
     )
     assert json.loads(proc.stdout)["version"] == 1
 
@@ -310,11 +314,19 @@ def test_a_registry_that_cannot_record_does_not_hide_the_verdict(repo: Path) -> 
     set_version(repo, "staging", 1)
     git_commit_all(repo, "Promote churn v1 to staging")
     out = repo / ".mlops" / "facts"
-    assert mlops(repo, "facts", "--base", "main", "--out", str(out)).returncode == 0
+    assert run_mlops("facts", "--base", "main", "--out", str(out), cwd=repo).returncode == 0
     files = [str(p) for p in sorted(out.glob("*.json"))]
     unreachable = f"http://127.0.0.1:{free_port()}"
-    proc = mlops(
-        repo, "check", *files, "-n", "promotion", "--record", "-o", "json", MLFLOW_TRACKING_URI=unreachable
+    proc = run_mlops(
+        "check",
+        *files,
+        "-n",
+        "promotion",
+        "--record",
+        "-o",
+        "json",
+        cwd=repo,
+        env_extra={"MLFLOW_TRACKING_URI": unreachable},
     )
     assert proc.returncode == 2
     assert json.loads(proc.stdout)[0]["filename"].endswith("churn.json")  # the verdict came out first
@@ -323,20 +335,20 @@ def test_a_registry_that_cannot_record_does_not_hide_the_verdict(repo: Path) -> 
 
 def test_bad_input_writes_nothing(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "pack.zip"
-    proc = mlops(repo, "evidence", "churn", "--env", "staging", "-o", str(out))
+    proc = run_mlops("evidence", "churn", "--env", "staging", "-o", str(out), cwd=repo)
     assert proc.returncode == 2 and "no version runs or ran there" in proc.stderr
-    proc = mlops(repo, "evidence", "churn", "--env", "staging", "--version", "99", "-o", str(out))
+    proc = run_mlops("evidence", "churn", "--env", "staging", "--version", "99", "-o", str(out), cwd=repo)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     card = repo / "models" / "churn" / "card.md"
     card.write_text(card.read_text() + "\n" + "{" * 2 + " owner_signature }}\n")
-    proc = mlops(repo, "evidence", "churn", "--env", "staging", "--version", "1", "-o", str(out))
+    proc = run_mlops("evidence", "churn", "--env", "staging", "--version", "1", "-o", str(out), cwd=repo)
     assert proc.returncode == 1  # the card is configuration: validation names the unknown name first
     assert "models/churn/card.md: owner_signature: unknown name (expected one of approvals, " in proc.stderr
     assert not out.exists() and not list(tmp_path.glob(".pack.zip*"))
 
 
 def test_codeowners_matching() -> None:
-    from mlops_gitops.evidence import _owns
+    from mlops_gitops.github import owns as _owns
 
     path = "environments/production/churn.yaml"
     assert _owns("*", path) and _owns("/environments/production/", path) and _owns("*.yaml", path)
@@ -363,7 +375,7 @@ def test_fairness_groups_and_metrics() -> None:
 
 
 def test_policy_controls_name_rows_of_the_controls_table() -> None:
-    from mlops_gitops.evidence import _same_control
+    from mlops_gitops.evidence import same_control as _same_control
 
     assert _same_control("EU AI Act Art. 15", "EU AI Act", "Art. 15 accuracy, robustness, cybersecurity")
     assert not _same_control("EU AI Act Art. 1", "EU AI Act", "Art. 15 accuracy, robustness, cybersecurity")

@@ -6,6 +6,7 @@ payloads, and the API path is tested through its small fetch interface."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -164,3 +165,36 @@ def test_the_gate_denies_a_tampered_artifact_hash(promoted: tuple[Path, str], tm
     assert messages == [
         f"{model} v1 to staging: no artifact sha256 (expected the hash recorded at registration)"
     ]
+
+
+def test_mlops_gate_is_the_whole_gate_and_writes_the_comment(promoted: tuple[Path, str]) -> None:
+    """`mlops gate` (what `make policy` and pr.yml run): the policies' tests with coverage, the
+    manifests and workflows, the promotion judged from its facts, the comment written."""
+    repo, model = promoted
+    proc = run_mlops("gate", "--now", NOW, "-o", "json", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["ok"] and result["tests"]["failed"] == [] and result["coverage"]["percent"] >= 90
+    assert result["facts"] == [f".mlops/facts/staging--{model}.json"]
+    assert [r["filename"] for r in result["promotions"]] == result["facts"]
+    assert {r["filename"] for r in result["check"]} >= {
+        ".github/workflows/pr.yml",
+        f"environments/staging/{model}.yaml",
+    }
+    comment = (repo / ".mlops/policy-gate.md").read_text()
+    assert re.match(r"### Policy gate: (✅ \*\*allowed\*\*|⚠️ \*\*allowed with warnings\*\*)", comment), (
+        comment
+    )
+    assert f"`.mlops/facts/staging--{model}.json`" in comment
+
+    tests = repo / "policies/manifests/manifests_test.rego"
+    tests.write_text(tests.read_text() + "\ntest_deny_always_wrong if {\n\t1 == 2\n}\n")
+    failed = run_mlops("gate", "--now", NOW, cwd=repo)
+    assert failed.returncode == 1 and "1 failed: manifests_test.test_deny_always_wrong" in failed.stderr
+    assert "### Policy gate:" in failed.stdout  # every step ran all the same: the comment is whole
+
+    subprocess.run(["git", "checkout", "-q", "--", "policies"], cwd=repo, check=True)
+    subprocess.run(["git", "switch", "-q", "main"], cwd=repo, check=True)
+    quiet = run_mlops("gate", cwd=repo)
+    assert quiet.returncode == 0 and "no environment manifest changed: no promotion to judge" in quiet.stderr
+    assert quiet.stdout == "" and not (repo / ".mlops/policy-gate.md").exists()

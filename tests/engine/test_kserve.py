@@ -18,9 +18,9 @@ import yaml
 from mlops_gitops.targets import Desired
 from mlops_gitops.targets.kserve import render
 
-from ..conftest import git_commit_all
+from ..conftest import git_commit_all, run_mlops
 from .conftest import FIXTURES
-from .test_reconcile import mlops, set_manifest
+from .test_reconcile import set_manifest
 
 SCHEMA = json.loads((FIXTURES / "kserve/kserve-inferenceservice-v1beta1.schema.json").read_text())
 
@@ -96,7 +96,7 @@ def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
         version=1,
         traffic=[{"version": 1, "percent": 80}, {"version": 2, "percent": 20}],
     )
-    first = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    first = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert first.returncode == 0, first.stdout + first.stderr
     rendered = repo / "deploy/kserve/staging/churn.yaml"
     document = yaml.safe_load(rendered.read_text())
@@ -105,10 +105,10 @@ def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
     assert document["spec"]["predictor"]["model"]["storageUri"].startswith("file://")  # the registry's URI
     assert len(document["metadata"]["annotations"]["mlops-gitops.dev/artifact-sha256"]) == 64
     before = rendered.read_bytes()
-    again = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    again = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert [r["result"] for r in json.loads(again.stdout)["results"]] == ["unchanged"]
     assert rendered.read_bytes() == before
-    plan = json.loads(mlops(repo, "plan", "--env", "staging", "-o", "json").stdout)["changes"][0]
+    plan = json.loads(run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo).stdout)["changes"][0]
     assert (plan["sync"], plan["health"]) == ("Synced", "unknown")  # health is the cluster's (Argo CD)
 
 
@@ -132,7 +132,13 @@ def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> Non
     )
     (bin_dir / "kubectl").chmod(0o755)
     set_manifest(repo, "staging", "v1 to staging", version=1)
-    proc = mlops(repo, "reconcile", "--env", "staging", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = run_mlops(
+        "reconcile",
+        "--env",
+        "staging",
+        cwd=repo,
+        env_extra={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = calls.read_text().splitlines()
     assert lines[0].startswith("--context kind-test apply -f -")
@@ -169,9 +175,9 @@ def test_a_revision_that_never_gets_ready_is_rolled_back_by_reapplying(
     (bin_dir / "kubectl").chmod(0o755)
     path = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     set_manifest(repo, "staging", "v1 to staging", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging", **path).returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra=path).returncode == 0
     set_manifest(repo, "staging", "v2 to staging", version=2)
-    proc = mlops(repo, "reconcile", "--env", "staging", "-o", "json", **path)
+    proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo, env_extra=path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     (result,) = json.loads(proc.stdout)["results"]
     assert (result["result"], result["reason"], result["version"], result["previous"]) == (

@@ -6,14 +6,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..conftest import ROOT, base_env, copy_files, instance_files, run_mlops, tree_digest
+from ..conftest import ROOT, copy_files, instance_files, run_mlops, tree_digest
 from .conftest import FIXTURES
 
 CONVENTIONS = FIXTURES / "policies" / "conventions"
@@ -146,25 +145,18 @@ def test_the_real_conftest_is_used_when_on_path(tmp_path: Path) -> None:
     (bin_dir / "conftest").write_text(f"#!/bin/sh\necho \"$@\" > {calls}\necho '{json.dumps(answer)}'\n")
     (bin_dir / "conftest").chmod(0o755)
     bad = doc(tmp_path, "bad.yaml", kind="bad")
-    env = {**base_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlops_gitops.cli",
-            "check",
-            "--policy",
-            str(CONVENTIONS),
-            str(bad),
-            "-n",
-            "main",
-            "-o",
-            "json",
-        ],
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    proc = run_mlops(
+        "check",
+        "--policy",
+        str(CONVENTIONS),
+        str(bad),
+        "-n",
+        "main",
+        "-o",
+        "json",
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        env_extra={"PATH": path},
     )
     assert proc.returncode == 1, proc.stderr
     assert "(conftest)" in proc.stderr

@@ -25,21 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ..conftest import base_env, git_commit_all
+from ..conftest import base_env, git_commit_all, run_mlops
 from .mlflow_server import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def mlops(repo: Path, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlops_gitops.cli", *args],
-        cwd=repo,
-        env={**base_env(), "PYTHONPATH": str(repo / "scripts"), **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def set_manifest(repo: Path, env: str, message: str, **fields: Any) -> None:
@@ -79,7 +68,7 @@ def repo(registered: Path, tmp_path: Path) -> Iterator[Path]:
     dest = tmp_path / "repo"
     shutil.copytree(registered, dest, symlinks=True)
     yield dest
-    mlops(dest, "down")
+    run_mlops("down", cwd=dest)
 
 
 def url_of(repo: Path, env: str = "staging") -> str:
@@ -132,12 +121,12 @@ class Poller:
 
 def test_deploy_then_a_second_run_changes_nothing(repo: Path) -> None:
     set_manifest(repo, "staging", "v1 to staging", version=1)
-    plan = mlops(repo, "plan", "--env", "staging", "-o", "json")
+    plan = run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo)
     assert plan.returncode == 1, plan.stderr  # something would change
     (change,) = json.loads(plan.stdout)["changes"]
     assert (change["action"], change["sync"], change["health"]) == ("create", "OutOfSync", "missing")
 
-    first = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    first = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert first.returncode == 0, first.stdout + first.stderr
     (result,) = json.loads(first.stdout)["results"]
     assert (result["action"], result["result"], result["version"]) == ("create", "healthy", 1)
@@ -163,12 +152,12 @@ def test_deploy_then_a_second_run_changes_nothing(repo: Path) -> None:
     assert entry["request_id"] == answer["request_id"] and entry["version"] == 1
     assert entry["inputs"] == example(repo) and entry["outputs"] == answer["predictions"]
 
-    again = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    again = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert again.returncode == 0
     assert [r["result"] for r in json.loads(again.stdout)["results"]] == ["unchanged"]
     assert len(records(repo)) == 1  # nothing applied, nothing recorded
-    assert mlops(repo, "plan", "--env", "staging").returncode == 0  # in sync
-    status_out = mlops(repo, "status", "-o", "json")
+    assert run_mlops("plan", "--env", "staging", cwd=repo).returncode == 0  # in sync
+    status_out = run_mlops("status", "-o", "json", cwd=repo)
     staging = next(d for d in json.loads(status_out.stdout)["deployments"] if d["environment"] == "staging")
     assert (staging["serving"], staging["health"], staging["sync"], staging["url"]) == (
         "v1",
@@ -180,14 +169,14 @@ def test_deploy_then_a_second_run_changes_nothing(repo: Path) -> None:
 
 def test_update_and_automatic_rollback_without_a_failed_request(repo: Path) -> None:
     set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     url = url_of(repo)
     with Poller(url, example(repo)) as poller:
         set_manifest(repo, "staging", "v2", version=2)
-        updated = mlops(repo, "reconcile", "--env", "staging")
+        updated = run_mlops("reconcile", "--env", "staging", cwd=repo)
         assert updated.returncode == 0, updated.stderr
         set_manifest(repo, "staging", "v3 (broken)", version=3)
-        broken = mlops(repo, "reconcile", "--env", "staging")
+        broken = run_mlops("reconcile", "--env", "staging", cwd=repo)
         time.sleep(0.3)
     assert broken.returncode == 1
     error = broken.stderr.replace("\n", " ")
@@ -219,7 +208,7 @@ def test_update_and_automatic_rollback_without_a_failed_request(repo: Path) -> N
         ("rolled-back", 2),
     ]
     assert records(repo)[-1]["previous"] == 3 and "HealthCheckFailed" in records(repo)[-1]["reason"]
-    plan = json.loads(mlops(repo, "plan", "--env", "staging", "-o", "json").stdout)["changes"][0]
+    plan = json.loads(run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo).stdout)["changes"][0]
     assert (plan["sync"], plan["health"], plan["live"], plan["desired"]) == (
         "OutOfSync",
         "healthy",
@@ -232,10 +221,10 @@ def test_a_version_failing_after_the_switch_is_switched_back(repo: Path) -> None
     """v4 passes the server's load-time smoke test, is switched in, then fails the reconciler's
     health check over HTTP: the old version is switched back, and the time it took is recorded."""
     set_manifest(repo, "staging", "v2", version=2)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     url = url_of(repo)
     set_manifest(repo, "staging", "v4 (fails after one prediction)", version=4)
-    flaky = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    flaky = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert flaky.returncode == 1, flaky.stderr
     (result,) = json.loads(flaky.stdout)["results"]
     assert (result["result"], result["reason"], result["version"], result["previous"]) == (
@@ -268,13 +257,13 @@ def test_killed_mid_apply_the_next_run_converges(repo: Path) -> None:
     proc.send_signal(signal.SIGKILL)  # after the port is claimed, before health and alias
     proc.wait()
     assert state.exists()
-    rerun = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    rerun = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     status, health = http("GET", f"{url_of(repo)}/health")
     assert status == 200 and health["versions"] == [1]
     assert json.loads(state.read_text())["pid"] == health["pid"]  # one server, the one recorded
     assert aliases(repo) == {"staging": 1}
-    assert mlops(repo, "plan", "--env", "staging").returncode == 0
+    assert run_mlops("plan", "--env", "staging", cwd=repo).returncode == 0
     assert records(repo)[-1]["result"] == "healthy"
 
 
@@ -286,19 +275,19 @@ def test_one_reconciler_per_environment(repo: Path) -> None:
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write("4242")
         held.flush()
-        second = mlops(repo, "reconcile", "--env", "staging")
+        second = run_mlops("reconcile", "--env", "staging", cwd=repo)
     assert second.returncode == 2
     assert "another reconcile is running (pid 4242" in second.stderr
     assert not (repo / ".mlops/servers/staging/churn.json").exists() and records(repo) == []
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0  # released: the next one runs
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0  # released: the next one runs
 
 
 def test_registry_unreachable_changes_nothing(repo: Path) -> None:
     set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     set_manifest(repo, "staging", "v2", version=2)
     dead = f"http://127.0.0.1:{free_port()}"
-    proc = mlops(repo, "reconcile", "--env", "staging", MLFLOW_TRACKING_URI=dead)
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra={"MLFLOW_TRACKING_URI": dead})
     assert proc.returncode == 2
     assert (
         proc.stderr.strip().startswith("error: registry http://127.0.0.1:")
@@ -323,7 +312,7 @@ def test_a_pinned_port_in_use_is_refused_clearly(repo: Path) -> None:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         set_manifest(repo, "staging", "v1", version=1)
-        proc = mlops(repo, "reconcile", "--env", "staging")
+        proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
     assert proc.returncode == 1
     assert f"127.0.0.1:{port} is in use by another process" in proc.stderr.replace("\n", " ")
     assert "TargetUnavailable" in proc.stderr
@@ -339,34 +328,34 @@ def test_ports_are_found_free_recorded_and_a_taken_one_replaced(repo: Path, tmp_
     shutil.copytree(repo, other, symlinks=True)
     for copy in (repo, other):
         set_manifest(copy, "staging", "v1", version=1)
-        assert mlops(copy, "reconcile", "--env", "staging").returncode == 0
+        assert run_mlops("reconcile", "--env", "staging", cwd=copy).returncode == 0
     try:
         first, second = url_of(repo), url_of(other)
         assert first != second
         assert records(repo)[-1]["url"] == first and records(other)[-1]["url"] == second
         port = int(first.rsplit(":", 1)[1])
         state = json.loads((repo / ".mlops/servers/staging/churn.json").read_text())
-        assert mlops(repo, "down").returncode == 0
+        assert run_mlops("down", cwd=repo).returncode == 0
         (repo / ".mlops/servers/staging/churn.json").parent.mkdir(parents=True, exist_ok=True)
         (repo / ".mlops/servers/staging/churn.json").write_text(json.dumps({**state, "pid": None}))
         with socket.socket() as squatter:  # another program took the port while the server was down
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the old one's TIME_WAIT
             squatter.bind(("127.0.0.1", port))
             squatter.listen()
-            proc = mlops(repo, "reconcile", "--env", "staging")
+            proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
             assert proc.returncode == 0, proc.stderr
             moved = url_of(repo)
         assert moved != first and records(repo)[-1]["url"] == moved
         assert http("GET", f"{moved}/health")[1]["versions"] == [1]
     finally:
-        mlops(other, "down")
+        run_mlops("down", cwd=other)
 
 
 def test_a_missing_version_is_a_clear_error_and_nothing_changes(repo: Path) -> None:
     set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     set_manifest(repo, "staging", "v99", version=99)
-    proc = mlops(repo, "reconcile", "--env", "staging")
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
     assert proc.returncode == 1
     message = proc.stderr.replace("\n", " ")
     assert "environments/staging/churn.yaml" in message and "VerifyFailed" in message and "v99" in message
@@ -383,7 +372,7 @@ def test_an_artifact_altered_after_registration_is_refused(repo: Path) -> None:
     try:
         (folder / "MLmodel").write_bytes(original + b"\n# altered\n")
         set_manifest(repo, "staging", "v2", version=2)
-        proc = mlops(repo, "reconcile", "--env", "staging")
+        proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
     finally:
         (folder / "MLmodel").write_bytes(original)  # the registry is shared by this module's tests
     assert proc.returncode == 1
@@ -396,7 +385,7 @@ def test_an_artifact_altered_after_registration_is_refused(repo: Path) -> None:
 
 def test_bad_requests_get_400_or_413_and_the_server_keeps_serving(repo: Path) -> None:
     set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     url, good = url_of(repo), example(repo)[0]
     cases = [
         (
@@ -435,7 +424,7 @@ def test_bad_requests_get_400_or_413_and_the_server_keeps_serving(repo: Path) ->
 
 def test_canary_split_and_shadow(repo: Path) -> None:
     set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     set_manifest(
         repo,
         "staging",
@@ -443,7 +432,7 @@ def test_canary_split_and_shadow(repo: Path) -> None:
         traffic=[{"version": 1, "percent": 70}, {"version": 2, "percent": 30}],
         shadow={"version": 2},
     )
-    proc = mlops(repo, "reconcile", "--env", "staging")
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     url, rows = url_of(repo), example(repo)
     seen = [
@@ -466,7 +455,7 @@ def test_canary_split_and_shadow(repo: Path) -> None:
     assert aliases(repo) == {"staging": 1}  # the alias follows `version`, the stable one
 
     # rolling the canary back puts the routing as it was before it: v1 alone, no split, no shadow
-    rolled = mlops(repo, "rollback", "churn", "--env", "staging", "--direct", "--no-pr", "-o", "json")
+    rolled = run_mlops("rollback", "churn", "--env", "staging", "--direct", "--no-pr", "-o", "json", cwd=repo)
     assert rolled.returncode == 0, rolled.stderr
     manifest = yaml.safe_load((repo / "environments/staging/churn.yaml").read_text())
     assert (manifest["version"], manifest.get("traffic"), manifest.get("shadow")) == (1, None, None)
@@ -480,14 +469,13 @@ def test_traffic_from_a_file_reaches_the_deployment_and_its_log(repo: Path, tmp_
     from .registered import features
 
     set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
-    url = mlops(repo, "status", "churn", "--env", "staging", "--url")
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    url = run_mlops("status", "churn", "--env", "staging", "--url", cwd=repo)
     assert url.returncode == 0 and url.stdout.strip() == url_of(repo)
     X, y = features(rows=230, seed=5)
     X.assign(churned=y, customer_id=[f"c{i}" for i in range(230)]).to_csv(tmp_path / "rows.csv", index=False)
     answers, labels = tmp_path / "answers.csv", tmp_path / "labels.csv"
-    proc = mlops(
-        repo,
+    proc = run_mlops(
         "predict",
         "churn",
         "--env",
@@ -502,6 +490,7 @@ def test_traffic_from_a_file_reaches_the_deployment_and_its_log(repo: Path, tmp_
         str(labels),
         "-o",
         "json",
+        cwd=repo,
     )
     assert proc.returncode == 0, proc.stderr
     sent = json.loads(proc.stdout)
@@ -515,35 +504,37 @@ def test_traffic_from_a_file_reaches_the_deployment_and_its_log(repo: Path, tmp_
     assert all("churned" not in e["inputs"][0] and "customer_id" not in e["inputs"][0] for e in log)
     truth = list(csv.DictReader(labels.open()))
     assert [int(r["label"]) for r in truth] == y.tolist()
-    feedback = mlops(repo, "feedback", "churn", "--env", "staging", "--labels", str(labels), "-o", "json")
+    feedback = run_mlops(
+        "feedback", "churn", "--env", "staging", "--labels", str(labels), "-o", "json", cwd=repo
+    )
     assert feedback.returncode in (0, 1) and json.loads(feedback.stdout)["joined"] == 230
 
     (tmp_path / "bad.csv").write_text("tenure_months,age\n1,2\n")
-    bad = mlops(repo, "predict", "churn", "--env", "staging", "--input", str(tmp_path / "bad.csv"))
+    bad = run_mlops("predict", "churn", "--env", "staging", "--input", str(tmp_path / "bad.csv"), cwd=repo)
     assert bad.returncode == 2 and "rows: no column 'contract' in every row" in bad.stderr
-    down = mlops(repo, "status", "churn", "--env", "production", "--url")
+    down = run_mlops("status", "churn", "--env", "production", "--url", cwd=repo)
     assert down.returncode == 2 and "churn in production: not running" in down.stderr
 
 
 def test_suspend_and_prune(repo: Path) -> None:
     set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     set_manifest(repo, "staging", "v2 but suspended", version=2, suspend=True)
-    plan = json.loads(mlops(repo, "plan", "--env", "staging", "-o", "json").stdout)["changes"][0]
+    plan = json.loads(run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo).stdout)["changes"][0]
     assert (plan["action"], plan["sync"]) == ("suspended", "Synced")
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     assert http("GET", f"{url_of(repo)}/health")[1]["versions"] == [1]
 
     set_manifest(repo, "staging", "churn leaves staging", version=None, suspend=False)
-    plan = json.loads(mlops(repo, "plan", "--env", "staging", "-o", "json").stdout)["changes"]
+    plan = json.loads(run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo).stdout)["changes"]
     assert [(c["action"], c["detail"]) for c in plan] == [("remove", "version is null")]
-    kept = mlops(repo, "reconcile", "--env", "staging", "-o", "json")
+    kept = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert json.loads(kept.stdout)["results"][0]["result"] == "skipped"  # pruning is opt-in
-    empty = mlops(repo, "reconcile", "--env", "staging", "--prune")
+    empty = run_mlops("reconcile", "--env", "staging", "--prune", cwd=repo)
     assert empty.returncode == 2 and "--allow-empty" in empty.stderr
     assert http("GET", f"{url_of(repo)}/health")[0] == 200
     url = url_of(repo)
-    assert mlops(repo, "reconcile", "--env", "staging", "--prune", "--allow-empty").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", "--prune", "--allow-empty", cwd=repo).returncode == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=2)
     assert aliases(repo) == {} and records(repo)[-1]["result"] == "removed"
@@ -612,8 +603,8 @@ def test_watch_retries_with_backoff_and_a_fix_is_not_blocked(repo: Path, tmp_pat
 def test_rollback_reverts_the_last_promotion(repo: Path) -> None:
     set_manifest(repo, "staging", "Promote churn v1 to staging", version=1)
     set_manifest(repo, "staging", "Promote churn v2 to staging", version=2)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
-    proc = mlops(repo, "rollback", "churn", "--env", "staging", "--no-pr", "-o", "json")
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    proc = run_mlops("rollback", "churn", "--env", "staging", "--no-pr", "-o", "json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert (result["from_version"], result["to_version"], result["branch"]) == (
@@ -632,34 +623,15 @@ def test_rollback_reverts_the_last_promotion(repo: Path) -> None:
     assert "environments/staging/churn.yaml | 2 +-" in show
     assert "version: 2" in (repo / "environments/staging/churn.yaml").read_text()  # main untouched
 
-    now = mlops(repo, "rollback", "churn", "--env", "staging", "--direct", "--now", "--reason", "incident 42")
+    now = run_mlops(
+        "rollback", "churn", "--env", "staging", "--direct", "--now", "--reason", "incident 42", cwd=repo
+    )
     assert now.returncode == 0, now.stdout + now.stderr
     assert http("GET", f"{url_of(repo)}/health")[1]["versions"] == [1]
     last = records(repo)[-1]
     assert last["result"] == "break-glass" and "incident 42" in last["reason"]
-    assert mlops(repo, "down").returncode == 0
+    assert run_mlops("down", cwd=repo).returncode == 0
     assert not (repo / ".mlops/servers/staging/churn.json").exists()
-
-
-def test_a_deployment_whose_manifest_is_gone_is_planned_for_removal() -> None:
-    """diff() alone: the target still runs (staging, old-model), no manifest names it."""
-    from mlops_gitops.reconcile import diff
-    from mlops_gitops.targets import Desired, Live
-
-    desired = [Desired("churn", "staging", "environments/staging/churn.yaml", 1)]
-
-    def observe(env: str, model: str) -> Live:
-        return Live(model, env, routing=((1, 100),), health="healthy", url="http://127.0.0.1:1")
-
-    changes = diff(
-        desired, observe, {"churn": {"staging": 1}}, [("staging", "churn"), ("staging", "old-model")], None
-    )
-    assert [(c.model, c.action, c.sync, c.detail) for c in changes] == [
-        ("churn", "unchanged", "Synced", ""),
-        ("old-model", "remove", "OutOfSync", "manifest is gone"),
-    ]
-    only_production = diff([], observe, {}, [("staging", "old-model")], "production")
-    assert only_production == []
 
 
 def shifted(stamp: str, hours: float) -> str:
@@ -677,16 +649,16 @@ def test_production_waits_for_the_soak_that_the_staging_record_proves(repo: Path
     model_yaml = repo / "models/churn/model.yaml"
     model_yaml.write_text(model_yaml.read_text().replace("risk_tier: high", "risk_tier: medium"))
     set_manifest(repo, "staging", "Promote churn v1 to staging", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     healthy_since = records(repo)[-1]["at"]
-    promoted = mlops(repo, "promote", "churn", "--to", "production", "--version", "1", "--no-pr")
+    promoted = run_mlops("promote", "churn", "--to", "production", "--version", "1", "--no-pr", cwd=repo)
     assert promoted.returncode == 0, promoted.stderr
 
     def gate(now: str) -> tuple[int, str, dict[str, Any]]:
-        facts = mlops(repo, "facts", "--base", "main", "--now", now, "--out", str(tmp_path / "facts"))
+        facts = run_mlops("facts", "--base", "main", "--now", now, "--out", str(tmp_path / "facts"), cwd=repo)
         assert facts.returncode == 0, facts.stderr
         (path,) = (tmp_path / "facts").glob("*.json")
-        check = mlops(repo, "check", str(path), "--namespace", "promotion", "-o", "json")
+        check = run_mlops("check", str(path), "--namespace", "promotion", "-o", "json", cwd=repo)
         return check.returncode, check.stdout, json.loads(path.read_text())
 
     code, out, doc = gate(shifted(healthy_since, 1))

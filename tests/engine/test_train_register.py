@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ..conftest import base_env, git_commit_all
+from ..conftest import base_env, git_commit_all, run_mlops
 from .mlflow_server import free_port, mlflow_server
 from .workflows import BIN, sandbox
 
@@ -53,17 +52,6 @@ def dvc_repro(repo: Path) -> subprocess.CompletedProcess[str]:
         [str(BIN / "dvc"), "repro", "pipelines/dvc.yaml"],
         cwd=repo,
         env=env_for(repo),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def mlops_in(repo: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlops_gitops.cli", *args],
-        cwd=repo,
-        env=env_for(repo, **extra),
         capture_output=True,
         text=True,
         timeout=600,
@@ -126,7 +114,7 @@ def test_a_param_change_reruns_only_what_depends_on_it(repo: Path) -> None:
 
 
 def _register(repo: Path, **env: str) -> dict[str, Any]:
-    proc = mlops_in(repo, "register", "--output", "json", **env)
+    proc = run_mlops("register", "--output", "json", cwd=repo, env_extra=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
@@ -169,7 +157,7 @@ def test_uncommitted_pipeline_files_make_the_lineage_dirty(repo: Path) -> None:
             ["git", "ls-files", "--others", "--exclude-standard"], cwd=repo, capture_output=True, text=True
         ).stdout
     )
-    proc = mlops_in(repo, "register", "--output", "json")
+    proc = run_mlops("register", "--output", "json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     uri = json.loads(proc.stdout)["registry"]
     tags = client(uri).get_model_version(model, "1").tags
@@ -216,7 +204,9 @@ def test_register_against_a_real_mlflow_server(repo: Path, tmp_path: Path) -> No
 
 
 def test_unreachable_registry_is_one_line_and_exit_2(repo: Path) -> None:
-    proc = mlops_in(repo, "register", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
+    proc = run_mlops(
+        "register", cwd=repo, env_extra={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: registry http://127.0.0.1:")
@@ -225,13 +215,13 @@ def test_unreachable_registry_is_one_line_and_exit_2(repo: Path) -> None:
 
 def test_register_without_pipeline_output_says_what_to_run(tmp_path: Path) -> None:
     repo = sandbox(tmp_path / "fresh")
-    proc = mlops_in(repo, "register")
+    proc = run_mlops("register", cwd=repo)
     assert proc.returncode == 2
     assert (
         proc.stderr.strip()
         == "error: no trained model found under pipelines/out/ (expected `make train` to have run)"
     )
-    proc = mlops_in(repo, "register", "ghost")
+    proc = run_mlops("register", "ghost", cwd=repo)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: model 'ghost': not defined")
 
@@ -240,7 +230,9 @@ def test_champion_challenger_report(repo: Path) -> None:
     model = first_model(repo)
     uri = _register(repo)["registry"]
     # v1 alone: no baseline exists yet, so it is judged against the thresholds
-    proc = mlops_in(repo, "report", model, "--candidate", "1", "--baseline", "production", "--output", "json")
+    proc = run_mlops(
+        "report", model, "--candidate", "1", "--baseline", "production", "--output", "json", cwd=repo
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     first = json.loads(proc.stdout)
     assert first["passed"] is True and first["baseline"] is None
@@ -258,7 +250,7 @@ def test_champion_challenger_report(repo: Path) -> None:
     (repo / "pipelines/params.yaml").write_text(yaml.safe_dump(params))
     assert dvc_repro(repo).returncode == 0
     assert [v["version"] for v in _register(repo)["versions"]] == [2]
-    proc = mlops_in(repo, "report", model, "--candidate", "2", "--baseline", "production")
+    proc = run_mlops("report", model, "--candidate", "2", "--baseline", "production", cwd=repo)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (
         f"### Champion/challenger: `{model}` v2 against baseline v1 (`@production`): ❌ **failed**"
@@ -275,7 +267,7 @@ def test_register_report_flag_fails_the_job_on_a_failing_report(repo: Path) -> N
     definition = repo / f"models/{model}/model.yaml"
     definition.write_text(definition.read_text().replace("roc_auc: {min: 0.75}", "roc_auc: {min: 0.99}"))
     summary = repo / "summary.md"
-    proc = mlops_in(repo, "register", "--report", GITHUB_STEP_SUMMARY=str(summary))
+    proc = run_mlops("register", "--report", cwd=repo, env_extra={"GITHUB_STEP_SUMMARY": str(summary)})
     assert proc.returncode == 1
     assert f"champion/challenger report failed for {model} v1" in proc.stderr
     assert "| roc_auc | >= 0.99 | **FAIL** |" in summary.read_text()

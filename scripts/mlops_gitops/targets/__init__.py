@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ExitCode, MlopsError
+from ..health import Health, Reason
 
 if TYPE_CHECKING:
-    from ..registry import Verified
+    from ..config import Repo
+    from ..registry import Registry, Verified
 
 
 class DeployFailed(MlopsError):
@@ -26,9 +28,9 @@ class DeployFailed(MlopsError):
 
     exit_code = ExitCode.FAILED
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: Reason, message: str):
         super().__init__(message)
-        self.reason = reason  # HealthCheckFailed | TargetUnavailable | VerifyFailed | ...
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Live:
     environment: str
     routing: tuple[tuple[int, int], ...] = ()
     shadow: int | None = None
-    health: str = "missing"  # healthy | progressing | degraded | missing | unknown (not observable here)
+    health: Health = Health.MISSING
     url: str = ""
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -83,3 +85,14 @@ class Target(Protocol):
     def remove(self, env: str, model: str) -> None: ...
 
     def running(self) -> list[tuple[str, str]]: ...
+
+
+def for_repo(repo: Repo, registry: Registry, kind: str | None = None) -> Target:
+    """The repository's deployment target (`deploy.target` in mlops.yaml, or `kind`)."""
+    from .kserve import KServeTarget
+    from .local import LocalTarget
+
+    deploy = repo.project.get("deploy") or {}
+    if (kind or deploy.get("target", "local")) == "kserve":
+        return KServeTarget(repo.root, deploy.get("kserve") or {}, registry)
+    return LocalTarget(repo.root, deploy.get("local") or {})

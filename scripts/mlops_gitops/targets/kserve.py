@@ -23,6 +23,7 @@ import yaml
 
 from .. import yamlio
 from ..gitinfo import git
+from ..health import Health, Reason
 from . import DeployFailed, Desired, Live
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ class KServeTarget:
         binary = shutil.which("kubectl")
         if binary is None:
             raise DeployFailed(
-                "TargetUnavailable", "kubectl: not on PATH (expected it with deploy.kserve.kube_context set)"
+                Reason.TARGET_UNAVAILABLE,
+                "kubectl: not on PATH (expected it with deploy.kserve.kube_context set)",
             )
         return subprocess.run(
             [binary, "--context", self.context, *args],
@@ -121,7 +123,9 @@ class KServeTarget:
     def observe(self, env: str, model: str) -> Live:
         path = self.path(env, model)
         if not path.exists():
-            return Live(model, env, health="missing", detail=f"{path.relative_to(self.root)}: not rendered")
+            return Live(
+                model, env, health=Health.MISSING, detail=f"{path.relative_to(self.root)}: not rendered"
+            )
         # A file this target wrote itself: the C loader (when PyYAML has it) keeps observing
         # a thousand deployments cheap.
         rendered = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -130,18 +134,20 @@ class KServeTarget:
             (int(t["version"]), int(t["percent"]))
             for t in json.loads(annotations.get(f"{ANNOTATION}/traffic", "[]"))
         )
-        health, detail = "unknown", "rendered for Argo CD / Flux; health is the cluster's"
+        health, detail = Health.UNKNOWN, "rendered for Argo CD / Flux; health is the cluster's"
         if self.context:
             got = self._kubectl(
                 "get", "inferenceservice", rendered["metadata"]["name"], "-n", self.namespace, "-o", "json"
             )
             if got.returncode != 0:
-                return Live(model, env, health="missing", detail=got.stderr.strip()[:200])
+                return Live(model, env, health=Health.MISSING, detail=got.stderr.strip()[:200])
             status = json.loads(got.stdout).get("status", {})
             ready: dict[str, Any] = next(
                 (c for c in status.get("conditions", []) if c.get("type") == "Ready"), {}
             )
-            health = {"True": "healthy", "False": "degraded"}.get(ready.get("status", ""), "progressing")
+            health = {"True": Health.HEALTHY, "False": Health.DEGRADED}.get(
+                ready.get("status", ""), Health.PROGRESSING
+            )
             detail = ready.get("message", "")
         return Live(
             model, env, routing=routing, health=health, url=str(path.relative_to(self.root)), detail=detail
@@ -158,7 +164,9 @@ class KServeTarget:
         if self.context:
             applied = self._kubectl("apply", "-f", "-", stdin=text)
             if applied.returncode != 0:
-                raise DeployFailed("TargetUnavailable", f"kubectl apply: {applied.stderr.strip()[:300]}")
+                raise DeployFailed(
+                    Reason.TARGET_UNAVAILABLE, f"kubectl apply: {applied.stderr.strip()[:300]}"
+                )
         path = self.path(desired.environment, desired.model)
         path.parent.mkdir(parents=True, exist_ok=True)
         yamlio.write_atomic(path, text)
@@ -177,7 +185,9 @@ class KServeTarget:
             "--timeout=300s",
         )
         if waited.returncode != 0:
-            raise DeployFailed("HealthCheckFailed", f"{name}: not Ready: {waited.stderr.strip()[:300]}")
+            raise DeployFailed(
+                Reason.HEALTH_CHECK_FAILED, f"{name}: not Ready: {waited.stderr.strip()[:300]}"
+            )
 
     def remove(self, env: str, model: str) -> None:
         if self.context:

@@ -1,6 +1,6 @@
 """Target `local`: each (environment, model) is a model server process on this machine.
 
-State lives in `.mlops/servers/<env>/<model>.json` (host, port, pid), with the spec the
+State lives in `state.server_file` (<model>.json: host, port, pid), with the spec the
 server started from and its reload token (mode 0600) beside it. The server's own `/health`
 is the truth about what runs, so a state file left by a killed reconciler is adopted or
 corrected, never trusted blindly. A new version is loaded beside the old one inside the
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import yamlio
-from ..records import inference_log, state_dir
+from ..health import Health, Reason
+from ..state import inference_log, server_file, servers_dir
 from . import DeployFailed, Desired, Live
 
 if TYPE_CHECKING:
@@ -74,11 +75,10 @@ class LocalTarget:
         # None: each server gets a port the OS finds free when it first starts (recorded in its
         # state file and deployment records), so projects on one host never collide.
         self.base_port: int | None = int(settings["base_port"]) if settings.get("base_port") else None
-        self.state = state_dir(root)
 
     # -- state ---------------------------------------------------------------------------
     def _state_path(self, env: str, model: str) -> Path:
-        return self.state / "servers" / env / f"{model}.json"
+        return server_file(self.root, env, model)
 
     def _read_state(self, env: str, model: str) -> dict[str, Any] | None:
         path = self._state_path(env, model)
@@ -92,10 +92,10 @@ class LocalTarget:
         yamlio.write_atomic(self._state_path(env, model), json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     def _token(self, env: str, model: str) -> str:
-        return (self._state_path(env, model).parent / f"{model}.token").read_text().strip()
+        return server_file(self.root, env, model, ".token").read_text().strip()
 
     def running(self) -> list[tuple[str, str]]:
-        base = self.state / "servers"
+        base = servers_dir(self.root)
         # <model>.json only: <model>.spec.json beside it is the server's own input
         return (
             sorted((p.parent.name, p.stem) for p in base.glob("*/*.json") if "." not in p.stem)
@@ -125,16 +125,16 @@ class LocalTarget:
     def observe(self, env: str, model: str) -> Live:
         state = self._read_state(env, model)
         if state is None:
-            return Live(model, env, health="missing", detail="no server")
+            return Live(model, env, health=Health.MISSING, detail="no server")
         url = self.url(state)
         status, body = http_json("GET", f"{url}/health", timeout=3)
         if status == 0 or not isinstance(body, dict):
-            return Live(model, env, health="missing", url=url, detail=f"no server answers on {url}")
+            return Live(model, env, health=Health.MISSING, url=url, detail=f"no server answers on {url}")
         if (body.get("model"), body.get("environment")) != (model, env):
             return Live(
                 model,
                 env,
-                health="degraded",
+                health=Health.DEGRADED,
                 url=url,
                 detail=f"{url} serves {body.get('model')} in {body.get('environment')}, not {model} in {env}",
                 extra={"foreign": True},
@@ -143,7 +143,9 @@ class LocalTarget:
             state["pid"] = body["pid"]  # a reconciler killed before it wrote the pid: adopt the server
             self._write_state(env, model, state)
         routing = tuple((int(t["version"]), int(t["percent"])) for t in body.get("traffic") or [])
-        health = {"ready": "healthy", "loading": "progressing"}.get(body.get("status", ""), "degraded")
+        health = {"ready": Health.HEALTHY, "loading": Health.PROGRESSING}.get(
+            body.get("status", ""), Health.DEGRADED
+        )
         return Live(
             model,
             env,
@@ -173,7 +175,11 @@ class LocalTarget:
         spec = self._spec(desired, artifacts)
         state = self._read_state(env, model)
         live = self.observe(env, model)
-        if state is not None and live.health in ("healthy", "degraded") and not live.extra.get("foreign"):
+        if (
+            state is not None
+            and live.health in (Health.HEALTHY, Health.DEGRADED)
+            and not live.extra.get("foreign")
+        ):
             status, body = http_json(
                 "POST",
                 f"{self.url(state)}/-/reload",
@@ -187,11 +193,11 @@ class LocalTarget:
                 error = (body or {}).get("error", f"HTTP {status}")
                 kept = (body or {}).get("versions") or [v for v, _ in live.routing]
                 raise DeployFailed(
-                    "HealthCheckFailed",
+                    Reason.HEALTH_CHECK_FAILED,
                     f"{model} in {env}: {error}"
                     + (f" (v{', v'.join(map(str, kept))} kept serving)" if kept else ""),
                 )
-        if live.health == "progressing":
+        if live.health == Health.PROGRESSING:
             self.remove(env, model)
         return self._start(desired, spec, state)
 
@@ -202,19 +208,19 @@ class LocalTarget:
             port = self._allocate_port(env, model)  # its old port is taken now: another free one
         if not port_free(self.host, port):
             raise DeployFailed(
-                "TargetUnavailable",
+                Reason.TARGET_UNAVAILABLE,
                 f"{model} in {env}: {self.host}:{port} is in use by another process (expected it free; "
                 "stop that process or change deploy.local.base_port in mlops.yaml)",
             )
         folder = self._state_path(env, model).parent
         folder.mkdir(parents=True, exist_ok=True)
-        token_file = folder / f"{model}.token"
+        token_file = server_file(self.root, env, model, ".token")
         if not token_file.exists():  # the reload token: only this user can read it
             token_file.touch(mode=0o600)
             token_file.write_text(secrets.token_hex(16))
-        spec_file = folder / f"{model}.spec.json"
+        spec_file = server_file(self.root, env, model, ".spec.json")
         yamlio.write_atomic(spec_file, json.dumps(spec, indent=2))
-        log_file = folder / f"{model}.log"
+        log_file = server_file(self.root, env, model, ".log")
         new_state: dict[str, Any] = {"host": self.host, "port": port, "pid": None}
         self._write_state(env, model, new_state)  # the port is ours before the process exists
         scripts = str(Path(__file__).resolve().parents[2])
@@ -251,43 +257,46 @@ class LocalTarget:
         while time.monotonic() < deadline:
             code = process.poll()
             if code is not None:
-                reason = "TargetUnavailable" if code == 3 else "HealthCheckFailed"
+                reason = Reason.TARGET_UNAVAILABLE if code == 3 else Reason.HEALTH_CHECK_FAILED
                 raise DeployFailed(reason, f"{model} in {env}: the server exited ({code}): {_tail(log_file)}")
             status, body = http_json("GET", f"{url}/health", timeout=2)
             if status == 200:
                 return self.observe(env, model)
             if isinstance(body, dict) and body.get("status") == "failed":
                 self._stop(process.pid)
-                raise DeployFailed("HealthCheckFailed", f"{model} in {env}: {body.get('error')}")
+                raise DeployFailed(Reason.HEALTH_CHECK_FAILED, f"{model} in {env}: {body.get('error')}")
             time.sleep(0.2)
         self._stop(process.pid)
         raise DeployFailed(
-            "HealthCheckFailed", f"{model} in {env}: not ready after {READY_TIMEOUT:.0f}s: {_tail(log_file)}"
+            Reason.HEALTH_CHECK_FAILED,
+            f"{model} in {env}: not ready after {READY_TIMEOUT:.0f}s: {_tail(log_file)}",
         )
 
     def smoke(self, desired: Desired, examples: dict[int, list[dict[str, Any]]]) -> None:
         """Readiness, the versions it reports, and one prediction per version over HTTP."""
         state = self._read_state(desired.environment, desired.model)
         if state is None:
-            raise DeployFailed("HealthCheckFailed", f"{desired.model} in {desired.environment}: no server")
+            raise DeployFailed(
+                Reason.HEALTH_CHECK_FAILED, f"{desired.model} in {desired.environment}: no server"
+            )
         url = self.url(state)
         status, body = http_json("GET", f"{url}/health", timeout=5)
         if status != 200:
             raise DeployFailed(
-                "HealthCheckFailed",
+                Reason.HEALTH_CHECK_FAILED,
                 f"{desired.model} in {desired.environment}: /health answered {status or 'nothing'}",
             )
         served = tuple((int(t["version"]), int(t["percent"])) for t in body.get("traffic") or [])
         if served != desired.routing or body.get("shadow") != desired.shadow:
             raise DeployFailed(
-                "HealthCheckFailed",
+                Reason.HEALTH_CHECK_FAILED,
                 f"{desired.model} in {desired.environment}: serves {served} (expected {desired.routing})",
             )
         for version in desired.versions:
             records = examples.get(version) or []
             if not records:
                 raise DeployFailed(
-                    "HealthCheckFailed",
+                    Reason.HEALTH_CHECK_FAILED,
                     f"{desired.model} v{version} in {desired.environment}: no input example to smoke-test it "
                     "on (expected one logged with the model)",
                 )
@@ -304,7 +313,7 @@ class LocalTarget:
             if status != 200 or not isinstance(answer, dict) or answer.get("version") != version:
                 error = (answer or {}).get("error") if isinstance(answer, dict) else None
                 raise DeployFailed(
-                    "HealthCheckFailed",
+                    Reason.HEALTH_CHECK_FAILED,
                     f"{desired.model} v{version} in {desired.environment}: smoke prediction answered "
                     f"{status or 'nothing'}: {error or answer}",
                 )
@@ -327,6 +336,15 @@ class LocalTarget:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
+    def stop_all(self, env: str | None = None) -> list[str]:
+        """Stop every server this target started (in `env`, or all); "env/model" of each."""
+        stopped = []
+        for environment, model in self.running():
+            if env is None or environment == env:
+                self.remove(environment, model)
+                stopped.append(f"{environment}/{model}")
+        return stopped
+
     def remove(self, env: str, model: str) -> None:
         state = self._read_state(env, model)
         if state is None:
@@ -335,10 +353,9 @@ class LocalTarget:
         pid = (live.extra or {}).get("pid") or state.get("pid")
         if not live.extra.get("foreign"):  # never stop a process that is not ours
             self._stop(pid)
-        folder = self._state_path(env, model).parent
         for suffix in (".json", ".spec.json", ".token"):
             with contextlib.suppress(FileNotFoundError):
-                (folder / f"{model}{suffix}").unlink()
+                server_file(self.root, env, model, suffix).unlink()
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -1,0 +1,9 @@
+"""The `mlops` command, one module per verb group. Each command parses its options, calls one
+domain function and renders the result; the work lives in the modules above (see cli.py)."""
+
+from __future__ import annotations
+
+from . import deploy, evidence, gate, models, policies, serving, train, watch
+from .app import main
+
+__all__ = ["deploy", "evidence", "gate", "main", "models", "policies", "serving", "train", "watch"]

@@ -1,0 +1,271 @@
+"""`mlops plan`, `reconcile`, `status`, `predict`, `serve`, `rollback`, `down`: what runs where."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from .. import output
+from ..errors import ExitCode, MlopsError
+from . import options
+from .app import main, repo, root
+
+
+def _plan_table(changes: Any, fmt: str, title: str) -> None:
+    from ..reconcile import plan_document
+
+    if fmt == "json":
+        output.emit_json("Plan", plan_document(changes))
+        return
+    columns = ["environment", "model", "action", "sync", "health", "live", "desired", "detail"]
+    output.table(
+        title,
+        ["env", "model", "action", "sync", "health", "live", "desired", "detail"],
+        [tuple(c.row()[k] for k in columns) for c in changes],
+    )
+
+
+@main.command()
+@options.environment()
+@options.target
+@options.output_format()
+@click.pass_context
+def plan(ctx: click.Context, env: str | None, target_kind: str | None, fmt: str) -> None:
+    """Show what `mlops reconcile` would do: desired state (the manifests at HEAD) against
+    live state (registry aliases and what the target runs).
+
+    Each deployment is create, update, unchanged, remove or suspended, with its sync status
+    (Synced / OutOfSync) and health (healthy / progressing / degraded / missing) kept apart,
+    as in Argo CD. Exit codes as `argocd app diff` and `flux diff`: 0 nothing would change,
+    1 something would, 2 error.
+    """
+    from ..health import Sync
+    from ..reconcile import reconciler_for
+
+    changes = reconciler_for(repo(ctx), target_kind).plan(env)
+    _plan_table(changes, fmt, "plan")
+    sys.exit(0 if all(c.sync == Sync.SYNCED for c in changes) else 1)
+
+
+def _reconcile_once(
+    where: Path,
+    target_kind: str | None,
+    env: str | None,
+    dry_run: bool,
+    prune: bool,
+    allow_empty: bool,
+    fmt: str,
+) -> bool:
+    from .. import reconcile as rec
+    from ..config import load_repo
+
+    with output.stderr.status("reconciling") as shown:
+        reconciler, changes, outcomes = rec.run_once(
+            load_repo(where),
+            target_kind,
+            env,
+            dry_run,
+            prune,
+            allow_empty,
+            lambda change: shown.update(f"{change.environment}/{change.model}: {change.action}"),
+        )
+    if dry_run:
+        _plan_table(changes, fmt, "plan (dry run)")
+        return True
+    if fmt == "json":
+        output.emit_json("ReconcileResult", {"revision": reconciler.revision, **rec.summary(outcomes)})
+    else:
+        output.table(
+            f"reconcile at {reconciler.revision[:8]}",
+            ["env", "model", "action", "result", "version", "detail"],
+            [
+                (
+                    o.change.environment,
+                    o.change.model,
+                    o.change.action,
+                    o.result,
+                    f"v{o.version}" if o.version else "-",
+                    o.message or o.change.detail,
+                )
+                for o in outcomes
+            ],
+        )
+        for o in outcomes:
+            if not o.ok:
+                output.error(escape(f"{o.change.environment}/{o.change.model}: {o.reason}: {o.message}"))
+    return all(o.ok for o in outcomes)
+
+
+@main.command()
+@options.environment(help="Only this environment (default: all, each locked).")
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+@click.option(
+    "--prune", is_flag=True, help="Stop deployments whose manifest is gone or whose version is null."
+)
+@click.option(
+    "--allow-empty", is_flag=True, help="With --prune: allow stopping everything an environment runs."
+)
+@click.option("--watch", is_flag=True, help="Keep going: pull the git remote and reconcile on change.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between pulls with --watch.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Longest wait after failures with --watch.",
+)
+@click.option("--iterations", type=int, default=0, hidden=True, help="Stop --watch after N rounds (tests).")
+@options.target
+@options.output_format()
+@click.pass_context
+def reconcile(
+    ctx: click.Context,
+    env: str | None,
+    dry_run: bool,
+    prune: bool,
+    allow_empty: bool,
+    watch: bool,
+    interval: float,
+    max_backoff: float,
+    iterations: int,
+    target_kind: str | None,
+    fmt: str,
+) -> None:
+    """Make the live state what the manifests say: verify each version's artifact sha256,
+    deploy it beside the old one, wait for health (readiness and a smoke prediction on the
+    model's input example), then move the registry alias @<env>. When health fails it rolls
+    back to the version that served before, by itself, and exits 1 naming model,
+    environment, version and cause. Every apply writes a deployment record.
+
+    Idempotent (a second run changes nothing), one reconciler per environment at a time,
+    crash-safe (killed at any point, the next run converges). --watch pulls the remote and
+    reconciles on change, retrying failures with exponential backoff, always against the
+    newest revision. Exit codes: 0 in sync and healthy, 1 a deployment failed, 2 error.
+    """
+    from .. import reconcile as rec
+
+    where = root(ctx)
+
+    def once() -> bool:
+        return _reconcile_once(where, target_kind, env, dry_run, prune, allow_empty, fmt)
+
+    if not watch:
+        ok = once()
+    else:
+        ok = rec.watch(
+            where,
+            once,
+            interval,
+            max_backoff,
+            iterations,
+            say=lambda line: output.stderr.print(escape(line), highlight=False),
+        )
+    sys.exit(0 if ok else int(ExitCode.FAILED))
+
+
+@main.command()
+@click.argument("model", required=False)
+@options.environment(help="Only this environment.")
+@click.option(
+    "--url", "only_url", is_flag=True, help="Print only the URL (one MODEL in one --env), for scripts."
+)
+@options.target
+@options.output_format()
+@click.pass_context
+def status(
+    ctx: click.Context, model: str | None, env: str | None, only_url: bool, target_kind: str | None, fmt: str
+) -> None:
+    """Which version runs where, its health, since when, at which URL (MODEL: only that model).
+
+    `curl "$(mlops status MODEL --env staging --url)/predict" ...` calls a deployment.
+    """
+    from ..health import Health
+    from ..reconcile import status as rows_of
+
+    loaded = repo(ctx)
+    if model is not None:
+        loaded.require_model(model)
+    if only_url and (model is None or env is None):
+        raise MlopsError(
+            "status --url: name one MODEL and one --env (expected `mlops status MODEL --env E --url`)"
+        )
+    rows = rows_of(loaded, env, model, target_kind)
+    if only_url:
+        if not rows or not rows[0]["url"] or rows[0]["health"] == Health.MISSING:
+            raise MlopsError(f"{model} in {env}: not running (expected `mlops reconcile --env {env}` first)")
+        output.stdout.print(rows[0]["url"], highlight=False)
+    elif fmt == "json":
+        output.emit_json("Status", {"deployments": rows})
+    else:
+        output.table(
+            "status",
+            ["env", "model", "serving", "desired", "sync", "health", "since", "url", "last result"],
+            [tuple(r.values()) for r in rows],
+        )
+
+
+@main.command()
+@options.environment()
+@click.pass_context
+def down(ctx: click.Context, env: str | None) -> None:
+    """Stop the model servers the local target runs, cleanly (SIGTERM; in-flight requests finish).
+
+    Registry aliases and manifests are left as they are: the next `mlops reconcile` starts
+    them again.
+    """
+    from ..targets.local import LocalTarget
+
+    # Needs no valid configuration: the state files name every server, and stopping must work
+    # even while a broken commit is checked out.
+    stopped = LocalTarget(root(ctx), {}).stop_all(env)
+    output.stdout.print(f"stopped: {', '.join(stopped) or 'nothing was running'}", highlight=False)
+
+
+@main.command()
+@click.argument("model")
+@options.environment(required=True, help="Environment whose last promotion is reverted.")
+@click.option("--now", "now", is_flag=True, help="Also apply it at once (break-glass; recorded as such).")
+@click.option("--direct", is_flag=True, help="Commit on the current branch instead of a rollback branch.")
+@click.option(
+    "--reason", default="rollback", show_default=True, help="Why; goes into the commit and the record."
+)
+@click.option("--no-pr", is_flag=True, help="Do not push or open a pull request.")
+@options.output_format()
+@click.pass_context
+def rollback(
+    ctx: click.Context, model: str, env: str, now: bool, direct: bool, reason: str, no_pr: bool, fmt: str
+) -> None:
+    """Revert the last promotion of MODEL in ENV: the commit that restores the manifest's
+    previous routing (version, traffic split, shadow), on the branch rollback/<model>-<env>-v<N>
+    as a pull request (or --direct on the current branch). --now also reconciles it at once
+    (from that branch) and records a break-glass event, for when waiting for review is worse
+    than the risk.
+    """
+    from .. import rollback as rb
+
+    loaded = repo(ctx)
+    result = rb.revert_last_promotion(loaded, model, env, reason, direct=direct, open_pr=not no_pr)
+    applied = rb.apply_now(loaded, result, reason) if now else None
+    if fmt == "json":
+        output.emit_json("Rollback", {**result, "applied": applied})
+    else:
+        output.stdout.print(
+            f"rollback: {model} in {env} v{result['from_version']} -> v{result['to_version']} "
+            f"({result['commit'][:8]} on {result['branch']})",
+            highlight=False,
+        )
+        output.stdout.print(f"pull request: {result['pull_request']}", highlight=False)
+        if applied is not None:
+            output.stdout.print(f"applied now (break-glass): {applied['counts']}", highlight=False)
+    if applied is not None and not applied["ok"]:
+        sys.exit(int(ExitCode.FAILED))

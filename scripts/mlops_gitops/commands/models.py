@@ -1,0 +1,138 @@
+"""`mlops validate`, `mlops model add`, `mlops model list`: the repository's models and files."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.markup import escape
+
+from .. import output
+from ..config import collect, load_repo
+from ..errors import ExitCode
+from . import options
+from .app import main, repo, root
+
+
+@main.command()
+@options.output_format()
+@click.pass_context
+def validate(ctx: click.Context, fmt: str) -> None:
+    """Check mlops.yaml, every model definition and card, every manifest, and the pipeline's
+    parameters (a section for every model).
+
+    Reports every problem at once, one per line, as `path: field: problem (expected ...)`,
+    and exits 1 if there is any. Never changes a file.
+    """
+    _, problems, checked = collect(root(ctx))
+    if fmt == "json":
+        output.emit_json(
+            "ValidationResult",
+            {
+                "valid": not problems,
+                "files": checked,
+                "problems": [
+                    {"path": p.path, "field": p.field, "problem": p.problem, "expected": p.expected}
+                    for p in problems
+                ],
+            },
+        )
+    else:
+        for problem in problems:
+            output.stdout.print(escape(str(problem)), highlight=False)
+        summary = (
+            f"{len(problems)} problem(s) in {len({p.path for p in problems})} file(s)"
+            if problems
+            else "all valid"
+        )
+        output.stderr.print(f"{summary}; {len(checked)} file(s) checked", highlight=False)
+    if problems:
+        sys.exit(int(ExitCode.FAILED))
+
+
+@main.group()
+def model() -> None:
+    """Models defined in models/: list them, add one."""
+
+
+@model.command("add")
+@click.argument("name")
+@click.option(
+    "--like",
+    "like",
+    default=None,
+    metavar="OTHER",
+    help="Copy OTHER's settings: thresholds, drift, fairness, risk tier, pipeline parameters, "
+    "each manifest's target (never its words).",
+)
+@click.option("--purpose", default="", help="One line: the decision NAME's scores serve (else a TODO).")
+@options.output_format()
+@click.pass_context
+def model_add(ctx: click.Context, name: str, like: str | None, purpose: str, fmt: str) -> None:
+    """Scaffold NAME: models/NAME/model.yaml and card.md, its section of the pipeline's
+    parameters (pipelines/params.yaml, so `make train` trains it) and its manifest in every
+    environment.
+
+    NAME must be a DNS-1123 label. The model's words (description, intended use, out of
+    scope, limitations) start as TODO placeholders: production is denied until they are
+    written. Nothing is written unless every file renders and validates; an interrupted run
+    can be repeated and finishes the job.
+    """
+    from ..scaffold import add_model, load_for_add
+
+    where = root(ctx)
+    planned = add_model(load_for_add(where, name), name, like, purpose)
+    load_repo(where)  # the repository as a whole must still validate
+    rows = [
+        (
+            p.path.relative_to(where).as_posix(),
+            ("section added" if p.section else "created") if not p.exists else "unchanged",
+        )
+        for p in planned
+    ]
+    if fmt == "json":
+        output.emit_json(
+            "ModelAdded", {"model": name, "like": like, "files": [{"path": a, "result": b} for a, b in rows]}
+        )
+        return
+    output.table(f"model {name}" + (f" (like {like})" if like else ""), ["file", "result"], rows)
+    output.stderr.print(
+        f"next: write its words in models/{name}/model.yaml (description, card:), `make train` "
+        f"to train it, then `mlops register {name} --report`",
+        highlight=False,
+    )
+
+
+@model.command("list")
+@options.output_format()
+@click.pass_context
+def model_list(ctx: click.Context, fmt: str) -> None:
+    """Every model with its owner, risk tier and the version each environment asks for."""
+    loaded = repo(ctx)
+    rows = [
+        {
+            "model": name,
+            "owner": definition["owner"],
+            "task": definition["task"],
+            "risk_tier": definition["risk_tier"],
+            "versions": {env: loaded.manifests[(env, name)]["version"] for env in loaded.environments},
+        }
+        for name, definition in sorted(loaded.models.items())
+    ]
+    if fmt == "json":
+        output.emit_json("ModelList", {"models": rows})
+        return
+    output.table(
+        "models",
+        ["model", "owner", "task", "risk tier", *loaded.environments],
+        [
+            (
+                r["model"],
+                r["owner"],
+                r["task"],
+                r["risk_tier"],
+                *("-" if v is None else f"v{v}" for v in r["versions"].values()),
+            )
+            for r in rows
+        ],
+    )

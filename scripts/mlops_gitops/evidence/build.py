@@ -1,0 +1,93 @@
+"""Building packs: which version, then each file of the pack in turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import state
+from ..config import Repo
+from ..errors import MlopsError
+from ..records import RecordLog
+from . import gatherers
+from .pack import Pack, write
+from .render import card_context, render_card, render_summary
+
+
+def resolve_version(repo: Repo, registry: Any, model: str, env: str, version: int | None) -> int:
+    """--version, else what the environment's alias points at, else the last version deployed."""
+    if version is not None:
+        registry.version(model, version)  # a clear error when it does not exist
+        return version
+    found = registry.alias_version(model, env)
+    if found is not None:
+        return int(found.version)
+    records, _ = RecordLog(repo.root).read(env, model)
+    for record in reversed(records):
+        if record.version is not None:
+            return int(record.version)
+    raise MlopsError(
+        f"{model} in {env}: no version runs or ran there (expected @{env} in the registry or a "
+        "deployment record; or name one with --version)"
+    )
+
+
+def build(repo: Repo, registry: Any, model: str, env: str, version: int | None = None) -> Pack:
+    """The pack of `model`'s version in `env`, in memory (`write` makes the zip)."""
+    definition = repo.require_model(model)
+    repo.require_environment(env)
+    number = resolve_version(repo, registry, model, env, version)
+    src = gatherers.Sources(repo, registry, model, env, number, registry.version(model, number), definition)
+    pack = Pack(model, env, number)
+    lineage = gatherers.lineage_json(pack, src)
+    metrics = gatherers.metrics_json(pack, src)
+    decisions = gatherers.decisions_json(pack, src)
+    approvals = gatherers.approvals_json(pack, src, decisions)
+    deployments = gatherers.deployments_json(pack, src, decisions)
+    monitoring = gatherers.monitoring_json(pack, src)
+    context = card_context(src, lineage, metrics, decisions, approvals, deployments, monitoring)
+    pack.add("model-card.md", render_card(repo, model, context).encode())
+    pack.add("summary.html", render_summary(pack, context).encode())
+    return pack
+
+
+def write_packs(
+    repo: Repo,
+    registry: Any,
+    env: str,
+    model: str | None,
+    version: int | None = None,
+    out: Path | None = None,
+    every: bool = False,
+) -> list[dict[str, Any]]:
+    """`mlops evidence`: the pack of MODEL's version in ENV (to `out`, a zip), or with `every`
+    one per model ENV runs (into `out`, a directory); what was written, gaps and findings."""
+    if bool(model) == every:
+        raise MlopsError("evidence: name one MODEL or pass --all (expected exactly one of them)")
+    if every and version is not None:
+        raise MlopsError("evidence: --version names one model's version (expected it without --all)")
+    repo.require_environment(env)
+    models = (
+        [model]
+        if model
+        else sorted(m for (e, m), f in repo.manifests.items() if e == env and f.get("version"))
+    )
+    folder = out if every and out else state.evidence_dir(repo.root, env)
+    written = []
+    for name in models:
+        pack = build(repo, registry, name, env, version)
+        target = out if (out and not every) else folder / f"{name}-v{pack.version}.zip"
+        digest = write(pack, target)
+        written.append(
+            {
+                "path": str(target),
+                "model": pack.model,
+                "environment": env,
+                "version": pack.version,
+                "index_sha256": digest,
+                "files": len(pack.files) + 1,
+                "gaps": sorted(pack.gaps),
+                "findings": pack.findings,
+            }
+        )
+    return written

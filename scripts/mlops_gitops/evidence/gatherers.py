@@ -1,0 +1,313 @@
+"""One gatherer per file of the pack: each reads its sources, adds its file (and the gaps it
+finds) to the pack, and returns what the files after it need."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import state
+from .. import tags as names
+from ..config import ENVIRONMENTS_DIR, Repo
+from ..decisions import sha256
+from ..errors import MlopsError
+from ..facts import fairness_facts
+from ..github import codeowners
+from ..gitinfo import manifest_history
+from ..health import Result
+from ..records import RecordLog
+from .pack import Pack
+
+
+@dataclass
+class Sources:
+    """The version the pack proves, and where its facts are."""
+
+    repo: Repo
+    registry: Any
+    model: str
+    env: str
+    number: int
+    raw: Any  # the registry's model version
+    definition: dict[str, Any]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.raw.tags)
+
+
+def _time(value: Any) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(int(value) / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _download(src: Sources, artifact: str, tmp: Path) -> Path | None:
+    try:
+        return src.registry.download(src.raw.run_id, artifact, tmp)  # type: ignore[no-any-return]
+    except MlopsError:
+        return None
+
+
+def lineage_json(pack: Pack, src: Sources) -> dict[str, Any]:
+    tags, actual = names.lineage_of(src.tags), src.registry.artifact_digest(src.raw.source)
+    lineage = {
+        "model": src.raw.name,
+        "version": int(src.raw.version),
+        "run_id": src.raw.run_id,
+        "source": src.raw.source,
+        "registered_at": _time(src.raw.creation_timestamp),
+        "artifact_sha256": tags.get("artifact_sha256"),
+        "artifact_sha256_now": actual,
+        "artifact_unchanged": actual is not None and actual == tags.get("artifact_sha256"),
+        "signature": tags.get("signature") == "true",
+        "code": {
+            "commit": tags.get("git.commit"),
+            "branch": tags.get("git.branch"),
+            "dirty": tags.get("git.dirty"),
+        },
+        "data": tags.get("data") or {},
+        "dvc_lock_sha256": tags.get("dvc.lock_sha256"),
+        "params": tags.get("params") or {},
+        "environment": {"python": tags.get("python"), "packages": tags.get("packages") or {}},
+        "training": {
+            "learner": tags.get("learner"),
+            "device": tags.get("device"),
+            "device_name": tags.get("device_name"),
+        },
+        "runner": {"name": tags.get("runner.name"), "labels": tags.get("runner.labels")},
+        "fingerprint": tags.get("fingerprint"),
+    }
+    if not lineage["artifact_unchanged"]:
+        pack.gaps.append("lineage.json: the stored artifact no longer hashes to the registered sha256")
+    pack.add("lineage.json", lineage)
+    return lineage
+
+
+def thresholds(
+    definition: dict[str, Any], metrics: dict[str, Any], found: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
+    """Each threshold of model.yaml, and each fairness maximum (`found`: the measured gaps)."""
+    rows = []
+    for metric, bound in sorted((definition.get("metrics") or {}).get("thresholds", {}).items()):
+        value = metrics.get(metric)
+        rules, passed = [], value is not None
+        if "min" in bound:
+            rules.append(f">= {bound['min']}")
+            passed = passed and value >= bound["min"]
+        if "max" in bound:
+            rules.append(f"<= {bound['max']}")
+            passed = passed and value <= bound["max"]
+        rows.append({"metric": metric, "value": value, "rule": " and ".join(rules), "passed": bool(passed)})
+    fairness = definition.get("fairness") or {}
+    for feature in sorted(fairness.get("sensitive_features") or {}):
+        for name in ("demographic_parity_difference", "equalized_odds_difference"):
+            limit = fairness.get(f"max_{name}")
+            if limit is not None:
+                value = found.get(feature, {}).get(name)
+                passed = value is not None and value <= limit
+                rows.append(
+                    {"metric": f"{name} ({feature})", "value": value, "rule": f"<= {limit}", "passed": passed}
+                )
+    return rows
+
+
+def metrics_json(pack: Pack, src: Sources) -> dict[str, Any]:
+    """metrics.json and report/ (the champion/challenger report from the version's run)."""
+    metrics = names.metrics_of(src.tags)
+    verdict = names.report_of(src.tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _download(src, names.REPORT, Path(tmp))
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder else []:
+            pack.add(f"report/{path.relative_to(folder).as_posix()}", path.read_bytes())  # type: ignore[arg-type]
+    text = pack.files.get("report/report.md")
+    report = {
+        "passed": verdict["passed"] is True,
+        "baseline": verdict["baseline"],
+        "sha256_registered": verdict["sha256"],
+        "included": text is not None,
+        "matches_registered": text is not None and sha256(text) == verdict["sha256"],
+    }
+    if text is None:
+        pack.gaps.append(
+            "report/: no champion/challenger report in the version's run (expected `mlops register --report`)"
+        )
+    elif not report["matches_registered"]:
+        pack.gaps.append("report/report.md: does not hash to the report.sha256 registered on the version")
+    fairness = fairness_facts(metrics)
+    document = {
+        "risk_tier": src.definition.get("risk_tier"),
+        "primary": (src.definition.get("metrics") or {}).get("primary"),
+        "metrics": {k: v for k, v in sorted(metrics.items()) if not k.startswith("fairness.")},
+        "fairness": fairness,
+        "thresholds": thresholds(src.definition, metrics, fairness),
+        "max_regression": (src.definition.get("metrics") or {}).get("max_regression"),
+        "report": report,
+    }
+    pack.add("metrics.json", document)
+    return {**document, "all": metrics}
+
+
+def when(decision: dict[str, Any]) -> str:
+    """When a decision was made: recorded_at (wall clock), else the time it judged at."""
+    return str(decision.get("recorded_at") or decision.get("decided_at") or "")
+
+
+def decisions_json(pack: Pack, src: Sources) -> list[dict[str, Any]]:
+    """policy/decisions.json and policy/rego/: every recorded decision, and the exact policies."""
+    decisions = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _download(src, names.DECISIONS, Path(tmp))
+        for path in sorted(folder.rglob("*.json")) if folder else []:
+            try:
+                decisions.append(json.loads(path.read_text(encoding="utf-8")))
+            except ValueError:
+                pack.gaps.append(f"policy/decisions.json: an unreadable decision record ({path.name})")
+    decisions.sort(key=lambda d: (when(d), str(d.get("environment")), str(d.get("head_rev"))))
+    sources: dict[str, str] = {}
+    for decision in decisions:
+        for policy in decision.get("policies", []):
+            stored = f"policy/rego/{policy['sha256'][:12]}/{policy['path']}"
+            sources[stored] = policy.pop("source", "")
+            policy["file"] = stored
+    for stored, text in sorted(sources.items()):
+        pack.add(stored, text.encode())
+    if not any(d.get("environment") == src.env for d in decisions):
+        pack.gaps.append(
+            f"policy/decisions.json: no recorded gate decision for {src.env} "
+            "(expected `mlops gate --record` or `mlops check --record`)"
+        )
+    pack.add("policy/decisions.json", decisions)
+    return decisions
+
+
+def approvals_json(pack: Pack, src: Sources, decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    """approvals.json: what the gate saw, the manifest's git history and trailers, CODEOWNERS."""
+    path = f"{ENVIRONMENTS_DIR}/{src.env}/{src.model}.yaml"
+    history = manifest_history(src.repo.root, path, src.number)
+    seen = [
+        {
+            "environment": d["environment"],
+            "decided_at": d["decided_at"],
+            **(d.get("facts") or {}).get("approvals", {}),
+        }
+        for d in decisions
+    ]
+    trailers = [t for c in history for t in c["trailers"] + ((c["merge"] or {}).get("trailers") or [])]
+    approvals = {
+        "gate": seen,
+        "git": history,
+        "codeowners": codeowners(src.repo.root, path),
+        "approvers_from_git": sorted(
+            {t["value"] for t in trailers if t["key"] in ("Approved-By", "Reviewed-By")}
+        ),
+    }
+    if (
+        not any(s.get("known") for s in seen if s["environment"] == src.env)
+        and not approvals["approvers_from_git"]
+    ):
+        pack.gaps.append(
+            f"approvals.json: no approval known for {src.env} "
+            "(GitHub reviews unavailable, no Approved-by trailer)"
+        )
+    pack.add("approvals.json", approvals)
+    return approvals
+
+
+def deployments_json(pack: Pack, src: Sources, decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    """deployments.json: every record of the model in the environment, the version's registry
+    history; and the findings: deployments the gate's last decision before them had denied."""
+    records, skipped = RecordLog(src.repo.root).read(src.env, src.model)
+    mine = [r for r in records if src.number in (r.version, r.previous)]
+    rollbacks = [r for r in records if r.result == Result.ROLLED_BACK and r.previous == src.number]
+    this_version = {
+        "deployments": sum(1 for r in mine if r.result == Result.HEALTHY and r.version == src.number),
+        "rollbacks": len(rollbacks),
+        "recovery_s": [r.recovery_s for r in rollbacks],
+        "break_glass": [r.__dict__ for r in mine if r.result == Result.BREAK_GLASS],
+    }
+    document = {
+        "records": [r.__dict__ for r in records],
+        "unreadable_lines": skipped,
+        "registry_history": names.history_of(src.tags),
+        "this_version": this_version,
+    }
+    if not mine:
+        pack.gaps.append(
+            f"deployments.json: no deployment record of v{src.number} in {src.env} on this machine"
+        )
+    for record in records:
+        if record.result != Result.HEALTHY or record.version != src.number:
+            continue
+        before = [d for d in decisions if d.get("environment") == src.env and when(d) <= record.at]
+        if before and before[-1].get("outcome") == "deny":
+            rules = sorted({f["rule"] for f in before[-1].get("findings", []) if f["kind"] == "failure"})
+            pack.findings.append(
+                f"v{src.number} was deployed to {src.env} at {record.at} by {record.by} although the gate's "
+                f"last decision ({when(before[-1])}) denied it: {', '.join(rules)}"
+            )
+    pack.add("deployments.json", document)
+    return document
+
+
+def monitoring_json(pack: Pack, src: Sources) -> dict[str, Any]:
+    """monitoring/: drift and live-performance history of the version, their last reports, and
+    how much traffic it answered (the inference log itself stays out: size, personal data)."""
+    log = RecordLog(src.repo.root)
+    drift = [e for e in log.entries(src.env, src.model, "drift") if e.get("version") == src.number]
+    performance = [
+        e
+        for e in log.entries(src.env, src.model, "feedback")
+        if any(v.get("version") == src.number for v in e.get("versions") or [])
+    ]
+    kept: dict[str, list[str]] = {"drift": [], "feedback": []}
+    for kind, history in (("drift", drift), ("feedback", performance)):
+        for entry in history[-5:]:
+            for key in ("report_html", "report_json"):
+                source = Path(entry.get(key) or "")
+                source = source if source.is_absolute() else src.repo.root / source
+                if entry.get(key) and source.is_file():
+                    pack.add(f"monitoring/{kind}/{source.name}", source.read_bytes())
+                    kept[kind].append(f"monitoring/{kind}/{source.name}")
+    model_tags = src.registry.model_tags(src.model)
+    document = {
+        "drift": names.drift_of(model_tags, src.env),
+        "drift_history": drift,
+        "drift_reports": kept["drift"],
+        "performance_reports": kept["feedback"],
+        "performance": names.performance_of(model_tags, src.env),
+        "performance_history": performance,
+        "inferences": inferences(src.repo.root, src.env, src.model, src.number),
+    }
+    if not drift:
+        pack.gaps.append(f"monitoring/: no drift check of v{src.number} in {src.env} on record")
+    pack.add("monitoring/summary.json", document)
+    return document
+
+
+def inferences(root: Path, env: str, model: str, version: int) -> dict[str, Any]:
+    """How many requests and rows of the version the server answered and logged, when, and the
+    log's sha256."""
+    from ..serve import read_log
+
+    path = state.inference_log(root, env, model)
+    if not path.is_file():
+        return {"log": None, "requests": 0, "rows": 0, "first": None, "last": None}
+    entries, skipped = read_log(path)
+    mine = [e for e in entries if e["version"] == version]
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    stamps = [e["at"].isoformat().replace("+00:00", "Z") for e in (mine[:1] + mine[-1:])]
+    return {
+        "log": path.name,
+        "sha256": digest,
+        "requests": len(mine),
+        "rows": sum(len(e["inputs"]) for e in mine),
+        "first": stamps[0] if stamps else None,
+        "last": stamps[-1] if stamps else None,
+        "unreadable_lines": skipped,
+    }

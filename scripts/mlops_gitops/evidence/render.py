@@ -1,0 +1,119 @@
+"""What people read in the pack: the model card (models/<model>/card.md, filled in) and the
+one-page summary (summary.html, the proof grouped by control)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ..config import CARD_NAMES, MODELS_DIR, Repo
+from ..decisions import sha256
+from ..errors import MlopsError
+from .pack import Pack
+
+
+def card_context(
+    src: Any,
+    lineage: dict[str, Any],
+    metrics: dict[str, Any],
+    decisions: list[dict[str, Any]],
+    approvals: dict[str, Any],
+    deployments: dict[str, Any],
+    monitoring: dict[str, Any],
+) -> dict[str, Any]:
+    """The names a card is filled in with (config.CARD_NAMES, which `mlops validate` checks)."""
+    this = deployments["this_version"]
+    context = {
+        "model": {"name": src.model, **src.definition},
+        "version": {
+            "number": src.number,
+            "run_id": src.raw.run_id,
+            "registered_at": lineage["registered_at"],
+            "artifact_sha256": lineage["artifact_sha256"],
+            "report_passed": metrics["report"]["passed"],
+            "report_baseline": metrics["report"]["baseline"],
+        },
+        "lineage": {
+            "commit": lineage["code"]["commit"],
+            "dirty": lineage["code"]["dirty"],
+            "data": lineage["data"],
+            "device": lineage["training"]["device"],
+            "learner": lineage["training"]["learner"],
+            "runner": lineage["runner"]["name"],
+        },
+        "metrics": metrics["all"],
+        "thresholds": metrics["thresholds"],
+        "fairness": metrics["fairness"],
+        "environment": src.env,
+        "deployment": {
+            "healthy_since": (deployments["registry_history"].get(src.env) or {}).get("healthy_since"),
+            "deployments": this["deployments"],
+            "rollbacks": this["rollbacks"],
+        },
+        "drift": monitoring["drift"],
+        "performance": monitoring["performance"],
+        "decisions": [{k: d.get(k) for k in ("environment", "outcome", "decided_at")} for d in decisions],
+        "approvals": ", ".join(approvals["approvers_from_git"])
+        or _approval_words(approvals["gate"], src.env),
+    }
+    assert set(context) == set(CARD_NAMES)
+    return context
+
+
+def _approval_words(seen: list[dict[str, Any]], env: str) -> str:
+    for entry in reversed(seen):
+        if entry["environment"] == env and entry.get("known"):
+            return f"{entry.get('count', 0)} ({', '.join(entry.get('reviewers') or [])})"
+    return "unknown (no GitHub review data, no Approved-by trailer)"
+
+
+def render_card(repo: Repo, model: str, context: dict[str, Any]) -> str:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    path = repo.root / MODELS_DIR / model / "card.md"
+    display = path.relative_to(repo.root).as_posix()
+    if not path.is_file():
+        raise MlopsError(
+            f"{display}: missing (expected the model card template; `mlops model add` writes one)"
+        )
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    try:
+        return env.from_string(path.read_text(encoding="utf-8")).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise MlopsError(f"{display}:{exc.lineno}: {exc.message} (expected a Jinja template)") from None
+    except jinja2.UndefinedError as exc:
+        raise MlopsError(
+            f"{display}: {exc.message} (expected one of: {', '.join(sorted(context))})"
+        ) from None
+
+
+def render_summary(pack: Pack, context: dict[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mlops_gitops", "html"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=lambda value: "—" if value is None else value,
+    )
+    plots = {
+        path.rsplit("/", 1)[-1].removesuffix(".png"): "data:image/png;base64,"
+        + base64.b64encode(data).decode()
+        for path, data in sorted(pack.files.items())
+        if path.startswith("report/") and path.endswith(".png")
+    }
+    return env.get_template("evidence.html.j2").render(
+        pack=pack,
+        lineage=pack.documents["lineage.json"],
+        metrics=pack.documents["metrics.json"],
+        deployments=pack.documents["deployments.json"],
+        approvals=pack.documents["approvals.json"],
+        monitoring=pack.documents["monitoring/summary.json"],
+        decisions=pack.documents["policy/decisions.json"],
+        controls=pack.controls(),
+        card=context,
+        plots=plots,
+        files=[(p, sha256(d), len(d)) for p, d in sorted(pack.files.items())],
+    )

@@ -1,0 +1,67 @@
+"""A change to one file of the repository, proposed as a pull request: the one way promotions
+and rollbacks (and anything else that edits a manifest) reach git and GitHub.
+
+The commit is made from the current branch on a new branch, with git's plumbing through a
+temporary index, so neither the working tree nor the current branch changes (`checkout` then
+switches to it); or, `direct`, on the current branch itself. With an authenticated `gh` the
+branch is pushed and its pull request opened; otherwise the exact next step is given. A
+failure leaves nothing behind: no branch, no changed file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import yamlio
+from .github import open_pull_request
+from .gitinfo import commit_on_branch, git
+
+
+@dataclass(frozen=True)
+class Proposal:
+    branch: str  # where the commit is (the current branch when direct)
+    commit: str
+    pull_request: str  # its URL, the command that opens it, or "committed directly"
+    base: str  # the branch it was made from: where to go back to
+    checked_out: bool  # the working tree is on `branch` now
+
+
+def next_step(branch: str, title: str) -> str:
+    quoted = title.replace("'", "'\\''")
+    return f"git push -u origin {branch} && gh pr create --head {branch} --title '{quoted}' --fill"
+
+
+def propose(
+    root: Path,
+    path: str,
+    text: str,
+    title: str,
+    message: str,
+    branch: str,
+    *,
+    direct: bool = False,
+    checkout: bool = True,
+    open_pr: bool = True,
+) -> Proposal:
+    """Commit `text` as `path` (repository-relative): on `branch`, made from the current one, or
+    `direct`ly on the current one; open the pull request when asked and `gh` can."""
+    base = git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    if direct:
+        target = root / path
+        before = target.read_text(encoding="utf-8") if target.exists() else None
+        try:
+            yamlio.write_atomic(target, text)
+            git(root, "add", "--", path)
+            git(root, "commit", "--quiet", "-m", message)
+        except BaseException:
+            if before is not None:
+                yamlio.write_atomic(target, before)
+            git(root, "reset", "--quiet", "--", path, check=False)
+            raise
+        return Proposal(base, git(root, "rev-parse", "HEAD"), "committed directly", base, True)
+    commit = commit_on_branch(root, branch, path, text, message, checkout=checkout)
+    pull_request = next_step(branch, title)
+    if open_pr:
+        pull_request = open_pull_request(root, base, branch, title, message) or pull_request
+    return Proposal(branch, commit, pull_request, base, checkout)

@@ -1,0 +1,100 @@
+"""After the pipeline: register what it trained, write each version's report, and propose the
+passing new versions for the first environment (what `train.yml` does on the GPU runner).
+
+Each version carries its lineage (`tags.lineage_tags`); registering the same pipeline output
+again gives back the existing version. A version from uncommitted work is registered all the
+same and said to be (`dirty`): its lineage's commit cannot reproduce it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import report as reporting
+from . import tags as names
+from .config import Repo
+from .errors import MlopsError
+from .lineage import PipelineOutputs
+from .registry import Registry
+
+
+@dataclass
+class Registered:
+    model: str
+    version: int
+    created: bool
+    run_id: str
+    artifact_sha256: str
+    untracked: list[str] | None = None  # not None: registered from uncommitted work (these files)
+    report: dict[str, Any] | None = None  # passed, path
+    promotion: dict[str, str] | None = None  # branch, pull_request
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "model": self.model,
+            "version": self.version,
+            "result": "registered" if self.created else "unchanged",
+            "run_id": self.run_id,
+            "artifact_sha256": self.artifact_sha256,
+        }
+        if self.report is not None:
+            row["report"] = self.report
+        if self.promotion is not None:
+            row["promotion"] = self.promotion
+        return row
+
+
+def trained_models(repo: Repo) -> list[str]:
+    """Every model the pipeline has trained here (its estimator is under pipelines/out/)."""
+    found = [m for m in sorted(repo.models) if PipelineOutputs(m, repo.root).estimator.is_file()]
+    if not found:
+        raise MlopsError("no trained model found under pipelines/out/ (expected `make train` to have run)")
+    return found
+
+
+def register(
+    repo: Repo,
+    registry: Registry,
+    models: list[str],
+    with_report: bool = False,
+    baseline: str = "production",
+    promote_to: str | None = None,
+) -> list[Registered]:
+    """Register each model's pipeline output; with_report, write and record its report; with
+    promote_to, propose each new version whose report passed (from the current branch, each on
+    its own branch: the working tree stays where it is)."""
+    out = []
+    for name in models:
+        made = registry.register(name)
+        lineage = names.lineage_of(made.tags)
+        row = Registered(
+            made.model,
+            made.version,
+            made.created,
+            made.run_id,
+            names.artifact_of(made.tags)["sha256"] or "",
+            untracked=list(lineage.get("git.untracked") or [])
+            if lineage.get("git.dirty") == "true"
+            else None,
+        )
+        if with_report:
+            result, _, folder = reporting.write(repo, registry, name, str(made.version), baseline)
+            row.report = {"passed": result.passed, "path": str(folder / "report.md")}
+            if result.passed and promote_to and made.created:
+                from .promote import promote
+
+                promoted = promote(
+                    repo,
+                    registry.has_version,
+                    name,
+                    promote_to,
+                    made.version,
+                    None,
+                    f"trained and registered; report passed against {baseline}",
+                    checkout=False,
+                )
+                row.promotion = {"branch": promoted.branch, "pull_request": promoted.pull_request}
+        out.append(row)
+    return out

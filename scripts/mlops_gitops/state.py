@@ -1,0 +1,82 @@
+"""Every path under `.mlops/`, this project's local state (git-ignored), with one owner.
+
+Two roots:
+
+* the state directory, `$MLOPS_STATE_DIR` or `<repo>/.mlops`: what must outlive a checkout on
+  the machine where deployments live (the reconciler's records, the model servers and their
+  inference logs, verified artifacts, reports, evidence packs). A deploy host or a runner
+  points MLOPS_STATE_DIR at a durable place; a laptop keeps it in the repository.
+* the workspace, `<repo>/.mlops`: what one checkout's commands hand each other (the gate's
+  facts and its comment), gone with the checkout.
+
+Nothing else in the engine spells a path under either of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STATE_DIR_ENV = "MLOPS_STATE_DIR"
+WORKSPACE = ".mlops"
+
+
+def state_dir(root: Path) -> Path:
+    configured = os.environ.get(STATE_DIR_ENV)
+    return Path(configured).resolve() if configured else root / WORKSPACE
+
+
+def workspace(root: Path) -> Path:
+    return root / WORKSPACE
+
+
+# -- the log of everything that happened to a deployment (records.py reads and writes it) --------
+def records_log(root: Path, env: str, model: str) -> Path:
+    return state_dir(root) / "records" / env / f"{model}.jsonl"
+
+
+# -- model servers (the local target) ------------------------------------------------------------
+def servers_dir(root: Path) -> Path:
+    return state_dir(root) / "servers"
+
+
+def server_file(root: Path, env: str, model: str, suffix: str = ".json") -> Path:
+    """<model>.json (host, port, pid), .spec.json (what it serves), .token (0600), .log."""
+    return servers_dir(root) / env / f"{model}{suffix}"
+
+
+def inference_log(root: Path, env: str, model: str) -> Path:
+    """Where the model server of (env, model) logs every answer (what drift and feedback read)."""
+    return state_dir(root) / "inference" / env / f"{model}.jsonl"
+
+
+def lock_file(root: Path, env: str) -> Path:
+    return state_dir(root) / "locks" / f"{env}.lock"
+
+
+def artifacts_dir(root: Path) -> Path:
+    """Verified model artifacts, <model>/v<N>/model, downloaded once and re-hashed on every use."""
+    return state_dir(root) / "artifacts"
+
+
+# -- reports and packs ---------------------------------------------------------------------------
+def drift_reports(root: Path, env: str, model: str) -> Path:
+    return state_dir(root) / "drift" / env / model
+
+
+def feedback_reports(root: Path, env: str, model: str) -> Path:
+    return state_dir(root) / "feedback" / env / model
+
+
+def evidence_dir(root: Path, env: str) -> Path:
+    return state_dir(root) / "evidence" / env
+
+
+# -- the workspace: one checkout's hand-offs -----------------------------------------------------
+def facts_dir(root: Path) -> Path:
+    return workspace(root) / "facts"
+
+
+def gate_comment(root: Path) -> Path:
+    """The gate's verdict and a policy change's impact, as the pull request's comment (markdown)."""
+    return workspace(root) / "policy-gate.md"
