@@ -46,8 +46,8 @@ def main() -> None:
 
     from mlops_gitops import drift
     from mlops_gitops.config import load_repo
-    from mlops_gitops.state import inference_log
     from mlops_gitops.registry import Registry
+    from mlops_gitops.state import inference_log
 
     from tests.engine.workflows import sandbox
 
