@@ -6,11 +6,14 @@
     POST /predict    {"dataframe_records": [...]} (MLflow's format), {"instances": [...]}
                      or a bare list of records; a batch is a list. Answers
                      {"predictions": [...], "version": N, "request_id": "..."}.
+    POST /invocations, GET /ping, /version: MLflow's scoring protocol, as `mlflow models serve`
+    /v2/...          the Open Inference Protocol, as KServe's MLflow runtime (protocols.py)
     POST /-/reload   (the reconciler; needs the token from the state directory) a new
                      spec: the new versions are loaded and smoke-tested beside the old ones,
                      then swapped in at once. A failure leaves the old ones serving.
 
-Requests are checked against the model's signature: a missing, unknown or mistyped field
+Every route goes the same way: decoded to records, checked, routed (canary split, shadow),
+predicted, logged. Requests are checked against the model's signature: a missing, unknown or mistyped field
 is a 400 naming it, never a 500; bodies over the limit are refused with 413 before they
 are read. Every answered request is logged (request id, inputs, outputs, version, time)
 to a JSON-lines inference log that drift and feedback read; a shadow version gets a copy
@@ -36,6 +39,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from . import protocols
 
 MAX_BODY = int(os.environ.get("MLOPS_SERVE_MAX_BODY", str(1 << 20)))
 DISCARD_LIMIT = 16 * MAX_BODY  # oversized bodies up to this size are read and dropped before the 413
@@ -161,6 +166,7 @@ class Loaded:
     example: list[dict[str, Any]]
     tags: dict[str, str] = field(default_factory=dict)
     batcher: Batcher | None = None  # set once the version passed its smoke test
+    width: int = 1  # values per prediction (a classifier's scores), seen in the smoke test
 
     def frame(self, records: list[dict[str, Any]]) -> Any:
         import pandas as pd
@@ -210,7 +216,8 @@ def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None 
             f"v{version}: no input example to smoke-test it on (expected one logged with the model)"
         )
     try:
-        loaded.predict(smoke[:1])
+        first = loaded.predict(smoke[:1])[0]
+        loaded.width = len(first) if isinstance(first, list) else 1
     except Exception as exc:
         raise RuntimeError(
             f"v{version}: smoke prediction on the input example failed: {type(exc).__name__}: {exc}"
@@ -404,13 +411,17 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # access log off: the inference log is the record
         return
 
-    def _send(self, status: int, payload: Any, request_id: str | None = None) -> None:
+    def _send(
+        self, status: int, payload: Any, request_id: str | None = None, version: int | None = None
+    ) -> None:
         body = json.dumps(payload, separators=(",", ":"), default=str).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         if request_id:
             self.send_header("X-Request-Id", request_id)
+        if version is not None:  # which version answered, on every protocol (a canary's clients can tell)
+            self.send_header("X-Model-Version", str(version))
         self.end_headers()
         self.wfile.write(body)
 
@@ -430,10 +441,12 @@ class Handler(BaseHTTPRequestHandler):
                 return
             length -= len(chunk)
 
-    def _body(self) -> Any:
+    def _raw(self) -> bytes:
+        """The request's body, bounded: a missing, bad or oversized Content-Length is refused
+        before anything is read."""
         length_header = self.headers.get("Content-Length")
         if length_header is None:
-            raise BadRequest("Content-Length: missing (expected the size of the JSON body)", 411)
+            raise BadRequest("Content-Length: missing (expected the size of the body)", 411)
         try:
             length = int(length_header)
         except ValueError:
@@ -442,21 +455,51 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._discard(length)
             raise BadRequest(f"body: {length} bytes (expected at most {MAX_BODY})", 413)
-        raw = self.rfile.read(length)
+        return self.rfile.read(length)
+
+    def _body(self) -> Any:
+        raw = self._raw()
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body: not JSON ({exc})") from None
 
-    def do_GET(self) -> None:
+    def _v2_model(self, name: str, version: str | None) -> Loaded | None:
+        """The version a v2 path names (any served one when it names none); 404 otherwise. The
+        model answers to its own name and to `<model>-<environment>` (its InferenceService's
+        name under KServe), so one client works against both targets."""
         server = self.server
-        if self.path == "/health":
-            routing = server.routing
-            ready = routing is not None
+        own = str(server.spec.get("model"))
+        if name not in (own, f"{own}-{server.spec.get('environment')}"):
+            raise BadRequest(f"model {name}: not found (expected {own})", 404)
+        routing = server.routing
+        if routing is None:
+            raise BadRequest(server.error or "loading", 503)
+        if version is None:
+            return None
+        found = next((v for v, _ in routing.primaries if str(v.version) == version), None)
+        if found is None:
+            raise BadRequest(
+                f"model {name} version {version}: not served (expected one of {server.versions()})", 404
+            )
+        return found
+
+    def do_GET(self) -> None:
+        try:
+            self._get()
+        except BadRequest as exc:
+            self._send(exc.status, {"error": str(exc)})
+
+    def _get(self) -> None:
+        server = self.server
+        routing = server.routing
+        path = self.path.split("?", 1)[0]
+        match = protocols.V2_PATH.match(path)
+        if path == "/health":
             self._send(
-                200 if ready else 503,
+                200 if routing is not None else 503,
                 {
-                    "status": "ready" if ready else ("failed" if server.error else "loading"),
+                    "status": "ready" if routing is not None else ("failed" if server.error else "loading"),
                     "model": server.spec.get("model"),
                     "environment": server.spec.get("environment"),
                     "versions": server.versions(),
@@ -469,8 +512,34 @@ class Handler(BaseHTTPRequestHandler):
                     "pid": os.getpid(),
                 },
             )
-        elif self.path == "/metadata":
-            routing = server.routing
+        elif path in (
+            "/ping",
+            "/v2/health/ready",
+        ):  # readiness, as MLflow's and the v2 protocol's clients ask
+            self._send(
+                200 if routing is not None else 503,
+                {} if routing is not None else {"error": server.error or "loading"},
+            )
+        elif path == "/v2/health/live":
+            self._send(200, {})
+        elif path == "/version":
+            self._send_text(200, mlflow_version())
+        elif path == "/v2":
+            self._send(200, {"name": "mlops-serve", "version": mlflow_version(), "extensions": []})
+        elif match and match.group("rest") != "/infer":
+            chosen = self._v2_model(match.group("name"), match.group("version"))
+            assert routing is not None
+            if match.group("rest") == "/ready":
+                self._send(200, {"name": match.group("name"), "ready": True})
+            else:
+                served = [chosen.version] if chosen else server.versions()
+                self._send(
+                    200,
+                    protocols.v2_metadata(
+                        match.group("name"), served, routing.columns, routing.primaries[0][0].width
+                    ),
+                )
+        elif path == "/metadata":
             if routing is None:
                 self._send(503, {"error": server.error or "loading"})
                 return
@@ -486,35 +555,51 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
         else:
-            self._send(
-                404, {"error": f"{self.path}: not found (expected /health, /metadata or POST /predict)"}
+            raise BadRequest(
+                f"{path}: not found (expected /health, /metadata, /ping, /version or /v2/...)", 404
             )
 
-    def do_POST(self) -> None:
-        try:
-            if self.path == "/predict":
-                self._predict()
-            elif self.path == "/-/reload":
-                self._reload()
-            else:
-                self._body()
-                self._send(404, {"error": f"{self.path}: not found (expected /predict)"})
-        except BadRequest as exc:
-            self._send(exc.status, {"error": str(exc)})
+    def _send_text(self, status: int, text: str) -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-    def _predict(self) -> None:
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        match = protocols.V2_PATH.match(path)
+        route = "predict" if path == "/predict" else ("mlflow" if path == "/invocations" else "v2")
+        try:
+            if path == "/-/reload":
+                self._reload()
+            elif path in ("/predict", "/invocations") or (match and match.group("rest") == "/infer"):
+                pinned = self._v2_model(match.group("name"), match.group("version")) if match else None
+                self._predict(route, pinned)
+            else:
+                self._raw()
+                raise BadRequest(
+                    f"{path}: not found (expected /predict, /invocations or /v2/models/<name>/infer)", 404
+                )
+        except (BadRequest, protocols.ProtocolError) as exc:
+            status = exc.status if isinstance(exc, BadRequest) else 400
+            self._send(status, protocols.error_body(str(exc), route))
+
+    def _predict(self, route: str, pinned: Loaded | None = None) -> None:
         server = self.server
-        body = self._body()
+        raw = self._raw()
         routing = server.routing
         if routing is None:
-            self._send(503, {"error": server.error or "loading"})
+            self._send(503, protocols.error_body(server.error or "loading", route))
             return
-        records = check_records(body, routing.columns)
-        request_id = self.headers.get("X-Request-Id") or uuid.uuid4().hex
+        decoded, client_id = protocols.decode(route, raw, self.headers, routing.columns)
+        records = check_records(decoded, routing.columns)
+        request_id = client_id or self.headers.get("X-Request-Id") or uuid.uuid4().hex
         forced = self.headers.get("X-Mlops-Version")
-        if forced is None:
-            chosen = routing.pick()
-        else:  # the reconciler's smoke test of one version: not traffic, so neither logged nor shadowed
+        if (
+            forced is not None
+        ):  # the reconciler's smoke test of one version: not traffic, so neither logged nor shadowed
             if self.headers.get("X-Mlops-Token") != server.token:
                 raise BadRequest("X-Mlops-Version: needs the reconciler's X-Mlops-Token", 403)
             candidates = [v for v, _ in routing.primaries] + ([routing.shadow] if routing.shadow else [])
@@ -524,16 +609,25 @@ class Handler(BaseHTTPRequestHandler):
                     f"X-Mlops-Version: {forced} is not served here (expected one of {server.versions()})"
                 )
             chosen = found
+        else:
+            chosen = pinned or routing.pick()
         started = time.perf_counter()
         try:
             predictions = chosen.serve(records)
         except Exception as exc:  # the model failed on valid input: the server is fine, say so
             error = f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"
-            self._send(500, {"error": error}, request_id)
+            self._send(500, protocols.error_body(error, route), request_id)
             return
         latency = time.perf_counter() - started
-        answer = {"predictions": predictions, "version": chosen.version, "request_id": request_id}
-        self._send(200, answer, request_id)
+        if route == "mlflow":
+            answer: Any = {"predictions": predictions}
+        elif route == "v2":
+            answer = protocols.v2_response(
+                str(server.spec.get("model")), chosen.version, request_id, predictions
+            )
+        else:
+            answer = {"predictions": predictions, "version": chosen.version, "request_id": request_id}
+        self._send(200, answer, request_id, chosen.version)
         if forced is None:
             server.log.write(
                 log_entry(routing.spec, request_id, chosen, "primary", records, predictions, latency)
@@ -544,7 +638,7 @@ class Handler(BaseHTTPRequestHandler):
     def _reload(self) -> None:
         server = self.server
         if self.headers.get("X-Mlops-Token") != server.token:
-            self._body()
+            self._raw()
             self._send(403, {"error": "X-Mlops-Token: wrong or missing (expected the reconciler's token)"})
             return
         spec = self._body()
@@ -554,6 +648,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(422, {"error": str(exc), "versions": server.versions()})
             return
         self._send(200, {"versions": server.versions()})
+
+
+def mlflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("mlflow")
 
 
 def log_entry(
