@@ -378,8 +378,43 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
                         )
                     )
 
+    if project_ok:
+        problems.extend(_model_store_problems(project, manifests))
     repo = Repo(root, project, models, manifests) if project_ok else None
     return repo, sorted(set(problems)), checked
+
+
+def _model_store_problems(project: dict[str, Any], manifests: dict[tuple[str, str], Any]) -> list[Problem]:
+    """A version promoted to KServe needs a model store KServe can fetch it from."""
+    kserve = (project.get("deploy") or {}).get("kserve") or {}
+    promoted = sorted(
+        f"{ENVIRONMENTS_DIR}/{env}/{model}.yaml"
+        for (env, model), data in manifests.items()
+        if (data.get("target") or {}).get("kind") == "kserve" and data.get("version") is not None
+    )
+    if not promoted:
+        return []
+    store = str(kserve.get("model_store") or "")
+    if not store:
+        return [
+            Problem(
+                PROJECT_FILE,
+                "deploy.kserve.model_store",
+                f"missing ({promoted[0]} deploys to KServe)",
+                "where KServe fetches models: s3://bucket/prefix, gs://bucket/prefix, "
+                "pvc://claim/prefix or a directory",
+            )
+        ]
+    if store.startswith("pvc://") and not kserve.get("model_store_mount"):
+        return [
+            Problem(
+                PROJECT_FILE,
+                "deploy.kserve.model_store_mount",
+                "missing",
+                f"where the claim of {store} is mounted on the reconciler's machine",
+            )
+        ]
+    return []
 
 
 def _card_problems(root: Path, model: str) -> list[Problem]:

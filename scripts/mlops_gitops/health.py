@@ -38,10 +38,11 @@ class Action(StrEnum):
     UNCHANGED = "unchanged"
     REMOVE = "remove"
     SUSPENDED = "suspended"
+    AWAIT = "await"  # applied as desired; waiting for the cluster to report it healthy
 
     @property
     def sync(self) -> Sync:
-        return Sync.SYNCED if self in (Action.UNCHANGED, Action.SUSPENDED) else Sync.OUT_OF_SYNC
+        return Sync.SYNCED if self in (Action.UNCHANGED, Action.SUSPENDED, Action.AWAIT) else Sync.OUT_OF_SYNC
 
 
 class Result(StrEnum):
@@ -54,6 +55,7 @@ class Result(StrEnum):
     SKIPPED = "skipped"
     BREAK_GLASS = "break-glass"
     REPLACED = "replaced"  # a newer version took over (a registry history tag, not a record)
+    PROGRESSING = "progressing"  # rendered for Argo CD / Flux; waiting to be seen healthy
 
     @property
     def ok(self) -> bool:
@@ -66,3 +68,5 @@ class Reason(StrEnum):
     HEALTH_CHECK_FAILED = "HealthCheckFailed"
     VERIFY_FAILED = "VerifyFailed"
     TARGET_UNAVAILABLE = "TargetUnavailable"
+    RUNTIME_MISMATCH = "RuntimeMismatch"  # the model needs another MLflow than the serving runtime has
+    NOT_READY = "NotReady"  # never became Ready within the manifest's ready_timeout

@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ def load_desired(repo: Repo, env: str | None = None) -> list[Desired]:
                 replicas=int(target.get("replicas", 1)),
                 resources=dict(target.get("resources") or {}),
                 target=str(target.get("kind", "local")),
+                ready_timeout=int(target.get("ready_timeout", 600)),
             )
         )
     return desired
@@ -135,7 +137,11 @@ def diff(
     aliases: dict[str, dict[str, int]],
     running: Sequence[tuple[str, str]],
     env: str | None,
+    observes_only: bool = False,
 ) -> list[Change]:
+    """What to do about each manifest. With a target that only observes (Argo CD / Flux apply
+    its files), a deployment already applied as desired but not yet seen healthy is AWAIT:
+    Synced, and its alias waits for the cluster's health."""
     changes = []
     wanted = {(d.environment, d.model) for d in desired}
     for d in desired:
@@ -158,7 +164,14 @@ def diff(
         if live.health == Health.MISSING:
             changes.append(Change(d.model, d.environment, Action.CREATE, d, live, alias, live.detail))
             continue
-        if live.routing != d.routing or live.shadow != d.shadow:
+        same = live.routing == d.routing and live.shadow == d.shadow
+        if observes_only and same and (alias != d.version or live.health != Health.DEGRADED):
+            # applied as desired: the cluster's health decides (the alias waits for it)
+            action = Action.AWAIT if alias != d.version else Action.UNCHANGED
+            detail = f"{live.health}: {live.detail}" if action == Action.AWAIT else ""
+            changes.append(Change(d.model, d.environment, action, d, live, alias, detail))
+            continue
+        if not same:
             differences.append(
                 f"{_routing_text(live.routing, live.shadow)} -> {_routing_text(d.routing, d.shadow)}"
             )
@@ -234,7 +247,14 @@ class Reconciler:
     def plan(self, env: str | None = None) -> list[Change]:
         desired = load_desired(self.repo, env)
         aliases = self.registry.aliases()
-        return diff(desired, self.target.observe, aliases, self.target.running(), env)
+        return diff(
+            desired,
+            self.target.observe,
+            aliases,
+            self.target.running(),
+            env,
+            observes_only=self.target.observes_only,
+        )
 
     # -- apply ---------------------------------------------------------------------------
     def apply(
@@ -261,6 +281,8 @@ class Reconciler:
                 progress(change)
             if change.action in (Action.UNCHANGED, Action.SUSPENDED):
                 outcomes.append(Outcome(change, Result(change.action.value), version=change.alias))
+            elif change.action == Action.AWAIT:
+                outcomes.append(self._await(change, change.live, change.alias))
             elif change.action == Action.REMOVE:
                 outcomes.append(
                     self._remove(change)
@@ -282,6 +304,7 @@ class Reconciler:
         sha256: str = "",
         tag_versions: Sequence[tuple[int, Result]] = (),
         recovery_s: float | None = None,
+        routing: list[dict[str, int]] | None = None,
     ) -> None:
         """Append the record; then summarise it as registry tags on the versions it concerns."""
         desired = change.desired if result == Result.HEALTHY else None
@@ -296,7 +319,9 @@ class Reconciler:
             target=self.target.kind,
             url=url or change.live.url,
             artifact_sha256=sha256,
-            traffic=[{"version": v, "percent": p} for v, p in (desired.routing if desired else ())],
+            traffic=routing
+            if routing is not None
+            else [{"version": v, "percent": p} for v, p in (desired.routing if desired else ())],
             shadow=desired.shadow if desired else None,
             recovery_s=recovery_s,
         )
@@ -326,11 +351,11 @@ class Reconciler:
         version = desired.version
         try:
             artifacts = self.verify(desired)
-        except MlopsError as exc:  # VerifyFailed, or the version is not in the registry
-            self._record(change, Result.FAILED, previous, previous, f"{Reason.VERIFY_FAILED}: {exc}")
-            return Outcome(
-                change, Result.FAILED, Reason.VERIFY_FAILED, f"{desired.path}: {exc}", previous, previous
-            )
+            self.target.admit(desired, artifacts)
+        except MlopsError as exc:  # VerifyFailed, a version not in the registry, or not admitted
+            reason = exc.reason if isinstance(exc, DeployFailed) else Reason.VERIFY_FAILED
+            self._record(change, Result.FAILED, previous, previous, f"{reason}: {exc}")
+            return Outcome(change, Result.FAILED, reason, f"{desired.path}: {exc}", previous, previous)
         swapped = False
         try:
             live = self.target.deploy(desired, artifacts)
@@ -338,6 +363,8 @@ class Reconciler:
             self.target.smoke(desired, _examples(artifacts, self.store / desired.model))
         except DeployFailed as failure:
             return self._roll_back(change, failure, before, previous, swapped, time.monotonic())
+        if self.target.observes_only and live.health != Health.HEALTHY:
+            return self._await(change, live, previous, artifacts)
         if version is not None and change.alias != version:
             self.registry.set_alias(desired.model, desired.environment, version)
         self._record(
@@ -351,6 +378,118 @@ class Reconciler:
             + [(v, Result.REPLACED) for v, _ in before if v not in desired.versions],
         )
         return Outcome(change, Result.HEALTHY, version=version, previous=previous, message=live.url)
+
+    def _await(
+        self,
+        change: Change,
+        live: Live,
+        previous: int | None,
+        artifacts: dict[int, Verified] | None = None,
+    ) -> Outcome:
+        """A deployment applied as desired, its health the cluster's to report (Argo CD / Flux):
+        healthy -> the alias moves and the healthy record starts the soak clock; progressing ->
+        wait, up to the manifest's ready_timeout, then (or at once when degraded) fail and
+        propose the revert in git, since only git can change what the cluster runs; unknown ->
+        wait, saying so (nothing to judge by)."""
+        desired = change.desired
+        assert desired is not None and desired.version is not None
+        if live.health == Health.HEALTHY:
+            if change.alias != desired.version:
+                self.registry.set_alias(desired.model, desired.environment, desired.version)
+            sha = artifacts[desired.version].sha256 if artifacts else ""
+            self._record(
+                change,
+                Result.HEALTHY,
+                desired.version,
+                previous,
+                f"seen healthy: {live.detail}",
+                url=live.url,
+                sha256=sha,
+                tag_versions=[(v, Result.HEALTHY) for v, _ in desired.routing],
+            )
+            return Outcome(
+                change, Result.HEALTHY, version=desired.version, previous=previous, message=live.url
+            )
+        routing = [{"version": v, "percent": p} for v, p in desired.routing]
+        if live.health == Health.DEGRADED and change.alias == desired.version:
+            return self._not_ready(change, live, previous, 0.0, revert=False)  # it was healthy before
+        # the current wait: the newest run of progressing / failed records of this routing
+        records, _ = self.records.read(desired.environment, desired.model)
+        current = []
+        for record in reversed(records):
+            if record.result not in (Result.PROGRESSING, Result.FAILED) or (
+                record.version,
+                record.traffic,
+            ) != (
+                desired.version,
+                routing,
+            ):
+                break
+            current.append(record)
+        if not any(r.result == Result.PROGRESSING for r in current):
+            self._record(change, Result.PROGRESSING, desired.version, previous, live.detail, routing=routing)
+            current = [self.records.read(desired.environment, desired.model)[0][-1]]
+        waiting = current[-1]  # its first record
+        # the clock policies judge by (MLOPS_NOW, as for the soak rule), else the wall clock
+        now = os.environ.get("MLOPS_NOW")
+        clock = datetime.fromisoformat(now) if now else datetime.now(UTC)
+        waited = (clock - datetime.fromisoformat(waiting.at)).total_seconds()
+        timed_out = live.health != Health.UNKNOWN and waited > desired.ready_timeout
+        failed_before = any(r.result == Result.FAILED for r in current)
+        if live.health == Health.DEGRADED or timed_out or (failed_before and live.health != Health.UNKNOWN):
+            return self._not_ready(change, live, previous, waited)
+        said = f"{live.health} for {waited:.0f} s: {live.detail}"
+        if live.health != Health.UNKNOWN:
+            said += f" (ready_timeout {desired.ready_timeout} s)"
+        return Outcome(change, Result.PROGRESSING, "", said, desired.version, previous)
+
+    def _not_ready(
+        self, change: Change, live: Live, previous: int | None, waited: float, revert: bool = True
+    ) -> Outcome:
+        """The rendered version failed (degraded, or not Ready in time): recorded once, and its
+        revert proposed in git (a pull request when `gh` can, else the branch and the command).
+        A version that was healthy here before and degrades is reported, not reverted."""
+        from .github import ready
+        from .rollback import revert_last_promotion
+
+        desired = change.desired
+        assert desired is not None
+        why = (
+            f"{live.health}: {live.detail}"
+            if live.health == Health.DEGRADED
+            else f"not Ready after {waited:.0f} s (ready_timeout {desired.ready_timeout} s): {live.detail}"
+        )
+        reason = Reason.NOT_READY if revert else Reason.HEALTH_CHECK_FAILED
+        branch = ""
+        said = "it was healthy here before: not reverted"
+        if revert:
+            try:
+                proposed = revert_last_promotion(
+                    self.repo, desired.model, desired.environment, why, open_pr=ready()
+                )
+                said = f"revert proposed: {proposed['pull_request']}"
+                branch = proposed["branch"]
+            except MlopsError as exc:  # proposed already (its branch exists), or nothing to go back to
+                said = f"no revert proposed: {exc}"
+        routing = [{"version": v, "percent": p} for v, p in desired.routing]
+        records, _ = self.records.read(desired.environment, desired.model)
+        last = records[-1] if records else None
+        if not (
+            last
+            and last.result == Result.FAILED
+            and (last.version, last.traffic) == (desired.version, routing)
+        ):
+            self._record(
+                change,
+                Result.FAILED,
+                desired.version,
+                previous,
+                f"{reason}: {why}; {said}",
+                tag_versions=[(desired.version, Result.FAILED)] if desired.version else [],
+                routing=routing,
+            )
+        message = f"v{desired.version} {why}; {said}" + (f" (branch {branch})" if branch else "")
+        return Outcome(change, Result.FAILED, reason, message, desired.version, previous)
 
     def _roll_back(
         self,
@@ -559,3 +698,20 @@ def status(
             }
         )
     return rows
+
+
+def apply_rollback_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[str, Any]:
+    """Break-glass (`mlops rollback --now`): deploy the rollback at once (from its branch, which
+    is checked out for it, unless it was committed directly) and record that it was done before
+    review."""
+    from .config import load_repo
+    from .rollback import record_break_glass
+
+    root, env, model = repo.root, result["environment"], result["model"]
+    if git(root, "rev-parse", "--abbrev-ref", "HEAD") != result["branch"]:
+        git(root, "switch", "--quiet", result["branch"])
+    reconciler = reconciler_for(load_repo(root))
+    with env_lock(root, env):
+        outcomes = reconciler.apply([c for c in reconciler.plan(env) if c.model == model])
+    record_break_glass(repo, model, env, result, reason)
+    return summary(outcomes)

@@ -100,22 +100,6 @@ def revert_last_promotion(
     }
 
 
-def apply_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[str, Any]:
-    """Break-glass: deploy the rollback at once (from its branch, which is checked out for it,
-    unless it was committed directly) and record that it was done before review."""
-    from .config import load_repo
-    from .reconcile import env_lock, reconciler_for, summary
-
-    root, env, model = repo.root, result["environment"], result["model"]
-    if git(root, "rev-parse", "--abbrev-ref", "HEAD") != result["branch"]:
-        git(root, "switch", "--quiet", result["branch"])
-    reconciler = reconciler_for(load_repo(root))
-    with env_lock(root, env):
-        outcomes = reconciler.apply([c for c in reconciler.plan(env) if c.model == model])
-    record_break_glass(repo, model, env, result, reason)
-    return summary(outcomes)
-
-
 def record_break_glass(repo: Repo, model: str, env: str, result: dict[str, Any], reason: str) -> None:
     RecordLog(repo.root).append(
         DeploymentRecord(

@@ -630,7 +630,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, answer, request_id, chosen.version)
         if forced is None:
             server.log.write(
-                log_entry(routing.spec, request_id, chosen, "primary", records, predictions, latency)
+                log_entry(routing.spec, request_id, chosen.version, "primary", records, predictions, latency)
             )
             if routing.shadow is not None:
                 server.shadow_pool.submit(_shadow, server, routing.shadow, routing.spec, records, request_id)
@@ -659,7 +659,7 @@ def mlflow_version() -> str:
 def log_entry(
     spec: dict[str, Any],
     request_id: str,
-    version: Loaded,
+    version: int,
     role: str,
     inputs: list[dict[str, Any]],
     outputs: Any,
@@ -672,7 +672,7 @@ def log_entry(
         "at": _now(),
         "model": spec.get("model"),
         "environment": spec.get("environment"),
-        "version": version.version,
+        "version": version,
         "role": role,
         "inputs": inputs,
         "outputs": outputs,
@@ -693,7 +693,7 @@ def _shadow(
     except Exception as exc:
         outputs, error = None, f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
-    server.log.write(log_entry(spec, request_id, shadow, "shadow", records, outputs, seconds, error))
+    server.log.write(log_entry(spec, request_id, shadow.version, "shadow", records, outputs, seconds, error))
 
 
 def spec_for(repo: Any, registry: Any, model: str, version: str | None, env: str) -> dict[str, Any]:

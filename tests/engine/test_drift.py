@@ -8,7 +8,6 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,9 +32,7 @@ def log_lines(rows: int, seed: int, shift: float, version: int = 1, batch: int =
     for start in range(0, rows, batch):
         chunk = features.iloc[start : start + batch].to_dict(orient="records")
         outputs = [[0.5, 0.5]] * len(chunk)
-        entry = log_entry(
-            spec, f"r{seed}-{start}", SimpleNamespace(version=version), "primary", chunk, outputs, 0.001
-        )  # type: ignore[arg-type]
+        entry = log_entry(spec, f"r{seed}-{start}", version, "primary", chunk, outputs, 0.001)
         lines.append(json.dumps(entry))
     return lines, frame
 

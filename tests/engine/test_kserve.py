@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,13 @@ def test_rendered_manifests_are_valid_inference_services(desired: Desired) -> No
 
 
 def _kserve_repo(registered: Path, tmp_path: Path) -> Path:
+    """The registered repository deploying through KServe, its model store a directory."""
     repo = tmp_path / "repo"
     shutil.copytree(registered, repo, symlinks=True)
     project = repo / "mlops.yaml"
-    project.write_text(project.read_text().replace("  target: local", "  target: kserve"))
+    text = project.read_text().replace("  target: local", "  target: kserve")
+    text = text.replace('    model_store: ""', f"    model_store: {tmp_path / 'model-store'}")
+    project.write_text(text)
     for env in ("staging", "production"):
         manifest = repo / f"environments/{env}/churn.yaml"
         manifest.write_text(manifest.read_text().replace("kind: local", "kind: kserve"))
@@ -85,10 +89,17 @@ def _kserve_repo(registered: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
+def test_rendered_for_argo_cd_health_unknown_is_never_called_healthy(
     registered: Path, tmp_path: Path
 ) -> None:
+    """Directory mode with no health source: the file is rendered (and stays byte for byte the
+    same on every run), the artifact is in the model store under its sha256, but nobody saw it
+    Ready: the result is progressing, status says unknown, the alias does not move and no
+    healthy record starts the soak clock."""
     repo = _kserve_repo(registered, tmp_path)
+    project = repo / "mlops.yaml"
+    project.write_text(project.read_text().replace("from: argocd", "from: none"))
+    git_commit_all(repo, "no health source")
     set_manifest(
         repo,
         "staging",
@@ -98,18 +109,38 @@ def test_reconcile_renders_for_argo_cd_and_a_second_run_changes_nothing(
     )
     first = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert first.returncode == 0, first.stdout + first.stderr
+    (result,) = json.loads(first.stdout)["results"]
+    assert (result["result"], result["version"]) == ("progressing", 1)
+    assert "no health source" in result["message"]
     rendered = repo / "deploy/kserve/staging/churn.yaml"
     document = yaml.safe_load(rendered.read_text())
     valid(document)
     assert document["spec"]["predictor"]["canaryTrafficPercent"] == 20
-    assert document["spec"]["predictor"]["model"]["storageUri"].startswith("file://")  # the registry's URI
-    assert len(document["metadata"]["annotations"]["mlops-gitops.dev/artifact-sha256"]) == 64
+    sha = document["metadata"]["annotations"]["mlops-gitops.dev/artifact-sha256"]
+    uri = document["spec"]["predictor"]["model"]["storageUri"]
+    assert uri == (tmp_path / "model-store" / "sha256" / sha).as_uri()  # v2, the canary, in the store
+    from mlops_gitops.lineage import sha256_tree
+
+    assert sha256_tree(tmp_path / "model-store" / "sha256" / sha) == sha
+    assert len(list((tmp_path / "model-store" / "sha256").iterdir())) == 2  # v1 and v2 published
     before = rendered.read_bytes()
     again = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
-    assert [r["result"] for r in json.loads(again.stdout)["results"]] == ["unchanged"]
+    assert [(r["action"], r["result"]) for r in json.loads(again.stdout)["results"]] == [
+        ("await", "progressing")
+    ]
     assert rendered.read_bytes() == before
     plan = json.loads(run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo).stdout)["changes"][0]
-    assert (plan["sync"], plan["health"]) == ("Synced", "unknown")  # health is the cluster's (Argo CD)
+    assert (plan["sync"], plan["health"], plan["action"]) == ("Synced", "unknown", "await")
+    status = json.loads(run_mlops("status", "--env", "staging", "-o", "json", cwd=repo).stdout)
+    (row,) = status["deployments"]
+    assert (row["health"], row["since"]) == ("unknown", None)
+    from mlflow import MlflowClient
+
+    assert MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_registered_model("churn").aliases == {}
+    records = [
+        json.loads(line) for line in (repo / ".mlops/records/staging/churn.jsonl").read_text().splitlines()
+    ]
+    assert [r["result"] for r in records] == ["progressing"]  # once, not once per run
 
 
 @pytest.mark.slow
@@ -197,3 +228,136 @@ def test_a_revision_that_never_gets_ready_is_rolled_back_by_reapplying(
     assert MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_registered_model("churn").aliases == {
         "staging": 1
     }
+
+
+# A stand-in for the `argocd` CLI (see the module docstring): `app manifests APP --source live`
+# prints what the "cluster" runs (the file the test put there, as Argo CD prints live objects)
+# and `app get APP -o json` an Application whose status.resources lists the InferenceService
+# with the sync status and health the test set.
+ARGOCD = """#!{python}
+import json, pathlib, sys
+state = json.loads(pathlib.Path({state!r}).read_text())
+live = pathlib.Path({live!r})
+args = sys.argv[1:]
+if args[:2] == ["app", "manifests"]:
+    print(live.read_text() if live.exists() else "")
+elif args[:2] == ["app", "get"]:
+    resource = {{"group": "serving.kserve.io", "kind": "InferenceService", "namespace": "models",
+                "name": "churn-staging", "status": state["sync"],
+                "health": {{"status": state["health"], "message": state.get("message", "")}}}}
+    print(json.dumps({{"metadata": {{"name": args[2]}},
+                      "status": {{"resources": [resource] if live.exists() else []}}}}))
+else:
+    sys.exit("argocd stand-in: unexpected " + " ".join(args))
+"""
+
+
+def _argocd_repo(registered: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    repo = _kserve_repo(registered, tmp_path)
+    bin_dir, cluster = tmp_path / "bin", tmp_path / "cluster"
+    bin_dir.mkdir()
+    cluster.mkdir()
+    (bin_dir / "argocd").write_text(
+        ARGOCD.format(
+            python=sys.executable, state=str(cluster / "state.json"), live=str(cluster / "live.yaml")
+        )
+    )
+    (bin_dir / "argocd").chmod(0o755)
+    return repo, cluster, {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _cluster(cluster: Path, health: str, sync: str = "Synced", applied: Path | None = None) -> None:
+    (cluster / "state.json").write_text(json.dumps({"health": health, "sync": sync, "message": "stand-in"}))
+    if applied is not None:  # Argo CD synced the rendered file
+        shutil.copy(applied, cluster / "live.yaml")
+
+
+def _reconcile(repo: Path, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo, env_extra=env)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    return proc.returncode, result
+
+
+def _records(repo: Path) -> list[dict[str, Any]]:
+    path = repo / ".mlops/records/staging/churn.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _aliases(repo: Path) -> dict[str, int]:
+    from mlflow import MlflowClient
+
+    return dict(MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_registered_model("churn").aliases)
+
+
+@pytest.mark.slow
+def test_health_is_read_from_argo_cd_and_a_version_never_ready_gets_its_revert_proposed(
+    registered: Path, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    repo, cluster, env = _argocd_repo(registered, tmp_path)
+    rendered = repo / "deploy/kserve/staging/churn.yaml"
+    set_manifest(repo, "staging", "v1 to staging", version=1)
+    _cluster(cluster, "Missing")
+    code, result = _reconcile(repo, env)  # rendered; not in the cluster yet
+    assert (code, result["result"]) == (0, "progressing")
+    assert "no InferenceService churn-staging in the cluster yet" in result["message"]
+    _cluster(cluster, "Progressing", applied=rendered)  # Argo CD synced it; pods are starting
+    code, result = _reconcile(repo, env)
+    assert (code, result["action"], result["result"]) == (0, "await", "progressing")
+    assert _aliases(repo) == {}  # nothing moves on health not seen
+    _cluster(cluster, "Healthy")
+    code, result = _reconcile(repo, env)
+    assert (code, result["result"], result["version"]) == (0, "healthy", 1)
+    assert _aliases(repo) == {"staging": 1}
+    assert [r["result"] for r in _records(repo)] == ["progressing", "healthy"]
+    assert _records(repo)[-1]["reason"] == "seen healthy: Argo CD app churn-staging: Healthy: stand-in"
+
+    # v2: rendered, but the cluster still runs v1 (healthy): v2 is not judged by v1's health
+    set_manifest(repo, "staging", "v2 to staging", version=2)
+    code, result = _reconcile(repo, env)
+    assert (code, result["result"]) == (0, "progressing")
+    assert "the cluster runs version 1 (expected 2" in result["message"]
+    _cluster(cluster, "Progressing", applied=rendered)  # synced; it never gets Ready
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    code, result = _reconcile(repo, {**env, "MLOPS_NOW": later})
+    assert (code, result["result"], result["reason"]) == (1, "failed", "NotReady")
+    assert "ready_timeout 600 s" in result["message"] and "revert proposed" in result["message"]
+    branch = "rollback/churn-staging-v1"
+    from mlops_gitops.gitinfo import git
+
+    proposed = yaml.safe_load(git(repo, "show", f"{branch}:environments/staging/churn.yaml"))
+    assert proposed["version"] == 1  # the revert, for review: only git changes what Argo CD runs
+    assert yaml.safe_load((repo / "environments/staging/churn.yaml").read_text())["version"] == 2
+    assert _aliases(repo) == {"staging": 1}
+    code, again = _reconcile(repo, {**env, "MLOPS_NOW": later})  # re-run: converges, no duplicate
+    assert (code, again["result"]) == (1, "failed") and f"branch {branch}: exists already" in again["message"]
+    results = [r["result"] for r in _records(repo)]
+    assert results == ["progressing", "healthy", "progressing", "failed"]
+    assert "NotReady" in _records(repo)[-1]["reason"]
+
+    _cluster(cluster, "Degraded", applied=rendered)
+    code, degraded = _reconcile(repo, env)  # degraded fails at once, without waiting out the timeout
+    assert (code, degraded["result"]) == (1, "failed") and "degraded" in degraded["message"]
+
+
+@pytest.mark.slow
+def test_a_model_the_pinned_runtime_cannot_load_is_refused_naming_both_versions(
+    registered: Path, tmp_path: Path
+) -> None:
+    import mlflow
+
+    repo = _kserve_repo(registered, tmp_path)
+    project = repo / "mlops.yaml"
+    project.write_text(project.read_text().replace('mlflow: "3.17"', 'mlflow: "2.22"'))
+    git_commit_all(repo, "an older runtime")
+    set_manifest(repo, "staging", "v1 to staging", version=1)
+    proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert (result["result"], result["reason"]) == ("failed", "RuntimeMismatch")
+    assert f"saved with MLflow {mlflow.__version__}; the runtime loads with MLflow 2.22" in result["message"]
+    assert "kserve-mlserver:1.7.1" in result["message"]
+    assert not (repo / "deploy/kserve/staging/churn.yaml").exists()  # nothing rendered
+    assert not (tmp_path / "model-store").exists()  # nothing published

@@ -252,10 +252,11 @@ def rollback(
     than the risk.
     """
     from .. import rollback as rb
+    from ..reconcile import apply_rollback_now
 
     loaded = repo(ctx)
     result = rb.revert_last_promotion(loaded, model, env, reason, direct=direct, open_pr=not no_pr)
-    applied = rb.apply_now(loaded, result, reason) if now else None
+    applied = apply_rollback_now(loaded, result, reason) if now else None
     if fmt == "json":
         output.emit_json("Rollback", {**result, "applied": applied})
     else:

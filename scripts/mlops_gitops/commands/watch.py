@@ -233,3 +233,46 @@ def alert(
     if workflow:
         github.dispatch(client, repository, workflow, ref, values)
         output.stderr.print(f"dispatched {workflow} on {ref}", highlight=False)
+
+
+@main.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a pod)."
+)
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
+@click.pass_context
+def collect(ctx: click.Context, host: str, port: int) -> None:
+    """Receive KServe's inference logger and write the inference log drift and feedback read.
+
+    Each InferenceService the kserve target renders has `predictor.logger` (mode all) pointing
+    here (mlops.yaml deploy.kserve.logger_url): its request and response CloudEvents are joined
+    by ce-id and written, with the model, environment and version that answered, under the
+    state directory (a volume in the cluster: deploy/collect/collect.yaml). GET /healthz
+    and /metrics report what was received, joined and rejected. Runs until stopped (SIGTERM
+    ends it cleanly).
+    """
+    import signal
+    import threading
+
+    from .. import state
+    from ..collect import Collector, CollectServer
+
+    loaded = repo(ctx)
+    collector = Collector(loaded.root, (set(loaded.models), set(loaded.environments)))
+    try:
+        server = CollectServer((host, port), collector)
+    except OSError as exc:
+        raise MlopsError(f"--port {port}: cannot listen on {host} ({exc.strerror})") from None
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    output.stderr.print(
+        f"collecting on http://{host}:{server.server_address[1]} "
+        f"(inference logs under {state.state_dir(loaded.root) / 'inference'})",
+        highlight=False,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        collector.close()

@@ -1,6 +1,7 @@
 """Deployment drivers behind one small interface (what the reconciler needs of a target).
 
     observe(env, model) -> Live        what runs there now, and its health
+    admit(desired, artifacts)          refuse what cannot run there (DeployFailed), before anything changes
     deploy(desired, artifacts)         make it run `desired`; raise DeployFailed on failure
     smoke(desired, examples)           readiness and a prediction per version; raise DeployFailed
     remove(env, model)                 stop running it
@@ -47,6 +48,7 @@ class Desired:
     replicas: int = 1
     resources: dict[str, Any] = field(default_factory=dict)
     target: str = "local"
+    ready_timeout: int = 600  # seconds a new version may take to become Ready before it counts as failed
 
     @property
     def routing(self) -> tuple[tuple[int, int], ...]:
@@ -75,8 +77,13 @@ class Live:
 
 class Target(Protocol):
     kind: str
+    # True when this target cannot check health itself (it renders files that Argo CD or Flux
+    # applies): a deployment then waits, Progressing, until `observe` sees it healthy.
+    observes_only: bool
 
     def observe(self, env: str, model: str) -> Live: ...
+
+    def admit(self, desired: Desired, artifacts: dict[int, Verified]) -> None: ...
 
     def deploy(self, desired: Desired, artifacts: dict[int, Verified]) -> Live: ...
 

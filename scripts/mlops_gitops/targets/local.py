@@ -68,6 +68,7 @@ def port_free(host: str, port: int) -> bool:
 
 class LocalTarget:
     kind = "local"
+    observes_only = False  # it checks health itself: the smoke test predicts on every version
 
     def __init__(self, root: Path, settings: dict[str, Any]):
         self.root = root
@@ -169,6 +170,9 @@ class LocalTarget:
             else None,
             "log": str(inference_log(self.root, desired.environment, desired.model)),
         }
+
+    def admit(self, desired: Desired, artifacts: dict[int, Verified]) -> None:
+        """Nothing to refuse: the server loads models with this environment's own MLflow."""
 
     def deploy(self, desired: Desired, artifacts: dict[int, Verified]) -> Live:
         env, model = desired.environment, desired.model
