@@ -4,7 +4,12 @@ Runs before the project is installed (a workflow's first job), so it needs only 
 `make -s ci-config >> "$GITHUB_OUTPUT"` gives `python=3.11`, `gpu_labels=[...]`, which
 `runs-on: ${{ fromJSON(needs.config.outputs.gpu_labels) }}` turns into runner labels, and
 `environments=[...]` in promotion order (only $ONLY when it is set), for a job matrix, and
-`production=<name>`, the last environment of the promotion order (evidence packs are built there).
+`production=<name>`, the last environment of the promotion order (evidence packs are built there),
+and `deploy_labels=[...]`, where reconcile.yml runs: the deploy host's runner (runners.deploy)
+for the local target, whose model servers live there; GitHub's ubuntu-latest for kserve (it
+applies with a kubeconfig, or renders for Argo CD / Flux); and `watch_labels=[...]`, where
+drift.yml runs: where the inference logs are, the deploy host (runners.deploy) whose model
+servers, or whose `mlops collect` volume for KServe, write them.
 """
 
 from __future__ import annotations
@@ -32,8 +37,15 @@ def lines(config: dict[str, object]) -> list[str]:
                 f"environment {only!r}: not in mlops.yaml (expected one of {', '.join(environments)})"
             )
         environments = [only]
+    deploy = config.get("deploy")
+    target = deploy.get("target", "local") if isinstance(deploy, dict) else "local"
+    host = runners.get("deploy") if isinstance(runners, dict) else None
+    host = host or ["self-hosted", "deploy"]
+    deploy_labels = host if target == "local" else ["ubuntu-latest"]
     return [
         f"python={config.get('python', '3.11')}",
+        f"deploy_labels={json.dumps(deploy_labels)}",
+        f"watch_labels={json.dumps(host)}",
         f"gpu_labels={json.dumps(labels)}",
         f"environments={json.dumps(environments)}",
         f"production={production}",

@@ -2,8 +2,11 @@
 
     reference  the training data of the version serving in the environment (its `@env`
                alias), found through its lineage (the `mlops.data` tag: path and md5 of
-               every data file its pipeline read) in the workspace, the DVC cache or a
-               DVC remote that is a local directory
+               every data file its pipeline read) in the workspace, the DVC cache, a DVC
+               remote that is a local directory, or else fetched from the project's DVC
+               remote (any kind: s3, gs, http, ...) with `dvc.api.open` at the lineage's
+               commit, checked against the md5 and kept under the state directory, so a
+               fresh runner with no cache finds it
     current    the model server's inference log (`<state>/inference/<env>/<model>.jsonl`),
                primary answers in the window (`--since`); shadow answers and failed
                requests are not traffic the model saw; a corrupt line is skipped and counted
@@ -102,10 +105,10 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def training_data(root: Path, data: dict[str, str]) -> Path:
+def training_data(root: Path, data: dict[str, str], commit: str | None = None) -> Path:
     """The training file named by a version's lineage (`mlops.data`: {path: md5}), as it was:
     the workspace copy when its md5 still matches, else DVC's copy of that md5 (its cache or
-    a local remote)."""
+    a local remote), else fetched from the DVC remote at the lineage's `commit`."""
     candidates = [p for p in data if p.endswith("/train.csv")] or [p for p in data if p.endswith(".csv")]
     if not candidates:
         raise MlopsError(
@@ -120,10 +123,50 @@ def training_data(root: Path, data: dict[str, str]) -> Path:
         for cached in (store / "files" / "md5" / md5[:2] / md5[2:], store / md5[:2] / md5[2:]):
             if cached.is_file():
                 return cached
+    if not re.fullmatch(r"[0-9a-f]{32}", md5):
+        raise MlopsError(f"lineage data {path}: md5 {md5[:40]!r} (expected 32 hex digits)")
+    fetched = state.references(root) / f"{md5}.csv"
+    if fetched.is_file() and md5_file(fetched) == md5:
+        return fetched
+    if commit:
+        return _from_remote(root, path, md5, commit, fetched)
     raise MlopsError(
         f"{path} (md5 {md5}): the training data of the serving version is neither in the workspace, "
-        "the DVC cache nor a local DVC remote (expected `dvc pull` to have fetched it; or pass --reference)"
+        "the DVC cache nor a local DVC remote, and its lineage names no commit to fetch it at "
+        "(expected `dvc pull` to have fetched it; or pass --reference)"
     )
+
+
+def _from_remote(root: Path, path: str, md5: str, commit: str, dest: Path) -> Path:
+    """`path` as DVC's remote holds it at `commit` (dvc.api.open), if it is the md5 recorded."""
+    import tempfile
+
+    import dvc.api
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as out:
+        partial = Path(out.name)
+        try:
+            with dvc.api.open(path, repo=str(root), rev=commit, mode="rb") as source:
+                digest = hashlib.md5()
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except Exception as exc:  # DVC's errors are many (no remote, no credentials, not found)
+            partial.unlink(missing_ok=True)
+            raise MlopsError(
+                f"{path} (md5 {md5}): not in the workspace or a cache, and fetching it from the DVC "
+                f"remote at {commit[:12]} failed: {type(exc).__name__}: {str(exc)[:300]} "
+                "(expected the remote's credentials on this runner; or pass --reference)"
+            ) from None
+    if digest.hexdigest() != md5:
+        partial.unlink(missing_ok=True)
+        raise MlopsError(
+            f"{path} at {commit[:12]}: the DVC remote's copy has md5 {digest.hexdigest()}, not {md5} "
+            "(the version was trained on data not committed there: its lineage is dirty)"
+        )
+    partial.replace(dest)
+    return dest
 
 
 def md5_file(path: Path) -> str:
@@ -206,7 +249,8 @@ def run(
                 f"{model} v{version}: no lineage data (tag mlops.data; expected a version registered by "
                 "`mlops register`), so no training data to compare with; pass --reference"
             )
-        reference = training_data(repo.root, lineage)
+        commit = names.lineage_of(dict(registry.version(model, version).tags)).get("git.commit")
+        reference = training_data(repo.root, lineage, str(commit) if commit else None)
     ref = pd.read_csv(reference)
     cur = pd.DataFrame.from_records(records)
     target = definition.get("target_column")

@@ -625,6 +625,7 @@ def watch(
     max_backoff: float,
     iterations: int = 0,
     say: Callable[[str], None] = print,
+    on_round: Callable[[bool], None] | None = None,
 ) -> bool:
     """`mlops reconcile --watch`: pull the git remote and reconcile, again and again.
 
@@ -648,6 +649,8 @@ def watch(
             say(str(exc))
             ok = False
         failures = 0 if ok else failures + 1
+        if on_round is not None:
+            on_round(ok)
         if iterations and rounds >= iterations:
             return ok
         wait = interval if ok else min(max_backoff, interval * 2 ** (failures - 1))

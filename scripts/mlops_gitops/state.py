@@ -64,6 +64,11 @@ def drift_reports(root: Path, env: str, model: str) -> Path:
     return state_dir(root) / "drift" / env / model
 
 
+def references(root: Path) -> Path:
+    """Training files fetched from the DVC remote for drift, each named by its md5."""
+    return state_dir(root) / "references"
+
+
 def feedback_reports(root: Path, env: str, model: str) -> Path:
     return state_dir(root) / "feedback" / env / model
 

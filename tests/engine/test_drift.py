@@ -4,6 +4,7 @@ training data by md5), inference logs in the model server's own line format, evi
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from ..conftest import ROOT, git_commit_all, run_mlops
+from ..conftest import ROOT, base_env, git_commit_all, run_mlops
 
 pytestmark = pytest.mark.slow
 
@@ -283,3 +285,84 @@ def test_drift_workflow_detects_drift_and_raises_the_alert_under_act(serving: Pa
     assert "dispatch train.yml on main with {'models': 'churn'}" in output
     assert "Drift in production" not in output  # nothing deployed there, no alert
     assert model_tags(serving)["mlops.drift.staging.status"] == "drift"
+
+
+def test_a_fresh_clone_fetches_the_reference_from_the_dvc_remote(registered: Path, tmp_path: Path) -> None:
+    """A runner with no workspace data and no DVC cache (a fresh clone) gets the serving
+    version's training data from the project's DVC remote, here an HTTP one (DVC's own http
+    remote, a real server), through dvc.api.open at the lineage's commit, checked by md5."""
+    import subprocess
+
+    from mlflow import MlflowClient
+
+    from . import peers
+    from .mlflow_server import free_port
+
+    repo = tmp_path / "repo"
+    shutil.copytree(registered, repo, symlinks=True)
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def dvc(*args: str, cwd: Path = repo) -> None:
+        command = [str(Path(sys.executable).parent / "dvc"), *args]
+        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**base_env(), **env})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    dvc("repro", "pipelines/dvc.yaml:prepare@churn")
+    remote, port = tmp_path / "remote", free_port()
+    dvc("remote", "add", "--local", "store", str(remote))
+    dvc("push", "-r", "store", "pipelines/dvc.yaml:prepare@churn")
+    dvc("remote", "add", "--force", "-d", "web", f"http://127.0.0.1:{port}")
+    manifest = repo / "environments/staging/churn.yaml"
+    manifest.write_text(re.sub(r"^version: .*$", "version: 1", manifest.read_text(), flags=re.M))
+    git_commit_all(repo, "prepared data pushed; the team's remote; v1 in staging")
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    lock = yaml.safe_load((repo / "pipelines/dvc.lock").read_text())
+    outs = lock["stages"]["prepare@churn"]["outs"]
+    md5 = next(o["md5"] for o in outs if o["path"] == "data/churn/train.csv")
+    registry = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(registry)
+    client.set_model_version_tag(
+        "churn", "1", "mlops.data", json.dumps({"pipelines/data/churn/train.csv": md5})
+    )
+    client.set_model_version_tag("churn", "1", "mlops.git.commit", commit)
+    client.set_registered_model_alias("churn", "staging", "1")
+
+    clone = tmp_path / "runner" / "repo"
+    subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
+    assert not (clone / "pipelines/data").exists() and not (clone / ".dvc/cache").exists()
+    state = tmp_path / "runner" / "state"
+    lines, _ = log_lines(400, seed=11, shift=0.9, batch=4)
+    log = state / "inference/staging/churn.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(line + "\n" for line in lines))
+    run_env = {"MLFLOW_TRACKING_URI": registry, "MLOPS_STATE_DIR": str(state), **env}
+    server = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(remote),
+    ]
+    with peers.serving(server, f"http://127.0.0.1:{port}/", tmp_path / "http" / "log"):
+        proc = run_mlops("drift", "--env", "staging", "-o", "json", cwd=clone, env_extra=run_env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["status"] == "drift" and result["reference"].endswith(f"references/{md5}.csv")
+    from mlops_gitops.drift import md5_file
+
+    assert md5_file(state / "references" / f"{md5}.csv") == md5
+    again = run_mlops("drift", "--env", "staging", "-o", "json", cwd=clone, env_extra=run_env)
+    assert again.returncode == 1, again.stderr  # the server is gone: the checked copy is reused
+
+    client.set_model_version_tag(
+        "churn", "1", "mlops.data", json.dumps({"pipelines/data/churn/train.csv": "0" * 32})
+    )
+    with peers.serving(server, f"http://127.0.0.1:{port}/", tmp_path / "http" / "log2"):
+        wrong = run_mlops("drift", "--env", "staging", cwd=clone, env_extra=run_env)
+    assert wrong.returncode == 2
+    assert f"the DVC remote's copy has md5 {md5}, not {'0' * 32}" in wrong.stderr

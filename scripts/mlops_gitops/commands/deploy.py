@@ -125,6 +125,15 @@ def _reconcile_once(
     help="Longest wait after failures with --watch.",
 )
 @click.option("--iterations", type=int, default=0, hidden=True, help="Stop --watch after N rounds (tests).")
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="With --watch: answer GET /healthz and /metrics (Prometheus) on this port (0: any free one).",
+)
+@click.option(
+    "--health-host", default="127.0.0.1", show_default=True, help="Address the health endpoint listens on."
+)
 @options.target
 @options.output_format()
 @click.pass_context
@@ -138,6 +147,8 @@ def reconcile(
     interval: float,
     max_backoff: float,
     iterations: int,
+    health_port: int | None,
+    health_host: str,
     target_kind: str | None,
     fmt: str,
 ) -> None:
@@ -159,16 +170,33 @@ def reconcile(
     def once() -> bool:
         return _reconcile_once(where, target_kind, env, dry_run, prune, allow_empty, fmt)
 
+    if health_port is not None and not watch:
+        raise MlopsError("--health-port: only with --watch (expected a reconciler that keeps running)")
     if not watch:
         ok = once()
     else:
+
+        def say(line: str) -> None:
+            output.stderr.print(escape(line), highlight=False)
+
+        probe = None
+        if health_port is not None:
+            from .. import probe as probes
+
+            probe = probes.Probe(stale_after=3 * max(interval, max_backoff) + 600)
+            try:
+                server = probes.serve(health_host, health_port, probe)
+            except OSError as exc:
+                raise MlopsError(f"--health-port {health_port}: cannot listen ({exc.strerror})") from None
+            say(f"health and metrics on http://{health_host}:{server.server_address[1]}/healthz, /metrics")
         ok = rec.watch(
             where,
             once,
             interval,
             max_backoff,
             iterations,
-            say=lambda line: output.stderr.print(escape(line), highlight=False),
+            say=say,
+            on_round=probe.round if probe else None,
         )
     sys.exit(0 if ok else int(ExitCode.FAILED))
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install the pull-based reconciler on a deploy host: mlops-reconcile.service (systemd) running
+# `mlops reconcile --watch` in a checkout of the repository, as its own user.
+#
+#   sudo scripts/deploy-host/install.sh /opt/mlops/repo
+#
+# The checkout must exist (git clone it first, as any user); it is handed to the `mlops` user.
+# Re-running converges: the user, tool set, unit and (if absent) environment file are made
+# once; an existing /etc/mlops/reconcile.env is never overwritten. Paths can be moved for
+# packaging and tests: SYSTEMD_DIR, ETC_DIR, STATE_DIR.
+set -euo pipefail
+
+fail() { echo "error: $*" >&2; exit 2; }
+
+repo=${1:-}
+[ -n "$repo" ] || fail "usage: install.sh <repository checkout> (e.g. /opt/mlops/repo)"
+repo=$(cd "$repo" 2>/dev/null && pwd) || fail "$1: no such directory (expected a clone of the repository)"
+[ -f "$repo/mlops.yaml" ] || fail "$repo: no mlops.yaml (expected a clone of the repository)"
+git -C "$repo" rev-parse --git-dir >/dev/null 2>&1 || fail "$repo: not a git checkout (expected git clone)"
+git -C "$repo" remote get-url origin >/dev/null 2>&1 || fail "$repo: no remote origin (the reconciler pulls from it)"
+
+systemd_dir=${SYSTEMD_DIR:-/etc/systemd/system}
+etc_dir=${ETC_DIR:-/etc/mlops}
+state_dir=${STATE_DIR:-/var/lib/mlops}
+here=$(cd "$(dirname "$0")" && pwd)
+
+if ! id mlops >/dev/null 2>&1; then
+  useradd --system --home-dir "$state_dir" --shell /usr/sbin/nologin mlops
+fi
+mkdir -p "$state_dir" "$etc_dir"
+chown -R mlops:mlops "$repo" "$state_dir"
+
+# the tool set, as the service's user (re-runs only when constraints.txt changes)
+runuser -u mlops -- make -C "$repo" -s install
+
+env_file="$etc_dir/reconcile.env"
+if [ ! -f "$env_file" ]; then
+  sed "s|^MLOPS_STATE_DIR=.*|MLOPS_STATE_DIR=$state_dir|" "$here/reconcile.env" > "$env_file"
+  chmod 0600 "$env_file"
+  echo "wrote $env_file: set MLFLOW_TRACKING_URI (and credentials) there"
+fi
+
+sed -e "s|@REPO@|$repo|g" -e "s|@ENV_FILE@|$env_file|g" -e "s|@STATE@|$state_dir|g" \
+  "$here/mlops-reconcile.service" > "$systemd_dir/mlops-reconcile.service"
+systemctl daemon-reload
+systemctl enable --now mlops-reconcile.service
+echo "installed mlops-reconcile.service; health: curl -s http://127.0.0.1:\${MLOPS_HEALTH_PORT:-9464}/healthz"
