@@ -9,7 +9,9 @@
                fresh runner with no cache finds it
     current    the model server's inference log (`<state>/inference/<env>/<model>.jsonl`),
                primary answers in the window (`--since`); shadow answers and failed
-               requests are not traffic the model saw; a corrupt line is skipped and counted
+               requests are not traffic the model saw; a corrupt line is skipped and counted.
+               Streamed, never held whole: at most `drift.sample_rows` rows (50,000) of each
+               side are judged, a seeded uniform sample (logsample.py), as evidently advises
     test       evidently's DataDriftPreset, one test per column chosen by type (numeric,
                categorical) with the method and threshold of `models/<model>/model.yaml`
                (`drift:`), per-column overrides under `drift.columns`
@@ -28,7 +30,6 @@ import json
 import os
 import re
 import warnings
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,11 +39,12 @@ from . import state
 from . import tags as names
 from .config import Repo
 from .errors import MlopsError
+from .logsample import sample_csv, sample_log
 from .pages import display, headed_html, report_stem, title
 from .records import RecordLog
-from .serve import read_log
 
 STATUS_DRIFT, STATUS_OK, STATUS_INSUFFICIENT = "drift", "no-drift", "insufficient-data"
+SAMPLE_ROWS = 50_000  # rows of each side judged at most (drift.sample_rows; logsample.py says why)
 DEFAULT_TESTS = {
     "numeric": {"method": "psi", "threshold": 0.2},
     "categorical": {"method": "jensenshannon", "threshold": 0.1},
@@ -76,6 +78,7 @@ class DriftResult:
     since: str | None
     drift_share: float
     drifted_share: float = 0.0
+    sampled_rows: int = 0  # logged rows judged (at most drift.sample_rows; `rows` were read)
     columns: list[ColumnDrift] = field(default_factory=list)
     report_html: str = ""
     report_json: str = ""
@@ -213,12 +216,10 @@ def run(
     repo.require_environment(env)
     config = definition.get("drift") or {}
     min_rows, drift_share = int(config.get("min_rows", 200)), float(config.get("drift_share", 0.5))
+    cap = int(config.get("sample_rows", SAMPLE_ROWS))
     moment = now or datetime.now(UTC)
-    entries, skipped = read_log(state.inference_log(repo.root, env, model), parse_since(since, moment))
-    records = [row for entry in entries for row in entry["inputs"]]
-    versions = Counter[int]()
-    for entry in entries:
-        versions[entry["version"]] += len(entry["inputs"])
+    log = sample_log(state.inference_log(repo.root, env, model), parse_since(since, moment), cap)
+    versions = log.versions
     version = registry.aliases().get(model, {}).get(env)
     if version is None and versions:
         version = versions.most_common(1)[0][0]
@@ -230,11 +231,11 @@ def run(
         checked_at=moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
         version=version,
         versions_seen={str(v): n for v, n in sorted(versions.items())},
-        rows=len(records),
+        rows=log.total,
         min_rows=min_rows,
         reference_rows=0,
         reference="",
-        skipped_lines=skipped,
+        skipped_lines=log.skipped,
         since=since,
         drift_share=drift_share,
     )
@@ -251,8 +252,9 @@ def run(
             )
         commit = names.lineage_of(dict(registry.version(model, version).tags)).get("git.commit")
         reference = training_data(repo.root, lineage, str(commit) if commit else None)
-    ref = pd.read_csv(reference)
-    cur = pd.DataFrame.from_records(records)
+    ref, result.reference_rows = sample_csv(reference, cap)  # sampled like the log, in chunks
+    cur = log.frame()
+    result.sampled_rows = len(cur)
     target = definition.get("target_column")
     columns = [c for c in cur.columns if c in ref.columns and c != target]
     if not columns:
@@ -260,7 +262,7 @@ def run(
             f"{reference}: no column in common with the logged inputs (expected the model's training data)"
         )
     ref, cur = ref[columns], cur[columns]
-    result.reference, result.reference_rows = display(repo.root, reference), len(ref)
+    result.reference = display(repo.root, reference)
     overrides = config.get("columns") or {}
     kinds = {
         c: "numerical"

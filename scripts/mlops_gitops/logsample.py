@@ -1,0 +1,131 @@
+"""The inference log, read for drift at any size: streamed line by line, never held whole, its
+logged rows counted and a uniform random sample of them kept (reservoir sampling, seeded, so the
+same log gives the same sample).
+
+Evidently advises sampling large datasets (its "sampling for large datasets" option): above a
+thousand rows its drift methods are distances between distributions (PSI, Jensen-Shannon,
+Wasserstein), which a random sample of fifty thousand rows estimates closely, while the
+cost of the full report grows with every row. So `mlops drift` judges at most
+`drift.sample_rows` rows of each side (models/<model>/model.yaml; 50,000 by default) and
+says how many it read and how many it judged.
+
+The same rules as the model server's reader (serve.read_log): primary answers only (shadow
+answers and failed requests are not traffic the model saw), a window by time, and a line cut
+short or garbled skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# The log's own time format (serve._now): compared as text, it orders as time does.
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@dataclass
+class LogSample:
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # the sample, in `columns` order
+    total: int = 0  # logged rows in the window (all of them, sampled or not)
+    versions: Counter[int] = field(default_factory=Counter)  # logged rows per version
+    skipped: int = 0  # unreadable lines
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.rows, columns=self.columns)
+
+
+def _at_or_after(at: Any, since: datetime | None, since_text: str) -> bool:
+    if since is None:
+        return True
+    if isinstance(at, str) and STAMP.match(at):
+        return at >= since_text
+    moment = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+    return moment >= since
+
+
+def sample_log(path: Path, since: datetime | None, cap: int, seed: int = 0) -> LogSample:
+    """At most `cap` of the log's primary rows at or after `since`, uniformly at random."""
+    found = LogSample()
+    if not path.exists():
+        return found
+    since_text = since.strftime("%Y-%m-%dT%H:%M:%S.") + f"{since.microsecond // 1000:03d}Z" if since else ""
+    chance = random.Random(seed)
+    index: dict[str, int] = {}
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                entry = orjson.loads(raw)
+                if entry.get("role", "primary") != "primary" or entry.get("error"):
+                    continue
+                version = int(entry["version"])
+                inputs = entry["inputs"]
+                if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
+                    raise ValueError("inputs")
+                if not _at_or_after(entry["at"], since, since_text):
+                    continue
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
+                found.skipped += 1
+                continue
+            found.versions[version] += len(inputs)
+            for record in inputs:
+                found.total += 1
+                if len(found.rows) < cap:
+                    found.rows.append(_row(record, found, index))
+                else:
+                    slot = chance.randrange(found.total)
+                    if slot < cap:
+                        found.rows[slot] = _row(record, found, index)
+    width = len(found.columns)
+    found.rows = [row + (None,) * (width - len(row)) for row in found.rows]  # columns seen later
+    return found
+
+
+def _row(record: dict[str, Any], found: LogSample, index: dict[str, int]) -> tuple[Any, ...]:
+    """The record as a tuple in column order (a column first seen here is added at the end)."""
+    for name in record:
+        if name not in index:
+            index[name] = len(found.columns)
+            found.columns.append(name)
+    if len(record) == len(found.columns):
+        try:
+            return tuple(record[name] for name in found.columns)
+        except KeyError:
+            pass
+    return tuple(record.get(name) for name in found.columns)
+
+
+def sample_csv(path: Path, cap: int, seed: int = 0, chunk: int = 200_000) -> tuple[Any, int]:
+    """(at most `cap` rows of the CSV, uniformly at random; how many rows it has), read in
+    chunks of `chunk` rows, so a large training file never sits in memory whole: each row gets a
+    random key and the `cap` smallest keys are kept across chunks."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    kept: Any = None
+    keys: Any = np.empty(0)
+    total = 0
+    for part in pd.read_csv(path, chunksize=chunk):
+        total += len(part)
+        part_keys = rng.random(len(part))
+        if kept is None:
+            kept, keys = part, part_keys
+        else:
+            kept, keys = pd.concat([kept, part], ignore_index=True), np.concatenate([keys, part_keys])
+        if len(kept) > cap:
+            best = np.argpartition(keys, cap)[:cap]
+            best.sort()  # the file's order, among the rows kept
+            kept, keys = kept.iloc[best].reset_index(drop=True), keys[best]
+    if kept is None:
+        kept = pd.read_csv(path)  # a header and no rows
+    return kept, total
