@@ -389,4 +389,3 @@ def test_a_log_over_sample_rows_is_read_whole_and_judged_on_a_sample(serving: Pa
     assert (sampled.rows, sampled.sampled_rows, sampled.reference_rows) == (3000, 1000, 1500)
     assert sampled.status == whole.status == "drift"
     assert {"monthly_charges", "tenure_months"} <= set(sampled.drifted) & set(whole.drifted)
-    ) | {"support_calls", "contract"}
