@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # checks, and part of the install stamp so existing environments pick it up.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install tools-path demo test lint typecheck unit train policy validate ci-config plan reconcile status down register kubeconfig act-pr act-train act-reconcile act-drift drift drift-alert lock clean distclean
+.PHONY: help install tools-path demo test lint typecheck unit train policy validate ci-config plan reconcile status down register hydrate kubeconfig act-pr act-train act-reconcile act-drift drift drift-alert lock clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -109,6 +109,9 @@ drift-alert: install ## open or update ENV's drift issue; dispatch train.yml for
 
 register: install ## register trained models in MLflow with their report (PROMOTE_TO=staging opens the PR)
 	$(BIN)/mlops register --report --baseline production $(if $(PROMOTE_TO),--promote-to $(PROMOTE_TO)) $(MODELS)
+
+hydrate: install ## commit what the kserve target rendered onto mlops/rendered and push it (FROM=dir of rendered-<env>/ artifacts)
+	$(BIN)/mlops hydrate --push $(if $(FROM),--from "$(FROM)")
 
 kubeconfig: ## CI: write $$KUBECONFIG_DATA (a secret) to a private file and export KUBECONFIG to later steps
 	@if [ -z "$${KUBECONFIG_DATA:-}" ]; then echo "no kubeconfig secret: kubectl is not used (Argo CD / Flux sync, or the local target)"; exit 0; fi; \

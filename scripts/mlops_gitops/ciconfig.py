@@ -9,7 +9,9 @@ and `deploy_labels=[...]`, where reconcile.yml runs: the deploy host's runner (r
 for the local target, whose model servers live there; GitHub's ubuntu-latest for kserve (it
 applies with a kubeconfig, or renders for Argo CD / Flux); and `watch_labels=[...]`, where
 drift.yml runs: where the inference logs are, the deploy host (runners.deploy) whose model
-servers, or whose `mlops collect` volume for KServe, write them.
+servers, or whose `mlops collect` volume for KServe, write them; `hydrate=true` when the kserve
+target renders for Argo CD / Flux (no kube_context), with `rendered_dir=` its output_dir: then
+reconcile.yml publishes the rendered files on their own branch (`mlops hydrate`).
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def lines(config: dict[str, object]) -> list[str]:
     host = runners.get("deploy") if isinstance(runners, dict) else None
     host = host or ["self-hosted", "deploy"]
     deploy_labels = host if target == "local" else ["ubuntu-latest"]
+    kserve = (deploy.get("kserve") if isinstance(deploy, dict) else None) or {}
+    directory_mode = target == "kserve" and not kserve.get("kube_context")
     return [
         f"python={config.get('python', '3.11')}",
+        f"hydrate={'true' if directory_mode else 'false'}",
+        f"rendered_dir={kserve.get('output_dir', 'deploy/kserve')}",
         f"deploy_labels={json.dumps(deploy_labels)}",
         f"watch_labels={json.dumps(host)}",
         f"gpu_labels={json.dumps(labels)}",

@@ -3,8 +3,10 @@
 models    validate, model add, model list
 train     register, report
 gate      promote, facts, check, gate, comment, policy test, policy impact
-deploy    plan, reconcile, status, predict, serve, rollback, down
-watch     drift, feedback, alert
+deploy    plan, reconcile, status, rollback, down
+serving   predict, serve
+publish   hydrate (the rendered manifests' branch, for Argo CD / Flux)
+watch     drift, feedback, alert, collect
 evidence  evidence build, evidence verify
 """
 

@@ -46,6 +46,14 @@ def test_ci_config_sends_reconcile_and_drift_where_the_deployments_live() -> Non
     assert "deploy_labels" in reconcile["jobs"]["config"]["outputs"]
     kube = next(s for s in job["steps"] if s.get("run") == "make -s kubeconfig")
     assert kube["env"] == {"KUBECONFIG_DATA": "${{ secrets.KUBECONFIG }}"}  # never inside run:
+    assert (local["hydrate"], kserve["hydrate"]) == ("false", "true")  # Argo CD syncs a branch
+    applied = {**config, "deploy": {"target": "kserve", "kserve": {"kube_context": "prod"}}}
+    assert dict(line.split("=", 1) for line in lines(applied))["hydrate"] == "false"  # kubectl applies
+    publish = reconcile["jobs"]["publish"]
+    assert publish["needs"] == ["config", "reconcile"] and publish["permissions"] == {"contents": "write"}
+    assert "needs.config.outputs.hydrate == 'true'" in publish["if"]
+    assert publish["steps"][-1]["run"] == 'make hydrate FROM="$FROM"'
+    assert reconcile["permissions"] == {"contents": "read"}  # only the publishing job writes
     drift = yaml.safe_load((ROOT / ".github/workflows/drift.yml").read_text())
     assert drift["jobs"]["drift"]["runs-on"] == "${{ fromJSON(needs.config.outputs.watch_labels) }}"
     triggers = reconcile[True] if True in reconcile else reconcile["on"]

@@ -361,3 +361,58 @@ def test_a_model_the_pinned_runtime_cannot_load_is_refused_naming_both_versions(
     assert "kserve-mlserver:1.7.1" in result["message"]
     assert not (repo / "deploy/kserve/staging/churn.yaml").exists()  # nothing rendered
     assert not (tmp_path / "model-store").exists()  # nothing published
+
+
+@pytest.mark.slow
+def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Path, tmp_path: Path) -> None:
+    """Directory mode's output reaches git for Argo CD: `mlops hydrate --push` commits each
+    rendered environment's folder onto mlops/rendered (never main, working tree untouched),
+    keeps the environments it did not render, and converges on re-runs."""
+    import subprocess
+
+    from mlops_gitops.gitinfo import git
+
+    repo = _kserve_repo(registered, tmp_path)
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(origin)], check=True)
+    git(repo, "remote", "add", "origin", str(origin))
+    set_manifest(repo, "staging", "v1 to staging", version=1)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    head, status = git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")
+    first = run_mlops("hydrate", "--push", "-o", "json", cwd=repo)
+    assert first.returncode == 0, first.stderr
+    done = json.loads(first.stdout)
+    assert (done["branch"], done["changed"], done["pushed"], done["environments"]) == (
+        "mlops/rendered",
+        True,
+        True,
+        ["staging"],
+    )
+    published = git(origin, "show", "mlops/rendered:staging/churn.yaml")
+    assert published == (repo / "deploy/kserve/staging/churn.yaml").read_text().rstrip("\n")
+    assert f"Source: {head}" in git(origin, "log", "-1", "--format=%B", "mlops/rendered")
+    assert (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")) == (head, status)
+    again = json.loads(run_mlops("hydrate", "--push", "-o", "json", cwd=repo).stdout)
+    assert (again["changed"], again["commit"]) == (False, done["commit"])  # converged
+
+    set_manifest(repo, "production", "v1 to production", version=1)
+    assert run_mlops("reconcile", "--env", "production", cwd=repo).returncode == 0
+    shutil.rmtree(repo / "deploy/kserve/staging")  # another job's environment, not rendered here
+    third = json.loads(run_mlops("hydrate", "--env", "production", "--push", "-o", "json", cwd=repo).stdout)
+    assert third["changed"] and third["environments"] == ["production"]
+    files = git(origin, "ls-tree", "-r", "--name-only", "mlops/rendered").split()
+    assert files == ["production/churn.yaml", "staging/churn.yaml"]  # staging kept
+    assert git(origin, "branch", "--list", "main") == ""  # main is never pushed
+
+    # in CI the publishing job gets each environment's folder as an artifact: rendered-<env>/
+    downloaded = tmp_path / "artifacts" / "rendered-staging"
+    downloaded.mkdir(parents=True)
+    (downloaded / "churn.yaml").write_text("kind: InferenceService  # re-rendered\n")
+    fourth = json.loads(run_mlops("hydrate", "--from", str(downloaded.parent), "-o", "json", cwd=repo).stdout)
+    assert fourth["changed"] and fourth["environments"] == ["staging"]
+    assert "re-rendered" in git(repo, "show", "mlops/rendered:staging/churn.yaml")
+
+    project = repo / "mlops.yaml"
+    project.write_text(project.read_text().replace("output_dir: deploy/kserve", "output_dir: ../elsewhere"))
+    outside = run_mlops("hydrate", cwd=repo)
+    assert outside.returncode == 2 and "is outside the repository" in outside.stderr

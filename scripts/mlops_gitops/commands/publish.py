@@ -1,0 +1,74 @@
+"""`mlops hydrate`: what the kserve target rendered, published on its own branch for Argo CD / Flux."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import output
+from ..errors import MlopsError
+from . import options
+from .app import main, repo
+
+
+@main.command()
+@options.environment(help="Only this environment's folder (default: every rendered one).")
+@click.option(
+    "--branch",
+    default="mlops/rendered",
+    show_default=True,
+    help="The branch Argo CD / Flux syncs (never main).",
+)
+@click.option("--push", is_flag=True, help="Push the branch to origin (the publishing job's step).")
+@click.option(
+    "--from",
+    "downloaded",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Take the folders from here, as CI artifacts bring them: <dir>/rendered-<env>/.",
+)
+@options.output_format()
+@click.pass_context
+def hydrate(
+    ctx: click.Context, env: str | None, branch: str, push: bool, downloaded: Path | None, fmt: str
+) -> None:
+    """Commit the rendered InferenceServices (deploy.kserve.output_dir) onto BRANCH.
+
+    main says what should run; BRANCH holds what the reconciler rendered of it (the model
+    store's storageUri, the pinned runtime, the logger), one commit per change naming the main
+    commit it came from: Argo CD's hydrated manifests. Only the environments rendered here are
+    replaced; the working tree and the current branch never change; nothing changed, no commit.
+    """
+    from ..gitinfo import git
+    from ..hydrate import hydrate as publish
+
+    loaded = repo(ctx)
+    settings = (loaded.project.get("deploy") or {}).get("kserve") or {}
+    out = (loaded.root / str(settings.get("output_dir", "deploy/kserve"))).resolve()
+    if not out.is_relative_to(loaded.root.resolve()):
+        raise MlopsError(
+            f"mlops.yaml: deploy.kserve.output_dir: {settings.get('output_dir')} is outside the repository "
+            "(expected a folder inside it)"
+        )
+    if env is not None:
+        loaded.require_environment(env)
+
+    def folder(name: str) -> Path:
+        return downloaded / f"rendered-{name}" if downloaded is not None else out / name
+
+    envs = [env] if env else loaded.environments
+    folders = {name: folder(name) for name in envs if folder(name).is_dir()}
+    if not folders:
+        where = downloaded if downloaded is not None else out.relative_to(loaded.root.resolve())
+        raise MlopsError(f"{where}: nothing rendered (expected `mlops reconcile` to have rendered there)")
+    source = git(loaded.root, "rev-parse", "HEAD", check=False) or "unknown"
+    done = publish(loaded.root, folders, branch, push, source)
+    if fmt == "json":
+        output.emit_json("Hydrated", done.__dict__)
+        return
+    said = "unchanged" if not done.changed else f"committed {done.commit[:12]}"
+    output.stdout.print(
+        f"{done.branch}: {said} ({', '.join(done.environments)})" + (", pushed" if done.pushed else ""),
+        highlight=False,
+    )
