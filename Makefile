@@ -110,7 +110,7 @@ drift-alert: install ## open or update ENV's drift issue; dispatch train.yml for
 register: install ## register trained models in MLflow with their report (PROMOTE_TO=staging opens the PR)
 	$(BIN)/mlops register --report --baseline production $(if $(PROMOTE_TO),--promote-to $(PROMOTE_TO)) $(MODELS)
 
-hydrate: install ## commit what the kserve target rendered onto mlops/rendered and push it (FROM=dir of rendered-<env>/ artifacts)
+hydrate: install ## commit what the kserve target rendered onto rendered-manifests and push it (FROM=dir of rendered-<env>/ artifacts)
 	$(BIN)/mlops hydrate --push $(if $(FROM),--from "$(FROM)")
 
 kubeconfig: ## CI: write $$KUBECONFIG_DATA (a secret) to a private file and export KUBECONFIG to later steps

@@ -20,9 +20,17 @@ the engine to it):
                                     kept; the pull request's gate, whole
     impact, scaffold, promote,      a policy change's impact; `model add`; promotion and
     rollback                        rollback as pull requests
-    serve, targets/, reconcile      the model server; deployment targets (local, kserve); the
-                                    reconcile loop (plan, verify, apply, smoke, alias, record)
-    traffic, drift, feedback        rows sent as a client; data drift; live performance
+    protocols, serve                the wire formats (/predict, MLflow's /invocations, the Open
+                                    Inference Protocol v2); the model server
+    modelstore, targets/            where KServe fetches models (content-addressed); deployment
+                                    targets (local; kserve, with cluster health from Argo CD or
+                                    kubectl)
+    reconcile, probe, hydrate       the reconcile loop (plan, verify, admit, apply, smoke or
+                                    await health, alias, record); the watching reconciler's
+                                    /healthz and /metrics; rendered manifests onto their branch
+    traffic, collect                rows sent as a client; KServe's logger CloudEvents received
+    logsample, drift, feedback      the inference log streamed and sampled; data drift; live
+                                    performance
     evidence/                       the evidence pack: a gatherer per file, controls as data,
                                     rendering, the zip and its verification
     commands/, cli                  the `mlops` command: one module per verb group

@@ -40,7 +40,7 @@ def hydrate(root: Path, folders: dict[str, Path], branch: str, push: bool, sourc
     import re
 
     if not re.match(BRANCH_PATTERN, branch) or ".." in branch or branch.startswith(("-", "/")):
-        raise MlopsError(f"--branch {branch!r}: not a branch name (expected e.g. mlops/rendered)")
+        raise MlopsError(f"--branch {branch!r}: not a branch name (expected e.g. rendered-manifests)")
     remote = bool(git(root, "remote", check=False)) and push
     if remote:  # the branch as the remote has it: another job may have published since
         git(root, "fetch", "--quiet", "origin", f"+refs/heads/{branch}:refs/heads/{branch}", check=False)
@@ -59,7 +59,7 @@ def hydrate(root: Path, folders: dict[str, Path], branch: str, push: bool, sourc
                 git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{name}", env=index)
         tree = git(root, "write-tree", env=index)
     envs = sorted(folders)
-    if tip and git(root, "rev-parse", f"{tip}^{{tree}}") == tree:
+    if tip and git(root, "rev-parse", tip + "^{tree}") == tree:
         return Hydrated(branch, tip, False, envs, False)
     message = f"Rendered {', '.join(envs) or 'nothing'} from {source[:12]}\n\nSource: {source}\n"
     parents = ["-p", tip] if tip else []

@@ -366,7 +366,7 @@ def test_a_model_the_pinned_runtime_cannot_load_is_refused_naming_both_versions(
 @pytest.mark.slow
 def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Path, tmp_path: Path) -> None:
     """Directory mode's output reaches git for Argo CD: `mlops hydrate --push` commits each
-    rendered environment's folder onto mlops/rendered (never main, working tree untouched),
+    rendered environment's folder onto rendered-manifests (never main, working tree untouched),
     keeps the environments it did not render, and converges on re-runs."""
     import subprocess
 
@@ -383,14 +383,14 @@ def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Pa
     assert first.returncode == 0, first.stderr
     done = json.loads(first.stdout)
     assert (done["branch"], done["changed"], done["pushed"], done["environments"]) == (
-        "mlops/rendered",
+        "rendered-manifests",
         True,
         True,
         ["staging"],
     )
-    published = git(origin, "show", "mlops/rendered:staging/churn.yaml")
+    published = git(origin, "show", "rendered-manifests:staging/churn.yaml")
     assert published == (repo / "deploy/kserve/staging/churn.yaml").read_text().rstrip("\n")
-    assert f"Source: {head}" in git(origin, "log", "-1", "--format=%B", "mlops/rendered")
+    assert f"Source: {head}" in git(origin, "log", "-1", "--format=%B", "rendered-manifests")
     assert (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")) == (head, status)
     again = json.loads(run_mlops("hydrate", "--push", "-o", "json", cwd=repo).stdout)
     assert (again["changed"], again["commit"]) == (False, done["commit"])  # converged
@@ -400,7 +400,7 @@ def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Pa
     shutil.rmtree(repo / "deploy/kserve/staging")  # another job's environment, not rendered here
     third = json.loads(run_mlops("hydrate", "--env", "production", "--push", "-o", "json", cwd=repo).stdout)
     assert third["changed"] and third["environments"] == ["production"]
-    files = git(origin, "ls-tree", "-r", "--name-only", "mlops/rendered").split()
+    files = git(origin, "ls-tree", "-r", "--name-only", "rendered-manifests").split()
     assert files == ["production/churn.yaml", "staging/churn.yaml"]  # staging kept
     assert git(origin, "branch", "--list", "main") == ""  # main is never pushed
 
@@ -410,7 +410,7 @@ def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Pa
     (downloaded / "churn.yaml").write_text("kind: InferenceService  # re-rendered\n")
     fourth = json.loads(run_mlops("hydrate", "--from", str(downloaded.parent), "-o", "json", cwd=repo).stdout)
     assert fourth["changed"] and fourth["environments"] == ["staging"]
-    assert "re-rendered" in git(repo, "show", "mlops/rendered:staging/churn.yaml")
+    assert "re-rendered" in git(repo, "show", "rendered-manifests:staging/churn.yaml")
 
     project = repo / "mlops.yaml"
     project.write_text(project.read_text().replace("output_dir: deploy/kserve", "output_dir: ../elsewhere"))

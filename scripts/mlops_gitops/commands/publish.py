@@ -16,7 +16,7 @@ from .app import main, repo
 @options.environment(help="Only this environment's folder (default: every rendered one).")
 @click.option(
     "--branch",
-    default="mlops/rendered",
+    default="rendered-manifests",
     show_default=True,
     help="The branch Argo CD / Flux syncs (never main).",
 )
