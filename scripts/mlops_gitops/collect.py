@@ -32,11 +32,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from . import protocols, state
+from .probe import QuietHandler
 from .serve import InferenceLog, log_entry
 
 REQUEST = "org.kubeflow.serving.inference.request"
@@ -222,19 +223,9 @@ class Collector:
             log.close()
 
 
-class CollectHandler(BaseHTTPRequestHandler):
+class CollectHandler(QuietHandler):
     server: CollectServer
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:
         counts = self.server.collector.snapshot()

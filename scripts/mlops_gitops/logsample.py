@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from .serve import primary
+
 # The log's own time format (serve._now): compared as text, it orders as time does.
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -65,12 +67,10 @@ def sample_log(path: Path, since: datetime | None, cap: int, seed: int = 0) -> L
         for raw in handle:
             try:
                 entry = orjson.loads(raw)
-                if entry.get("role", "primary") != "primary" or entry.get("error"):
+                answered = primary(entry)
+                if answered is None:
                     continue
-                version = int(entry["version"])
-                inputs = entry["inputs"]
-                if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
-                    raise ValueError("inputs")
+                version, inputs = answered
                 if not _at_or_after(entry["at"], since, since_text):
                     continue
             except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):

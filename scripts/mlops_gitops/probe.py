@@ -84,18 +84,22 @@ class Probe:
         return "\n".join(lines) + "\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ProbeServer
+class QuietHandler(BaseHTTPRequestHandler):
+    """A handler that answers whole bodies and keeps no access log (the probe's, the collector's)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _send(self, status: int, body: bytes, kind: str) -> None:
+    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+class _Handler(QuietHandler):
+    server: ProbeServer
 
     def do_GET(self) -> None:
         probe = self.server.probe

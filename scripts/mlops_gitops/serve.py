@@ -288,6 +288,18 @@ def check_records(body: Any, columns: list[tuple[str, str]]) -> list[dict[str, A
     return records
 
 
+def primary(entry: Any) -> tuple[int, list[dict[str, Any]]] | None:
+    """(version, input records) of a log line the model answered as primary; None for a shadow
+    answer or a failed request (not traffic the model saw); ValueError (or KeyError, TypeError)
+    for a line that is not a log entry."""
+    if entry.get("role", "primary") != "primary" or entry.get("error"):
+        return None
+    inputs = entry["inputs"]
+    if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
+        raise ValueError("inputs")
+    return int(entry["version"]), inputs
+
+
 def read_log(path: Path, since: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
     """The log's primary, answered entries (at or after `since`), oldest first, and how many
     lines were unreadable. Shadow answers and failed requests are not traffic the model
@@ -301,13 +313,11 @@ def read_log(path: Path, since: datetime | None = None) -> tuple[list[dict[str, 
         for raw in handle:
             try:
                 entry = json.loads(raw)
-                if entry.get("role", "primary") != "primary" or entry.get("error"):
+                answered = primary(entry)
+                if answered is None:
                     continue
+                entry["version"] = answered[0]
                 entry["at"] = datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00"))
-                entry["version"] = int(entry["version"])
-                inputs = entry["inputs"]
-                if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
-                    raise ValueError("inputs")
             except (ValueError, KeyError, TypeError, AttributeError):
                 skipped += 1
                 continue

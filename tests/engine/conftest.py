@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,14 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert register_broken(registry_of(repo), "churn") == 3
     assert register_broken(registry_of(repo), "churn", good_calls=1) == 4
     return repo
+
+
+@pytest.fixture
+def served(registered: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the registered repository; its model servers stopped at the end."""
+    from ..conftest import run_mlops
+
+    dest = tmp_path / "repo"
+    shutil.copytree(registered, dest, symlinks=True)
+    yield dest
+    run_mlops("down", cwd=dest)

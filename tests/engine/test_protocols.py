@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +60,6 @@ print(json.dumps({
     "binary": binary,
 }))
 """
-
-
-@pytest.fixture
-def served(registered: Path, tmp_path: Path) -> Iterator[Path]:
-    """A copy of the registered repository; its model servers stopped at the end."""
-    dest = tmp_path / "repo"
-    shutil.copytree(registered, dest, symlinks=True)
-    yield dest
-    run_mlops("down", cwd=dest)
 
 
 def deploy(repo: Path, **fields: Any) -> str:

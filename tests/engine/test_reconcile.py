@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +63,8 @@ def example(repo: Path, version: int = 1) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def repo(registered: Path, tmp_path: Path) -> Iterator[Path]:
-    dest = tmp_path / "repo"
-    shutil.copytree(registered, dest, symlinks=True)
-    yield dest
-    run_mlops("down", cwd=dest)
+def repo(served: Path) -> Path:
+    return served
 
 
 def url_of(repo: Path, env: str = "staging") -> str:
