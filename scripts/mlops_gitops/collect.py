@@ -246,10 +246,8 @@ class CollectHandler(QuietHandler):
             )
 
     def do_POST(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or "-1")
-        except ValueError:
-            length = -1
+        header = (self.headers.get("Content-Length") or "").strip()
+        length = int(header) if header.isdigit() else -1
         if length < 0 or length > MAX_BODY:
             self.close_connection = True
             self._send(
@@ -257,7 +255,12 @@ class CollectHandler(QuietHandler):
                 b'{"error": "Content-Length: expected a body up to 16 MiB"}',
             )
             return
-        raw = self.rfile.read(length)
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            self._send(408, b'{"error": "body: not received in time (expected the whole body)"}')
+            return
         try:
             what = self.server.collector.take(self.headers, raw)
         except Rejected as exc:

@@ -20,6 +20,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from . import protocols
+
 
 class Probe:
     def __init__(self, stale_after: float):
@@ -85,10 +87,15 @@ class Probe:
 
 
 class QuietHandler(BaseHTTPRequestHandler):
-    """A handler that answers whole bodies and keeps no access log (the probe's, the collector's)."""
+    """A handler that answers whole bodies and keeps no access log (the probe's, the collector's):
+    a stalled client is dropped after `timeout`, a method other than GET/POST gets 405."""
+
+    timeout = 30
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = protocols.not_allowed
 
     def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
         self.send_response(status)

@@ -153,17 +153,24 @@ def v2_request(body: Any, columns: list[tuple[str, str]]) -> tuple[list[dict[str
     return records, str(request_id) if request_id is not None else None
 
 
-def _flatten(data: Any) -> list[Any] | None:
+def _flatten(data: Any, depth: int = 8) -> list[Any] | None:
+    """A tensor's data, flat (row-major), or None when it is not a list of lists of values at
+    most `depth` deep (a column is [N] or [N, 1]: deeper nesting is never a tensor of ours)."""
     if not isinstance(data, list):
         return None
     flat: list[Any] = []
-    for item in data:
-        if isinstance(item, list):
-            inner = _flatten(item)
-            if inner is None:
-                return None
-            flat.extend(inner)
-        else:
+    stack: list[tuple[list[Any], int, int]] = [(data, 0, 1)]
+    while stack:
+        items, index, level = stack.pop()
+        while index < len(items):
+            item = items[index]
+            index += 1
+            if isinstance(item, list):
+                if level >= depth:
+                    return None
+                stack.append((items, index, level))
+                stack.append((item, 0, level + 1))
+                break
             flat.append(item)
     return flat
 
@@ -246,8 +253,23 @@ def decode(
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"body: not JSON ({exc})") from None
+    except RecursionError:
+        raise ProtocolError("body: JSON nested too deep") from None
     if route == "mlflow":
         return mlflow_json(body), None
     if route == "v2":
         return v2_request(body, columns)
     return body, None  # /predict: the server's own forms, checked as they are
+
+
+def not_allowed(handler: Any) -> None:
+    """A 405 with a JSON body (none to HEAD), for any method but GET and POST: bound as
+    do_PUT, do_DELETE, ... on every server here."""
+    body = json.dumps({"error": f"{handler.command}: not allowed (expected GET or POST)"}).encode()
+    handler.send_response(405)
+    handler.send_header("Allow", "GET, POST")
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)

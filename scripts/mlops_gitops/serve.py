@@ -45,6 +45,9 @@ from . import protocols
 MAX_BODY = int(os.environ.get("MLOPS_SERVE_MAX_BODY", str(1 << 20)))
 DISCARD_LIMIT = 16 * MAX_BODY  # oversized bodies up to this size are read and dropped before the 413
 MAX_ROWS = 10_000
+# Seconds a whole body may take to arrive once its headers are in (a short body gets a 408).
+BODY_TIMEOUT = float(os.environ.get("MLOPS_SERVE_BODY_TIMEOUT", "10"))
+INT_RANGES = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -61,12 +64,19 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    if _is_int(value):
+        return bool(abs(value) <= sys.float_info.max)  # an integer a float can hold
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _in_range(kind: str) -> Any:
+    low, high = INT_RANGES[kind]
+    return lambda value: _is_int(value) and low <= value <= high
 
 
 CHECKS: dict[str, tuple[Any, str]] = {
-    "long": (_is_int, "an integer"),
-    "integer": (_is_int, "an integer"),
+    "long": (_in_range("long"), "an integer within 64 bits"),
+    "integer": (_in_range("integer"), "an integer within 32 bits"),
     "double": (_is_number, "a number"),
     "float": (_is_number, "a number"),
     "string": (lambda v: isinstance(v, str), "a string"),
@@ -456,16 +466,46 @@ class Handler(BaseHTTPRequestHandler):
         before anything is read."""
         length_header = self.headers.get("Content-Length")
         if length_header is None:
+            self.close_connection = True
             raise BadRequest("Content-Length: missing (expected the size of the body)", 411)
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise BadRequest("Content-Length: not a number", 400) from None
+        if not length_header.strip().isdigit():  # negative, signed, hex, empty: never read by it
+            self.close_connection = True
+            raise BadRequest(
+                f"Content-Length: {length_header.strip()[:20]!r} (expected a whole number of bytes)", 400
+            )
+        length = int(length_header)
         if length > MAX_BODY:
             self.close_connection = True
             self._discard(length)
             raise BadRequest(f"body: {length} bytes (expected at most {MAX_BODY})", 413)
-        return self.rfile.read(length)
+        return self._read_body(length)
+
+    def _read_body(self, length: int) -> bytes:
+        """Exactly `length` bytes within BODY_TIMEOUT, or 408 (a body shorter than its
+        Content-Length must not hold a thread until the idle timeout)."""
+        deadline = time.monotonic() + BODY_TIMEOUT
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(length - got)
+                if not chunk:
+                    self.close_connection = True
+                    raise BadRequest(f"body: {got} of {length} bytes, then the client closed", 400)
+                parts.append(chunk)
+                got += len(chunk)
+        except TimeoutError:
+            self.close_connection = True
+            raise BadRequest(
+                f"body: {got} of {length} bytes in {BODY_TIMEOUT:g} s (expected the whole body)", 408
+            ) from None
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(parts)
 
     def _body(self) -> Any:
         raw = self._raw()
@@ -473,6 +513,8 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body: not JSON ({exc})") from None
+        except RecursionError:
+            raise BadRequest("body: JSON nested too deep (expected records of column: value)") from None
 
     def _v2_model(self, name: str, version: str | None) -> Loaded | None:
         """The version a v2 path names (any served one when it names none); 404 otherwise. The
@@ -493,6 +535,8 @@ class Handler(BaseHTTPRequestHandler):
                 f"model {name} version {version}: not served (expected one of {server.versions()})", 404
             )
         return found
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = protocols.not_allowed
 
     def do_GET(self) -> None:
         try:

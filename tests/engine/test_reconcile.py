@@ -389,7 +389,7 @@ def test_bad_requests_get_400_or_413_and_the_server_keeps_serving(repo: Path) ->
             400,
             "records[0].age: missing",
         ),
-        ({"dataframe_records": [{**good, "age": "old"}]}, 400, 'records[0].age: "old" (expected an integer)'),
+        ({"dataframe_records": [{**good, "age": "old"}]}, 400, 'records[0].age: "old" (expected an integer within 64 bits)'),
         ({"dataframe_records": [{**good, "colour": 1}]}, 400, "records[0].colour: unknown field"),
         ({"dataframe_records": []}, 400, "non-empty list"),
         ({"rows": [good]}, 400, "dataframe_records"),
@@ -675,3 +675,80 @@ def test_production_waits_for_the_soak_that_the_staging_record_proves(repo: Path
     failures = [f["msg"] for r in json.loads(out) for f in r["failures"]]
     assert code == 1 and len(failures) == 1, failures
     assert "not the eeeeeeeeeeee recorded at registration" in failures[0]
+
+
+def raw_exchange(url: str, request: bytes, pause: float = 0.0, more: bytes = b"") -> bytes:
+    """Send raw bytes (and, after `pause`, more); everything the server answers until it closes
+    or goes quiet for 15 s."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=15) as sock:
+        sock.sendall(request)
+        if pause:
+            time.sleep(pause)
+        if more:
+            sock.sendall(more)
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+                if b"\r\n\r\n" in reply:
+                    head, _, body = reply.partition(b"\r\n\r\n")
+                    size = re.search(rb"Content-Length: (\d+)", head)
+                    if size and len(body) >= int(size.group(1)):
+                        break
+        except TimeoutError:
+            pass
+    return reply
+
+
+def test_the_server_is_neither_starved_nor_fooled(repo: Path) -> None:
+    """Lengths that lie, bodies that stall, JSON nested without end, integers no column holds and
+    methods it does not serve: each a 4xx with a JSON body naming what is wrong, never a 500, a
+    hang or a dropped connection; and the server keeps answering."""
+    set_manifest(repo, "staging", "v1", version=1)
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra={"MLOPS_SERVE_BODY_TIMEOUT": "2"})
+    assert proc.returncode == 0, proc.stderr
+    url, good = url_of(repo), example(repo)[0]
+    for length in ("-1", "+5", "0x10", "1e3", ""):
+        reply = raw_exchange(
+            url, f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode()
+        )
+        assert reply.startswith(b"HTTP/1.1 400") and b"expected a whole number of bytes" in reply, (
+            length,
+            reply[:200],
+        )
+    started = time.monotonic()  # 100 bytes promised, 10 sent: a 408 within the body timeout
+    reply = raw_exchange(url, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"{" * 10)
+    assert reply.startswith(b"HTTP/1.1 408") and b"10 of 100 bytes in 2 s" in reply, reply[:300]
+    assert time.monotonic() - started < 10
+    deep = b'{"dataframe_records": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for path in ("/predict", "/invocations", "/v2/models/churn/infer"):
+        status, answer = http("POST", f"{url}{path}", raw=deep)
+        assert status == 400 and "nested too deep" in (answer.get("error") or answer.get("message")), (
+            path,
+            answer,
+        )
+    nested = {"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [[[[[[[[[[30]]]]]]]]]]}]}
+    status, answer = http("POST", f"{url}/v2/models/churn/infer", nested)
+    assert status == 400 and "inputs[0] (age).data" in answer["error"]
+    for field, value, expected in (
+        ("age", 2**70, "an integer within 64 bits"),
+        ("monthly_charges", 10**400, "a number"),
+    ):
+        raw = json.dumps({"dataframe_records": [{**good, field: value}]}).encode()
+        status, answer = http("POST", f"{url}/predict", raw=raw)
+        assert status == 400 and f"records[0].{field}:" in answer["error"] and expected in answer["error"], (
+            answer
+        )
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
+        request = urllib.request.Request(f"{url}/predict", data=b"{}", method=method)
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            raise AssertionError(f"{method} was answered")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 405 and exc.headers["Allow"] == "GET, POST"
+            assert "not allowed (expected GET or POST)" in json.loads(exc.read())["error"]
+    head = raw_exchange(url, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405") and head.endswith(b"\r\n\r\n")  # no body to HEAD
+    status, answer = http("POST", f"{url}/predict", {"dataframe_records": [good]})
+    assert status == 200 and len(answer["predictions"]) == 1  # still serving
