@@ -389,7 +389,11 @@ def test_bad_requests_get_400_or_413_and_the_server_keeps_serving(repo: Path) ->
             400,
             "records[0].age: missing",
         ),
-        ({"dataframe_records": [{**good, "age": "old"}]}, 400, 'records[0].age: "old" (expected an integer within 64 bits)'),
+        (
+            {"dataframe_records": [{**good, "age": "old"}]},
+            400,
+            'records[0].age: "old" (expected an integer within 64 bits)',
+        ),
         ({"dataframe_records": [{**good, "colour": 1}]}, 400, "records[0].colour: unknown field"),
         ({"dataframe_records": []}, 400, "non-empty list"),
         ({"rows": [good]}, 400, "dataframe_records"),
