@@ -54,10 +54,11 @@ PY_PATHS := $(wildcard scripts tests pipelines benchmarks hooks local_extensions
 # The template's own targets (benchmarks): its repository only, not copied into generated ones.
 -include template.mk
 
-lint: install ## ruff (lint + format check) and actionlint over the workflows
+lint: install ## ruff (lint + format check), actionlint and zizmor (offline) over the workflows
 	$(BIN)/ruff check $(PY_PATHS)
 	$(BIN)/ruff format --check $(PY_PATHS)
 	$(BIN)/actionlint
+	$(BIN)/zizmor --offline --quiet .github/workflows .github/actions
 
 typecheck: install ## mypy --strict over the engine
 	$(BIN)/mypy

@@ -106,3 +106,63 @@ def test_fork_pull_requests_never_reach_the_gpu_runners() -> None:
     guard = doc["jobs"]["train"]["if"]
     assert "github.event.pull_request.head.repo.full_name == github.repository" in guard
     assert doc["jobs"]["train"]["runs-on"] == "${{ fromJSON(needs.config.outputs.gpu_labels) }}"
+
+
+def test_zizmor_finds_nothing_in_the_workflows() -> None:
+    """The third-party audit, offline and with its default settings: no finding (the few
+    suppressions are inline, each with its reason)."""
+    zizmor = Path(sys.executable).parent / "zizmor"
+    proc = subprocess.run(
+        [str(zizmor), "--offline", "--format", "json", ".github/workflows", ".github/actions"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    findings = json.loads(proc.stdout or "[]")
+    assert proc.returncode == 0 and findings == [], [
+        (f["ident"], f["locations"][0]["symbolic"]["key"]) for f in findings
+    ]
+
+
+def _as_conftest_reads(workflow: Path) -> object:
+    """The workflow as conftest's YAML parser gives it to the policies: YAML 1.1, so the key
+    `on` is the boolean true, which becomes "true" in the JSON input."""
+    return json.loads(json.dumps(yaml.safe_load(workflow.read_text())))
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_the_workflow_policies_judge_alike_whichever_parser_reads_them(
+    workflow: Path, tmp_path: Path
+) -> None:
+    from mlops_gitops import yamlio
+
+    shapes = {
+        "yaml12": yamlio.loads_data(workflow.read_text(), workflow.name),
+        "conftest": _as_conftest_reads(workflow),
+    }
+    assert "true" in shapes["conftest"] and "on" not in shapes["conftest"]  # the shape conftest sees
+    verdicts = {}
+    for shape, document in shapes.items():
+        # the same workflow, made to fail: no permissions, an action by tag, a GPU job open to forks
+        broken = json.loads(json.dumps(document))
+        broken.pop("permissions", None)
+        for job in broken["jobs"].values():
+            job.pop("permissions", None)
+        broken["jobs"]["bypass"] = {
+            "runs-on": ["self-hosted", "gpu"],
+            "if": "${{ true || github.event.pull_request.head.repo.full_name == github.repository }}",
+            "steps": [{"uses": "actions/checkout@v4"}],
+        }
+        key = "true" if shape == "conftest" else "on"
+        broken[key] = {"pull_request": {}}
+        for name, doc in (("as-is", document), ("broken", broken)):
+            path = tmp_path / f"{shape}-{name}.json"
+            path.write_text(json.dumps(doc))
+            proc = run_mlops("check", str(path), "-n", "workflows", "-o", "json", cwd=ROOT)
+            (report,) = json.loads(proc.stdout)
+            verdicts[shape, name] = sorted(f["msg"] for f in report.get("failures") or [])
+    assert verdicts["yaml12", "as-is"] == verdicts["conftest", "as-is"] == []
+    assert verdicts["yaml12", "broken"] == verdicts["conftest", "broken"]
+    rules = " ".join(verdicts["conftest", "broken"])
+    for expected in ("has no permissions", "uses actions/checkout@v4", "without refusing forks"):
+        assert expected in rules, verdicts["conftest", "broken"]

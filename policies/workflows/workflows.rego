@@ -1,9 +1,11 @@
 # METADATA
 # title: GitHub Actions workflows
 # description: >-
-#   Least privilege in CI: explicit permissions, third-party actions pinned by commit SHA,
-#   no pull_request_target that checks out the pull request's code, and self-hosted (GPU)
-#   runners never reached by pull requests from forks.
+#   Least privilege in CI: explicit permissions, third-party actions and reusable workflows
+#   pinned by commit SHA, container images by digest, no pull_request_target that checks out
+#   the pull request's code, and self-hosted (GPU) runners never reached by pull requests
+#   from forks. The input may come from a YAML 1.2 parser (`on:` is the key "on") or from
+#   conftest's YAML 1.1 parser (`on:` is the key "true"): the verdicts are the same.
 # custom:
 #   severity: high
 #   controls:
@@ -13,34 +15,74 @@ package workflows
 
 import rego.v1
 
+# `on:` as YAML 1.2 reads it, or as YAML 1.1 (conftest, go-yaml v2) does: the boolean true.
+on_value := input.on
+
+on_value := input["true"] if not "on" in object.keys(input)
+
 is_workflow if {
 	is_object(input.jobs)
-	input.on
+	on_value
 }
 
-triggers := {name | some name, _ in input.on} if is_object(input.on)
+triggers := {name | some name, _ in on_value} if is_object(on_value)
 
-triggers := {name | some name in input.on} if is_array(input.on)
+triggers := {name | some name in on_value} if is_array(on_value)
 
-triggers := {input.on} if is_string(input.on)
+triggers := {on_value} if is_string(on_value)
+
+# Events a fork's pull request can start (with the pull request's code, or with secrets).
+fork_events := {"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment", "workflow_run"}
+
+name := object.get(input, "name", "(unnamed)")
+
+pinned_sha(ref) if regex.match(`@[0-9a-f]{40}$`, ref)
 
 deny_permissions contains msg if {
 	is_workflow
 	not input.permissions
 	some job_id, job in input.jobs
 	not job.permissions
-	msg := sprintf("workflow %q: job %q has no permissions and the workflow sets none (expected explicit least-privilege permissions)", [input.name, job_id])
+	msg := sprintf("workflow %q: job %q has no permissions and the workflow sets none (expected explicit least-privilege permissions)", [name, job_id])
+}
+
+# Everything a workflow runs from elsewhere: steps' actions and jobs' reusable workflows.
+used contains [job_id, step.uses] if {
+	some job_id, job in input.jobs
+	some step in object.get(job, "steps", [])
+	is_string(step.uses)
+}
+
+used contains [job_id, job.uses] if {
+	some job_id, job in input.jobs
+	is_string(job.uses)
 }
 
 deny_unpinned_action contains msg if {
 	is_workflow
-	some job_id, job in input.jobs
-	some step in object.get(job, "steps", [])
-	uses := step.uses
+	some [job_id, uses] in used
 	not startswith(uses, "./")
 	not startswith(uses, "docker://")
-	not regex.match(`@[0-9a-f]{40}$`, uses)
-	msg := sprintf("workflow %q: job %q uses %s (expected a third-party action pinned by full commit SHA)", [input.name, job_id, uses])
+	not pinned_sha(uses)
+	msg := sprintf("workflow %q: job %q uses %s (expected a third-party action or reusable workflow pinned by full commit SHA)", [name, job_id, uses])
+}
+
+deny_unpinned_image contains msg if {
+	is_workflow
+	some [job_id, uses] in used
+	startswith(uses, "docker://")
+	not contains(uses, "@sha256:")
+	msg := sprintf("workflow %q: job %q runs %s (expected a container image pinned by digest, image@sha256:...)", [name, job_id, uses])
+}
+
+# A checkout of the pull request's head under pull_request_target: any ref that names the
+# pull request (head sha, head ref, merge ref) or its repository.
+checks_out_head(step) if {
+	startswith(step.uses, "actions/checkout@")
+	some key in ["ref", "repository"]
+	value := object.get(step, ["with", key], "")
+	some marker in ["github.event.pull_request", "github.head_ref", "refs/pull/"]
+	contains(value, marker)
 }
 
 deny_pull_request_target_checkout contains msg if {
@@ -48,26 +90,42 @@ deny_pull_request_target_checkout contains msg if {
 	"pull_request_target" in triggers
 	some job_id, job in input.jobs
 	some step in object.get(job, "steps", [])
-	startswith(step.uses, "actions/checkout@")
-	ref := object.get(step, ["with", "ref"], "")
-	contains(ref, "github.event.pull_request.head")
-	msg := sprintf("workflow %q: job %q checks out pull request code under pull_request_target (expected pull_request, or no checkout of the head)", [input.name, job_id])
+	checks_out_head(step)
+	msg := sprintf("workflow %q: job %q checks out pull request code under pull_request_target (expected pull_request, or no checkout of the head)", [name, job_id])
 }
 
-self_hosted(job) if contains(json.marshal(job["runs-on"]), "self-hosted")
+runner_labels(job) := json.marshal(object.get(job, "runs-on", ""))
 
-self_hosted(job) if contains(json.marshal(job["runs-on"]), "gpu")
+self_hosted(job) if contains(runner_labels(job), "self-hosted")
 
-fork_guarded(job) if contains(object.get(job, "if", ""), "github.event.pull_request.head.repo.full_name == github.repository")
+self_hosted(job) if contains(lower(runner_labels(job)), "gpu")
 
-fork_guarded(job) if contains(object.get(job, "if", ""), "github.event.pull_request.head.repo.fork == false")
+# Labels computed at run time (`${{ fromJSON(...) }}`) may name self-hosted runners.
+self_hosted(job) if contains(runner_labels(job), "${{")
+
+# The guard must decide alone: the job's `if:` is the guard, or the guard and-ed with other
+# conditions. An `||` anywhere, or a negation, could let a fork through (`true || guard`).
+guards := {
+	"github.event.pull_request.head.repo.full_name == github.repository",
+	"github.event.pull_request.head.repo.fork == false",
+	"github.event.workflow_run.head_repository.full_name == github.repository",
+}
+
+condition(job) := trim_space(trim_suffix(trim_prefix(trim_space(object.get(job, "if", "")), "${{"), "}}"))
+
+fork_guarded(job) if {
+	expression := condition(job)
+	not contains(expression, "||")
+	some term in split(expression, "&&")
+	trim(trim_space(term), "()") in guards
+}
 
 deny_gpu_fork_pull_request contains msg if {
 	is_workflow
-	some trigger in {"pull_request", "pull_request_target"}
+	some trigger in fork_events
 	trigger in triggers
 	some job_id, job in input.jobs
 	self_hosted(job)
 	not fork_guarded(job)
-	msg := sprintf("workflow %q: job %q runs on self-hosted runners for %s events without refusing forks (expected an if: on head.repo.full_name == github.repository)", [input.name, job_id, trigger])
+	msg := sprintf("workflow %q: job %q runs on self-hosted runners for %s events without refusing forks (expected an if: that is, or and-s, head.repo.full_name == github.repository)", [name, job_id, trigger])
 }

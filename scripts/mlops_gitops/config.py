@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 
-from . import yamlio
+from . import state, yamlio
 from .errors import ExitCode, MlopsError
 
 PROJECT_FILE = "mlops.yaml"
@@ -80,10 +80,15 @@ class Repo:
         return [env["name"] for env in self.project["environments"]]
 
     def manifest_path(self, env: str, model: str) -> Path:
-        return self.root / ENVIRONMENTS_DIR / env / f"{model}.yaml"
+        return (
+            self.root
+            / ENVIRONMENTS_DIR
+            / state.name("environment", env)
+            / f"{state.name('model', model)}.yaml"
+        )
 
     def model_path(self, model: str) -> Path:
-        return self.root / MODELS_DIR / model / "model.yaml"
+        return self.root / MODELS_DIR / state.name("model", model) / "model.yaml"
 
     def require_model(self, model: str) -> dict[str, Any]:
         """The model's definition, or one line naming the models there are."""
@@ -205,18 +210,41 @@ def schema_problems(data: Any, name: str, display: str) -> list[Problem]:
     return out
 
 
+FAILED = object()  # what _load returns for a file it could not read (its problem is recorded)
+
+
+def outside(root: Path, path: Path) -> bool:
+    """True when `path` (a link, or a folder above it that is one) leads out of the repository."""
+    return not path.resolve().is_relative_to(root.resolve())
+
+
+def _outside_problem(root: Path, path: Path) -> Problem:
+    return Problem(
+        path.relative_to(root).as_posix(),
+        "",
+        "a link out of the repository",
+        "a file in the repository (nothing it declares is followed outside it)",
+    )
+
+
 def _load(path: Path, root: Path, problems: list[Problem]) -> Any:
+    """The file's data (None for an empty one); FAILED when it cannot be used (recorded)."""
     display = path.relative_to(root).as_posix()
+    if outside(root, path):
+        problems.append(_outside_problem(root, path))
+        return FAILED
     try:
         return yamlio.load(path, display)
     except yamlio.YamlError as exc:
         problems.append(Problem(exc.source, exc.where, exc.problem, exc.expected))
-        return None
+        return FAILED
 
 
 def _check_document(data: Any, kind: str, display: str, problems: list[Problem]) -> bool:
-    if data is None:
-        problems.append(Problem(display, "", "empty file", f"a {kind} document"))
+    if data is FAILED:
+        return False
+    if data is None:  # empty, or comments only: never read as "nothing wanted here"
+        problems.append(Problem(display, "", "empty file (or comments only)", f"a {kind} document"))
         return False
     before = len(problems)
     problems.extend(schema_problems(data, kind, display))
@@ -237,10 +265,10 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
     checked: list[str] = []
     project_path = root / PROJECT_FILE
     checked.append(PROJECT_FILE)
-    loaded = _load(project_path, root, problems) if project_path.is_file() else None
+    loaded = _load(project_path, root, problems) if project_path.is_file() else FAILED
     if not project_path.is_file():
         problems.append(Problem(PROJECT_FILE, "", "missing", "the project configuration file"))
-    project_ok = loaded is not None and _check_document(loaded, "mlops", PROJECT_FILE, problems)
+    project_ok = _check_document(loaded, "mlops", PROJECT_FILE, problems)
     project: dict[str, Any] = loaded if project_ok and isinstance(loaded, dict) else {}
 
     environments: list[str] = []
@@ -280,11 +308,14 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
             continue
         path = model_dir / "model.yaml"
         checked.append(display)
+        if outside(root, model_dir):
+            problems.append(_outside_problem(root, model_dir))
+            continue
         if not path.is_file():
             problems.append(Problem(display, "", "missing", "a model definition for this model directory"))
             continue
         data = _load(path, root, problems)
-        if data is not None and _check_document(data, "model", display, problems):
+        if _check_document(data, "model", display, problems):
             if data["name"] != model_dir.name:
                 problems.append(
                     Problem(
@@ -310,11 +341,27 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
                 )
             )
             continue
-        for path in _yaml_files(env_dir):
+        if outside(root, env_dir):
+            problems.append(_outside_problem(root, env_dir))
+            continue
+        files = _yaml_files(env_dir)
+        stems = [p.stem for p in files]
+        for stem in sorted({s for s in stems if stems.count(s) > 1}):
+            problems.append(
+                Problem(
+                    f"{ENVIRONMENTS_DIR}/{env_dir.name}/{stem}.yaml",
+                    "",
+                    f"two files for model {stem!r} ({stem}.yaml and {stem}.yml)",
+                    "one manifest per model: remove one",
+                )
+            )
+        for path in files:
             display = path.relative_to(root).as_posix()
             checked.append(display)
+            if stems.count(path.stem) > 1:
+                continue
             data = _load(path, root, problems)
-            if data is None or not _check_document(data, "manifest", display, problems):
+            if not _check_document(data, "manifest", display, problems):
                 continue
             manifests_ok = True
             if data["environment"] != env_dir.name:
@@ -341,6 +388,10 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
                         f"a model defined in {MODELS_DIR}/{data['model']}/model.yaml",
                     )
                 )
+                manifests_ok = False
+            problems_before = len(problems)
+            problems.extend(_routing_problems(display, data))
+            if len(problems) > problems_before:
                 manifests_ok = False
             traffic = data.get("traffic")
             if traffic:
@@ -380,8 +431,63 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
 
     if project_ok:
         problems.extend(_model_store_problems(project, manifests))
+        problems.extend(_deploy_problems(root, project))
     repo = Repo(root, project, models, manifests) if project_ok else None
     return repo, sorted(set(problems)), checked
+
+
+def _routing_problems(display: str, data: dict[str, Any]) -> list[Problem]:
+    """Each version once in a split; a shadow is another version than the one serving."""
+    found = []
+    versions = [entry["version"] for entry in data.get("traffic") or []]
+    repeated = sorted({v for v in versions if versions.count(v) > 1})
+    if repeated:
+        found.append(
+            Problem(display, "traffic", f"version {repeated[0]} listed twice", "each version once in a split")
+        )
+    shadow = (data.get("shadow") or {}).get("version")
+    if shadow is not None and shadow == data.get("version"):
+        found.append(
+            Problem(
+                display,
+                "shadow.version",
+                f"{shadow}, the version serving",
+                "another version than `version` (a shadow mirrors traffic to a candidate)",
+            )
+        )
+    return found
+
+
+LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|::1|localhost)$")
+
+
+def _deploy_problems(root: Path, project: dict[str, Any]) -> list[Problem]:
+    """Where deployments are written and who can reach them: inside the repository, on loopback
+    unless a team says otherwise."""
+    deploy = project.get("deploy") or {}
+    local, kserve = deploy.get("local") or {}, deploy.get("kserve") or {}
+    found = []
+    host = str(local.get("host", "127.0.0.1"))
+    if not LOOPBACK.match(host) and not local.get("allow_remote"):
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                "deploy.local.host",
+                f"{host} (reachable from other machines)",
+                "a loopback address, or deploy.local.allow_remote: true to serve the network on purpose",
+            )
+        )
+    out = str(kserve.get("output_dir", "deploy/kserve"))
+    if Path(out).is_absolute() or outside(root, root / out):
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                "deploy.kserve.output_dir",
+                f"{out} is outside the repository",
+                "a folder inside it",
+            )
+        )
+    return found
 
 
 def _model_store_problems(project: dict[str, Any], manifests: dict[tuple[str, str], Any]) -> list[Problem]:
@@ -424,6 +530,8 @@ def _card_problems(root: Path, model: str) -> list[Problem]:
 
     path = root / MODELS_DIR / model / "card.md"
     display = f"{MODELS_DIR}/{model}/card.md"
+    if path.exists() and outside(root, path):
+        return [_outside_problem(root, path)]
     if not path.is_file():
         return [Problem(display, "", "missing", "the model card template (`mlops model add` writes one)")]
     try:
@@ -449,6 +557,8 @@ def _pipeline_problems(root: Path, defined: list[str]) -> list[Problem]:
         return [
             Problem(PIPELINE_PARAMS, "", "missing", "the pipeline's parameters, a models: section per model")
         ]
+    if outside(root, path):
+        return [_outside_problem(root, path)]
     try:
         data = yamlio.load(path, PIPELINE_PARAMS)
     except yamlio.YamlError as exc:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import MlopsError
+from .gitinfo import push_credentials
 
 
 class GitHub(Protocol):
@@ -109,7 +111,11 @@ def open_pull_request(root: Path, base: str, branch: str, title: str, body: str)
     if not ready():
         return None
     pushed = subprocess.run(
-        ["git", "push", "--quiet", "-u", "origin", branch], cwd=root, capture_output=True, text=True
+        ["git", "push", "--quiet", "-u", "origin", branch],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **push_credentials()},
     )
     if pushed.returncode != 0:
         return None

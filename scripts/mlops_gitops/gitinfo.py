@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -10,6 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MlopsError
+
+
+def push_credentials() -> dict[str, str]:
+    """What `git push` needs in a workflow whose checkout keeps no credentials
+    (persist-credentials: false): the job's token (GH_TOKEN or GITHUB_TOKEN) as the same HTTP
+    header actions/checkout would have written, passed through the environment of this one git
+    command (GIT_CONFIG_*), never in its arguments or in .git/config. Nothing without a token."""
+    token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
+    if not token:
+        return {}
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    index = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    return {
+        "GIT_CONFIG_COUNT": str(index + 1),
+        f"GIT_CONFIG_KEY_{index}": f"http.{server}/.extraheader",
+        f"GIT_CONFIG_VALUE_{index}": f"AUTHORIZATION: basic {basic}",
+    }
 
 
 def git(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MlopsError
-from .gitinfo import git
+from .gitinfo import git, push_credentials
 
 BRANCH_PATTERN = r"^[A-Za-z0-9._/-]+$"
 
@@ -67,14 +67,22 @@ def hydrate(root: Path, folders: dict[str, Path], branch: str, push: bool, sourc
     git(root, "update-ref", f"refs/heads/{branch}", commit, *([tip] if tip else []))
     if remote:
         pushed = git(
-            root, "push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}", check=False
+            root,
+            "push",
+            "--quiet",
+            "origin",
+            f"refs/heads/{branch}:refs/heads/{branch}",
+            check=False,
+            env=push_credentials(),
         )
         if (
             git(root, "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}", check=False)
             != commit
         ):
             # `git push` says nothing on success; ask the remote what it has now
-            remote_tip = git(root, "ls-remote", "origin", f"refs/heads/{branch}", check=False).split()
+            ref = f"refs/heads/{branch}"
+            asked = git(root, "ls-remote", "origin", ref, check=False, env=push_credentials())
+            remote_tip = asked.split()
             if not remote_tip or remote_tip[0] != commit:
                 raise MlopsError(
                     f"git push origin {branch}: refused ({pushed or 'no answer'}); expected write access "

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 OUTPUT_FORMATS = ("table", "json")
@@ -56,3 +57,8 @@ def progress(title: str, total: int) -> Iterator[Callable[[int], None]]:
 
 def error(message: str) -> None:
     stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+
+
+def warn(message: str) -> None:
+    """One line on stderr that needs attention but stops nothing."""
+    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)

@@ -607,6 +607,8 @@ def run_once(
 ) -> tuple[Reconciler, list[Change], list[Outcome]]:
     """One reconcile of `env` (or every environment, each locked): the plan, and what applying it
     did (nothing with dry_run)."""
+    if env is not None:
+        repo.require_environment(env)  # before any lock file is made of its name
     reconciler = reconciler_for(repo, kind)
     outcomes: list[Outcome] = []
     with contextlib.ExitStack() as stack:

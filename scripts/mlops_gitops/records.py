@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import state
+from .redact import redact
 
 
 def utcnow() -> str:
@@ -37,7 +38,7 @@ def append_line(path: Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (line + "\n").encode())
+        os.write(fd, (redact(line) + "\n").encode())
         os.fsync(fd)
     finally:
         os.close(fd)

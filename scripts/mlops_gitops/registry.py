@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import state
 from . import tags as names
 from .config import Repo
 from .errors import ExitCode, MlopsError
@@ -286,7 +287,7 @@ class Registry:
                 f"{model} v{version}: no artifact sha256 recorded at registration (expected the tag "
                 f"{names.ARTIFACT_SHA256}; register it with `mlops register`)"
             )
-        base = store / model / f"v{version}"
+        base = store / state.name("model", model) / f"v{int(version)}"
         local = base / "model"
         if not local.is_dir():
             base.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The model server the `local` target runs: one process per (environment, model).
 
     GET  /health     200 when every version it serves is loaded and answered its smoke
-                     prediction, else 503 (readiness); the body says which versions run.
+                     prediction, else 503 (readiness); the body says which versions run,
+                     and answers an X-Mlops-Challenge with its proof of identity.
     GET  /metadata   model, environment, versions, traffic split, shadow, lineage tags.
     POST /predict    {"dataframe_records": [...]} (MLflow's format), {"instances": [...]}
                      or a bare list of records; a batch is a list. Answers
@@ -23,11 +24,14 @@ of each request off the request path, and its answers are logged, never returned
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import math
 import os
 import queue
 import random
+import re
 import signal
 import sys
 import threading
@@ -40,7 +44,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import protocols
+from . import protocols, redact
+
+CHALLENGE = re.compile(r"^[0-9a-f]{32,128}$")
+
+
+def identity_proof(token: str, challenge: str, model: str, environment: str, pid: int) -> str:
+    """What a model server answers to a challenge: HMAC-SHA256 under its token of the challenge
+    and what it claims to be (model, environment, pid), so a look-alike can neither answer nor
+    replay another server's answer."""
+    message = f"mlops-serve/v1:{challenge}:{model}:{environment}:{pid}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
 
 MAX_BODY = int(os.environ.get("MLOPS_SERVE_MAX_BODY", str(1 << 20)))
 DISCARD_LIMIT = 16 * MAX_BODY  # oversized bodies up to this size are read and dropped before the 413
@@ -564,6 +579,7 @@ class Handler(BaseHTTPRequestHandler):
                     "error": server.error,
                     "since": server.started,
                     "pid": os.getpid(),
+                    **self._proof(),
                 },
             )
         elif path in (
@@ -654,7 +670,7 @@ class Handler(BaseHTTPRequestHandler):
         if (
             forced is not None
         ):  # the reconciler's smoke test of one version: not traffic, so neither logged nor shadowed
-            if self.headers.get("X-Mlops-Token") != server.token:
+            if not self._token_ok():
                 raise BadRequest("X-Mlops-Version: needs the reconciler's X-Mlops-Token", 403)
             candidates = [v for v, _ in routing.primaries] + ([routing.shadow] if routing.shadow else [])
             found = next((v for v in candidates if str(v.version) == forced), None)
@@ -689,9 +705,22 @@ class Handler(BaseHTTPRequestHandler):
             if routing.shadow is not None:
                 server.shadow_pool.submit(_shadow, server, routing.shadow, routing.spec, records, request_id)
 
+    def _proof(self) -> dict[str, str]:
+        """The answer to the reconciler's challenge (X-Mlops-Challenge): an HMAC of it under the
+        token, which only the server started with that token can compute. The token itself never
+        leaves the reconciler for a server that has not proven this."""
+        challenge = self.headers.get("X-Mlops-Challenge", "")
+        if not CHALLENGE.match(challenge):
+            return {}
+        model, env = str(self.server.spec.get("model")), str(self.server.spec.get("environment"))
+        return {"proof": identity_proof(self.server.token, challenge, model, env, os.getpid())}
+
+    def _token_ok(self) -> bool:
+        return hmac.compare_digest(self.headers.get("X-Mlops-Token", "").encode(), self.server.token.encode())
+
     def _reload(self) -> None:
         server = self.server
-        if self.headers.get("X-Mlops-Token") != server.token:
+        if not self._token_ok():
             self._raw()
             self._send(403, {"error": "X-Mlops-Token: wrong or missing (expected the reconciler's token)"})
             return
@@ -813,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token-file", type=Path, default=None)
     args = parser.parse_args(argv)
+    redact.install()  # the server's log is a sink like any other
     spec = json.loads(args.spec.read_text())
     token = args.token_file.read_text().strip() if args.token_file else uuid.uuid4().hex
     return run(spec, args.host, args.port, token)

@@ -9,13 +9,32 @@ Two roots:
 * the workspace, `<repo>/.mlops`: what one checkout's commands hand each other (the gate's
   facts and its comment), gone with the checkout.
 
-Nothing else in the engine spells a path under either of them.
+Nothing else in the engine spells a path under either of them. Every environment and model
+name is checked here, before any path is made of it (and so before any file is opened): a
+name that could climb out of its folder never becomes a path.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from .errors import MlopsError
+
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def name(kind: str, value: object) -> str:
+    """`value` when it is a name (a DNS-1123 label, as mlops.yaml's and the schemas'); else one
+    line naming it."""
+    if not isinstance(value, str) or not NAME.match(value):
+        raise MlopsError(
+            f"{kind} {str(value)[:64]!r}: not a name (expected a DNS label: lowercase letters, digits "
+            "and '-', as in mlops.yaml)"
+        )
+    return value
+
 
 STATE_DIR_ENV = "MLOPS_STATE_DIR"
 WORKSPACE = ".mlops"
@@ -32,7 +51,7 @@ def workspace(root: Path) -> Path:
 
 # -- the log of everything that happened to a deployment (records.py reads and writes it) --------
 def records_log(root: Path, env: str, model: str) -> Path:
-    return state_dir(root) / "records" / env / f"{model}.jsonl"
+    return state_dir(root) / "records" / name("environment", env) / f"{name('model', model)}.jsonl"
 
 
 # -- model servers (the local target) ------------------------------------------------------------
@@ -42,16 +61,16 @@ def servers_dir(root: Path) -> Path:
 
 def server_file(root: Path, env: str, model: str, suffix: str = ".json") -> Path:
     """<model>.json (host, port, pid), .spec.json (what it serves), .token (0600), .log."""
-    return servers_dir(root) / env / f"{model}{suffix}"
+    return servers_dir(root) / name("environment", env) / f"{name('model', model)}{suffix}"
 
 
 def inference_log(root: Path, env: str, model: str) -> Path:
     """Where the model server of (env, model) logs every answer (what drift and feedback read)."""
-    return state_dir(root) / "inference" / env / f"{model}.jsonl"
+    return state_dir(root) / "inference" / name("environment", env) / f"{name('model', model)}.jsonl"
 
 
 def lock_file(root: Path, env: str) -> Path:
-    return state_dir(root) / "locks" / f"{env}.lock"
+    return state_dir(root) / "locks" / f"{name('environment', env)}.lock"
 
 
 def artifacts_dir(root: Path) -> Path:
@@ -59,9 +78,14 @@ def artifacts_dir(root: Path) -> Path:
     return state_dir(root) / "artifacts"
 
 
+def artifact_dir(root: Path, model: str, version: int) -> Path:
+    """One version's verified artifact folder (its `model/` inside)."""
+    return artifacts_dir(root) / name("model", model) / f"v{int(version)}"
+
+
 # -- reports and packs ---------------------------------------------------------------------------
 def drift_reports(root: Path, env: str, model: str) -> Path:
-    return state_dir(root) / "drift" / env / model
+    return state_dir(root) / "drift" / name("environment", env) / name("model", model)
 
 
 def references(root: Path) -> Path:
@@ -70,11 +94,11 @@ def references(root: Path) -> Path:
 
 
 def feedback_reports(root: Path, env: str, model: str) -> Path:
-    return state_dir(root) / "feedback" / env / model
+    return state_dir(root) / "feedback" / name("environment", env) / name("model", model)
 
 
 def evidence_dir(root: Path, env: str) -> Path:
-    return state_dir(root) / "evidence" / env
+    return state_dir(root) / "evidence" / name("environment", env)
 
 
 # -- the workspace: one checkout's hand-offs -----------------------------------------------------

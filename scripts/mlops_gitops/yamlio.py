@@ -19,6 +19,7 @@ import yaml
 from .errors import MlopsError
 
 MAX_BYTES = 1 << 20
+MAX_DEPTH = 64  # nesting of mappings and sequences a configuration file may have
 
 
 class YamlError(MlopsError):
@@ -31,31 +32,68 @@ class YamlError(MlopsError):
 
 
 class _StrictLoader(yaml.SafeLoader):
+    depth = 0
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the PyYAML stubs
             raise yaml.constructor.ConstructorError(
                 None, None, "YAML alias (*name): not allowed in configuration files", event.start_mark
             )
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
             seen.add(key)
+            if value_node.tag == _AMBIGUOUS:  # name the field, not only the word
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key}: {value_node.value}{_AMBIGUOUS_WHY}", value_node.start_mark
+                )
         return super().construct_mapping(node, deep=deep)
 
 
-# Timestamps stay strings: the documents must be plain JSON data.
+# Timestamps stay strings: the documents must be plain JSON data. Booleans are YAML 1.2's
+# (true/false): the words YAML 1.1 also reads as booleans (yes, no, on, off) are refused in
+# configuration, since YAML 1.2 tools (conftest, Argo CD, Go) read them as strings and would
+# judge another value than the validator saw.
+_BOOL = "tag:yaml.org,2002:bool"
+_AMBIGUOUS_WHY = " is a YAML 1.1 boolean, which YAML 1.2 tools (conftest, Argo CD) read as a string"
+_AMBIGUOUS = "tag:mlops-gitops,2026:yaml11-bool"
+_YAML12_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_YAML11_ONLY = re.compile(r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$")
 _StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:timestamp", _BOOL)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_StrictLoader.add_implicit_resolver(_BOOL, _YAML12_BOOL, list("tTfF"))
+_StrictLoader.add_implicit_resolver(_AMBIGUOUS, _YAML11_ONLY, list("yYnNoO"))
+
+
+def _ambiguous(loader: Any, node: Any) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None,
+        None,
+        f"{node.value}{_AMBIGUOUS_WHY}",
+        node.start_mark,
+    )
+
+
+_StrictLoader.add_constructor(_AMBIGUOUS, _ambiguous)
 
 
 class _Yaml12Loader(_StrictLoader):
@@ -63,12 +101,9 @@ class _Yaml12Loader(_StrictLoader):
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag != _AMBIGUOUS]
     for first, resolvers in _StrictLoader.yaml_implicit_resolvers.items()
 }
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
 
 
 def loads_data(text: str, source: str = "<string>") -> Any:
@@ -79,6 +114,8 @@ def loads_data(text: str, source: str = "<string>") -> Any:
 _EXPECTED = {
     "yaml": "plain data: write the value out instead of an alias",
     "duplicate": "each key once in a mapping",
+    "a": "true or false (quote it for a string)",
+    "nested": f"at most {MAX_DEPTH} levels of nesting",
 }
 
 
@@ -93,8 +130,11 @@ def _parse(text: str, source: str, loader: type[_StrictLoader]) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = str(exc.problem or exc.context)
-        expected = _EXPECTED.get(problem.split(" ", 1)[0].lower(), "valid YAML")
+        key = "a" if _AMBIGUOUS_WHY in problem else problem.split(" ", 1)[0].lower()
+        expected = _EXPECTED.get(key, "valid YAML")
         raise YamlError(source, where, problem, expected) from None
+    except RecursionError:
+        raise YamlError(source, "", "nested too deep", f"at most {MAX_DEPTH} levels of nesting") from None
     except yaml.YAMLError as exc:
         raise YamlError(source, "", f"YAML: {exc}", "valid YAML") from None
 

@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_server(workdir: Path, timeout: float = 90.0) -> Iterator[str]:
+def mlflow_server(workdir: Path, timeout: float = 90.0, backend: str | None = None) -> Iterator[str]:
+    """A served registry: its own sqlite store under workdir, or `backend` (an existing one)."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -34,7 +35,7 @@ def mlflow_server(workdir: Path, timeout: float = 90.0) -> Iterator[str]:
         "--port",
         str(port),
         "--backend-store-uri",
-        f"sqlite:///{workdir / 'server.db'}",
+        backend or f"sqlite:///{workdir / 'server.db'}",
         "--artifacts-destination",
         str(workdir / "artifacts"),
         "--workers",

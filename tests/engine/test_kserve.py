@@ -415,4 +415,5 @@ def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Pa
     project = repo / "mlops.yaml"
     project.write_text(project.read_text().replace("output_dir: deploy/kserve", "output_dir: ../elsewhere"))
     outside = run_mlops("hydrate", cwd=repo)
-    assert outside.returncode == 2 and "is outside the repository" in outside.stderr
+    assert outside.returncode == 1  # configuration: refused by validation before any path is used
+    assert "mlops.yaml: deploy.kserve.output_dir: ../elsewhere is outside the repository" in outside.stderr

@@ -7,6 +7,7 @@ import csv
 import fcntl
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
@@ -756,3 +757,99 @@ def test_the_server_is_neither_starved_nor_fooled(repo: Path) -> None:
     assert head.startswith(b"HTTP/1.1 405") and head.endswith(b"\r\n\r\n")  # no body to HEAD
     status, answer = http("POST", f"{url}/predict", {"dataframe_records": [good]})
     assert status == 200 and len(answer["predictions"]) == 1  # still serving
+
+
+LOOK_ALIKE = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+port, answer, seen = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        with open(seen, "a") as out:
+            out.write(json.dumps({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                  "body": self.rfile.read(length).decode(errors="replace")}) + "\n")
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_the_reconciler_talks_only_to_what_it_started(repo: Path, tmp_path: Path) -> None:
+    """#15 class 4: after a crash, a look-alike on the recorded port that answers /health exactly as
+    the real server did (a replayed proof included) is never sent the token, never recorded healthy
+    and never signaled; and `mlops down` never signals a pid that another process now has."""
+    set_manifest(repo, "staging", "v1", version=1)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    url, state_file = url_of(repo), repo / ".mlops/servers/staging/churn.json"
+    state = json.loads(state_file.read_text())
+    assert state["started"]  # the process's identity, beside its pid
+    challenge = "ab" * 16
+    status, replay = http("GET", f"{url}/health", headers={"X-Mlops-Challenge": challenge})
+    assert status == 200 and len(replay["proof"]) == 64
+    assert http("GET", f"{url}/health")[1].get("proof") is None  # no challenge, no proof
+    os.kill(state["pid"], signal.SIGKILL)  # the server crashes
+    port = int(url.rsplit(":", 1)[1])
+    seen = tmp_path / "seen.jsonl"
+    deadline = time.monotonic() + 30
+    look_alike = None
+    while look_alike is None or look_alike.poll() is not None:
+        assert time.monotonic() < deadline, "the port was not freed"
+        time.sleep(0.2)
+        look_alike = subprocess.Popen(
+            [sys.executable, "-c", LOOK_ALIKE, str(port), json.dumps(replay), str(seen)]
+        )
+        time.sleep(0.5)
+    try:
+        while not port_answers(port):
+            time.sleep(0.1)
+        status_out = run_mlops("status", "--env", "staging", "-o", "json", cwd=repo)
+        (row,) = json.loads(status_out.stdout)["deployments"]
+        assert row["health"] != "healthy", row
+        proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        moved = url_of(repo)
+        assert moved != url  # a server of ours, on another port
+        assert records(repo)[-1]["url"] == moved and records(repo)[-1]["result"] == "healthy"
+        assert http("GET", f"{moved}/health")[1]["versions"] == [1]
+        asked = [json.loads(line) for line in seen.read_text().splitlines()]
+        assert asked and all(a["method"] == "GET" and a["path"] == "/health" for a in asked)
+        token = (repo / ".mlops/servers/staging/churn.token").read_text().strip()
+        assert not any(token in json.dumps(a) for a in asked)  # the secret never left
+        assert all(a["headers"].get("X-Mlops-Challenge") not in (None, challenge) for a in asked)
+
+        # a pid reused by another process: `mlops down` must not signal it
+        ours = json.loads(state_file.read_text())
+        os.kill(ours["pid"], signal.SIGKILL)
+        time.sleep(0.5)
+        stranger = subprocess.Popen(["sleep", "60"])
+        state_file.write_text(json.dumps({**ours, "pid": stranger.pid}))
+        try:
+            assert run_mlops("down", cwd=repo).returncode == 0
+            assert stranger.poll() is None  # still running: never signaled
+        finally:
+            stranger.kill()
+            stranger.wait()
+        assert look_alike.poll() is None  # nor was the look-alike
+    finally:
+        look_alike.kill()
+        look_alike.wait()
+
+
+def port_answers(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -141,3 +141,117 @@ def test_a_model_card_must_be_a_template_of_the_names_evidence_fills_in(repo: Pa
     card.unlink()
     proc = run_mlops("validate", cwd=repo)
     assert "models/churn/card.md: missing (expected the model card template" in proc.stdout
+
+
+# -- names and paths: nothing the repository declares is followed outside it (#15) ---------------
+def test_a_name_that_climbs_out_is_refused_before_any_file_is_touched(repo: Path) -> None:
+    (repo / "pipelines").mkdir(exist_ok=True)
+    lock = repo / "pipelines/dvc.lock"
+    lock.write_text("schema: '2.0'\n")
+    (repo / ".mlops/locks").mkdir(parents=True)
+    before = tree_digest(repo)
+    for verb in (
+        ("reconcile", "--env", "../pipelines/dvc"),
+        ("reconcile", "--env", "../../pipelines/dvc"),
+        ("plan", "--env", "../pipelines/dvc"),
+        ("status", "--env", "Staging"),
+    ):
+        proc = run_mlops(*verb, cwd=repo)
+        assert proc.returncode == 2, (verb, proc.stdout, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert tree_digest(repo) == before, verb
+    assert lock.read_text() == "schema: '2.0'\n"
+
+
+def test_links_out_of_the_repository_are_refused_not_read(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    manifest = repo / "environments/staging/churn.yaml"
+    shutil.copyfile(manifest, outside / "churn.yaml")
+    shutil.copytree(repo / "environments/production", outside / "production")
+    shutil.copyfile(repo / "models/churn/model.yaml", outside / "model.yaml")
+    (outside / "secret.txt").write_text("AWS_SECRET_ACCESS_KEY=do-not-print-me\n")
+
+    cases = {
+        "environments/staging/churn.yaml": outside / "churn.yaml",
+        "environments/production": outside / "production",
+        "models/churn/model.yaml": outside / "model.yaml",
+        "models/churn/card.md": outside / "secret.txt",
+    }
+    for link, target in cases.items():
+        path = repo / link
+        saved = tmp_path / "saved"
+        shutil.move(path, saved)
+        path.symlink_to(target)
+        try:
+            proc = run_mlops("validate", cwd=repo)
+            assert proc.returncode == 1, (link, proc.stdout)
+            assert (
+                f"{link}: a link out of the repository (expected a file in the repository "
+                "(nothing it declares is followed outside it))"
+            ) in proc.stdout.splitlines(), proc.stdout
+            assert "do-not-print-me" not in proc.stdout + proc.stderr
+            plan = run_mlops("plan", "--env", "staging", cwd=repo)
+            assert plan.returncode != 0 and "do-not-print-me" not in plan.stdout + plan.stderr
+        finally:
+            path.unlink()
+            shutil.move(saved, path)
+    assert run_mlops("validate", cwd=repo).returncode == 0
+
+
+def test_a_card_linked_out_never_reaches_the_evidence_pack(repo: Path, tmp_path: Path) -> None:
+    from mlops_gitops.config import Repo
+    from mlops_gitops.errors import MlopsError
+    from mlops_gitops.evidence.render import render_card
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do-not-print-me\n")
+    card = repo / "models/churn/card.md"
+    card.unlink()
+    card.symlink_to(secret)
+    with pytest.raises(MlopsError, match=r"^models/churn/card\.md: a link out of the repository") as err:
+        render_card(Repo(repo, {}), "churn", {})
+    assert "do-not-print-me" not in str(err.value)
+
+
+def test_two_files_for_one_model_are_an_error(repo: Path) -> None:
+    manifest = repo / "environments/staging/churn.yaml"
+    shutil.copyfile(manifest, manifest.with_suffix(".yml"))
+    before = tree_digest(repo)
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1
+    assert (
+        "environments/staging/churn.yaml: two files for model 'churn' (churn.yaml and churn.yml) "
+        "(expected one manifest per model: remove one)"
+    ) in proc.stdout.splitlines()
+    assert run_mlops("plan", "--env", "staging", cwd=repo).returncode != 0
+    assert tree_digest(repo) == before
+
+
+def test_an_emptied_manifest_is_never_planned_as_a_removal(repo: Path) -> None:
+    (repo / "environments/staging/churn.yaml").write_text("# emptied by mistake\n")
+    proc = run_mlops("plan", "--env", "staging", cwd=repo)
+    assert proc.returncode != 0
+    assert "remove" not in proc.stdout
+    assert "environments/staging/churn.yaml: empty file (or comments only)" in proc.stdout + proc.stderr
+
+
+def test_serving_the_network_is_a_choice_that_is_said(repo: Path) -> None:
+    project = repo / "mlops.yaml"
+    text = project.read_text()
+    project.write_text(text.replace("host: 127.0.0.1", "host: 0.0.0.0\n    allow_remote: true"))
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 0, proc.stdout
+    project.write_text(text.replace("host: 127.0.0.1", "host: ::1"))
+    assert run_mlops("validate", cwd=repo).returncode == 0
+
+
+def test_yaml_booleans_mean_what_yaml_1_2_tools_read() -> None:
+    from mlops_gitops import yamlio
+
+    for word in ("yes", "No", "ON", "off"):
+        with pytest.raises(yamlio.YamlError, match=f"suspend: {word} is a YAML 1.1 boolean"):
+            yamlio.loads(f"suspend: {word}\n", "m.yaml")
+        # what the policies read: the string conftest's YAML 1.2 parser gives them
+        assert yamlio.loads_data(f"suspend: {word}\n") == {"suspend": word}
+    assert yamlio.loads("a: true\nb: False\nc: 'yes'\n", "m.yaml") == {"a": True, "b": False, "c": "yes"}

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from .. import __version__, output
+from .. import __version__, output, redact
 from ..config import Repo, find_root, load_repo
 from ..errors import ExitCode, MlopsError
 
@@ -83,5 +83,6 @@ def main(ctx: click.Context, repo: Path | None, verbose: bool) -> None:
     reads its names and settings from mlops.yaml. Exit codes: 0 ok, 1 the check found
     problems, 2 the command could not run (bad usage, unreadable input).
     """
+    redact.install()  # credentials in a URI or a secret's value never reach a line we print
     ctx.ensure_object(dict)
     ctx.obj.update(repo=repo, verbose=verbose)

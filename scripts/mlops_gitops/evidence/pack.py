@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import redact
 from ..decisions import canonical, sha256
 from ..errors import MlopsError
 from . import controls
@@ -25,6 +26,7 @@ REQUIRED = (
     "summary.html",
 )
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+TEXT_SUFFIXES = (".json", ".jsonl", ".html", ".md", ".txt", ".yaml", ".yml", ".csv", ".log")
 
 
 @dataclass
@@ -38,10 +40,12 @@ class Pack:
     findings: list[str] = field(default_factory=list)  # what went against policy
 
     def add(self, path: str, data: Any) -> None:
-        """A file of the pack: bytes as they are, anything else as canonical JSON."""
+        """A file of the pack: bytes as they are (text redacted), anything else as canonical
+        JSON (its strings redacted)."""
         if isinstance(data, bytes):
-            self.files[path] = data
+            self.files[path] = redact.redact_bytes(data) if path.endswith(TEXT_SUFFIXES) else data
         else:
+            data = redact.redact_data(data)
             self.documents[path] = data
             self.files[path] = canonical(data)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..config import CARD_NAMES, MODELS_DIR, Repo
+from ..config import CARD_NAMES, MODELS_DIR, Repo, outside
 from ..decisions import sha256
 from ..errors import MlopsError
 from .pack import Pack
@@ -73,6 +73,8 @@ def render_card(repo: Repo, model: str, context: dict[str, Any]) -> str:
 
     path = repo.root / MODELS_DIR / model / "card.md"
     display = path.relative_to(repo.root).as_posix()
+    if path.exists() and outside(repo.root, path):
+        raise MlopsError(f"{display}: a link out of the repository (expected a file in it; never followed)")
     if not path.is_file():
         raise MlopsError(
             f"{display}: missing (expected the model card template; `mlops model add` writes one)"

@@ -34,8 +34,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .. import yamlio
+from ..config import outside
+from ..errors import MlopsError
 from ..gitinfo import git
 from ..health import Health, Reason
+from ..state import NAME, name
 from . import DeployFailed, Desired, Live
 from .cluster import ClusterHealth, ready_condition
 
@@ -177,6 +180,11 @@ class KServeTarget:
         self.settings = settings
         self.namespace = str(settings.get("namespace", "models"))
         self.output_dir = root / str(settings.get("output_dir", "deploy/kserve"))
+        if outside(root, self.output_dir):
+            raise MlopsError(
+                f"mlops.yaml: deploy.kserve.output_dir: {settings.get('output_dir')} is outside the "
+                "repository (expected a folder inside it)"
+            )
         self.context = str(settings.get("kube_context") or "")
         self.serving = Serving.of(settings)
         health = settings.get("health") or {}
@@ -201,12 +209,16 @@ class KServeTarget:
         return self._store
 
     def path(self, env: str, model: str) -> Path:
-        return self.output_dir / env / f"{model}.yaml"
+        return self.output_dir / name("environment", env) / f"{name('model', model)}.yaml"
 
     def running(self) -> list[tuple[str, str]]:
         if not self.output_dir.exists():
             return []
-        return sorted((p.parent.name, p.stem) for p in self.output_dir.glob("*/*.yaml"))
+        return sorted(
+            (p.parent.name, p.stem)
+            for p in self.output_dir.glob("*/*.yaml")
+            if NAME.match(p.stem) and NAME.match(p.parent.name)  # what this target writes, nothing else
+        )
 
     def _kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         binary = shutil.which("kubectl")

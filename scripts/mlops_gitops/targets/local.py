@@ -1,9 +1,12 @@
 """Target `local`: each (environment, model) is a model server process on this machine.
 
-State lives in `state.server_file` (<model>.json: host, port, pid), with the spec the
-server started from and its reload token (mode 0600) beside it. The server's own `/health`
-is the truth about what runs, so a state file left by a killed reconciler is adopted or
-corrected, never trusted blindly. A new version is loaded beside the old one inside the
+State lives in `state.server_file` (<model>.json: host, port, pid and the process's start
+time), with the spec the server started from and its reload token (mode 0600) beside it. The
+server's own `/health` is the truth about what runs, but only once the server has proven it is
+ours: it answers a fresh challenge with an HMAC under the token, so whatever else listens on a
+recorded port after a crash is never sent the token, never recorded healthy and never signaled;
+and a pid is signaled only while its start time is the one recorded (a reused pid is another
+process). A new version is loaded beside the old one inside the
 running server and swapped in only after its smoke prediction: requests never see a gap,
 and a version that fails keeps the old one serving.
 """
@@ -11,6 +14,7 @@ and a version that fails keeps the old one serving.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import secrets
@@ -24,9 +28,11 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import yamlio
+from .. import output, yamlio
+from ..config import LOOPBACK
 from ..health import Health, Reason
-from ..state import inference_log, server_file, servers_dir
+from ..serve import identity_proof
+from ..state import NAME, inference_log, server_file, servers_dir
 from . import DeployFailed, Desired, Live
 
 if TYPE_CHECKING:
@@ -73,6 +79,11 @@ class LocalTarget:
     def __init__(self, root: Path, settings: dict[str, Any]):
         self.root = root
         self.host = str(settings.get("host", "127.0.0.1"))
+        if settings.get("allow_remote") and not LOOPBACK.match(self.host):
+            output.warn(
+                f"deploy.local.host {self.host}: the model servers answer anyone who can reach this "
+                "host (allow_remote: true); put them behind a firewall or an authenticating proxy"
+            )
         # None: each server gets a port the OS finds free when it first starts (recorded in its
         # state file and deployment records), so projects on one host never collide.
         self.base_port: int | None = int(settings["base_port"]) if settings.get("base_port") else None
@@ -99,7 +110,11 @@ class LocalTarget:
         base = servers_dir(self.root)
         # <model>.json only: <model>.spec.json beside it is the server's own input
         return (
-            sorted((p.parent.name, p.stem) for p in base.glob("*/*.json") if "." not in p.stem)
+            sorted(
+                (p.parent.name, p.stem)
+                for p in base.glob("*/*.json")
+                if NAME.match(p.stem) and NAME.match(p.parent.name)  # not .spec.json; only names
+            )
             if base.exists()
             else []
         )
@@ -123,25 +138,43 @@ class LocalTarget:
         return port
 
     # -- interface -----------------------------------------------------------------------
+    def _health(self, env: str, model: str, url: str) -> tuple[int, Any, bool]:
+        """(status, body, proven): /health with a fresh challenge; proven when the answer is the
+        HMAC that only the server started with this deployment's token can compute."""
+        challenge = secrets.token_hex(16)
+        status, body = http_json("GET", f"{url}/health", headers={"X-Mlops-Challenge": challenge}, timeout=3)
+        if status == 0 or not isinstance(body, dict):
+            return status, body, False
+        try:
+            token = self._token(env, model)
+        except OSError:
+            return status, body, False
+        pid = body.get("pid")
+        expected = identity_proof(token, challenge, model, env, pid) if isinstance(pid, int) else ""
+        proven = bool(expected) and hmac.compare_digest(str(body.get("proof", "")), expected)
+        return status, body, proven
+
     def observe(self, env: str, model: str) -> Live:
         state = self._read_state(env, model)
         if state is None:
             return Live(model, env, health=Health.MISSING, detail="no server")
         url = self.url(state)
-        status, body = http_json("GET", f"{url}/health", timeout=3)
+        status, body, proven = self._health(env, model, url)
         if status == 0 or not isinstance(body, dict):
             return Live(model, env, health=Health.MISSING, url=url, detail=f"no server answers on {url}")
-        if (body.get("model"), body.get("environment")) != (model, env):
+        if not proven:  # a look-alike, or another deployment's server: never sent the token or signaled
             return Live(
                 model,
                 env,
                 health=Health.DEGRADED,
                 url=url,
-                detail=f"{url} serves {body.get('model')} in {body.get('environment')}, not {model} in {env}",
+                detail=f"{url} answers, but not as the server this target started for {model} in {env} "
+                "(it could not prove it holds this deployment's token)",
                 extra={"foreign": True},
             )
-        if body.get("pid") and body["pid"] != state.get("pid"):
-            state["pid"] = body["pid"]  # a reconciler killed before it wrote the pid: adopt the server
+        if body["pid"] != state.get("pid") or not state.get("started"):
+            # a reconciler killed before it wrote the pid: adopt the server, now that it is proven
+            state.update(pid=body["pid"], started=process_start(body["pid"]))
             self._write_state(env, model, state)
         routing = tuple((int(t["version"]), int(t["percent"])) for t in body.get("traffic") or [])
         health = {"ready": Health.HEALTHY, "loading": Health.PROGRESSING}.get(
@@ -254,7 +287,7 @@ class LocalTarget:
                 cwd=self.root,
                 start_new_session=True,  # outlives the reconciler, which may be killed
             )
-        new_state["pid"] = process.pid
+        new_state.update(pid=process.pid, started=process_start(process.pid))
         self._write_state(env, model, new_state)
         url = self.url(new_state)
         deadline = time.monotonic() + READY_TIMEOUT
@@ -263,14 +296,14 @@ class LocalTarget:
             if code is not None:
                 reason = Reason.TARGET_UNAVAILABLE if code == 3 else Reason.HEALTH_CHECK_FAILED
                 raise DeployFailed(reason, f"{model} in {env}: the server exited ({code}): {_tail(log_file)}")
-            status, body = http_json("GET", f"{url}/health", timeout=2)
-            if status == 200:
+            status, body, proven = self._health(env, model, url)
+            if status == 200 and proven:
                 return self.observe(env, model)
-            if isinstance(body, dict) and body.get("status") == "failed":
-                self._stop(process.pid)
+            if proven and body.get("status") == "failed":
+                self._stop(process.pid, new_state["started"])
                 raise DeployFailed(Reason.HEALTH_CHECK_FAILED, f"{model} in {env}: {body.get('error')}")
             time.sleep(0.2)
-        self._stop(process.pid)
+        self._stop(process.pid, new_state["started"])
         raise DeployFailed(
             Reason.HEALTH_CHECK_FAILED,
             f"{model} in {env}: not ready after {READY_TIMEOUT:.0f}s: {_tail(log_file)}",
@@ -284,11 +317,12 @@ class LocalTarget:
                 Reason.HEALTH_CHECK_FAILED, f"{desired.model} in {desired.environment}: no server"
             )
         url = self.url(state)
-        status, body = http_json("GET", f"{url}/health", timeout=5)
-        if status != 200:
+        status, body, proven = self._health(desired.environment, desired.model, url)
+        if status != 200 or not proven:
             raise DeployFailed(
                 Reason.HEALTH_CHECK_FAILED,
-                f"{desired.model} in {desired.environment}: /health answered {status or 'nothing'}",
+                f"{desired.model} in {desired.environment}: /health answered {status or 'nothing'}"
+                + ("" if proven else " (and could not prove it is this deployment's server)"),
             )
         served = tuple((int(t["version"]), int(t["percent"])) for t in body.get("traffic") or [])
         if served != desired.routing or body.get("shadow") != desired.shadow:
@@ -322,8 +356,10 @@ class LocalTarget:
                     f"{status or 'nothing'}: {error or answer}",
                 )
 
-    def _stop(self, pid: int | None) -> None:
-        if not pid:
+    def _stop(self, pid: int | None, started: str | None = None) -> None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT: only the process that pid named when this
+        target started it (or proved it), never one that reused the number."""
+        if not pid or started is None or process_start(pid) != started:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -354,12 +390,29 @@ class LocalTarget:
         if state is None:
             return
         live = self.observe(env, model)
-        pid = (live.extra or {}).get("pid") or state.get("pid")
-        if not live.extra.get("foreign"):  # never stop a process that is not ours
-            self._stop(pid)
+        state = self._read_state(env, model) or state  # observe adopts a proven server's pid
+        if live.extra.get("foreign"):  # never stop a process that is not ours
+            output.warn(f"{env}/{model}: {live.detail}; not signaled")
+        else:
+            self._stop(state.get("pid"), state.get("started"))
         for suffix in (".json", ".spec.json", ".token"):
             with contextlib.suppress(FileNotFoundError):
                 server_file(self.root, env, model, suffix).unlink()
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, as the kernel tells it (Linux: /proc/<pid>/stat's start time
+    in clock ticks since boot; elsewhere `ps -o lstart=`); None when no such process. With the
+    pid, it names one process: a pid reused by another process has another start."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return "proc:" + stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, ValueError):
+        pass
+    if Path("/proc/self/stat").exists():
+        return None  # Linux, and no such process
+    found = subprocess.run(["ps", "-o", "lstart=", "-p", str(int(pid))], capture_output=True, text=True)
+    return "ps:" + found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else None
 
 
 def _tail(path: Path, lines: int = 3) -> str:
