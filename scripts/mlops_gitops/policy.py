@@ -25,6 +25,13 @@ from .errors import MlopsError
 
 RULE = re.compile(r"^(deny|violation|warn)(?:_([A-Za-z0-9_]+))?$")
 PACKAGE = re.compile(r"^\s*package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
+# A rule definition conftest evaluates, at the start of a line: its head, then how it is defined.
+RULE_HEAD = re.compile(
+    r"^(?:deny|violation|warn)(?:_[A-Za-z0-9_]+)?(?=\s*(?:contains\b|if\b|\[|\{|:=|=(?!=)))", re.MULTILINE
+)
+# Rego v0's partial set head (`deny[msg]`): in Rego v1 it defines an object, which conftest reads
+# as no result at all, so every input would silently pass.
+V0_SET_HEAD = re.compile(r"^((?:deny|violation|warn)(?:_[A-Za-z0-9_]+)?)\s*\[", re.MULTILINE)
 
 
 class PolicyError(MlopsError):
@@ -61,6 +68,12 @@ class PolicyFile:
     def is_test(self) -> bool:
         return self.path.name.endswith("_test.rego")
 
+    @property
+    def rule_count(self) -> int:
+        """How many deny/violation/warn definitions it has (two bodies of `deny` are two), as
+        conftest counts the tests of a namespace."""
+        return 0 if self.is_test else len(RULE_HEAD.findall(self.source))
+
 
 def load_policies(paths: Sequence[Path], root: Path | None = None) -> list[PolicyFile]:
     files: list[PolicyFile] = []
@@ -74,6 +87,14 @@ def load_policies(paths: Sequence[Path], root: Path | None = None) -> list[Polic
             display = path.relative_to(root).as_posix() if root and path.is_relative_to(root) else str(path)
             if not match:
                 raise PolicyError(f"{display}:1: no package declaration (expected `package <name>`)")
+            v0 = V0_SET_HEAD.search(source)
+            if v0:
+                line = source.count("\n", 0, v0.start()) + 1
+                raise PolicyError(
+                    f"{display}:{line}: rego_parse_error: `{v0.group(1)}[...]` is Rego v0's partial set "
+                    f"(in Rego v1 it defines an object, which conftest ignores; expected "
+                    f"`{v0.group(1)} contains msg if {{ ... }}`)"
+                )
             files.append(PolicyFile(path, display, match.group(1), source))
     if not files:
         raise MlopsError(f"{', '.join(map(str, paths))}: no .rego files (expected policies)")
@@ -99,33 +120,39 @@ def _message(value: Any) -> tuple[str, dict[str, Any]]:
     return json.dumps(value, sort_keys=True), {}
 
 
-def _exempted(exceptions: Any) -> set[str]:
-    names: set[str] = set()
+def _exception_matches(exceptions: Any, name: str) -> int:
+    """How many ways `data.<ns>.exception[_][_] == name` holds: conftest's exception count."""
+    count = 0
     for entry in exceptions or []:
         if isinstance(entry, list):
-            names.update(str(name) for name in entry)
-        elif isinstance(entry, str):
-            names.add(entry)
-    return names
+            count += sum(1 for item in entry if item == name)
+    return count
 
 
-def results_for(namespace: str, document: dict[str, Any], filename: str) -> FileResult:
-    """Turn one evaluated package document into conftest's per-file result."""
+def results_for(namespace: str, document: dict[str, Any], filename: str, rule_count: int = 0) -> FileResult:
+    """Turn one evaluated package document into conftest's per-file result, counted as conftest
+    counts: an exempted rule is its exceptions (its failures dropped), a rule with no result is
+    one success, and definitions beyond the results found are successes too."""
     result = FileResult(filename, namespace)
-    exempt = _exempted(document.get("exception"))
     for rule, values in sorted(document.items()):
         match = RULE.match(rule)
         if not match or not isinstance(values, list | set):
             continue
         kind = "warning" if match.group(1) == "warn" else "failure"
         suffix = match.group(2) or ""
-        if kind == "failure" and suffix in exempt:
-            kind = "exception"
+        exempted = _exception_matches(document.get("exception"), suffix) if kind == "failure" else 0
+        if exempted:
+            query = f'data.{namespace}.exception[_][_] == "{suffix}"'
+            result.findings += [Finding("exception", rule, query)] * exempted
+            continue
         if not values:
             result.successes += 1
         for value in sorted(values, key=lambda v: json.dumps(v, sort_keys=True)):
             msg, metadata = _message(value)
             result.findings.append(Finding(kind, rule, msg, metadata))
+    counted = result.successes + len(result.findings)
+    if counted < rule_count:
+        result.successes += rule_count - counted
     return result
 
 
@@ -188,12 +215,19 @@ def evaluate(
     namespaces: Sequence[str],
     data: dict[str, Any] | None = None,
 ) -> list[FileResult]:
-    """Every namespace over every input: conftest test semantics."""
+    """Every namespace over every input: conftest test semantics. An input that is a list (a
+    multi-document YAML file, a JSON array) is several inputs, their results under one file."""
     results = []
+    rules = {ns: sum(f.rule_count for f in files if f.package == ns) for ns in namespaces}
     with EmbeddedOpa([f for f in files if not f.is_test], data) as opa:
         for filename, document in inputs:
             for namespace in namespaces:
-                results.append(results_for(namespace, opa.package(namespace, document), filename))
+                merged = FileResult(filename, namespace)
+                for part in document if isinstance(document, list) else [document]:
+                    one = results_for(namespace, opa.package(namespace, part), filename, rules[namespace])
+                    merged.successes += one.successes
+                    merged.findings += one.findings
+                results.append(merged)
     return results
 
 
@@ -444,14 +478,8 @@ def run(
     """
     import shutil
 
-    from . import yamlio
-
     dirs = list(policy_dirs) or [root / "policies"]
-    data: dict[str, Any] = {}
-    for data_file in data_files:
-        loaded = yamlio.loads_data(data_file.read_text(), str(data_file))
-        if isinstance(loaded, dict):
-            data.update(loaded)
+    data = load_data(data_files)
     if files:
         groups = [([str(f) for f in files], list(namespaces), all_namespaces)]
     else:
@@ -465,11 +493,80 @@ def run(
         if binary:
             results += conftest_test(binary, dirs, names, wanted, every, list(data_files))
             continue
-        inputs = [
-            (name, yamlio.loads_data((root / name).read_text(encoding="utf-8"), name)) for name in names
-        ]
+        inputs = [(name, parse_input(root / name, name)) for name in names]
         results += evaluate(policy_files, inputs, select_namespaces(policy_files, wanted, every), data)
     return Run(results, "conftest" if binary else "embedded OPA", policy_files)
+
+
+PARSERS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
+
+
+def parse_input(path: Path, display: str) -> Any:
+    """One input file, parsed by its extension as conftest chooses its parser: YAML (every
+    document of a multi-document file: a list, which is several inputs), JSON or TOML. Any
+    other kind is an error naming the file, never a silent pass."""
+    import tomllib
+
+    from . import yamlio
+
+    kind = PARSERS.get(path.suffix.lower())
+    if kind is None:
+        raise MlopsError(
+            f"{display}: no parser for this kind of file (expected .yaml, .yml, .json or .toml; "
+            "conftest parses more kinds, such as Dockerfile, HCL or XML: run `conftest test` on it)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MlopsError(f"{display}: not UTF-8 text (expected a {kind.upper()} file)") from None
+    try:
+        if kind == "json":
+            return json.loads(text)
+        if kind == "toml":
+            return tomllib.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MlopsError(
+            f"{display}: line {exc.lineno}, column {exc.colno}: {exc.msg} (expected JSON)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MlopsError(f"{display}: {exc} (expected TOML)") from None
+    documents = [d for d in yamlio.loads_data_all(text, display) if d is not None]
+    return documents[0] if len(documents) == 1 else documents
+
+
+DATA_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_data(paths: Sequence[Path]) -> dict[str, Any]:
+    """--data: files merged at data's root, and directories as OPA loads them: each YAML or JSON
+    file under one is merged at the path of its folder (dir/a/b.yaml under data.a)."""
+    data: dict[str, Any] = {}
+    for given in paths:
+        found = (
+            sorted(
+                p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in (".yaml", ".yml", ".json")
+            )
+            if given.is_dir()
+            else [given]
+        )
+        for path in found:
+            loaded = parse_input(path, str(path))
+            if not isinstance(loaded, dict):
+                raise MlopsError(f"{path}: got {type(loaded).__name__} (expected a mapping of data)")
+            where = data
+            if given.is_dir():
+                for part in path.parent.relative_to(given).parts:
+                    where = where.setdefault(part, {})
+            _merge(where, loaded)
+    return data
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def render(results: Sequence[FileResult], fmt: str) -> str:

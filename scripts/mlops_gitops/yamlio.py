@@ -111,6 +111,12 @@ def loads_data(text: str, source: str = "<string>") -> Any:
     return _parse(text, source, _Yaml12Loader)
 
 
+def loads_data_all(text: str, source: str = "<string>") -> list[Any]:
+    """Every document of a multi-document YAML stream (`---`), as loads_data reads each."""
+    documents: list[Any] = _parse(text, source, _Yaml12Loader, every=True)
+    return documents
+
+
 _EXPECTED = {
     "yaml": "plain data: write the value out instead of an alias",
     "duplicate": "each key once in a mapping",
@@ -123,8 +129,10 @@ def loads(text: str, source: str = "<string>") -> Any:
     return _parse(text, source, _StrictLoader)
 
 
-def _parse(text: str, source: str, loader: type[_StrictLoader]) -> Any:
+def _parse(text: str, source: str, loader: type[_StrictLoader], every: bool = False) -> Any:
     try:
+        if every:
+            return list(yaml.load_all(text, Loader=loader))
         return yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -94,7 +94,8 @@ def test_conftest_conventions(tmp_path: Path) -> None:
     # an exception exempts deny_foo by its suffix, and is counted apart
     exempt = doc(tmp_path, "exempt.yaml", kind="bad", exempt=True)
     (report,) = json.loads(check(tmp_path, str(exempt), "--output", "json").stdout)
-    assert [e["msg"] for e in report["exceptions"]] == ["suffixed deny, exempted below"]
+    # as conftest reports it: the exception query that matched, the rule's failures dropped
+    assert [e["msg"] for e in report["exceptions"]] == ['data.main.exception[_][_] == "foo"']
     assert "suffixed deny, exempted below" not in [f["msg"] for f in report["failures"]]
 
 
@@ -175,3 +176,106 @@ def test_markdown_for_the_pull_request_comment(tmp_path: Path) -> None:
     assert f"| failure | `{bad}` | `main.deny` | plain deny |" in text
     good = doc(tmp_path, "good.yaml", kind="good")
     assert check(tmp_path, str(good), "-o", "markdown").stdout.startswith("### Policy gate: ✅ **allowed**")
+
+
+# -- `mlops check` keeps its conftest claim (#15, class 7) ----------------------------------------
+def test_tests_are_counted_as_conftest_counts_them(tmp_path: Path) -> None:
+    """conftest counts a namespace's rule definitions (two bodies of `deny` are two tests), one
+    success per rule with no result, and tops successes up to the number of definitions."""
+    cases = {
+        "good": (5, 5, 0, 0, 0),  # 5 definitions, nothing found
+        "bad": (5, 1, 1, 3, 0),  # deny, deny_foo and violation fail; warn_style warns
+        "twice": (5, 3, 1, 1, 0),  # the second body of deny fails
+    }
+    for kind, (tests, passed, warnings, failures, exceptions) in cases.items():
+        path = doc(tmp_path, f"{kind}.yaml", kind=kind)
+        proc = check(tmp_path, str(path), "-o", "json")
+        (report,) = json.loads(proc.stdout)
+        counts = [len(report.get(k) or []) for k in ("warnings", "failures", "exceptions")]
+        assert [report["successes"], *counts] == [passed, warnings, failures, exceptions], kind
+        assert proc.stderr.strip().endswith(
+            f"{tests} tests, {passed} passed, {warnings} warnings, {failures} failures, "
+            f"{exceptions} exceptions (embedded OPA)"
+        ), proc.stderr
+
+
+def test_a_multi_document_file_is_several_inputs(tmp_path: Path) -> None:
+    path = tmp_path / "all.yaml"
+    path.write_text(
+        "kind: good\n---\nkind: bad\n---\n# an empty document is not an input\n---\nkind: twice\n"
+    )
+    (report,) = json.loads(check(tmp_path, str(path), "-o", "json").stdout)
+    assert report["filename"] == str(path)  # one file, its documents' results together
+    assert sorted(f["msg"] for f in report["failures"]) == [
+        "a violation with metadata",
+        "plain deny",
+        "second deny body",
+        "suffixed deny, exempted below",
+    ]
+    assert report["successes"] == 5 + 1 + 3
+    array = tmp_path / "all.json"
+    array.write_text(json.dumps([{"kind": "good"}, {"kind": "twice"}]))  # conftest: a JSON array too
+    (report,) = json.loads(check(tmp_path, str(array), "-o", "json").stdout)
+    assert [f["msg"] for f in report["failures"]] == ["second deny body"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("Dockerfile", "FROM python:3.11\n", "Dockerfile: no parser for this kind of file (expected .yaml"),
+        ("main.tf", 'resource "x" "y" {}\n', "main.tf: no parser for this kind of file"),
+        ("pom.xml", "<project/>\n", "pom.xml: no parser for this kind of file"),
+        ("bad.json", '{"kind": "good",}\n', "bad.json: line 1, column 17: Expecting property name"),
+        ("bad.toml", "kind = \n", "bad.toml: "),
+        ("bad.yaml", "kind: [good\n", "bad.yaml: line 2, column 1: "),
+    ],
+)
+def test_an_input_it_cannot_parse_is_an_error_naming_the_file(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    proc = check(tmp_path, name)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"error: {expected}"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_toml_is_parsed_as_conftest_parses_it(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text('kind = "bad"\n')
+    (report,) = json.loads(check(tmp_path, "bad.toml", "-o", "json").stdout)
+    assert "plain deny" in [f["msg"] for f in report["failures"]]
+
+
+def test_a_rego_v0_rule_is_a_parse_error_not_ignored(tmp_path: Path) -> None:
+    policies = tmp_path / "policy"
+    policies.mkdir()
+    (policies / "old.rego").write_text(
+        'package main\n\nimport rego.v1\n\ndeny[msg] if {\n\tinput.kind == "bad"\n\tmsg := "never seen"\n}\n'
+    )
+    path = doc(tmp_path, "bad.yaml", kind="bad")
+    proc = run_mlops("check", "--policy", str(policies), str(path), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and ":5: rego_parse_error: `deny[...]` is Rego v0" in proc.stderr
+    test = run_mlops("policy", "test", "--policy", str(policies), cwd=ROOT)
+    assert test.returncode != 0 and "rego_parse_error" in test.stderr
+
+
+def test_data_accepts_a_directory_as_opa_loads_it(tmp_path: Path) -> None:
+    policies = tmp_path / "policy"
+    policies.mkdir()
+    (policies / "data.rego").write_text(
+        "package main\n\nimport rego.v1\n\n"
+        "deny contains msg if {\n\tnot input.kind in data.allowed\n"
+        '\tmsg := sprintf("%s not allowed", [input.kind])\n}\n\n'
+        'deny contains msg if {\n\tdata.limits.models.max < 2\n\tmsg := "limit from a nested folder"\n}\n'
+    )
+    data = tmp_path / "data"
+    (data / "limits").mkdir(parents=True)
+    (data / "allowed.yaml").write_text("allowed: [good]\n")
+    (data / "limits" / "models.json").write_text(json.dumps({"models": {"max": 1}}))
+    path = doc(tmp_path, "x.yaml", kind="other")
+    proc = run_mlops(
+        "check", "--policy", str(policies), "--data", str(data), str(path), "-o", "json", cwd=tmp_path
+    )
+    (report,) = json.loads(proc.stdout)
+    assert sorted(f["msg"] for f in report["failures"]) == ["limit from a nested folder", "other not allowed"]

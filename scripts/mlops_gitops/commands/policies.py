@@ -28,7 +28,7 @@ from .app import main, repo, root
     "data_files",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="YAML/JSON data, merged into data.* (repeatable).",
+    help="YAML/JSON data, merged into data.*; a directory is loaded as OPA loads one (repeatable).",
 )
 @click.option(
     "--output",
