@@ -347,6 +347,9 @@ class Reconciler:
         assert desired is not None
         serving = (Health.HEALTHY, Health.DEGRADED, Health.UNKNOWN)
         before = change.live.routing if change.live.health in serving else ()
+        # a version that failed clients since its switch (its previous one answered them): a
+        # rollback returns to what served before it
+        before = tuple(change.live.extra.get("fallback") or ()) or before
         previous = before[0][0] if before else change.alias
         version = desired.version
         try:

@@ -379,6 +379,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+PROBATION_S = float(os.environ.get("MLOPS_PROBATION_S", "300"))
+
+
+def _loaded_of(routing: Routing | None) -> list[Loaded]:
+    if routing is None:
+        return []
+    return [v for v, _ in routing.primaries] + ([routing.shadow] if routing.shadow else [])
+
+
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
@@ -394,9 +403,19 @@ class ModelServer(ThreadingHTTPServer):
         self.shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         self._reload_lock = threading.Lock()
         self.started = _now()
+        # Probation: for PROBATION_S after a switch, a request that fails on a version the
+        # previous routing did not serve is answered by the previous routing, and counted
+        # against the new version (/health says how often): clients see no error while the
+        # reconciler finds out and switches back.
+        self.previous: Routing | None = None
+        self.probation_until = 0.0
+        self.probation_failures: dict[int, int] = {}
+        self._failures_lock = threading.Lock()
 
-    def build(self, spec: dict[str, Any]) -> Routing:
-        """Load (or reuse) every version the spec names; raise on the first that fails."""
+    def build(self, spec: dict[str, Any], keep: Routing | None = None) -> Routing:
+        """Load (or reuse) every version the spec names; raise on the first that fails. The
+        versions of `keep` (the routing being replaced) stay loaded: the probation's fallback,
+        and an instant switch back."""
         loaded: dict[tuple[int, str], Loaded] = {}
         for entry in [*spec["primary"], *([spec["shadow"]] if spec.get("shadow") else [])]:
             key = (int(entry["version"]), str(entry["path"]))
@@ -417,18 +436,55 @@ class ModelServer(ThreadingHTTPServer):
                     f"v{other.version}: its signature differs from v{primaries[0][0].version} "
                     "(expected one input schema for a canary split)"
                 )
-        for key, released in self.cache.items():  # keep only what serves now
-            if key not in loaded and released.batcher is not None:
+        kept = dict(loaded)
+        for version in _loaded_of(keep):
+            kept.setdefault((version.version, version.path), version)
+        for key, released in self.cache.items():  # keep only what serves now, and what just did
+            if key not in kept and released.batcher is not None:
                 released.batcher.close()
-        self.cache = loaded
+        self.cache = kept
         return routing
 
     def apply(self, spec: dict[str, Any]) -> None:
         with self._reload_lock:
-            routing = self.build(spec)
+            old = self.routing
+            routing = self.build(spec, keep=old)
+            now = {v.version for v in _loaded_of(routing)}
+            with self._failures_lock:
+                if self.previous is not None and now <= {v.version for v in _loaded_of(self.previous)}:
+                    self.previous, self.probation_until = None, 0.0  # switched back: probation over
+                elif old is not None and now - {v.version for v in _loaded_of(old)}:
+                    self.previous = old  # a new version: on probation, the old one its fallback
+                    self.probation_until = time.monotonic() + PROBATION_S
+                    self.probation_failures = {}
             self.routing = routing  # one assignment: requests see the old or the new, never half
             self.spec = spec
             self.error = None
+
+    def fallback(self, failed: Loaded) -> Loaded | None:
+        """What answers instead of `failed` during probation (counting the failure against it):
+        the previous routing's pick, when `failed` is new since the switch; else None."""
+        with self._failures_lock:
+            previous = self.previous
+            if previous is None or time.monotonic() > self.probation_until:
+                return None
+            if failed.version in {v.version for v in _loaded_of(previous)}:
+                return None
+            self.probation_failures[failed.version] = self.probation_failures.get(failed.version, 0) + 1
+        return previous.pick()
+
+    def probation(self) -> dict[str, Any] | None:
+        """/health's view of the probation: its time left, the versions it falls back to, and
+        how many requests each new version failed (answered by the previous ones)."""
+        with self._failures_lock:
+            left = self.probation_until - time.monotonic()
+            if self.previous is None or left <= 0:
+                return None
+            return {
+                "seconds_left": round(left, 1),
+                "fallback": [{"version": v.version, "percent": p} for v, p in self.previous.primaries],
+                "failed_requests": {str(v): n for v, n in sorted(self.probation_failures.items())},
+            }
 
     def versions(self) -> list[int]:
         return [loaded.version for loaded, _ in self.routing.primaries] if self.routing else []
@@ -579,6 +635,7 @@ class Handler(BaseHTTPRequestHandler):
                     "error": server.error,
                     "since": server.started,
                     "pid": os.getpid(),
+                    "probation": server.probation(),
                     **self._proof(),
                 },
             )
@@ -686,8 +743,21 @@ class Handler(BaseHTTPRequestHandler):
             predictions = chosen.serve(records)
         except Exception as exc:  # the model failed on valid input: the server is fine, say so
             error = f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"
-            self._send(500, protocols.error_body(error, route), request_id)
-            return
+            instead = server.fallback(chosen) if forced is None and pinned is None else None
+            try:
+                if instead is None:
+                    raise
+                # probation: the previous version answers; the failure is the new one's, logged
+                server.log.write(
+                    {
+                        **log_entry(routing.spec, request_id, chosen.version, "primary", records, [], 0.0),
+                        "error": error,
+                    }
+                )
+                chosen, predictions = instead, instead.serve(records)
+            except Exception:
+                self._send(500, protocols.error_body(error, route), request_id)
+                return
         latency = time.perf_counter() - started
         if route == "mlflow":
             answer: Any = {"predictions": predictions}

@@ -221,8 +221,12 @@ def test_a_version_failing_after_the_switch_is_switched_back(repo: Path) -> None
     assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     url = url_of(repo)
     set_manifest(repo, "staging", "v4 (fails after one prediction)", version=4)
-    flaky = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
+    with Poller(url, example(repo, 2)) as poller:  # clients all along: the probation answers them
+        flaky = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
+        time.sleep(0.3)
     assert flaky.returncode == 1, flaky.stderr
+    assert {status for status, _ in poller.answers} == {200}, [a for a in poller.answers if a[0] != 200][:3]
+    assert {version for _, version in poller.answers} == {2}  # v4 never answered a client
     (result,) = json.loads(flaky.stdout)["results"]
     assert (result["result"], result["reason"], result["version"], result["previous"]) == (
         "rolled-back",
@@ -236,6 +240,48 @@ def test_a_version_failing_after_the_switch_is_switched_back(repo: Path) -> None
     status, answer = http("POST", f"{url}/predict", {"dataframe_records": example(repo, 2)})
     assert (status, answer["version"]) == (200, 2)
     assert aliases(repo) == {"staging": 2}
+    assert http("GET", f"{url}/health")[1]["probation"] is None  # switched back: probation over
+
+    # v4 switched in by hand and left there: within the probation window a request that fails on
+    # it is answered by v2 and counted against v4; the reconciler's own check is never covered
+    spec = json.loads((repo / ".mlops/servers/staging/churn.spec.json").read_text())
+    v4 = str(repo / ".mlops/artifacts/churn/v4/model")
+    token = {"X-Mlops-Token": (repo / ".mlops/servers/staging/churn.token").read_text().strip()}
+    status, _ = http(
+        "POST",
+        f"{url}/-/reload",
+        {**spec, "primary": [{"version": 4, "path": v4, "percent": 100}]},
+        headers=token,
+    )
+    assert status == 200
+    for _ in range(3):
+        status, answer = http("POST", f"{url}/predict", {"dataframe_records": example(repo, 2)})
+        assert (status, answer["version"]) == (200, 2)
+    probation = http("GET", f"{url}/health")[1]["probation"]
+    assert probation["fallback"] == [{"version": 2, "percent": 100}]
+    assert int(probation["failed_requests"]["4"]) >= 3
+    assert 0 < probation["seconds_left"] <= 300
+    forced = http(
+        "POST",
+        f"{url}/predict",
+        {"dataframe_records": example(repo, 2)},
+        headers={**token, "X-Mlops-Version": "4"},
+    )
+    assert forced[0] == 500  # the smoke test sees the failure itself
+    failed = [
+        json.loads(line) for line in (repo / ".mlops/inference/staging/churn.jsonl").read_text().splitlines()
+    ]
+    assert sum(1 for e in failed if e.get("error") and e["version"] == 4) >= 3  # in the log, not as traffic
+    status_out = json.loads(run_mlops("status", "--env", "staging", "-o", "json", cwd=repo).stdout)
+    (row,) = status_out["deployments"]
+    assert row["health"] == "degraded"  # failures the previous version covered still count
+    # the reconciler counts those failures against v4 and switches back to what served before it
+    again = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
+    assert again.returncode == 1, again.stdout + again.stderr
+    (result,) = json.loads(again.stdout)["results"]
+    assert (result["result"], result["version"], result["previous"]) == ("rolled-back", 2, 4)
+    health = http("GET", f"{url}/health")[1]
+    assert (health["versions"], health["probation"]) == ([2], None)
 
 
 def test_killed_mid_apply_the_next_run_converges(repo: Path) -> None:

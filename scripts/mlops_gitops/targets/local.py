@@ -180,6 +180,18 @@ class LocalTarget:
         health = {"ready": Health.HEALTHY, "loading": Health.PROGRESSING}.get(
             body.get("status", ""), Health.DEGRADED
         )
+        extra: dict[str, Any] = {"pid": body.get("pid")}
+        detail = body.get("error") or ""
+        probation = body.get("probation") or {}
+        failed = {int(v): n for v, n in (probation.get("failed_requests") or {}).items() if n}
+        if failed and health == Health.HEALTHY:  # failures the previous version covered count
+            health = Health.DEGRADED
+            detail = "; ".join(
+                f"v{v} failed {n} client request(s) since the switch (the previous version answered)"
+                for v, n in sorted(failed.items())
+            )
+            # what served before the switch: where a rollback goes
+            extra["fallback"] = tuple((int(f["version"]), int(f["percent"])) for f in probation["fallback"])
         return Live(
             model,
             env,
@@ -187,8 +199,8 @@ class LocalTarget:
             shadow=body.get("shadow"),
             health=health,
             url=url,
-            detail=body.get("error") or "",
-            extra={"pid": body.get("pid")},
+            detail=detail,
+            extra=extra,
         )
 
     def _spec(self, desired: Desired, artifacts: dict[int, Verified]) -> dict[str, Any]:
@@ -331,6 +343,7 @@ class LocalTarget:
                 f"{desired.model} in {desired.environment}: serves {served} (expected {desired.routing})",
             )
         for version in desired.versions:
+            self._probation_check(desired, url)
             records = examples.get(version) or []
             if not records:
                 raise DeployFailed(
@@ -354,6 +367,19 @@ class LocalTarget:
                     Reason.HEALTH_CHECK_FAILED,
                     f"{desired.model} v{version} in {desired.environment}: smoke prediction answered "
                     f"{status or 'nothing'}: {error or answer}",
+                )
+
+    def _probation_check(self, desired: Desired, url: str) -> None:
+        """A request a new version failed since the switch (answered by the previous one, so no
+        client saw it) counts against it: the deployment is not healthy."""
+        _, body, proven = self._health(desired.environment, desired.model, url)
+        probation = (body or {}).get("probation") if proven else None
+        for version, count in sorted(((probation or {}).get("failed_requests") or {}).items()):
+            if int(version) in desired.versions and count:
+                raise DeployFailed(
+                    Reason.HEALTH_CHECK_FAILED,
+                    f"{desired.model} v{version} in {desired.environment}: failed {count} client "
+                    "request(s) since the switch (the previous version answered them)",
                 )
 
     def _stop(self, pid: int | None, started: str | None = None) -> None:
