@@ -142,12 +142,23 @@ deny_model_card contains msg if {
 	msg := sprintf("%s: the model's words are still placeholders: %s (expected them written in models/%s/model.yaml before a protected environment)", [where, concat(", ", sort(placeholder_fields)), input.change.model])
 }
 
+# Approvals count only from records the approvers control (GitHub's reviews, read at decision
+# time), each from a distinct code owner of the manifest who neither opened the pull request nor
+# trained the version: the facts list who did not count, and why.
+not_counted contains sprintf("%s: %s", [e.user, e.why]) if some e in object.get(input.approvals, "excluded", [])
+
+not_counted contains sprintf("%s: code ownership not verifiable (team membership unreadable with this token)", [user]) if some user in object.get(input.approvals, "unverified", [])
+
+approval_notes := concat("; ", sort(not_counted)) if count(not_counted) > 0
+
+approval_notes := "none left out" if count(not_counted) == 0
+
 deny_approvals contains msg if {
 	is_promotion
 	input.model.risk_tier == "high"
 	object.get(input.environment, "protected", false) == true
 	input.approvals.count < 2
-	msg := sprintf("%s: high-risk model with %d known approval(s) (expected at least 2; approvals known: %v)", [where, input.approvals.count, input.approvals.known])
+	msg := sprintf("%s: high-risk model with %d approval(s) that count (expected at least 2 distinct code owners of the manifest, neither its promoter nor its trainer; approvals known: %v; not counted: %s)", [where, input.approvals.count, input.approvals.known, approval_notes])
 }
 
 deny_soak contains msg if {

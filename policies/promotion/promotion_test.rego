@@ -87,6 +87,18 @@ test_deny_high_risk_with_one_approval if {
 	count(promotion.deny_approvals) == 1 with input as facts({"model": {"risk_tier": "high"}})
 }
 
+test_deny_names_the_approvals_that_did_not_count if {
+	approvals := {"known": true, "count": 1, "excluded": [{"user": "ana", "why": "opened the pull request (no self-approval)"}], "unverified": ["bo"]}
+	some msg in promotion.deny_approvals with input as facts({"model": {"risk_tier": "high"}, "approvals": approvals})
+	contains(msg, "ana: opened the pull request (no self-approval)")
+	contains(msg, "bo: code ownership not verifiable")
+}
+
+test_deny_says_when_nothing_was_left_out if {
+	some msg in promotion.deny_approvals with input as facts({"model": {"risk_tier": "high"}})
+	contains(msg, "not counted: none left out")
+}
+
 test_allow_high_risk_with_two_approvals if {
 	count(promotion.deny_approvals) == 0 with input as facts({"model": {"risk_tier": "high"}, "approvals": {"known": true, "count": 2}})
 }

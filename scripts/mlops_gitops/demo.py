@@ -354,8 +354,9 @@ class Demo:
         merge, the deployment, and production's evidence pack.
 
         Outside GitHub no review can be had, so the gate's last word stays a denial for want
-        of approvals; the merge records the approvers as trailers, as an administrator's merge
-        would, and the evidence pack reports the deployment as made over a denied decision.
+        of approvals; the merge names the approvers in trailers, as an administrator's merge
+        would, and the evidence pack lists them as claims (never counted: whoever pushes
+        writes them) and reports the deployment as made over a denied decision.
         """
         from datetime import UTC, datetime, timedelta
 
@@ -390,7 +391,7 @@ class Demo:
         approvers = list(repo.project["owners"]["production_approvers"])
         self.run("back to main", ["git", "switch", "--quiet", "main"], result=r"(?!)")
         self.run(
-            f"merge the production promotion (approvers {', '.join(approvers)}, as trailers)",
+            f"merge the production promotion (trailers naming {', '.join(approvers)}: claims, not approvals)",
             [
                 "git",
                 "merge",

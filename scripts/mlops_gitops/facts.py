@@ -24,6 +24,7 @@ from . import tags as names
 from . import yamlio
 from .config import ENVIRONMENTS_DIR, Repo
 from .errors import MlopsError
+from .github import codeowners
 from .gitinfo import git
 from .registry import version_facts as registry_facts
 
@@ -57,8 +58,13 @@ def _at(root: Path, rev: str, path: str) -> Any:
 
 
 def approvals(event: dict[str, Any] | None, fetch: Any = None) -> dict[str, Any]:
-    """Who approved: GitHub's API (via fetch) when it answers, else the event payload, else unknown."""
-    number = ((event or {}).get("pull_request") or {}).get("number")
+    """Who approved, from records the approvers control: the pull request's reviews from
+    GitHub's API (via fetch), read now, at decision time; else the review event GitHub sent;
+    else unknown. Never a commit message or trailer, which whoever pushes writes. With the
+    pull request's author, who may not approve their own promotion."""
+    pull = (event or {}).get("pull_request") or {}
+    author = (pull.get("user") or {}).get("login")
+    number = pull.get("number")
     if fetch is not None and number is not None:
         reviews = fetch(int(number))
         if reviews is not None:
@@ -66,12 +72,52 @@ def approvals(event: dict[str, Any] | None, fetch: Any = None) -> dict[str, Any]
             for review in reviews:
                 latest[review["user"]["login"]] = review["state"]
             approved = sorted(user for user, state in latest.items() if state == "APPROVED")
-            return {"known": True, "source": "github-api", "reviewers": approved, "count": len(approved)}
+            return {"known": True, "source": "github-api", "reviewers": approved, "author": author}
     review = (event or {}).get("review")
     if review and review.get("state", "").lower() == "approved":
         user = review["user"]["login"]
-        return {"known": True, "source": "event", "reviewers": [user], "count": 1}
-    return {"known": False, "source": "none", "reviewers": [], "count": 0}
+        return {"known": True, "source": "event", "reviewers": [user], "author": author}
+    return {"known": False, "source": "none", "reviewers": [], "author": author}
+
+
+def judge_approvals(
+    raw: dict[str, Any], owners: list[str], trained_by: str | None, members: Any = None
+) -> dict[str, Any]:
+    """The approvals that count: distinct reviewers, not the pull request's author (who
+    promoted) nor whoever trained the version, and, when CODEOWNERS names owners for the
+    manifest, each one an owner (named, or a member of an owning team by GitHub's API:
+    `members(org/team)`, None when it cannot say). What did not count is listed with why."""
+    author = (raw.get("author") or "").lower()
+    trainer = (trained_by or "").lower()
+    users = {o[1:].lower() for o in owners if o.startswith("@") and "/" not in o}
+    teams = [o[1:] for o in owners if o.startswith("@") and "/" in o]
+    approvers: list[str] = []
+    excluded: list[dict[str, str]] = []
+    unverified: list[str] = []
+    for user in sorted(set(raw.get("reviewers") or [])):
+        if user.lower() == author:
+            excluded.append({"user": user, "why": "opened the pull request (no self-approval)"})
+        elif user.lower() == trainer:
+            excluded.append({"user": user, "why": "trained the version"})
+        elif not owners or user.lower() in users:
+            approvers.append(user)
+        else:
+            rosters = [members(team) if members else None for team in teams]
+            if any(r is not None and user.lower() in {m.lower() for m in r} for r in rosters):
+                approvers.append(user)
+            elif any(r is None for r in rosters):
+                unverified.append(user)
+            else:
+                excluded.append({"user": user, "why": f"not a code owner ({' '.join(owners)})"})
+    return {
+        **raw,
+        "approvers": approvers,
+        "count": len(approvers),
+        "excluded": excluded,
+        "unverified": unverified,
+        "codeowners": owners,
+        "trained_by": trained_by,
+    }
 
 
 def gh_reviews(event: dict[str, Any] | None) -> Any:
@@ -90,6 +136,27 @@ def gh_reviews(event: dict[str, Any] | None) -> Any:
             return None
 
     return fetch
+
+
+def gh_members() -> Any:
+    """members(org/team): the team's logins by GitHub's API (a token that can read the
+    organization's teams), None when it cannot say; None without an authenticated `gh`."""
+    from . import github
+
+    if not github.ready():
+        return None
+    client = github.GhCli()
+    known: dict[str, list[str] | None] = {}
+
+    def members(team: str) -> list[str] | None:
+        if team not in known:
+            try:
+                known[team] = github.team_members(client, team)
+            except MlopsError:
+                known[team] = None
+        return known[team]
+
+    return members
 
 
 def version_facts(
@@ -114,6 +181,7 @@ def version_facts(
             "device": lineage.get("device"),
             "dvc_lock_sha256": lineage.get("dvc.lock_sha256"),
             "runner": lineage.get("runner.name"),
+            "trained_by": lineage.get("trained_by"),
         },
         "artifact_sha256": found["artifact_sha256"],
         # The artifact hashed as it is stored now: a changed artifact (or a changed tag) differs.
@@ -144,6 +212,7 @@ def build(
     now: str,
     event: dict[str, Any] | None = None,
     fetch: Any = None,
+    members: Any = None,
 ) -> list[dict[str, Any]]:
     root = repo.root
     base_rev = git(root, "rev-parse", base)
@@ -155,7 +224,16 @@ def build(
             continue  # a removed manifest: nothing to promote (pruning is the reconciler's business)
         documents.append(
             document(
-                repo, registry, path, manifest, previous, base_rev, head_rev, now, approvals(event, fetch)
+                repo,
+                registry,
+                path,
+                manifest,
+                previous,
+                base_rev,
+                head_rev,
+                now,
+                approvals(event, fetch),
+                members,
             )
         )
     return documents
@@ -171,6 +249,7 @@ def document(
     head_rev: str,
     now: str,
     approved: dict[str, Any],
+    members: Any = None,
 ) -> dict[str, Any]:
     """The policy input for one manifest (`path`, as environments/<env>/<model>.yaml) moving
     from `previous` (its content at base_rev) to `manifest`."""
@@ -207,7 +286,12 @@ def document(
         "baseline": baseline,
         "drift": names.drift_of(tags, env),
         "performance": names.performance_of(tags, env),
-        "approvals": approved,
+        "approvals": judge_approvals(
+            approved,
+            codeowners(repo.root, path),
+            ((proposed or {}).get("lineage") or {}).get("trained_by"),
+            members,
+        ),
         "now": now,
     }
 

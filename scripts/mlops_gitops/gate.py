@@ -91,7 +91,9 @@ def run(
     moment = facts.now_rfc3339(now)
     folder = state.facts_dir(root)
     shutil.rmtree(folder, ignore_errors=True)
-    documents = facts.build(repo, registry, since, head, moment, event, facts.gh_reviews(event))
+    documents = facts.build(
+        repo, registry, since, head, moment, event, facts.gh_reviews(event), facts.gh_members()
+    )
     gate.facts = [p.relative_to(root) for p in facts.write(documents, folder)]
     sections = []
     if gate.facts:

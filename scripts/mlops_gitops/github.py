@@ -67,6 +67,13 @@ def reviews(github: GitHub, repository: str, number: int) -> list[dict[str, Any]
     return list(found or [])
 
 
+def team_members(github: GitHub, team: str) -> list[str]:
+    """The logins of `org/team` (needs a token that can read the organization's teams)."""
+    org, _, slug = team.partition("/")
+    found = github.get(f"orgs/{org}/teams/{slug}/members")
+    return [str(member["login"]) for member in found or []]
+
+
 def upsert_comment(github: GitHub, repository: str, number: int, name: str, body: str) -> tuple[str, int]:
     """Create or update the comment marked `name` on pull request `number`; returns (action, id).
 

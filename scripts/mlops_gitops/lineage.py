@@ -142,6 +142,8 @@ def runner() -> dict[str, str]:
     """The machine that ran this: a GitHub runner's name and labels when on CI."""
     return {
         "name": os.environ.get("RUNNER_NAME") or socket.gethostname(),
+        # who started the run that trained (GitHub's actor): never an approver of its promotion
+        "actor": os.environ.get("GITHUB_ACTOR", ""),
         "labels": os.environ.get("MLOPS_RUNNER_LABELS", "local"),
         "os": f"{platform.system()} {platform.release()}",
     }

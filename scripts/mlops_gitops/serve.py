@@ -11,7 +11,9 @@
     /v2/...          the Open Inference Protocol, as KServe's MLflow runtime (protocols.py)
     POST /-/reload   (the reconciler; needs the token from the state directory) a new
                      spec: the new versions are loaded and smoke-tested beside the old ones,
-                     then swapped in at once. A failure leaves the old ones serving.
+                     then swapped in at once. A failure leaves the old ones serving. For
+                     MLOPS_PROBATION_S after a switch the old ones stay loaded: a request a new
+                     version fails is answered by them, and /health counts it against it.
 
 Every route goes the same way: decoded to records, checked, routed (canary split, shadow),
 predicted, logged. Requests are checked against the model's signature: a missing, unknown or mistyped field

@@ -38,6 +38,11 @@ def _text(value: Any) -> str:
 
 
 # -- lineage: what a version was made from -----------------------------------------------------
+def evidence_digest(env: str) -> str:
+    """The version tag that keeps the index sha256 of its recent evidence packs in `env`."""
+    return f"{PREFIX}evidence.{env}.index_sha256"
+
+
 def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
     """Flat version tags of a lineage document: scalars as text, structures as compact JSON."""
     fields: dict[str, Any] = {
@@ -57,6 +62,8 @@ def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
         "packages": lineage["packages"],
         "fingerprint": lineage["fingerprint"],
     }
+    if lineage["runner"].get("actor"):
+        fields["trained_by"] = lineage["runner"]["actor"]
     if lineage["git"].get("untracked"):
         fields["git.untracked"] = lineage["git"]["untracked"]
     fields.update({f"metric.{name}": str(value) for name, value in lineage["metrics"].items()})

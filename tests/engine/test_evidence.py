@@ -201,10 +201,12 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
     assert "EU AI Act Art. 15" in promotion["controls"]
 
     approvals = json.loads(files["approvals.json"])
-    assert approvals["approvers_from_git"] == [APPROVER]
+    # an Approved-by trailer is whatever the pusher wrote: a claim, listed, never counted
+    assert approvals["claimed_in_git"] == [APPROVER] and approvals["counted"] is None
     assert approvals["git"][0]["subject"] == "Promote churn v2 to staging"
     assert approvals["git"][0]["merge"]["subject"] == "Merge promote/churn-staging-v2"
     assert approvals["gate"][0]["known"] is False  # no GitHub here: the gate said "unknown"
+    assert any(g.startswith("approvals.json: no approval the gate read from GitHub") for g in index["gaps"])
 
     deployments = json.loads(files["deployments.json"])
     assert deployments["this_version"]["deployments"] == 1
@@ -218,7 +220,7 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
     card = files["model-card.md"].decode()
     assert card.startswith("# Model card: churn v2")
     assert "| roc_auc | 0.84 | >= 0.75 | met |" in card
-    assert f"Approvals: {APPROVER}." in card
+    assert "Approvals: none recorded (no GitHub review read by the gate)." in card and APPROVER not in card
     assert "{" * 2 not in card and "{" + "%" not in card  # (spelt so: this file is copied verbatim)
 
     controls = {(c["framework"], c["control"]): c for c in index["controls"]}
@@ -253,6 +255,22 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert f"{name}:" in proc.stderr and expected in proc.stderr, proc.stderr
     assert run_mlops("evidence", "verify", str(pack_path), "--digest", "0" * 64, cwd=repo).returncode == 1
+    # a file and index.json edited together: every sha256 in the index matches, but the index is
+    # not one the registry recorded when the pack was built
+    forged = dict(files)
+    forged["model-card.md"] = files["model-card.md"] + b"\nApproved by the board.\n"
+    forged_index = json.loads(files["index.json"])
+    for entry in forged_index["files"]:
+        if entry["path"] == "model-card.md":
+            entry["sha256"] = hashlib.sha256(forged["model-card.md"]).hexdigest()
+    forged["index.json"] = json.dumps(forged_index, indent=2, sort_keys=True).encode()
+    rewrite(tmp_path / "forged.zip", forged)
+    proc = run_mlops("evidence", "verify", str(tmp_path / "forged.zip"), "--output", "json", cwd=repo)
+    verdict = json.loads(proc.stdout)
+    assert proc.returncode == 1 and verdict["registry_checked"] is True
+    assert [p for p in verdict["problems"] if "not one the registry recorded" in p], verdict
+    outside = run_mlops("evidence", "verify", str(tmp_path / "forged.zip"), cwd=tmp_path)
+    assert outside.returncode == 0 and "not checked against the registry" in outside.stderr
     not_a_pack = tmp_path / "not.zip"
     not_a_pack.write_text("hello")
     proc = run_mlops("evidence", "verify", str(not_a_pack), cwd=repo)

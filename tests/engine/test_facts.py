@@ -78,7 +78,12 @@ def test_facts_describe_the_promotion(promoted: tuple[Path, str]) -> None:
     assert version["report"] == {"passed": True, "baseline": "none"}
     assert version["artifact_sha256_actual"] is None  # its source does not exist: unverifiable
     assert doc["history"] == {} and doc["baseline"] is None  # never deployed; nothing in production
-    assert doc["approvals"] == {"known": False, "source": "none", "reviewers": [], "count": 0}
+    assert (doc["approvals"]["known"], doc["approvals"]["count"], doc["approvals"]["approvers"]) == (
+        False,
+        0,
+        [],
+    )
+    assert doc["approvals"]["codeowners"]  # CODEOWNERS names the manifest's owners
     assert doc["drift"]["status"] == "unknown" and doc["now"] == NOW
     again = run_mlops("facts", "--base", "main", "--now", NOW, cwd=repo)
     assert again.stdout == proc.stdout  # deterministic
@@ -91,14 +96,18 @@ def test_approvals_from_a_review_event(promoted: tuple[Path, str], tmp_path: Pat
         json.dumps(
             {
                 "review": {"state": "approved", "user": {"login": "risk-officer"}},
-                "pull_request": {"number": 7},
+                "pull_request": {"number": 7, "user": {"login": "data-scientist"}},
             }
         )
     )
     (doc,) = json.loads(
         run_mlops("facts", "--base", "main", "--now", NOW, "--event", str(event), cwd=repo).stdout
     )
-    assert doc["approvals"] == {"known": True, "source": "event", "reviewers": ["risk-officer"], "count": 1}
+    approved = doc["approvals"]
+    assert (approved["known"], approved["source"], approved["reviewers"]) == (True, "event", ["risk-officer"])
+    assert approved["author"] == "data-scientist"
+    # staging's owner is a team; no GitHub here to say whether risk-officer is in it: not counted
+    assert (approved["count"], approved["unverified"]) == (0, ["risk-officer"])
 
 
 def test_approvals_from_the_api_count_each_reviewer_latest_state() -> None:
@@ -109,7 +118,7 @@ def test_approvals_from_the_api_count_each_reviewer_latest_state() -> None:
         {"user": {"login": "c"}, "state": "APPROVED"},
     ]
     result = approvals({"pull_request": {"number": 3}}, fetch=lambda number: reviews if number == 3 else None)
-    assert result == {"known": True, "source": "github-api", "reviewers": ["a", "c"], "count": 2}
+    assert result == {"known": True, "source": "github-api", "reviewers": ["a", "c"], "author": None}
     assert approvals({"pull_request": {"number": 3}}, fetch=lambda number: None)["known"] is False
 
 
@@ -149,7 +158,7 @@ def test_the_gate_allows_staging_and_denies_production_too_early(
         for m in messages
     ), messages
     risk = yaml.safe_load((repo / f"models/{model}/model.yaml").read_text())["risk_tier"]
-    assert any("high-risk model with 0 known approval(s)" in m for m in messages) == (risk == "high")
+    assert any("high-risk model with 0 approval(s) that count" in m for m in messages) == (risk == "high")
 
 
 def test_the_gate_denies_a_tampered_artifact_hash(promoted: tuple[Path, str], tmp_path: Path) -> None:
@@ -198,3 +207,39 @@ def test_mlops_gate_is_the_whole_gate_and_writes_the_comment(promoted: tuple[Pat
     quiet = run_mlops("gate", cwd=repo)
     assert quiet.returncode == 0 and "no environment manifest changed: no promotion to judge" in quiet.stderr
     assert quiet.stdout == "" and not (repo / ".mlops/policy-gate.md").exists()
+
+
+def test_only_distinct_code_owners_who_neither_promoted_nor_trained_count() -> None:
+    """#15 class 5: the rules a team without required reviewers needs, as facts for the gate."""
+    from mlops_gitops.facts import judge_approvals
+
+    rosters = {"acme/model-risk": ["risk-officer", "Quant"], "acme/ml-leads": None}  # None: unreadable
+    raw = {
+        "known": True,
+        "source": "github-api",
+        "author": "Promoter",
+        "reviewers": ["promoter", "trainer", "risk-officer", "quant", "lead", "outsider", "named"],
+    }
+    owners = ["@acme/model-risk", "@acme/ml-leads", "@named"]
+    judged = judge_approvals(raw, owners, "trainer", rosters.get)
+    assert judged["approvers"] == ["named", "quant", "risk-officer"] and judged["count"] == 3
+    assert judged["excluded"] == [
+        {"user": "promoter", "why": "opened the pull request (no self-approval)"},
+        {"user": "trainer", "why": "trained the version"},
+    ]
+    assert judged["unverified"] == ["lead", "outsider"]  # ml-leads' members could not be read
+    everyone_known = judge_approvals(
+        raw, owners, "trainer", {"acme/model-risk": ["risk-officer"], "acme/ml-leads": []}.get
+    )
+    assert everyone_known["approvers"] == ["named", "risk-officer"]
+    assert {e["user"] for e in everyone_known["excluded"]} == {
+        "promoter",
+        "trainer",
+        "quant",
+        "lead",
+        "outsider",
+    }
+    # without owners in CODEOWNERS, distinct reviewers count, less the promoter and the trainer
+    assert judge_approvals(raw, [], "trainer", None)["count"] == 5
+    # the same reviewer twice is one approval
+    assert judge_approvals({**raw, "reviewers": ["named", "named"]}, owners, None, None)["count"] == 1

@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,9 @@ WORDS = {
     "limitations": "Trained on the synthetic example table; not validated on real claims",
     "ethical_considerations": "Fairness gaps by age are measured at every evaluation",
 }
-# A stand-in for GitHub's CLI and API (they cannot be reached from here): authenticated, and the
-# pull request has two approving reviews. Anything else it is asked fails loudly.
+# A stand-in for GitHub's CLI and API (they cannot be reached from here): authenticated, the
+# pull request has two approving reviews (and one by its own author, which must not count), and
+# the two owning teams have one member each. Anything else it is asked fails loudly.
 FAKE_GH = """#!/bin/sh
 [ "$1 $2" = "auth status" ] && exit 0
 for last in "$@"; do :; done
@@ -64,12 +66,19 @@ if [ "$1" = "api" ] && [ "$last" = "repos/insure-co/claims-desk/pulls/7/reviews"
   esac
   exit 0
 fi
+if [ "$1" = "api" ] && [ "$last" = "orgs/insure-co/teams/model-risk/members" ]; then
+  echo '[[{"login": "risk-officer"}]]'; exit 0
+fi
+if [ "$1" = "api" ] && [ "$last" = "orgs/insure-co/teams/claims-leads/members" ]; then
+  echo '[[{"login": "claims-lead"}]]'; exit 0
+fi
 echo "gh stand-in: not answered: $*" >&2
 exit 1
 """
 REVIEWS = [
     {"user": {"login": "risk-officer"}, "state": "APPROVED"},
     {"user": {"login": "claims-lead"}, "state": "APPROVED"},
+    {"user": {"login": "data-scientist"}, "state": "APPROVED"},
 ]
 
 
@@ -236,7 +245,12 @@ def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Li
     promoted = life.mlops("promote", MODEL, "--to", "production", "--from", "staging", "--no-pr")
     event = tmp_path / "review.json"
     event.write_text(
-        json.dumps({"pull_request": {"number": 7}, "repository": {"full_name": "insure-co/claims-desk"}})
+        json.dumps(
+            {
+                "pull_request": {"number": 7, "user": {"login": "data-scientist"}},
+                "repository": {"full_name": "insure-co/claims-desk"},
+            }
+        )
     )
     later = (datetime.now(UTC) + timedelta(hours=25)).isoformat(timespec="seconds").replace("+00:00", "Z")
     gate = life.sh("make policy RECORD=1", GITHUB_EVENT_PATH=str(event), MLOPS_NOW=later)
@@ -247,6 +261,12 @@ def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Li
     life.sh("make reconcile ENV=production")
     pack = life.mlops("evidence", MODEL, "--env", "production", "-o", str(tmp_path / "production.zip"))
     assert pack["findings"] == [] and pack["version"] == 1
+    with zipfile.ZipFile(tmp_path / "production.zip") as archive:
+        counted = json.loads(archive.read("approvals.json"))["counted"]
+    assert (counted["source"], counted["approvers"]) == ("github-api", ["claims-lead", "risk-officer"])
+    assert counted["excluded"] == [
+        {"user": "data-scientist", "why": "opened the pull request (no self-approval)"}
+    ]
     life.check("v1 in production", full=True)
 
     # A second model, like the first, trained and registered.

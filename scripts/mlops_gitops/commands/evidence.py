@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 
 from .. import output
-from ..errors import ExitCode
+from ..errors import ExitCode, MlopsError
 from . import options
 from .app import DefaultGroup, main, repo
 
@@ -95,13 +95,26 @@ def evidence_build(
     "--digest", default=None, help="The index sha256 the pack must have (printed when it was built)."
 )
 @click.option("--output", "fmt", type=click.Choice(output.OUTPUT_FORMATS), default="table", show_default=True)
-def evidence_verify(pack: Path, digest: str | None, fmt: str) -> None:
+@click.pass_context
+def evidence_verify(ctx: click.Context, pack: Path, digest: str | None, fmt: str) -> None:
     """Check an evidence pack: every file against its sha256 in index.json, nothing added or
-    removed, every required file there. Exit 0 intact, 1 tampered or incomplete (each file
-    named), 2 not a pack."""
+    removed, every required file there, and (inside the repository, its registry reachable)
+    the index's own sha256 against those the registry recorded when packs of that version were
+    built, so a file and index.json edited together are caught. Exit 0 intact, 1 tampered or
+    incomplete (each file named), 2 not a pack."""
     from .. import evidence
+    from ..evidence.build import recorded_digests
+    from ..evidence.pack import identity
+    from ..registry import Registry
 
-    verdict = evidence.verify(pack, digest)
+    recorded: list[str] | None = None
+    named = identity(pack)
+    if named is not None:
+        try:
+            recorded = recorded_digests(Registry(repo(ctx)), named[0], named[1], named[2])
+        except MlopsError as exc:
+            output.warn(f"{pack}: not checked against the registry ({exc})")
+    verdict = evidence.verify(pack, digest, recorded)
     if fmt == "json":
         output.emit_json(
             "EvidenceVerification",
@@ -110,6 +123,7 @@ def evidence_verify(pack: Path, digest: str | None, fmt: str) -> None:
                 "ok": verdict.ok,
                 "problems": verdict.problems,
                 "index_sha256": verdict.digest,
+                "registry_checked": recorded is not None,
                 "files": verdict.files,
                 "gaps": verdict.gaps,
             },

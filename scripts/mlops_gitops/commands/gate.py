@@ -115,6 +115,7 @@ def facts(
         gathering.now_rfc3339(now),
         event,
         gathering.gh_reviews(event),
+        gathering.gh_members(),
     )
     if out_dir:
         gathering.write(documents, out_dir)

@@ -9,9 +9,10 @@
   ``model.yaml``, fairness, and the champion/challenger report (from the version's run);
 * ``policy/decisions.json`` and ``policy/rego/``: every decision `mlops check --record` kept
   for the version, each with the sha256 of the policy files that made it, and those files;
-* ``approvals.json``: approvals the gate saw (GitHub's API or the event payload), and the git
-  history of the manifest: who committed and merged the change, ``Approved-by:`` and
-  ``Reviewed-by:`` trailers, CODEOWNERS of the path;
+* ``approvals.json``: the approvals that count (what the gate read from GitHub's API or
+  its review event when it decided: distinct code owners, neither promoter nor trainer), the
+  git history of the manifest (who committed and merged the change), the ``Approved-by:`` and
+  ``Reviewed-by:`` trailers as claims that never count, CODEOWNERS of the path;
 * ``deployments.json``: every deployment record of the model in E (rollbacks with their
   ``recovery_s``, break-glass events) and the version's history from the registry;
 * ``monitoring/``: the drift and live-performance history of the version and its drift reports;

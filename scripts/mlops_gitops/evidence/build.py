@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from .. import state
+from .. import tags as names
 from ..config import Repo
 from ..errors import MlopsError
 from ..records import RecordLog
@@ -51,6 +53,28 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
     return pack
 
 
+KEPT_DIGESTS = 20  # the index sha256 of the last packs built, per version and environment
+
+
+def recorded_digests(registry: Any, model: str, env: str, version: int) -> list[str]:
+    """The index sha256 of every pack of (model, version, env) built lately, as the registry
+    keeps them (oldest first)."""
+    raw = dict(registry.version(model, version).tags).get(names.evidence_digest(env), "[]")
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return []
+    return [str(d) for d in found] if isinstance(found, list) else []
+
+
+def remember_digest(registry: Any, pack: Pack, digest: str) -> None:
+    """Keep the pack's own digest in the registry, where `evidence verify` checks it: a pack
+    whose files and index.json were edited together then no longer matches."""
+    kept = [d for d in recorded_digests(registry, pack.model, pack.environment, pack.version) if d != digest]
+    kept = [*kept, digest][-KEPT_DIGESTS:]
+    registry.set_tags(pack.model, pack.version, {names.evidence_digest(pack.environment): json.dumps(kept)})
+
+
 def write_packs(
     repo: Repo,
     registry: Any,
@@ -78,6 +102,7 @@ def write_packs(
         pack = build(repo, registry, name, env, version)
         target = out if (out and not every) else folder / f"{name}-v{pack.version}.zip"
         digest = write(pack, target)
+        remember_digest(registry, pack, digest)
         written.append(
             {
                 "path": str(target),

@@ -185,8 +185,14 @@ def decisions_json(pack: Pack, src: Sources) -> list[dict[str, Any]]:
     return decisions
 
 
+CLAIMS = ("Approved-By", "Reviewed-By")
+
+
 def approvals_json(pack: Pack, src: Sources, decisions: list[dict[str, Any]]) -> dict[str, Any]:
-    """approvals.json: what the gate saw, the manifest's git history and trailers, CODEOWNERS."""
+    """approvals.json: the approvals that count, which are only those the gate read from GitHub
+    (its reviews, or its review event) when it decided, each a distinct code owner who neither
+    promoted nor trained the version; beside them, the manifest's git history and the trailers
+    its commits claim, which never count (whoever pushes writes them)."""
     path = f"{ENVIRONMENTS_DIR}/{src.env}/{src.model}.yaml"
     history = manifest_history(src.repo.root, path, src.number)
     seen = [
@@ -197,22 +203,23 @@ def approvals_json(pack: Pack, src: Sources, decisions: list[dict[str, Any]]) ->
         }
         for d in decisions
     ]
+    recorded = [s for s in seen if s["environment"] == src.env and s.get("source") in ("github-api", "event")]
     trailers = [t for c in history for t in c["trailers"] + ((c["merge"] or {}).get("trailers") or [])]
     approvals = {
+        "counted": recorded[-1] if recorded else None,
         "gate": seen,
         "git": history,
         "codeowners": codeowners(src.repo.root, path),
-        "approvers_from_git": sorted(
+        "claimed_in_git": sorted(
             {t["value"] for t in trailers if t["key"] in ("Approved-By", "Reviewed-By")}
         ),
+        "note": "Only approvals the gate read from GitHub at decision time count; trailers in commit "
+        "messages are listed as claims and never counted.",
     }
-    if (
-        not any(s.get("known") for s in seen if s["environment"] == src.env)
-        and not approvals["approvers_from_git"]
-    ):
+    if approvals["counted"] is None:
         pack.gaps.append(
-            f"approvals.json: no approval known for {src.env} "
-            "(GitHub reviews unavailable, no Approved-by trailer)"
+            f"approvals.json: no approval the gate read from GitHub for {src.env} "
+            "(trailers in git are claims, not counted)"
         )
     pack.add("approvals.json", approvals)
     return approvals

@@ -104,9 +104,21 @@ class Verdict:
     gaps: list[str]
 
 
-def verify(path: Path, digest: str | None = None) -> Verdict:
-    """Integrity (every file hashes to its index entry, nothing added or removed) and
-    completeness (every required file present); raises MlopsError for what is not a pack."""
+def identity(path: Path) -> tuple[str, str, int] | None:
+    """(model, environment, version) its index.json names; None when it names none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            document = json.loads(archive.read("index.json"))
+        return str(document["model"]), str(document["environment"]), int(document["version"])
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None
+
+
+def verify(path: Path, digest: str | None = None, recorded: list[str] | None = None) -> Verdict:
+    """Integrity (every file hashes to its index entry, nothing added or removed), completeness
+    (every required file present) and, given the digests the registry recorded when packs of
+    this version were built, that the index is one of them; raises MlopsError for what is not
+    a pack."""
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -130,6 +142,13 @@ def verify(path: Path, digest: str | None = None) -> Verdict:
             if digest and sha256(raw) != digest
             else []
         )
+        if recorded is not None and sha256(raw) not in recorded:
+            problems.append(
+                f"index.json: sha256 {sha256(raw)} is not one the registry recorded when packs of "
+                f"{document.get('model')} v{document.get('version')} in {document.get('environment')} "
+                f"were built ({', '.join(d[:12] + '…' for d in recorded) or 'none'}): altered, or not "
+                "built by `mlops evidence`"
+            )
         problems += _altered(archive, names, listed)
         problems += [f"{name}: required, not in the pack" for name in REQUIRED if name not in listed]
         if len(names) != len(set(names)):

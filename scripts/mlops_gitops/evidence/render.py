@@ -53,18 +53,18 @@ def card_context(
         "drift": monitoring["drift"],
         "performance": monitoring["performance"],
         "decisions": [{k: d.get(k) for k in ("environment", "outcome", "decided_at")} for d in decisions],
-        "approvals": ", ".join(approvals["approvers_from_git"])
-        or _approval_words(approvals["gate"], src.env),
+        "approvals": _approval_words(approvals["counted"]),
     }
     assert set(context) == set(CARD_NAMES)
     return context
 
 
-def _approval_words(seen: list[dict[str, Any]], env: str) -> str:
-    for entry in reversed(seen):
-        if entry["environment"] == env and entry.get("known"):
-            return f"{entry.get('count', 0)} ({', '.join(entry.get('reviewers') or [])})"
-    return "unknown (no GitHub review data, no Approved-by trailer)"
+def _approval_words(counted: dict[str, Any] | None) -> str:
+    if not counted:
+        return "none recorded (no GitHub review read by the gate)"
+    words = f"{counted.get('count', 0)} ({', '.join(counted.get('approvers') or []) or 'none that count'})"
+    left_out = [f"{e['user']}: {e['why']}" for e in counted.get("excluded") or []]
+    return words + (f"; not counted: {'; '.join(left_out)}" if left_out else "")
 
 
 def render_card(repo: Repo, model: str, context: dict[str, Any]) -> str:
