@@ -65,14 +65,19 @@ def test_json_output_lists_problems_with_their_parts(repo: Path) -> None:
     assert "environments/staging/churn.yaml" in result["files"]
 
 
+def validation_says(repo: Path, line: str) -> None:
+    """`mlops validate` in repo exits 1 and prints `line` as one of its lines."""
+    proc = run_mlops("validate", cwd=repo)
+    assert proc.returncode == 1 and line in proc.stdout.splitlines(), proc.stdout
+
+
 def test_missing_manifest_for_a_model_is_reported(repo: Path) -> None:
     (repo / "environments/production/churn.yaml").unlink()
-    proc = run_mlops("validate", cwd=repo)
-    assert proc.returncode == 1
-    assert (
+    validation_says(
+        repo,
         "environments/production/churn.yaml: missing "
-        "(expected a manifest for model 'churn' in every environment)"
-    ) in proc.stdout.splitlines()
+        "(expected a manifest for model 'churn' in every environment)",
+    )
 
 
 def test_manifest_for_an_undefined_model_is_reported(repo: Path) -> None:
@@ -218,12 +223,11 @@ def test_two_files_for_one_model_are_an_error(repo: Path) -> None:
     manifest = repo / "environments/staging/churn.yaml"
     shutil.copyfile(manifest, manifest.with_suffix(".yml"))
     before = tree_digest(repo)
-    proc = run_mlops("validate", cwd=repo)
-    assert proc.returncode == 1
-    assert (
+    validation_says(
+        repo,
         "environments/staging/churn.yaml: two files for model 'churn' (churn.yaml and churn.yml) "
-        "(expected one manifest per model: remove one)"
-    ) in proc.stdout.splitlines()
+        "(expected one manifest per model: remove one)",
+    )
     assert run_mlops("plan", "--env", "staging", cwd=repo).returncode != 0
     assert tree_digest(repo) == before
 
@@ -244,6 +248,16 @@ def test_serving_the_network_is_a_choice_that_is_said(repo: Path) -> None:
     assert proc.returncode == 0, proc.stdout
     project.write_text(text.replace("host: 127.0.0.1", "host: ::1"))
     assert run_mlops("validate", cwd=repo).returncode == 0
+    # and said again wherever the servers are started or looked at
+    project.write_text(text.replace("host: 127.0.0.1", "host: 0.0.0.0\n    allow_remote: true"))
+    status = run_mlops("status", cwd=repo)
+    assert status.returncode == 0, status.stderr
+    assert (
+        "warning: deploy.local.host 0.0.0.0: the model servers answer anyone who can reach this host"
+        in status.stderr
+    )
+    project.write_text(text)
+    assert "warning:" not in run_mlops("status", cwd=repo).stderr
 
 
 def test_yaml_booleans_mean_what_yaml_1_2_tools_read() -> None:
