@@ -93,7 +93,7 @@ def load_policies(paths: Sequence[Path], root: Path | None = None) -> list[Polic
                 raise PolicyError(
                     f"{display}:{line}: rego_parse_error: `{v0.group(1)}[...]` is Rego v0's partial set "
                     f"(in Rego v1 it defines an object, which conftest ignores; expected "
-                    f"`{v0.group(1)} contains msg if {{ ... }}`)"
+                    f"`{v0.group(1)} contains msg if` and a body)"
                 )
             files.append(PolicyFile(path, display, match.group(1), source))
     if not files:

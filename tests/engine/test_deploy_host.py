@@ -256,9 +256,15 @@ def test_the_services_command_reconciles_what_is_pushed_and_reports_health(
         while not (records.exists() and '"result": "healthy"' in records.read_text().replace('":"', '": "')):
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "service.log").read_text()
             time.sleep(0.5)
-        with urllib.request.urlopen(f"{health}/metrics", timeout=5) as answer:
-            metrics = answer.read().decode()
-        rounds = int(re.search(r"^mlops_reconcile_rounds_total (\d+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+        # the round that deployed is counted when it ends, a moment after its record is written
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(f"{health}/metrics", timeout=5) as answer:
+                metrics = answer.read().decode()
+            rounds = int(re.search(r"^mlops_reconcile_rounds_total (\d+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+            if rounds >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert rounds >= 2 and "mlops_reconcile_last_round_ok 1" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
