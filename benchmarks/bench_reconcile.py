@@ -58,6 +58,9 @@ def no_op(work: Path, count: int) -> dict[str, Any]:
     repo_dir = sandbox(work / "noop")
     first = sorted(p.name for p in (repo_dir / "models").iterdir())[0]
     model_text = (repo_dir / "models" / first / "model.yaml").read_text()
+    card_text = (repo_dir / "models" / first / "card.md").read_text()
+    params_file = repo_dir / "pipelines" / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
     environments = sorted(p.name for p in (repo_dir / "environments").iterdir() if p.is_dir())
     templates = {e: (repo_dir / "environments" / e / f"{first}.yaml").read_text() for e in environments}
     for env_dir in (repo_dir / "environments").iterdir():
@@ -70,11 +73,15 @@ def no_op(work: Path, count: int) -> dict[str, Any]:
         (repo_dir / "models" / name / "model.yaml").write_text(
             re.sub(rf"^name: {first}$", f"name: {name}", model_text, flags=re.MULTILINE)
         )
+        (repo_dir / "models" / name / "card.md").write_text(card_text)  # every model has its card
+        params["models"][name] = json.loads(json.dumps(params["models"][first]))  # its pipeline section
         for env, template in templates.items():
             text = re.sub(r"^version: .*$", "version: 1", template, flags=re.MULTILINE)
             text = re.sub(rf"^model: {first}$", f"model: {name}", text, flags=re.MULTILINE)
             (repo_dir / "environments" / env / f"{name}.yaml").write_text(text)
 
+    del params["models"][first]
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     repo = load_repo(repo_dir)
     registry = Registry(repo)
     client: MlflowClient = registry.client
