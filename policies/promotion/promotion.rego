@@ -153,12 +153,20 @@ approval_notes := concat("; ", sort(not_counted)) if count(not_counted) > 0
 
 approval_notes := "none left out" if count(not_counted) == 0
 
-deny_approvals contains msg if {
-	is_promotion
+# How many approvals a promotion here needs: the environment's `approvals` when mlops.yaml sets
+# it, else 2 for a high-risk model in a protected environment, else none.
+required_approvals := n if {
+	n := input.environment.approvals
+	is_number(n)
+} else := 2 if {
 	input.model.risk_tier == "high"
 	object.get(input.environment, "protected", false) == true
-	input.approvals.count < 2
-	msg := sprintf("%s: high-risk model with %d approval(s) that count (expected at least 2 distinct code owners of the manifest, neither its promoter nor its trainer; approvals known: %v; not counted: %s)", [where, input.approvals.count, input.approvals.known, approval_notes])
+} else := 0
+
+deny_approvals contains msg if {
+	is_promotion
+	input.approvals.count < required_approvals
+	msg := sprintf("%s: %d approval(s) that count, %d required for a %s-risk model in %s (expected distinct code owners of the manifest, neither its promoter nor its trainer; approvals known: %v; not counted: %s)", [where, input.approvals.count, required_approvals, input.model.risk_tier, input.change.environment, input.approvals.known, approval_notes])
 }
 
 deny_soak contains msg if {

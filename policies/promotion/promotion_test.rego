@@ -99,6 +99,19 @@ test_deny_says_when_nothing_was_left_out if {
 	contains(msg, "not counted: none left out")
 }
 
+test_an_environment_sets_its_own_number_of_approvals if {
+	three := {"name": "production", "promote_from": "staging", "soak_hours": 24, "protected": true, "approvals": 3}
+	some msg in promotion.deny_approvals with input as facts({"environment": three, "approvals": {"known": true, "count": 2}})
+	contains(msg, "2 approval(s) that count, 3 required")
+	count(promotion.deny_approvals) == 0 with input as facts({"environment": three, "approvals": {"known": true, "count": 3}})
+	none := {"name": "production", "protected": true, "approvals": 0}
+	count(promotion.deny_approvals) == 0 with input as facts({"model": {"risk_tier": "high"}, "environment": none})
+}
+
+test_allow_low_risk_without_approvals_by_default if {
+	count(promotion.deny_approvals) == 0 with input as facts({"model": {"risk_tier": "low"}})
+}
+
 test_allow_high_risk_with_two_approvals if {
 	count(promotion.deny_approvals) == 0 with input as facts({"model": {"risk_tier": "high"}, "approvals": {"known": true, "count": 2}})
 }
