@@ -751,10 +751,7 @@ class Handler(BaseHTTPRequestHandler):
                     raise
                 # probation: the previous version answers; the failure is the new one's, logged
                 server.log.write(
-                    {
-                        **log_entry(routing.spec, request_id, chosen.version, "primary", records, [], 0.0),
-                        "error": error,
-                    }
+                    log_entry(routing.spec, request_id, chosen.version, "primary", records, [], 0.0, error)
                 )
                 chosen, predictions = instead, instead.serve(records)
             except Exception:

@@ -343,7 +343,6 @@ class LocalTarget:
                 f"{desired.model} in {desired.environment}: serves {served} (expected {desired.routing})",
             )
         for version in desired.versions:
-            self._probation_check(desired, url)
             records = examples.get(version) or []
             if not records:
                 raise DeployFailed(
@@ -368,6 +367,7 @@ class LocalTarget:
                     f"{desired.model} v{version} in {desired.environment}: smoke prediction answered "
                     f"{status or 'nothing'}: {error or answer}",
                 )
+        self._probation_check(desired, url)  # once, after the smoke predictions: what clients met
 
     def _probation_check(self, desired: Desired, url: str) -> None:
         """A request a new version failed since the switch (answered by the previous one, so no
