@@ -8,6 +8,7 @@ changes a file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -455,6 +456,31 @@ def _routing_problems(display: str, data: dict[str, Any]) -> list[Problem]:
                 "another version than `version` (a shadow mirrors traffic to a candidate)",
             )
         )
+    found.extend(_rollout_problems(display, data))
+    return found
+
+
+def _rollout_problems(display: str, data: dict[str, Any]) -> list[Problem]:
+    """A rollout's weights rise and stay under 100; it steers the traffic itself (no `traffic`)."""
+    rollout = data.get("rollout")
+    if not rollout:
+        return []
+    found = []
+    if data.get("traffic"):
+        found.append(
+            Problem(
+                display, "rollout", "set with traffic", "one of them: a rollout sets the canary's weights"
+            )
+        )
+    if "steps" in rollout and ("step_weight" in rollout or "max_weight" in rollout):
+        found.append(Problem(display, "rollout", "steps and step_weight both set", "one of the two"))
+    elif "steps" not in rollout and not ("step_weight" in rollout and "max_weight" in rollout):
+        found.append(Problem(display, "rollout", "no weights", "steps, or step_weight and max_weight"))
+    steps = rollout.get("steps") or []
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        found.append(Problem(display, "rollout.steps", str(steps), "rising weights, e.g. [10, 25, 50]"))
+    if rollout.get("step_weight", 0) > rollout.get("max_weight", 99):
+        found.append(Problem(display, "rollout.max_weight", "below step_weight", "at least step_weight"))
     return found
 
 

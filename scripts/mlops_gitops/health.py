@@ -39,6 +39,7 @@ class Action(StrEnum):
     REMOVE = "remove"
     SUSPENDED = "suspended"
     AWAIT = "await"  # applied as desired; waiting for the cluster to report it healthy
+    CANARY = "canary"  # an analysed rollout: the new version's weight moves step by step
 
     @property
     def sync(self) -> Sync:
@@ -70,3 +71,4 @@ class Reason(StrEnum):
     TARGET_UNAVAILABLE = "TargetUnavailable"
     RUNTIME_MISMATCH = "RuntimeMismatch"  # the model needs another MLflow than the serving runtime has
     NOT_READY = "NotReady"  # never became Ready within the manifest's ready_timeout
+    ANALYSIS_FAILED = "AnalysisFailed"  # an analysed canary failed its checks `threshold` times

@@ -126,6 +126,7 @@ def load_desired(repo: Repo, env: str | None = None) -> list[Desired]:
                 resources=dict(target.get("resources") or {}),
                 target=str(target.get("kind", "local")),
                 ready_timeout=int(target.get("ready_timeout", 600)),
+                rollout=manifest.get("rollout") or None,
             )
         )
     return desired
@@ -247,7 +248,7 @@ class Reconciler:
     def plan(self, env: str | None = None) -> list[Change]:
         desired = load_desired(self.repo, env)
         aliases = self.registry.aliases()
-        return diff(
+        changes = diff(
             desired,
             self.target.observe,
             aliases,
@@ -255,6 +256,17 @@ class Reconciler:
             env,
             observes_only=self.target.observes_only,
         )
+        return [self._canary(c) for c in changes]
+
+    def _canary(self, change: Change) -> Change:
+        """An update under a manifest's `rollout` is an analysed canary (rollout.py)."""
+        from . import rollout
+
+        progress = rollout.applies(self.repo.root, change) if change.action == Action.UPDATE else None
+        if progress is None or change.desired is None or not change.desired.rollout:
+            return change
+        detail = rollout.describe(progress, {**rollout.DEFAULTS, **change.desired.rollout})
+        return replace(change, action=Action.CANARY, detail=detail)
 
     # -- apply ---------------------------------------------------------------------------
     def apply(
@@ -283,6 +295,12 @@ class Reconciler:
                 outcomes.append(Outcome(change, Result(change.action.value), version=change.alias))
             elif change.action == Action.AWAIT:
                 outcomes.append(self._await(change, change.live, change.alias))
+            elif change.action == Action.CANARY:
+                from . import rollout
+
+                underway = rollout.applies(self.repo.root, change)
+                assert underway is not None
+                outcomes.append(rollout.advance(self, change, underway))
             elif change.action == Action.REMOVE:
                 outcomes.append(
                     self._remove(change)
@@ -692,6 +710,7 @@ def status(
         last = records[-1] if records else None
         healthy = next((r for r in reversed(records) if r.result == Result.HEALTHY), None)
         row = change.row()
+        metrics = _served_metrics(change)
         rows.append(
             {
                 "environment": change.environment,
@@ -702,10 +721,37 @@ def status(
                 "health": change.live.health,
                 "since": healthy.at if healthy else None,
                 "url": change.live.url,
+                "latency": "; ".join(_latency_text(m) for m in metrics) or "-",
+                "rollout": change.detail if change.action == Action.CANARY else "",
                 "last_result": f"{last.result} {last.at}" if last else None,
+                "metrics": metrics,
             }
         )
     return rows
+
+
+# `mlops status`'s table: the row keys it shows, and their headings
+STATUS_COLUMNS = {
+    "environment": "env", "model": "model", "serving": "serving", "desired": "desired", "sync": "sync",
+    "health": "health", "since": "since", "url": "url", "latency": "p50/p99 ms · errors",
+    "rollout": "rollout", "last_result": "last result",
+}  # fmt: skip
+
+
+def _served_metrics(change: Change) -> list[dict[str, Any]]:
+    """Each serving version's requests, error rate and p50/p99 latency, read from its server's
+    /metrics (a server that proved itself this deployment's); [] where there is none to read."""
+    from .servemetrics import scrape
+
+    if not change.live.url or change.live.health not in (Health.HEALTHY, Health.DEGRADED):
+        return []
+    stats = scrape(change.live.url)
+    return [stats[str(v)].to_dict() for v, _ in change.live.routing if str(v) in stats]
+
+
+def _latency_text(m: dict[str, Any]) -> str:
+    rate = "-" if m["error_rate"] is None else f"{100 * m['error_rate']:.1f}%"
+    return f"v{m['version']} {m['p50_ms'] or '-'}/{m['p99_ms'] or '-'} · {rate}"
 
 
 def apply_rollback_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[str, Any]:

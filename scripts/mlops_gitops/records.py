@@ -8,6 +8,8 @@ Each line has a `kind`:
     feedback     a live-performance verdict (`mlops feedback`), with its report's path
     decision     a promotion gate's decision taken here (`mlops check --record`; the registry
                  keeps the full decision, where CI on any machine can reach it)
+    analysis     an analysed canary's verdict: its step and weight, each check, what it led to
+    compare      an A/B comparison of the versions that served side by side (`mlops compare`)
 
 A line cut short by a crash is skipped and counted when read, never fatal. A summary of the
 deployments also goes onto the versions as registry tags (`tags.history_tags`), so that `mlops
@@ -52,7 +54,7 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-KINDS = ("deployment", "drift", "feedback", "decision")
+KINDS = ("deployment", "drift", "feedback", "decision", "analysis", "compare")
 
 
 @dataclass

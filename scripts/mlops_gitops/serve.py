@@ -4,6 +4,8 @@
                      prediction, else 503 (readiness); the body says which versions run,
                      and answers an X-Mlops-Challenge with its proof of identity.
     GET  /metadata   model, environment, versions, traffic split, shadow, lineage tags.
+    GET  /metrics    Prometheus' text format: requests and errors by status, latency, batch
+                     rows, in-flight requests, each version's time since load (servemetrics.py).
     POST /predict    {"dataframe_records": [...]} (MLflow's format), {"instances": [...]}
                      or a bare list of records; a batch is a list. Answers
                      {"predictions": [...], "version": N, "request_id": "..."}.
@@ -46,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import protocols, redact
+from . import protocols, redact, servemetrics
 
 CHALLENGE = re.compile(r"^[0-9a-f]{32,128}$")
 
@@ -402,6 +404,7 @@ class ModelServer(ThreadingHTTPServer):
         self.error: str | None = None
         self.cache: dict[tuple[int, str], Loaded] = {}
         self.log = InferenceLog(Path(spec["log"]) if spec.get("log") else None)
+        self.metrics = servemetrics.ServerMetrics(str(spec.get("model")), str(spec.get("environment")))
         self.shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         self._reload_lock = threading.Lock()
         self.started = _now()
@@ -460,6 +463,7 @@ class ModelServer(ThreadingHTTPServer):
                     self.probation_until = time.monotonic() + PROBATION_S
                     self.probation_failures = {}
             self.routing = routing  # one assignment: requests see the old or the new, never half
+            self.metrics.serving({v.version for v in _loaded_of(routing)})
             self.spec = spec
             self.error = None
 
@@ -499,6 +503,8 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: ModelServer
     server_version = "mlops-serve"
+    _answered: tuple[int, int | None] = (500, None)  # (status, version) of the answer sent
+    _rows = 0
     timeout = 60  # seconds a connection may sit idle or stall mid-body before it is closed
 
     def log_message(self, format: str, *args: Any) -> None:  # access log off: the inference log is the record
@@ -511,6 +517,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        self._answered = (status, version)  # what /metrics counts for this request
         if request_id:
             self.send_header("X-Request-Id", request_id)
         if version is not None:  # which version answered, on every protocol (a canary's clients can tell)
@@ -653,6 +660,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {})
         elif path == "/version":
             self._send_text(200, mlflow_version())
+        elif path == "/metrics":
+            body, content_type = server.metrics.exposition()
+            self._send_text(200, body.decode(), content_type)
         elif path == "/v2":
             self._send(200, {"name": "mlops-serve", "version": mlflow_version(), "extensions": []})
         elif match and match.group("rest") != "/infer":
@@ -688,10 +698,10 @@ class Handler(BaseHTTPRequestHandler):
                 f"{path}: not found (expected /health, /metadata, /ping, /version or /v2/...)", 404
             )
 
-    def _send_text(self, status: int, text: str) -> None:
+    def _send_text(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
         body = text.encode()
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -700,10 +710,16 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         match = protocols.V2_PATH.match(path)
         route = "predict" if path == "/predict" else ("mlflow" if path == "/invocations" else "v2")
+        inference = path in ("/predict", "/invocations") or bool(match and match.group("rest") == "/infer")
+        metrics = self.server.metrics
+        self._answered, self._rows = (500, None), 0
+        if inference:
+            metrics.in_flight.inc()
+        started = time.perf_counter()
         try:
             if path == "/-/reload":
                 self._reload()
-            elif path in ("/predict", "/invocations") or (match and match.group("rest") == "/infer"):
+            elif inference:
                 pinned = self._v2_model(match.group("name"), match.group("version")) if match else None
                 self._predict(route, pinned)
             else:
@@ -714,6 +730,12 @@ class Handler(BaseHTTPRequestHandler):
         except (BadRequest, protocols.ProtocolError) as exc:
             status = exc.status if isinstance(exc, BadRequest) else 400
             self._send(status, protocols.error_body(str(exc), route))
+        finally:
+            if inference:
+                metrics.in_flight.dec()
+                code, version = self._answered
+                if not self.headers.get("X-Mlops-Version"):  # the reconciler's smoke test is not traffic
+                    metrics.observe(version, route, code, time.perf_counter() - started, self._rows)
 
     def _predict(self, route: str, pinned: Loaded | None = None) -> None:
         server = self.server
@@ -724,6 +746,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         decoded, client_id = protocols.decode(route, raw, self.headers, routing.columns)
         records = check_records(decoded, routing.columns)
+        self._rows = len(records)
         request_id = client_id or self.headers.get("X-Request-Id") or uuid.uuid4().hex
         forced = self.headers.get("X-Mlops-Version")
         if (
@@ -755,7 +778,13 @@ class Handler(BaseHTTPRequestHandler):
                 )
                 chosen, predictions = instead, instead.serve(records)
             except Exception:
-                self._send(500, protocols.error_body(error, route), request_id)
+                self._send(500, protocols.error_body(error, route), request_id, chosen.version)
+                if forced is None:  # a failed answer is in the log too: the rollout analysis counts it
+                    server.log.write(
+                        log_entry(
+                            routing.spec, request_id, chosen.version, "primary", records, [], 0.0, error
+                        )
+                    )
                 return
         latency = time.perf_counter() - started
         if route == "mlflow":

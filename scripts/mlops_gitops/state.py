@@ -69,6 +69,11 @@ def inference_log(root: Path, env: str, model: str) -> Path:
     return state_dir(root) / "inference" / name("environment", env) / f"{name('model', model)}.jsonl"
 
 
+def rollout_file(root: Path, env: str, model: str) -> Path:
+    """An analysed canary's progress: canary and stable versions, step, failed checks, log offset."""
+    return state_dir(root) / "rollouts" / name("environment", env) / f"{name('model', model)}.json"
+
+
 def lock_file(root: Path, env: str) -> Path:
     return state_dir(root) / "locks" / f"{name('environment', env)}.lock"
 

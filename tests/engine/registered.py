@@ -138,3 +138,39 @@ def register_broken(registry: Any, model: str, good_calls: int = 0) -> int:
         model_id=info.model_id,
     )
     return int(version.version)
+
+
+def register_code(registry: Any, model: str, predict_body: str, name: str = "code") -> int:
+    """Register a version of `model` from code (MLflow's models-from-code, no input example:
+    health checks smoke-test it on another version's) whose predict runs `predict_body`, with
+    `model_input` (a DataFrame) and `np` in scope; returns its number. The analysed canary's
+    tests use it for a version whose predictions shift and one that is slow."""
+    import tempfile as tmp
+    import textwrap
+
+    import mlflow
+    from mlops_gitops import tags as names
+    from mlops_gitops.registry import stored_sha256
+
+    signature = mlflow.models.get_model_info(registry.version(model, 1).source).signature
+    with tmp.TemporaryDirectory() as folder:
+        code = Path(folder) / f"{name}.py"
+        code.write_text(
+            "import time\n\nimport mlflow.pyfunc\nimport numpy as np\nfrom mlflow.models import set_model\n\n\n"
+            "class Code(mlflow.pyfunc.PythonModel):\n"
+            "    def predict(self, context, model_input, params=None):\n"
+            + textwrap.indent(textwrap.dedent(predict_body).strip(), " " * 8)
+            + "\n\n\nset_model(Code())\n"
+        )
+        mlflow.set_experiment(experiment_id=registry.experiment_id())
+        with mlflow.start_run(run_name=f"{model}-{name}"):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
+            )
+    version = registry.client.create_model_version(
+        model,
+        info.model_uri,
+        tags=names.artifact_tags(stored_sha256(info.model_uri)),
+        model_id=info.model_id,
+    )
+    return int(version.version)

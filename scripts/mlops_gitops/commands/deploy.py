@@ -218,6 +218,7 @@ def status(
     `curl "$(mlops status MODEL --env staging --url)/predict" ...` calls a deployment.
     """
     from ..health import Health
+    from ..reconcile import STATUS_COLUMNS
     from ..reconcile import status as rows_of
 
     loaded = repo(ctx)
@@ -236,9 +237,7 @@ def status(
         output.emit_json("Status", {"deployments": rows})
     else:
         output.table(
-            "status",
-            ["env", "model", "serving", "desired", "sync", "health", "since", "url", "last result"],
-            [tuple(r.values()) for r in rows],
+            "status", list(STATUS_COLUMNS.values()), [tuple(r[k] for k in STATUS_COLUMNS) for r in rows]
         )
 
 

@@ -49,6 +49,7 @@ class Desired:
     resources: dict[str, Any] = field(default_factory=dict)
     target: str = "local"
     ready_timeout: int = 600  # seconds a new version may take to become Ready before it counts as failed
+    rollout: dict[str, Any] | None = field(default=None, compare=False)  # an analysed canary's settings
 
     @property
     def routing(self) -> tuple[tuple[int, int], ...]:
