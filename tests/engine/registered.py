@@ -156,7 +156,8 @@ def register_code(registry: Any, model: str, predict_body: str, name: str = "cod
     with tmp.TemporaryDirectory() as folder:
         code = Path(folder) / f"{name}.py"
         code.write_text(
-            "import time\n\nimport mlflow.pyfunc\nimport numpy as np\nfrom mlflow.models import set_model\n\n\n"
+            "import time\n\nimport mlflow.pyfunc\nimport numpy as np\n"
+            "from mlflow.models import set_model\n\n\n"
             "class Code(mlflow.pyfunc.PythonModel):\n"
             "    def predict(self, context, model_input, params=None):\n"
             + textwrap.indent(textwrap.dedent(predict_body).strip(), " " * 8)
