@@ -5,8 +5,9 @@
 #   champion/challenger report, complete lineage, an artifact hash and a signature, a model
 #   card (its words written, not placeholders, for a protected environment), enough approvals for a high-risk model, a healthy soak in the environment below, no
 #   regression beyond tolerance against production, fairness gaps within the model's maxima
-#   for its sensitive features, and no open critical drift alert unless the manifest carries
-#   an unexpired exception for it.
+#   for its sensitive features, no open critical drift alert unless the manifest carries
+#   an unexpired exception for it, and, for a protected environment, no A/B comparison that
+#   found it worse than the version it served beside.
 #   Input: one document of `mlops facts`.
 # custom:
 #   severity: critical
@@ -213,6 +214,16 @@ warn_live_performance contains msg if {
 	is_promotion
 	input.performance.status == "degraded"
 	msg := sprintf("%s: live %v in %s has dropped by %v against its registered value (checked %v; `mlops feedback`)", [where, input.performance.metric, input.change.environment, input.performance.drop, input.performance.checked_at])
+}
+
+# An A/B result (`mlops compare --record`) that found the version worse, with 95% confidence, than
+# the version it served beside: it does not go on to a protected environment.
+deny_ab contains msg if {
+	is_promotion
+	object.get(input.environment, "protected", false) == true
+	some result in object.get(input.version, "compare", [])
+	result.verdict == "worse"
+	msg := sprintf("%s: v%v was worse than v%v in %s on %s with %v confidence (checked %v; `mlops compare`) (expected no worse before a protected environment)", [where, input.change.to_version, result.baseline, result.environment, concat(", ", result.worse), result.confidence, result.checked_at])
 }
 
 # An exception lives in the manifest, so it is reviewed in the same pull request and ends by itself.

@@ -29,7 +29,7 @@ facts(overrides) := object.union({
 }, overrides)
 
 denials(input_doc) := {msg |
-	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_approvals", "deny_soak", "deny_regression", "deny_drift", "deny_fairness"]
+	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_approvals", "deny_soak", "deny_regression", "deny_drift", "deny_fairness", "deny_ab"]
 	some msg in promotion[rule] with input as input_doc
 }
 
@@ -226,4 +226,24 @@ test_deny_fairness_not_measured if {
 
 test_allow_no_sensitive_features if {
 	count(promotion.deny_fairness) == 0 with input as facts({})
+}
+
+ab(verdict) := facts({"version": {"compare": [{
+	"environment": "staging", "verdict": verdict, "baseline": 1, "worse": ["error_rate"],
+	"confidence": 0.95, "checked_at": "2026-11-22T08:00:00Z",
+}]}})
+
+test_deny_a_version_an_ab_comparison_found_worse if {
+	some msg in promotion.deny_ab with input as ab("worse")
+	contains(msg, "v2 was worse than v1 in staging on error_rate with 0.95 confidence")
+}
+
+test_allow_a_version_no_worse_or_undecided if {
+	count(promotion.deny_ab) == 0 with input as ab("better")
+	count(promotion.deny_ab) == 0 with input as ab("not enough data")
+}
+
+test_an_ab_result_binds_only_protected_environments if {
+	staging := object.union(ab("worse"), {"environment": {"name": "staging", "protected": false}})
+	count(promotion.deny_ab) == 0 with input as staging
 }

@@ -8,6 +8,7 @@ serving   predict, serve
 publish   hydrate (the rendered manifests' branch, for Argo CD / Flux)
 watch     drift, feedback, alert, collect
 evidence  evidence build, evidence verify
+operate   history, compare
 """
 
 from __future__ import annotations

@@ -189,6 +189,8 @@ def version_facts(
         "signature": found["signature"],
         "report": report,
         "fairness": fairness_facts(found["metrics"]),
+        # A/B comparisons against the version it served beside (`mlops compare --record`)
+        "compare": names.compare_of(dict(raw.tags)),
     }
     return facts, names.history_of(dict(raw.tags))
 

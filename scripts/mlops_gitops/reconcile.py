@@ -237,6 +237,8 @@ def reconciler_for(repo: Repo, kind: str | None = None) -> Reconciler:
 
 
 class Reconciler:
+    outcome_type = Outcome  # what rollout.py builds its outcomes with (it does not import this module)
+
     def __init__(self, repo: Repo, registry: Any, target: Target, revision: str | None = None):
         self.repo = repo
         self.registry = registry

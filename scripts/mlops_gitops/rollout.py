@@ -28,14 +28,17 @@ import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
 
 from . import analysis, state
 from .health import Action, Health, Reason, Result
 from .records import utcnow
 
-if TYPE_CHECKING:
-    from .reconcile import Change, Outcome, Reconciler
+# The reconciler passes itself in (reconcile.py imports this module, never the reverse): its
+# `_deploy` and `_record` steps, its records, and `outcome_type` to build outcomes with.
+Change: TypeAlias = Any
+Outcome: TypeAlias = Any
+Reconciler: TypeAlias = Any
 
 DEFAULTS = {"interval": 60, "threshold": 2}
 
@@ -108,7 +111,7 @@ def _split(desired: Any, stable: int, weight: int) -> Any:
 
 def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) -> Outcome:
     """One step of the rollout: start it, re-apply its weight, judge, promote or roll back."""
-    from .reconcile import Outcome
+    Outcome = reconciler.outcome_type
 
     desired = change.desired
     assert desired is not None and desired.rollout is not None and desired.version is not None
@@ -178,7 +181,7 @@ def _weigh(
 ) -> Outcome:
     """Apply the stable/canary split at `weight` (the reconciler's deploy: verified, smoke-tested,
     switched back when it fails), then save the progress."""
-    from .reconcile import Outcome
+    Outcome = reconciler.outcome_type
 
     desired = change.desired
     assert desired is not None
@@ -203,7 +206,7 @@ def _fail(reconciler: Reconciler, desired: Any, progress: dict[str, Any], reason
 def _roll_back(reconciler: Reconciler, change: Change, progress: dict[str, Any], why: str) -> Outcome:
     """All traffic to the stable version, the canary tagged rolled-back, the revert proposed."""
     from .github import ready
-    from .reconcile import Outcome
+    Outcome = reconciler.outcome_type
     from .rollback import revert_last_promotion
 
     desired = change.desired

@@ -13,6 +13,7 @@ Each family below has one writer and one reader; nothing else spells a tag name.
     drift        model tags mlops.drift.<env>.*        drift_tags       drift_of
     performance  model tags mlops.performance.<env>.*  performance_tags performance_of
     decisions    run artifacts mlops/decisions/<env>/  decision_artifact DECISIONS
+    compare      version tag mlops.compare.<env>       compare_tags     compare_of
 """
 
 from __future__ import annotations
@@ -230,6 +231,26 @@ def performance_of(tags: dict[str, str], env: str) -> dict[str, Any]:
         "drop": number(f"{prefix}drop"),
         "checked_at": tags.get(f"{prefix}checked_at") or None,
     }
+
+
+# -- compare: an A/B comparison of a challenger against the version beside it (version tags) -----
+def compare_tags(env: str, summary: dict[str, Any]) -> dict[str, str]:
+    """The challenger's verdict in `env` (`mlops compare --record`), as one JSON tag."""
+    return {f"{PREFIX}compare.{env}": json.dumps(summary, sort_keys=True, separators=(",", ":"))}
+
+
+def compare_of(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """Every environment's recorded comparison of this version, as the gate reads them."""
+    found = []
+    for key, value in sorted(tags.items()):
+        if key.startswith(f"{PREFIX}compare.") and key.count(".") == 2:
+            try:
+                summary = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(summary, dict):
+                found.append({**summary, "environment": key.split(".")[2]})
+    return found
 
 
 # -- decisions: every gate decision on a version, kept in its run ------------------------------

@@ -212,6 +212,11 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
     assert deployments["this_version"]["deployments"] == 1
     assert deployments["records"][-1]["result"] == "healthy" and deployments["records"][-1]["version"] == 2
 
+    (stretch,) = json.loads(files["history.json"])["stretches"]  # v2's stretch of `mlops history`
+    assert stretch["version"] == 2 and stretch["until"] is None
+    assert stretch["why"]["subject"] == "Promote churn v2 to staging"
+    assert stretch["gate"]["outcome"] == "deny" and stretch["gate"]["denied_by"] == ["deny_report"]
+
     monitoring = json.loads(files["monitoring/summary.json"])
     assert monitoring["drift_history"] and monitoring["drift_history"][-1]["version"] == 2
     assert any(name.endswith(".html") for name in monitoring["drift_reports"])

@@ -182,3 +182,66 @@ def test_a_rollout_is_checked_when_the_manifest_is_read(repo: Path) -> None:
             rollout,
             proc.stdout + proc.stderr,
         )
+
+
+def labelled_traffic(repo: Path, tmp_path: Path, split: list[dict[str, int]], rows_count: int = 600) -> Path:
+    """A canary split deployed, then rows sent one per request by `mlops predict`, whose
+    --labels-out keeps the ground truth; the labels file."""
+    from churn_data import make_customers
+
+    set_manifest(repo, "staging", "v1", version=1)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    set_manifest(repo, "staging", "split", traffic=split)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    data, labels = tmp_path / "rows.csv", tmp_path / "labels.csv"
+    make_customers(rows_count, 13, 0.0).drop(columns=["customer_id"]).to_csv(data, index=False)
+    sent = run_mlops(
+        "predict", "churn", "--env", "staging", "--input", str(data), "--batch-size", "1",
+        "--labels-out", str(labels), cwd=repo,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    return labels
+
+
+def test_compare_finds_a_worse_challenger_and_the_gate_reads_it(repo: Path, tmp_path: Path) -> None:
+    from mlops_gitops.facts import version_facts
+
+    from .registered import registry_of
+
+    labels = labelled_traffic(repo, tmp_path, [{"version": 1, "percent": 50}, {"version": 5, "percent": 50}])
+    proc = run_mlops(
+        "compare", "churn", "--env", "staging", "--labels", str(labels), "--record", "-o", "json", cwd=repo
+    )
+    assert proc.returncode == 1, proc.stderr  # worse
+    result = json.loads(proc.stdout)
+    assert (result["baseline"], result["challenger"], result["verdict"]) == (1, 5, "worse")
+    measures = {m["measure"]: m for m in result["measures"]}
+    auc = measures["roc_auc"]  # v5 scores every customer alike: no better than chance
+    assert (
+        auc["verdict"] == "worse"
+        and auc["ci_high"] < 0
+        and auc["ci_low"] < auc["difference"] < auc["ci_high"]
+    )
+    shares = measures["share_of_class_1"]
+    assert shares["verdict"] == "differs" and shares["chi_square_p"] < 0.05
+    assert shares["shares"]["1"]["challenger"] == 1.0
+    assert measures["error_rate"]["verdict"] == "not enough data"  # no errors on either side
+    (fact,) = version_facts(registry_of(repo), "churn", 5)[0]["compare"]
+    assert (fact["environment"], fact["verdict"], fact["baseline"]) == ("staging", "worse", 1)
+    assert "roc_auc" in fact["worse"]
+    table = run_mlops("compare", "churn", "--env", "staging", "--labels", str(labels), cwd=repo)
+    assert "95% interval" in table.stdout and "verdict: v5 is worse" in table.stderr
+
+
+def test_compare_says_how_many_samples_a_close_call_still_needs(repo: Path, tmp_path: Path) -> None:
+    labels = labelled_traffic(
+        repo, tmp_path, [{"version": 1, "percent": 50}, {"version": 2, "percent": 50}], rows_count=300
+    )
+    proc = run_mlops("compare", "churn", "--env", "staging", "--labels", str(labels), "-o", "json", cwd=repo)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 3 and result["verdict"] == "not enough data", result
+    auc = next(m for m in result["measures"] if m["measure"] == "roc_auc")
+    assert auc["ci_low"] < 0 < auc["ci_high"] and auc["samples_needed"] > 0
+    assert result["samples_needed"] >= auc["samples_needed"]
+    one = run_mlops("compare", "churn", "--env", "staging", "--baseline", "4", cwd=repo)
+    assert one.returncode == 2 and "--baseline: v4 answered no request in the log" in one.stderr

@@ -3,7 +3,19 @@ domain function and renders the result; the work lives in the modules above (see
 
 from __future__ import annotations
 
-from . import deploy, evidence, gate, models, policies, publish, serving, train, watch
+from . import deploy, evidence, gate, models, operate, policies, publish, serving, train, watch
 from .app import main
 
-__all__ = ["deploy", "evidence", "gate", "main", "models", "policies", "publish", "serving", "train", "watch"]
+__all__ = [
+    "deploy",
+    "evidence",
+    "gate",
+    "main",
+    "models",
+    "operate",
+    "policies",
+    "publish",
+    "serving",
+    "train",
+    "watch",
+]

@@ -261,6 +261,21 @@ def deployments_json(pack: Pack, src: Sources, decisions: list[dict[str, Any]]) 
     return document
 
 
+def history_json(pack: Pack, src: Sources) -> list[dict[str, Any]]:
+    """history.json: the version's stretches of `mlops history` (where it served, whole or as a
+    canary, and why), with the analysed canary's verdicts and the rollbacks."""
+    from ..history import history
+
+    told = history(src.repo, src.registry, src.model, src.env)
+    mine = [s for s in told["stretches"] if src.number in [v for v, _ in s["routing"]]]
+    if not mine:
+        pack.gaps.append(
+            f"history.json: v{src.number} has no stretch of serving in {src.env} on this machine"
+        )
+    pack.add("history.json", {"stretches": mine, "gaps": told["gaps"]})
+    return mine
+
+
 def monitoring_json(pack: Pack, src: Sources) -> dict[str, Any]:
     """monitoring/: drift and live-performance history of the version, their last reports, and
     how much traffic it answered (the inference log itself stays out: size, personal data)."""
