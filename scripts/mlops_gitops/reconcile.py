@@ -247,9 +247,9 @@ class Reconciler:
         self.store = state.artifacts_dir(repo.root)
         self.revision = revision or git(repo.root, "rev-parse", "HEAD", check=False) or "unknown"
 
-    def plan(self, env: str | None = None) -> list[Change]:
+    def plan(self, env: str | None = None, aliases: dict[str, dict[str, int]] | None = None) -> list[Change]:
         desired = load_desired(self.repo, env)
-        aliases = self.registry.aliases()
+        aliases = self.registry.aliases() if aliases is None else aliases
         changes = diff(
             desired,
             self.target.observe,
@@ -703,9 +703,17 @@ def status(
 ) -> list[dict[str, Any]]:
     """Which version runs where, its sync and health, since when it is healthy, its URL, and the
     last thing that happened to it."""
+    from . import output
+
     rows = []
     log = RecordLog(repo.root)
-    for change in reconciler_for(repo, kind).plan(env):
+    reconciler = reconciler_for(repo, kind)
+    try:
+        changes = reconciler.plan(env)
+    except MlopsError as exc:  # the registry is down: what runs, and its health, still answer
+        output.warn(f"{exc} (aliases unknown; the servers run from their verified local copies)")
+        changes = reconciler.plan(env, aliases={})
+    for change in changes:
         if model is not None and change.model != model:
             continue
         records, _ = log.read(change.environment, change.model)

@@ -80,12 +80,25 @@ def applies(root: Any, change: Change) -> dict[str, Any] | None:
     if desired is None or not desired.rollout or desired.version is None or desired.traffic:
         return None
     progress = load(root, desired.environment, desired.model)
-    if progress and progress.get("canary") == desired.version and progress.get("phase") != "promoted":
+    asked = _asked_by(root, desired.path)
+    if (
+        progress
+        and progress.get("canary") == desired.version
+        and progress.get("phase") != "promoted"
+        and progress.get("asked_by") in (None, asked)  # a new commit of the manifest: a new rollout
+    ):
         return progress
     serving = _serving(change)
     if len(serving) == 1 and serving[0][0] != desired.version:
-        return {"canary": desired.version, "stable": serving[0][0], "phase": "new"}
+        return {"canary": desired.version, "stable": serving[0][0], "phase": "new", "asked_by": asked}
     return None
+
+
+def _asked_by(root: Any, path: str) -> str:
+    """The last commit that changed the manifest (Flagger's new revision: a new analysis)."""
+    from .gitinfo import git
+
+    return git(root, "log", "-1", "--format=%H", "--", path, check=False)
 
 
 def describe(progress: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -206,6 +219,7 @@ def _fail(reconciler: Reconciler, desired: Any, progress: dict[str, Any], reason
 def _roll_back(reconciler: Reconciler, change: Change, progress: dict[str, Any], why: str) -> Outcome:
     """All traffic to the stable version, the canary tagged rolled-back, the revert proposed."""
     from .github import ready
+
     Outcome = reconciler.outcome_type
     from .rollback import revert_last_promotion
 

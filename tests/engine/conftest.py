@@ -104,6 +104,24 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+@pytest.fixture(scope="session")
+def canaried(registered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The registered repository with v5 (predictions shifted: every customer churns) and v6
+    (slow) added, each with the registered metrics a version carries."""
+    import json
+
+    from .registered import FAIRNESS, SHIFTED, SLOW, register_code, registry_of
+
+    dest = tmp_path_factory.mktemp("canaried") / "repo"
+    shutil.copytree(registered, dest, symlinks=True)
+    registry = registry_of(dest)
+    assert register_code(registry, "churn", SHIFTED, "shifted") == 5
+    assert register_code(registry, "churn", SLOW, "slow") == 6
+    for version in (5, 6):
+        registry.set_tags("churn", version, {"mlops.metrics": json.dumps({"roc_auc": 0.84, **FAIRNESS})})
+    return dest
+
+
 @pytest.fixture
 def served(registered: Path, tmp_path: Path) -> Iterator[Path]:
     """A copy of the registered repository; its model servers stopped at the end."""

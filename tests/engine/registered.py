@@ -24,6 +24,11 @@ from ..conftest import ROOT
 sys.path.insert(0, str(ROOT / "pipelines" / "stages"))
 
 
+# Two versions from code for the analysed canary's tests and the runbooks: one whose predictions
+# shift (every customer churns), one that is slow.
+SHIFTED = "return np.tile([0.05, 0.95], (len(model_input), 1))"
+SLOW = "time.sleep(0.06)\nreturn np.tile([0.8, 0.2], (len(model_input), 1))"
+
 # what the evaluate stage measures for model.yaml's sensitive feature (fixed values, like the rest)
 FAIRNESS = {
     "fairness.age.demographic_parity_difference": 0.02,

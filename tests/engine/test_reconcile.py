@@ -35,7 +35,7 @@ def set_manifest(repo: Path, env: str, message: str, **fields: Any) -> None:
     path = repo / "environments" / env / "churn.yaml"
     text = path.read_text()
     for key, value in fields.items():
-        rendered = yaml.safe_dump({key: value}, default_flow_style=True).strip()[1:-1]
+        rendered = yaml.safe_dump({key: value}, default_flow_style=True, width=1 << 20).strip()[1:-1]
         pattern = re.compile(rf"^#? ?{key}:.*$", re.MULTILINE)
         text = pattern.sub(rendered, text, count=1) if pattern.search(text) else text + rendered + "\n"
     path.write_text(text)

@@ -20,21 +20,6 @@ from .test_reconcile import aliases, http, records, set_manifest, url_of
 
 pytestmark = pytest.mark.slow
 
-SHIFTED = "return np.tile([0.05, 0.95], (len(model_input), 1))"  # every customer churns
-SLOW = "time.sleep(0.06)\nreturn np.tile([0.8, 0.2], (len(model_input), 1))"
-
-
-@pytest.fixture(scope="module")
-def canaried(registered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The registered repository with v5 (predictions shifted) and v6 (slow) added."""
-    from .registered import register_code, registry_of
-
-    dest = tmp_path_factory.mktemp("canaried") / "repo"
-    shutil.copytree(registered, dest, symlinks=True)
-    assert register_code(registry_of(dest), "churn", SHIFTED, "shifted") == 5
-    assert register_code(registry_of(dest), "churn", SLOW, "slow") == 6
-    return dest
-
 
 @pytest.fixture
 def repo(canaried: Path, tmp_path: Path) -> Any:
@@ -140,6 +125,14 @@ def test_a_canary_whose_predictions_shift_is_rolled_back(repo: Path) -> None:
     again = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert again.returncode == 1 and json.loads(again.stdout)["results"][0]["reason"] == "AnalysisFailed"
     assert set(send(url_of(repo), rows(10))) == {1}
+    # a new commit of the manifest is a new revision: a new rollout starts (Flagger's behaviour)
+    set_manifest(
+        repo, "staging", "retry v5 with looser checks", rollout={**ROLLOUT, "checks": {"min_requests": 30}}
+    )
+    retried = json.loads(run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo).stdout)[
+        "results"
+    ][0]
+    assert retried["result"] == "progressing" and retried["message"].startswith("canary v5 started")
 
 
 def test_a_slow_canary_is_rolled_back_on_latency(repo: Path) -> None:
