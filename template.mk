@@ -1,10 +1,16 @@
 # The template's own targets (template-only: generated repositories do not get this file, and the
 # Makefile includes it only where it exists). Benchmarks measure the engine against a reference
 # in the same run, as ratios; results go to benchmarks/results/.
-.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr
+.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary
 
 bench-serve: install ## benchmark: our model server vs `mlflow models serve` (throughput, p50/p99 at 100 req/s)
 	$(BIN)/python -m benchmarks.bench_serve
+
+bench-metrics: install ## benchmark: model-server throughput with /metrics on vs off (goal: at least 95%)
+	$(BIN)/python -m benchmarks.bench_metrics
+
+bench-canary: install ## benchmark: a bad canary's first answered request to its rollback, by --watch (interval 1 s)
+	$(BIN)/python -m benchmarks.bench_canary
 
 bench-check: install ## benchmark: mlops check over 1,000 manifests vs parsing them vs one engine per file
 	$(BIN)/python -m benchmarks.bench_check

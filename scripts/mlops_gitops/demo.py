@@ -347,6 +347,7 @@ class Demo:
         )
         self.monitor(model, post)
         self.production(model)
+        self.canary(model, post)
         self.run("stop the model servers", [*MLOPS, "down"], result=r"(stopped: .*)")
 
     def production(self, model: str) -> None:
@@ -494,6 +495,82 @@ class Demo:
             result=r"(dispatch train\.yml[^;]*)",
         )
 
+    def canary(self, model: str, post: Any) -> None:
+        """An analysed canary in staging: a retrained version's weight moved 25% -> 50% -> 100% by
+        the reconciler on its verdicts alone; then `mlops history` and `mlops compare` on it."""
+        import json
+
+        import yaml
+        from churn_data import TARGET, make_customers
+
+        assert self.project is not None
+        found = self.run(
+            f"register {model} v3: a retrain that changed nothing (v1's model again)",
+            [sys.executable, "-m", "mlops_gitops.demo", "register-copy", model],
+            result=r"registered \S+ (v\d+)",
+        )
+        number = re.search(r"registered \S+ v(\d+)", found)
+        assert number is not None, found
+        version = int(number.group(1))
+        rollout = {
+            "steps": [25, 50],
+            "interval": 2,
+            "threshold": 2,
+            "checks": {"min_requests": 40, "max_error_rate": 0.01, "max_latency_p99_ms": 250,
+                       "max_class_shift": 0.1, "max_score_psi": 0.2},
+        }  # fmt: skip
+        manifest = self.project / "environments" / "staging" / f"{model}.yaml"
+        text = re.sub(r"^version: .*$", f"version: {version}", manifest.read_text(), count=1, flags=re.M)
+        manifest.write_text(
+            text + yaml.safe_dump({"rollout": rollout}, default_flow_style=None, sort_keys=False)
+        )
+        self.run(
+            f"promote v{version} to staging under an analysed canary (rollout: steps 25, 50)",
+            ["git", "commit", "--quiet", "-am", f"Promote {model} v{version} to staging (analysed canary)"],
+            result=r"(?!)",
+        )
+        rows = make_customers(400, 5).drop(columns=[TARGET, "customer_id"]).to_dict(orient="records")
+        started, rounds = time.monotonic(), []
+        interval = float(rollout["interval"])  # type: ignore[arg-type]
+        for _ in range(8):
+            proc = subprocess.run(
+                [*MLOPS, "reconcile", "--env", "staging", "-o", "json"],
+                cwd=self.project, env=self.env, capture_output=True, text=True,
+            )  # fmt: skip
+            outcome = json.loads(proc.stdout)["results"][0] if proc.stdout.strip() else {}
+            rounds.append(outcome)
+            console.print(f"  reconcile: {outcome.get('result')}: {outcome.get('message')}", markup=False)
+            if outcome.get("result") != "progressing":
+                break
+            for row in rows[:200]:
+                post({"dataframe_records": [row]})
+            time.sleep(interval)
+        if rounds[-1].get("result") != "healthy":
+            raise SystemExit(f"the analysed canary did not end promoted: {rounds[-1]}")
+        self.steps.append(
+            Step(
+                f"analysed canary: v{version} promoted 25% -> 50% -> 100% on its verdicts",
+                time.monotonic() - started,
+                rounds[-1].get("message", ""),
+            )
+        )
+        self.run(
+            "what served staging, since when and why",
+            [*MLOPS, "history", model, "--env", "staging"],
+            show=True,
+            result=r"(v\d+)",
+        )
+        compared = subprocess.run(
+            [*MLOPS, "compare", model, "--env", "staging"], cwd=self.project, env=self.env,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        console.print(compared.stdout.rstrip(), compared.stderr.rstrip(), markup=False, highlight=False)
+        if compared.returncode not in (0, 1, 3):
+            raise SystemExit(f"mlops compare could not run: {compared.stderr.strip()}")
+        self.steps.append(
+            Step("A/B of the versions side by side (mlops compare)", 0.0, compared.stderr.strip())
+        )
+
     def summary(self) -> None:
         table = Table(title="what the demo did", title_justify="left")
         for column in ("step", "seconds", "result"):
@@ -535,7 +612,25 @@ def register_broken(registry: Registry, model: str) -> int:
     return int(version.version)
 
 
+def register_copy(registry: Registry, model: str) -> int:
+    """A new version of `model` from v1's logged model and tags: what a retrain that changed
+    nothing registers. Returns its number."""
+    first = registry.version(model, 1)
+    version = registry.client.create_model_version(
+        model,
+        first.source,
+        run_id=first.run_id,
+        tags=dict(first.tags),
+        model_id=getattr(first, "model_id", None),
+    )
+    return int(version.version)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["register-copy"]:
+        number = register_copy(Registry(load_repo(Path.cwd())), sys.argv[2])
+        print(f"registered {sys.argv[2]} v{number} (v1's model again)")
+        return
     if sys.argv[1:2] == ["register-broken"]:
         number = register_broken(Registry(load_repo(Path.cwd())), sys.argv[2])
         print(f"registered {sys.argv[2]} v{number} (broken on purpose)")

@@ -10,7 +10,8 @@ The answer is assembled from what exists already, never kept twice:
                              it counted (reachable or not: without it, the rest still answers)
 
 A stretch is one routing (versions and weights) from the record that set it to the next one
-that changed it; failed attempts, canary verdicts and rollbacks in between are its events.
+that changed it; failed attempts, canary verdicts and rollbacks in between are its events. A
+split's "why" and gate are its canary's: the version the split is there to try.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def stretches(repo: Repo, model: str, env: str) -> list[dict[str, Any]]:
             found.append(
                 {
                     "version": record.version if record.result != Result.REMOVED else None,
+                    # a split's other version: the one a canary (or an analysed rollout) is trying
+                    "canary": next((v for v, _ in routing if v != record.version), None),
                     "routing": routing,
                     "since": record.at,
                     "until": None,
@@ -84,7 +87,7 @@ def stretches(repo: Repo, model: str, env: str) -> list[dict[str, Any]]:
 def _why(repo: Repo, model: str, env: str, stretch: dict[str, Any]) -> dict[str, Any]:
     """The commit and pull request that asked for the stretch's version (the newest commit that
     set the manifest to it and is part of the record's revision), and the trailers it claims."""
-    version, revision = stretch["version"], stretch["record"].get("revision", "")
+    version, revision = stretch["canary"] or stretch["version"], stretch["record"].get("revision", "")
     if version is None:
         return {}
     path = f"{ENVIRONMENTS_DIR}/{env}/{model}.yaml"
@@ -156,8 +159,8 @@ def history(repo: Repo, registry: Any, model: str, env: str, at: datetime | None
     decisions: dict[int, tuple[list[dict[str, Any]], str]] = {}
     gaps = []
     for stretch in found:
-        stretch["why"] = _why(repo, model, env, stretch)
-        version = stretch["version"]
+        stretch["why"] = _why(repo, model, env, stretch)  # for a split: why its canary runs
+        version = stretch["canary"] or stretch["version"]
         if version is not None:
             if version not in decisions:
                 decisions[version] = _decisions(registry, model, env, int(version))

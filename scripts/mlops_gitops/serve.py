@@ -384,6 +384,9 @@ def _now() -> str:
 
 
 PROBATION_S = float(os.environ.get("MLOPS_PROBATION_S", "300"))
+# MLOPS_SERVE_METRICS=0 turns /metrics off (a 404) and its counting with it: the benchmark's
+# reference, and a way out for whoever scrapes the inference log instead.
+METRICS_ON = os.environ.get("MLOPS_SERVE_METRICS", "1") != "0"
 
 
 def _loaded_of(routing: Routing | None) -> list[Loaded]:
@@ -660,7 +663,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {})
         elif path == "/version":
             self._send_text(200, mlflow_version())
-        elif path == "/metrics":
+        elif path == "/metrics" and METRICS_ON:
             body, content_type = server.metrics.exposition()
             self._send_text(200, body.decode(), content_type)
         elif path == "/v2":
@@ -711,9 +714,10 @@ class Handler(BaseHTTPRequestHandler):
         match = protocols.V2_PATH.match(path)
         route = "predict" if path == "/predict" else ("mlflow" if path == "/invocations" else "v2")
         inference = path in ("/predict", "/invocations") or bool(match and match.group("rest") == "/infer")
+        counted = METRICS_ON and inference
         metrics = self.server.metrics
         self._answered, self._rows = (500, None), 0
-        if inference:
+        if counted:
             metrics.in_flight.inc()
         started = time.perf_counter()
         try:
@@ -731,7 +735,7 @@ class Handler(BaseHTTPRequestHandler):
             status = exc.status if isinstance(exc, BadRequest) else 400
             self._send(status, protocols.error_body(str(exc), route))
         finally:
-            if inference:
+            if counted:
                 metrics.in_flight.dec()
                 code, version = self._answered
                 if not self.headers.get("X-Mlops-Version"):  # the reconciler's smoke test is not traffic

@@ -135,6 +135,13 @@ def report_of(tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def made_at_registration(tags: dict[str, str]) -> dict[str, str]:
+    """A version's tags without what its life since wrote (deployments, evidence, comparisons):
+    what a new registration of the same model carries."""
+    later = tuple(f"{PREFIX}{family}." for family in ("deploy", "evidence", "compare"))
+    return {k: v for k, v in tags.items() if not k.startswith(later)}
+
+
 # -- history: a version's life in each environment (the reconciler's records, summarised) -------
 HISTORY_FIELDS = ("deployed_at", "healthy_since", "healthy_until", "result", "rollbacks")
 

@@ -1,0 +1,119 @@
+"""The cost of /metrics on the serving path: our model server with its Prometheus metrics on,
+against the same server with them off (MLOPS_SERVE_METRICS=0), in one run.
+
+    make bench-metrics          # or: python -m benchmarks.bench_metrics [--seconds S] [--rounds N]
+
+Both servers load the same registered model. Throughput with 8 closed-loop clients, one record
+per request, measured in alternating rounds (on, off, on, off, ...) so that drift in the
+machine's speed falls on both; while the "on" server is measured, /metrics is scraped every
+second (Prometheus scrapes every 15 s by default: this is the worse case). Writes
+benchmarks/results/metrics.json. Goal: throughput with metrics at least 95% of without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+from benchmarks.bench_serve import throughput, wait_ready
+from benchmarks.common import ROOT, save
+
+
+def scraping(port: int, stop: threading.Event, scrapes: list[int]) -> None:
+    while not stop.wait(1.0):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            answer.read()
+            scrapes.append(answer.status)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per round.")
+    parser.add_argument("--rounds", type=int, default=4, help="Rounds per server.")
+    args = parser.parse_args()
+
+    from mlops_gitops.serve import input_example
+
+    from tests.engine.mlflow_server import free_port
+    from tests.engine.registered import register_version, registry_of
+    from tests.engine.workflows import sandbox
+
+    work = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
+    repo = sandbox(work / "repo")
+    registry = registry_of(repo)
+    model = sorted(registry.repo.models)[0]
+    version = register_version(repo, model)
+    local = registry.fetch_verified(model, version, work / "artifacts").path
+    body = json.dumps({"dataframe_records": input_example(local)[:1]}).encode()
+    ports = {"on": free_port(), "off": free_port()}
+    servers = []
+    for name, port in ports.items():
+        spec = work / f"{name}.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "model": model,
+                    "environment": "bench",
+                    "primary": [{"version": version, "path": str(local), "percent": 100}],
+                    "shadow": None,
+                    "log": str(work / f"{name}.jsonl"),
+                }
+            )
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "scripts"),
+            "MLOPS_SERVE_METRICS": "1" if name == "on" else "0",
+        }
+        command = [sys.executable, "-m", "mlops_gitops.serve", "--spec", str(spec), "--port", str(port)]
+        servers.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    scrapes: list[int] = []
+    try:
+        for port in ports.values():
+            wait_ready(f"http://127.0.0.1:{port}", "/health")
+            throughput(port, "/predict", body, 2)  # warm up
+        for _ in range(args.rounds):
+            for name, port in ports.items():
+                stop = threading.Event()
+                scraper = (
+                    threading.Thread(target=scraping, args=(port, stop, scrapes)) if name == "on" else None
+                )
+                if scraper:
+                    scraper.start()
+                rates[name].append(throughput(port, "/predict", body, args.seconds))
+                stop.set()
+                if scraper:
+                    scraper.join()
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    summary = {
+        "throughput_rps": {"metrics_on": round(on, 1), "metrics_off": round(off, 1)},
+        "rounds": {k: [round(r, 1) for r in v] for k, v in rates.items()},
+        "scrapes": len(scrapes),
+        "ratio_on_to_off": round(on / off, 3),
+        "goal_at_least_0_95": on / off >= 0.95,
+    }
+    out = save("metrics", summary)
+    print(f"throughput, 8 clients: metrics on {on:.1f} req/s ({len(scrapes)} scrapes), off {off:.1f} req/s")
+    print(f"ratio on/off {summary['ratio_on_to_off']} (goal >= 0.95) -> {out}")
+
+
+if __name__ == "__main__":
+    main()
