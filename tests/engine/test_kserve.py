@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +418,80 @@ def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Pa
     outside = run_mlops("hydrate", cwd=repo)
     assert outside.returncode == 1  # configuration: refused by validation before any path is used
     assert "mlops.yaml: deploy.kserve.output_dir: ../elsewhere is outside the repository" in outside.stderr
+
+
+@pytest.mark.slow
+def test_an_analysed_rollout_on_kserve_moves_canary_traffic_percent(registered: Path, tmp_path: Path) -> None:
+    """On kserve the rollout's steps are canaryTrafficPercent changes the reconciler applies;
+    its checks read the inference log that `mlops collect` writes from KServe's logger (written
+    here with collect's own writer: no cluster can send the events)."""
+    from mlops_gitops import state
+    from mlops_gitops.serve import InferenceLog, log_entry
+
+    repo = _kserve_repo(registered, tmp_path)
+    project = repo / "mlops.yaml"
+    project.write_text(project.read_text().replace('kube_context: ""', "kube_context: kind-test"))
+    git_commit_all(repo, "a cluster")
+    bin_dir, applied = tmp_path / "bin", tmp_path / "applied"
+    bin_dir.mkdir()
+    applied.mkdir()
+    (bin_dir / "kubectl").write_text(
+        "#!/bin/sh\n"
+        'case "$3" in\n'
+        f"  apply) cat > {applied}/$(ls {applied} | wc -l).yaml; echo applied;;\n"
+        "  wait) echo condition met;;\n"
+        '  get) echo \'{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}\';;\n'
+        "esac\n"
+    )
+    (bin_dir / "kubectl").chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    log = InferenceLog(state.inference_log(repo, "staging", "churn"))
+
+    def traffic(stable: int, canary: int) -> None:
+        spec = {"model": "churn", "environment": "staging"}
+        row = {"tenure_months": 3}
+        for version, count in ((1, stable), (2, canary)):
+            for i in range(count):
+                log.write(
+                    log_entry(
+                        spec, f"v{version}-{i}-{time.time()}", version, "primary", [row], [[0.8, 0.2]], 0.004
+                    )
+                )
+
+    def reconcile() -> dict[str, Any]:
+        proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo, env_extra=env)
+        return json.loads(proc.stdout)["results"][0]
+
+    set_manifest(repo, "staging", "v1", version=1)
+    assert reconcile()["result"] == "healthy"
+    rollout = {
+        "steps": [20, 50],
+        "interval": 1,
+        "threshold": 1,
+        "checks": {"min_requests": 20, "max_class_shift": 0.15},
+    }
+    set_manifest(repo, "staging", "v2 under a rollout", version=2, rollout=rollout)
+    results = [reconcile()["result"]]
+    for stable, canary in ((80, 20), (50, 50)):
+        traffic(stable, canary)
+        time.sleep(1.1)
+        results.append(reconcile()["result"])
+    log.close()
+    assert results == ["progressing", "progressing", "healthy"]
+    documents = [
+        yaml.safe_load((applied / f"{i}.yaml").read_text()) for i in range(len(list(applied.iterdir())))
+    ]
+    steps = [
+        (
+            d["metadata"]["annotations"]["mlops-gitops.dev/version"],
+            d["spec"]["predictor"].get("canaryTrafficPercent"),
+        )
+        for d in documents
+    ]
+    assert steps == [("1", None), ("1", 20), ("1", 50), ("2", None)]
+    assert (
+        documents[1]["spec"]["predictor"]["model"]["storageUri"]
+        == documents[3]["spec"]["predictor"]["model"]["storageUri"]
+    )
+    for document in documents:
+        valid(document)
