@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks.bench_serve import throughput, wait_ready
-from benchmarks.common import ROOT, save
+from benchmarks.common import ROOT, registered_model, save, server_spec
 
 
 def scraping(port: int, stop: threading.Event, scrapes: list[int]) -> None:
@@ -62,31 +61,14 @@ def main() -> None:
     from mlops_gitops.serve import input_example
 
     from tests.engine.mlflow_server import free_port
-    from tests.engine.registered import register_version, registry_of
-    from tests.engine.workflows import sandbox
 
     work = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
-    repo = sandbox(work / "repo")
-    registry = registry_of(repo)
-    model = sorted(registry.repo.models)[0]
-    version = register_version(repo, model)
-    local = registry.fetch_verified(model, version, work / "artifacts").path
+    _, model, version, local = registered_model(work)
     body = json.dumps({"dataframe_records": input_example(local)[:1]}).encode()
     ports = {"on": free_port(), "off": free_port()}
     servers = []
     for name, port in ports.items():
-        spec = work / f"{name}.json"
-        spec.write_text(
-            json.dumps(
-                {
-                    "model": model,
-                    "environment": "bench",
-                    "primary": [{"version": version, "path": str(local), "percent": 100}],
-                    "shadow": None,
-                    "log": str(work / f"{name}.jsonl"),
-                }
-            )
-        )
+        spec = server_spec(work / f"{name}.json", model, version, local, work / f"{name}.jsonl")
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT / "scripts"),
@@ -115,11 +97,7 @@ def main() -> None:
                 if scraper:
                     scraper.join()
     finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+        stop(servers, work)
     on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
     cost = counting_cost()
     summary = {

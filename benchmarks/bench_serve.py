@@ -15,7 +15,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, save
+from benchmarks.common import ROOT, registered_model, save, server_spec, stop
 
 
 def wait_ready(url: str, path: str, timeout: float = 120) -> None:
@@ -114,15 +113,9 @@ def main() -> None:
     from mlops_gitops.serve import input_example
 
     from tests.engine.mlflow_server import free_port
-    from tests.engine.registered import register_version, registry_of
-    from tests.engine.workflows import sandbox
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    repo = sandbox(work / "repo")
-    registry = registry_of(repo)
-    model = sorted(registry.repo.models)[0]
-    version = register_version(repo, model)
-    local = registry.fetch_verified(model, version, work / "artifacts").path
+    registry, model, version, local = registered_model(work)
     records = input_example(local)[:1]
     uri = registry.uri
     env = {
@@ -133,18 +126,7 @@ def main() -> None:
     }
 
     ours_port, mlflow_port = free_port(), free_port()
-    spec = work / "spec.json"
-    spec.write_text(
-        json.dumps(
-            {
-                "model": model,
-                "environment": "bench",
-                "primary": [{"version": version, "path": str(local), "percent": 100}],
-                "shadow": None,
-                "log": str(work / "inference.jsonl"),
-            }
-        )
-    )
+    spec = server_spec(work / "spec.json", model, version, local, work / "inference.jsonl")
     servers = [
         subprocess.Popen(
             [sys.executable, "-m", "mlops_gitops.serve", "--spec", str(spec), "--port", str(ours_port)],
@@ -186,11 +168,7 @@ def main() -> None:
                 **latency(port, path, body, args.seconds, args.rate),
             }
     finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+        stop(servers, work)
     ours, theirs = results["ours"], results["mlflow models serve"]
     summary = {
         "results": results,

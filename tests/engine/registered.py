@@ -111,38 +111,13 @@ def register_broken(registry: Any, model: str, good_calls: int = 0) -> int:
     With good_calls=N its first N predict calls answer (zeros) and the later ones raise: it
     passes the server's own load-time smoke test, gets switched in, and fails the reconciler's
     health check afterwards, which is the path where the old version must be switched back."""
-    import tempfile as tmp
-
-    import mlflow
-    from mlops_gitops import tags as names
-    from mlops_gitops.registry import stored_sha256
-
-    signature = mlflow.models.get_model_info(registry.version(model, 1).source).signature
-    with tmp.TemporaryDirectory() as folder:
-        code = Path(folder) / "broken.py"
-        code.write_text(
-            "import mlflow.pyfunc\nimport numpy as np\nfrom mlflow.models import set_model\n\n\n"
-            "class Broken(mlflow.pyfunc.PythonModel):\n"
-            "    calls = 0\n\n"
-            "    def predict(self, context, model_input, params=None):\n"
-            "        self.calls += 1\n"
-            f"        if self.calls <= {int(good_calls)}:\n"
-            "            return np.zeros((len(model_input), 2))\n"
-            "        raise RuntimeError('broken on purpose: a bug that only shows at prediction time')\n\n\n"
-            "set_model(Broken())\n"
-        )
-        mlflow.set_experiment(experiment_id=registry.experiment_id())
-        with mlflow.start_run(run_name=f"{model}-broken"):
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
-            )
-    version = registry.client.create_model_version(
-        model,
-        info.model_uri,
-        tags=names.artifact_tags(stored_sha256(info.model_uri)),
-        model_id=info.model_id,
-    )
-    return int(version.version)
+    body = f"""
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls <= {int(good_calls)}:
+            return np.zeros((len(model_input), 2))
+        raise RuntimeError("broken on purpose: a bug that only shows at prediction time")
+    """
+    return register_code(registry, model, body, "broken")
 
 
 def register_code(registry: Any, model: str, predict_body: str, name: str = "code") -> int:

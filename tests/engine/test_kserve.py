@@ -144,33 +144,35 @@ def test_rendered_for_argo_cd_health_unknown_is_never_called_healthy(
     assert [r["result"] for r in records] == ["progressing"]  # once, not once per run
 
 
+def kubectl_stand_in(
+    tmp_path: Path, apply: str, wait: str = "echo condition met", first: str = ":"
+) -> dict[str, str]:
+    """A `kubectl` on PATH that answers like kubectl: `first` runs on every call, `apply` and
+    `wait` run the given shell lines, `get` says Ready. The environment to run `mlops` with."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "kubectl").write_text(
+        f"#!/bin/sh\n{first}\n"
+        'case "$3" in\n'
+        f"  apply) {apply};;\n"
+        f"  wait) {wait};;\n"
+        '  get) echo \'{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}\';;\n'
+        "esac\n"
+    )
+    (bin_dir / "kubectl").chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
 @pytest.mark.slow
 def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> None:
     repo = _kserve_repo(registered, tmp_path)
     project = repo / "mlops.yaml"
     project.write_text(project.read_text().replace('kube_context: ""', "kube_context: kind-test"))
     git_commit_all(repo, "a cluster")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     calls = tmp_path / "kubectl.calls"
-    (bin_dir / "kubectl").write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> {calls}\n'
-        'case "$3" in\n'
-        "  apply) cat > /dev/null; echo applied;;\n"
-        "  wait) echo condition met;;\n"
-        '  get) echo \'{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}\';;\n'
-        "esac\n"
-    )
-    (bin_dir / "kubectl").chmod(0o755)
+    path = kubectl_stand_in(tmp_path, "cat > /dev/null; echo applied", first=f'echo "$*" >> {calls}')
     set_manifest(repo, "staging", "v1 to staging", version=1)
-    proc = run_mlops(
-        "reconcile",
-        "--env",
-        "staging",
-        cwd=repo,
-        env_extra={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
-    )
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra=path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = calls.read_text().splitlines()
     assert lines[0].startswith("--context kind-test apply -f -")
@@ -192,20 +194,11 @@ def test_a_revision_that_never_gets_ready_is_rolled_back_by_reapplying(
     project = repo / "mlops.yaml"
     project.write_text(project.read_text().replace('kube_context: ""', "kube_context: kind-test"))
     git_commit_all(repo, "a cluster")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     applied = tmp_path / "applied.yaml"
-    (bin_dir / "kubectl").write_text(
-        "#!/bin/sh\n"
-        'case "$3" in\n'
-        f"  apply) cat > {applied}; echo applied;;\n"
-        f"  wait) if grep -q \"version: '2'\" {applied}; then echo 'timed out' >&2; exit 1; fi;"
-        " echo condition met;;\n"
-        '  get) echo \'{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}\';;\n'
-        "esac\n"
+    never_ready = (
+        f"if grep -q \"version: '2'\" {applied}; then echo 'timed out' >&2; exit 1; fi; echo condition met"
     )
-    (bin_dir / "kubectl").chmod(0o755)
-    path = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    path = kubectl_stand_in(tmp_path, f"cat > {applied}; echo applied", wait=never_ready)
     set_manifest(repo, "staging", "v1 to staging", version=1)
     assert run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra=path).returncode == 0
     set_manifest(repo, "staging", "v2 to staging", version=2)
@@ -432,19 +425,9 @@ def test_an_analysed_rollout_on_kserve_moves_canary_traffic_percent(registered: 
     project = repo / "mlops.yaml"
     project.write_text(project.read_text().replace('kube_context: ""', "kube_context: kind-test"))
     git_commit_all(repo, "a cluster")
-    bin_dir, applied = tmp_path / "bin", tmp_path / "applied"
-    bin_dir.mkdir()
+    applied = tmp_path / "applied"
     applied.mkdir()
-    (bin_dir / "kubectl").write_text(
-        "#!/bin/sh\n"
-        'case "$3" in\n'
-        f"  apply) cat > {applied}/$(ls {applied} | wc -l).yaml; echo applied;;\n"
-        "  wait) echo condition met;;\n"
-        '  get) echo \'{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}\';;\n'
-        "esac\n"
-    )
-    (bin_dir / "kubectl").chmod(0o755)
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = kubectl_stand_in(tmp_path, f"cat > {applied}/$(ls {applied} | wc -l).yaml; echo applied")
     log = InferenceLog(state.inference_log(repo, "staging", "churn"))
 
     def traffic(stable: int, canary: int) -> None:
