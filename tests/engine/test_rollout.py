@@ -247,3 +247,57 @@ def test_compare_says_how_many_samples_a_close_call_still_needs(repo: Path, tmp_
     assert result["samples_needed"] >= auc["samples_needed"]
     one = run_mlops("compare", "churn", "--env", "staging", "--baseline", "4", cwd=repo)
     assert one.returncode == 2 and "--baseline: v4 answered no request in the log" in one.stderr
+
+
+def test_under_watch_a_bad_canary_is_rolled_back_while_clients_are_served(repo: Path) -> None:
+    """The deploy host's way: `mlops reconcile --watch` steps the rollout between its rounds
+    while a client keeps sending requests; none fails, and none reaches the canary once its
+    rollback is recorded."""
+    import os
+    import sys
+    import threading
+
+    from ..conftest import base_env
+
+    set_manifest(repo, "staging", "v1", version=1)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    url, batch = url_of(repo), rows(300)
+    answers: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        index = 0
+        while not stop.is_set():
+            status, body = http("POST", f"{url}/predict", {"dataframe_records": [batch[index % len(batch)]]})
+            answers.append((time.monotonic(), body["version"] if status == 200 else 0))
+            index += 1
+
+    rollout = {**ROLLOUT, "threshold": 1, "checks": {"min_requests": 20, "max_class_shift": 0.15}}
+    set_manifest(repo, "staging", "v5 under a rollout", version=5, rollout=rollout)
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    env = {**base_env(), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    watch = ["reconcile", "--env", "staging", "--watch", "--interval", "0.5"]
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "mlops_gitops.cli", *watch], cwd=repo, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any(
+            r.get("result") == "rolled-back" for r in records(repo)
+        ):
+            time.sleep(0.1)
+        recorded = time.monotonic()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join()
+        watcher.terminate()
+        watcher.wait(timeout=30)
+    assert any(r.get("result") == "rolled-back" for r in records(repo)), records(repo)
+    canary = [at for at, version in answers if version == 5]
+    assert canary, "the canary answered no request"
+    assert [v for _, v in answers if v not in (1, 5)] == []  # no request failed
+    assert [at for at in canary if at > recorded] == []
+    assert aliases(repo) == {"staging": 1}
