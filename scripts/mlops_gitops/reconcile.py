@@ -705,14 +705,17 @@ def status(
     last thing that happened to it."""
     from . import output
 
+    if env is not None:
+        repo.require_environment(env)
     rows = []
     log = RecordLog(repo.root)
     reconciler = reconciler_for(repo, kind)
     try:
-        changes = reconciler.plan(env)
+        aliases = reconciler.registry.aliases()
     except MlopsError as exc:  # the registry is down: what runs, and its health, still answer
         output.warn(f"{exc} (aliases unknown; the servers run from their verified local copies)")
-        changes = reconciler.plan(env, aliases={})
+        aliases = {}
+    changes = reconciler.plan(env, aliases=aliases)
     for change in changes:
         if model is not None and change.model != model:
             continue
@@ -753,7 +756,10 @@ def _served_metrics(change: Change) -> list[dict[str, Any]]:
     /metrics (a server that proved itself this deployment's); [] where there is none to read."""
     from .servemetrics import scrape
 
-    if not change.live.url or change.live.health not in (Health.HEALTHY, Health.DEGRADED):
+    live = change.live
+    if live.extra.get("foreign") or not live.url.startswith("http"):
+        return []  # a server that did not prove itself ours is never asked anything more
+    if live.health not in (Health.HEALTHY, Health.DEGRADED):
         return []
     stats = scrape(change.live.url)
     return [stats[str(v)].to_dict() for v, _ in change.live.routing if str(v) in stats]
