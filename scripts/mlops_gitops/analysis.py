@@ -43,6 +43,8 @@ def read_window(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     A garbled line is skipped; a line still being written waits for the next window."""
     if not path.exists():
         return [], offset
+    if offset > path.stat().st_size:  # the log was truncated or replaced: read it from its start
+        offset = 0
     with path.open("rb") as handle:
         handle.seek(offset)
         data = handle.read()

@@ -107,7 +107,7 @@ def describe(progress: dict[str, Any], settings: dict[str, Any]) -> str:
         return f"rollout of v{progress['canary']} failed: {progress.get('reason', '')}"
     if progress.get("phase") == "new":
         return f"canary v{progress['canary']} to start at {steps[0]}% (stable v{progress['stable']})"
-    index = int(progress.get("step", 0))
+    index = min(int(progress.get("step", 0)), len(steps) - 1)
     return (
         f"canary v{progress['canary']} at {steps[index]}% (step {index + 1}/{len(steps)}), stable "
         f"v{progress['stable']}, {progress.get('failed', 0)} failed analyses"
@@ -143,7 +143,9 @@ def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) ->
             "offset": offset, "judged_at": _now(), "analyses": 0,
         }  # fmt: skip
         return _weigh(reconciler, change, progress, steps[0], f"canary v{canary} started")
-    weight = steps[int(progress["step"])]
+    # steps edited in the manifest mid-rollout: the step it reached, or the new last one
+    progress["step"] = min(int(progress["step"]), len(steps) - 1)
+    weight = steps[progress["step"]]
     expected = _split(desired, stable, weight).routing
     if change.live.routing != expected:  # the server restarted, or someone changed it: re-apply
         return _weigh(reconciler, change, progress, weight, "weight re-applied")
