@@ -220,10 +220,11 @@ def live_metric(
 
 
 def side_by_side(
-    entries: list[dict[str, Any]], baseline: int | None, challenger: int | None
+    entries: list[dict[str, Any]], baseline: int | None, challenger: int | None, stable: int | None = None
 ) -> tuple[int, int, list[dict[str, Any]]]:
     """(baseline, challenger, the entries of the stretch where both answered). By default the
-    two versions with the most requests; the one that answered first is the baseline."""
+    two versions with the most requests; the baseline is the stable one (`stable`: the rollout's
+    stable version, or a split's `version`), else the one that answered first."""
     counts = Counter(e["version"] for e in entries)
     if baseline is None or challenger is None:
         top = [v for v, _ in counts.most_common(2)]
@@ -233,8 +234,11 @@ def side_by_side(
                 "a canary split or an analysed rollout)"
             )
         first = {v: next(e["at"] for e in entries if e["version"] == v) for v in top}
-        top.sort(key=lambda v: first[v])
-        baseline, challenger = baseline or top[0], challenger or top[1]
+        top.sort(key=lambda v: (v != stable, first[v]))
+        if baseline is None:
+            baseline = next(v for v in top if v != challenger)
+        if challenger is None:
+            challenger = next(v for v in top if v != baseline)
     for name, version in (("--baseline", baseline), ("--challenger", challenger)):
         if not counts.get(version):
             raise MlopsError(
@@ -244,6 +248,18 @@ def side_by_side(
     start, end = min(chal_at), max(chal_at)
     window = [e for e in entries if start <= e["at"] <= end and e["version"] in (baseline, challenger)]
     return baseline, challenger, window
+
+
+def _stable(repo: Repo, model: str, env: str) -> int | None:
+    """The version a comparison is against by default: an analysed rollout's stable version,
+    else the `version` of a manifest that splits traffic (the stable side of a canary split)."""
+    from . import rollout
+
+    progress = rollout.load(repo.root, env, model)
+    if progress and progress.get("stable") is not None:
+        return int(progress["stable"])
+    manifest = repo.manifests.get((env, model)) or {}
+    return int(manifest["version"]) if manifest.get("traffic") and manifest.get("version") else None
 
 
 def compare(
@@ -261,7 +277,7 @@ def compare(
     if since is not None:
         stamp = since.isoformat().replace("+00:00", "Z")
         entries = [e for e in entries if str(e.get("at")) >= stamp]
-    base_v, chal_v, window = side_by_side(entries, baseline, challenger)
+    base_v, chal_v, window = side_by_side(entries, baseline, challenger, _stable(repo, model, env))
     base = [e for e in window if e["version"] == base_v]
     chal = [e for e in window if e["version"] == chal_v]
     metric = ((definition.get("drift") or {}).get("live_performance") or {}).get("metric", "roc_auc")

@@ -61,7 +61,10 @@ def history(ctx: click.Context, model: str, env: str, at_text: str | None, fmt: 
 )  # fmt: skip
 @click.option("--since", "since_text", default=None, metavar="TIME", help="Only requests from this time.")
 @click.option(
-    "--baseline", type=int, default=None, help="The baseline version (default: the one that answered first)."
+    "--baseline",
+    type=int,
+    default=None,
+    help="The baseline version (default: the stable one, else the one that answered first).",
 )
 @click.option(
     "--challenger", type=int, default=None, help="The challenger (default: the other busiest version)."
