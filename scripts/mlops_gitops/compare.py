@@ -9,7 +9,8 @@ For each measure, the challenger minus the baseline, with a 95% interval:
                   rows: a percentile bootstrap over the requests (scipy.stats.bootstrap)
     errors        the share of failed requests: Newcombe's interval for a difference of two
                   proportions (statsmodels confint_proportions_2indep)
-    latency       the median's difference: a bootstrap interval; Mann-Whitney U's p-value beside it
+    latency       the median's difference: a bootstrap interval; Mann-Whitney U's p-value beside it;
+                  a difference under 0.5 ms or 10% of the baseline's median does not count
     predictions   each class's share: a chi-square test of the two distributions
                   (scipy.stats.chi2_contingency), and the positive share's Newcombe interval
 
@@ -37,10 +38,12 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 
 
-def _verdict(low: float, high: float, higher_is_better: bool) -> str:
-    if low > 0:
+def _verdict(low: float, high: float, higher_is_better: bool, margin: float = 0.0) -> str:
+    """Better or worse when the whole interval is beyond `margin` on one side of zero (a
+    difference smaller than the margin does not matter), else not enough data."""
+    if low > margin:
         return BETTER if higher_is_better else WORSE
-    if high < 0:
+    if high < -margin:
         return WORSE if higher_is_better else BETTER
     return UNDECIDED
 
@@ -55,8 +58,9 @@ def _needed(n: int, low: float, high: float, diff: float, floor: float) -> int:
 def _measure(
     name: str, diff: float, low: float, high: float, n: int, higher: bool, **extra: Any
 ) -> dict[str, Any]:
-    verdict = _verdict(low, high, higher)
-    floor = extra.pop("floor", 1e-3)
+    margin = extra.pop("margin", 0.0)
+    verdict = _verdict(low, high, higher, margin)
+    floor = max(extra.pop("floor", 1e-3), margin)
     return {
         "measure": name,
         "difference": round(diff, 6),
@@ -66,6 +70,7 @@ def _measure(
         "samples": n,
         "verdict": verdict,
         "samples_needed": _needed(n, low, high, diff, floor) if verdict == UNDECIDED else 0,
+        **({"margin": round(margin, 6)} if margin else {}),
         **extra,
     }
 
@@ -111,6 +116,7 @@ def latency(base: list[dict[str, Any]], chal: list[dict[str, Any]]) -> dict[str,
         min(len(a), len(b)),
         False,
         mann_whitney_p=round(p, 6),
+        margin=max(0.5, 0.1 * float(np.median(a))),  # a sub-millisecond or under-10% change does not matter
         floor=0.05,
     )
 
