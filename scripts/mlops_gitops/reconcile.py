@@ -49,6 +49,7 @@ class Change:
     live: Live
     alias: int | None
     detail: str = ""
+    rollout: dict[str, Any] | None = None  # an analysed canary's progress, as the plan found it
 
     @property
     def sync(self) -> Sync:
@@ -268,7 +269,7 @@ class Reconciler:
         if progress is None or change.desired is None or not change.desired.rollout:
             return change
         detail = rollout.describe(progress, {**rollout.DEFAULTS, **change.desired.rollout})
-        return replace(change, action=Action.CANARY, detail=detail)
+        return replace(change, action=Action.CANARY, detail=detail, rollout=progress)
 
     # -- apply ---------------------------------------------------------------------------
     def apply(
@@ -300,9 +301,8 @@ class Reconciler:
             elif change.action == Action.CANARY:
                 from . import rollout
 
-                underway = rollout.applies(self.repo.root, change)
-                assert underway is not None
-                outcomes.append(rollout.advance(self, change, underway))
+                assert change.rollout is not None  # found once, by the plan
+                outcomes.append(rollout.advance(self, change, change.rollout))
             elif change.action == Action.REMOVE:
                 outcomes.append(
                     self._remove(change)
