@@ -84,7 +84,9 @@ def stretches(repo: Repo, model: str, env: str) -> list[dict[str, Any]]:
     return found
 
 
-def _why(repo: Repo, model: str, env: str, stretch: dict[str, Any]) -> dict[str, Any]:
+def _why(
+    repo: Repo, model: str, env: str, stretch: dict[str, Any], commits: dict[int, list[dict[str, Any]]]
+) -> dict[str, Any]:
     """The commit and pull request that asked for the stretch's version (the newest commit that
     set the manifest to it and is part of the record's revision), and the trailers it claims."""
     version, revision = stretch["canary"] or stretch["version"], stretch["record"].get("revision", "")
@@ -94,7 +96,9 @@ def _why(repo: Repo, model: str, env: str, stretch: dict[str, Any]) -> dict[str,
     known = bool(re.fullmatch(r"[0-9a-f]{7,64}", revision or "")) and (
         git(repo.root, "cat-file", "-t", revision, check=False) == "commit"
     )
-    for commit in manifest_history(repo.root, path, int(version)):
+    if version not in commits:  # one walk of git per version, however many stretches it served
+        commits[version] = manifest_history(repo.root, path, int(version))
+    for commit in commits[version]:
         if known and not _ancestor(repo.root, commit["commit"], revision):
             continue  # set after the revision that was deployed: not what asked for this one
         merge = commit.get("merge") or {}
@@ -158,8 +162,9 @@ def history(repo: Repo, registry: Any, model: str, env: str, at: datetime | None
         ]
     decisions: dict[int, tuple[list[dict[str, Any]], str]] = {}
     gaps = []
+    commits: dict[int, list[dict[str, Any]]] = {}
     for stretch in found:
-        stretch["why"] = _why(repo, model, env, stretch)  # for a split: why its canary runs
+        stretch["why"] = _why(repo, model, env, stretch, commits)  # for a split: why its canary runs
         version = stretch["canary"] or stretch["version"]
         if version is not None:
             if version not in decisions:
