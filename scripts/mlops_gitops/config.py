@@ -75,6 +75,14 @@ class Repo:
     project: dict[str, Any]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (environment, model) -> the first problem of a deployment whose own files fail validation,
+    # when loaded with isolate=True: that deployment is left alone, every other one carries on
+    invalid: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def require_unit(self, env: str, model: str) -> None:
+        """One line when (env, model) is a deployment whose files fail validation."""
+        if (env, model) in self.invalid:
+            raise MlopsError(f"{self.invalid[(env, model)]} (fix it first: `mlops validate`)")
 
     @property
     def environments(self) -> list[str]:
@@ -623,9 +631,53 @@ def _pipeline_problems(root: Path, defined: list[str]) -> list[Problem]:
     return out
 
 
-def load_repo(root: Path | None = None) -> Repo:
-    """The repository's configuration, or InvalidConfig naming the first problem."""
+UNIT_FILE = re.compile(rf"^{ENVIRONMENTS_DIR}/([^/]+)/([^/]+)\.ya?ml$")
+MODEL_FILE = re.compile(rf"^{MODELS_DIR}/([^/]+)(/.*)?$")
+
+
+def owner_of(problem: Problem) -> tuple[str, str] | None:
+    """Whose problem it is: ("unit", "<env>/<model>"), ("model", name), ("pipeline", "") for the
+    training side alone, or None for the repository as a whole (mlops.yaml and the rest)."""
+    unit = UNIT_FILE.match(problem.path)
+    if unit and DNS_1123_LABEL.match(unit[1]) and DNS_1123_LABEL.match(unit[2]):
+        return "unit", f"{unit[1]}/{unit[2]}"
+    owned = MODEL_FILE.match(problem.path)
+    if owned and DNS_1123_LABEL.match(owned[1]):
+        return "model", owned[1]
+    if problem.path == PIPELINE_PARAMS:
+        name = problem.field.split(".", 1)[1] if problem.field.startswith("models.") else ""
+        return ("model", name) if DNS_1123_LABEL.match(name) else ("pipeline", "")
+    return None
+
+
+def load_repo(root: Path | None = None, isolate: bool = False) -> Repo:
+    """The repository's configuration, or InvalidConfig naming the first problem.
+
+    With `isolate` (what the deployment verbs load: plan, reconcile, status, rollback), a problem
+    in one deployment's own files (its manifest, its model's definition, card or pipeline
+    section) marks that (environment, model) invalid in `Repo.invalid` and leaves the rest
+    loaded, as Argo CD's InvalidSpec does for one application; a problem of the repository as a
+    whole (mlops.yaml, an unknown environment folder) still stops everything."""
     repo, problems, _ = collect(root or find_root())
-    if repo is None or problems:
-        raise InvalidConfig(problems)
+    if not isolate or repo is None:
+        if repo is None or problems:
+            raise InvalidConfig(problems)
+        return repo
+    whole = [p for p in problems if owner_of(p) is None]
+    if whole:
+        raise InvalidConfig(whole)
+    for problem in problems:
+        kind, name = owner_of(problem) or ("", "")
+        if kind == "unit":
+            env, model = name.split("/")
+            units = [(env, model)] if env in repo.environments else []
+        elif kind == "model":
+            units = [(env, name) for env in repo.environments]
+            repo.models.pop(name, None)
+        else:
+            continue  # the pipeline's own settings: training's concern, not a deployment's
+        for unit in units:
+            repo.invalid.setdefault(unit, str(problem))
+    for unit in repo.invalid:
+        repo.manifests.pop(unit, None)
     return repo

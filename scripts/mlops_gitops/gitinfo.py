@@ -99,14 +99,68 @@ def files_at(root: Path, rev: str, directory: str, suffixes: tuple[str, ...]) ->
     return texts
 
 
-def commit_on_branch(root: Path, branch: str, path: str, text: str, message: str, checkout: bool) -> str:
-    """Commit `text` as `path` on a new branch made from HEAD; its commit.
+def default_branch(root: Path) -> str:
+    """The branch promotions start from and merge into: the remote's default (origin/HEAD), else
+    a local `main` or `master`, else the current branch (a repository with neither)."""
+    remote = git(root, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD", check=False)
+    candidates = [remote.split("/", 1)[1]] if "/" in remote else []
+    for name in [*candidates, "main", "master"]:
+        if git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}", check=False):
+            return name
+    return git(root, "rev-parse", "--abbrev-ref", "HEAD")
+
+
+def branch_exists(root: Path, branch: str) -> bool:
+    """A local branch, or one on origin, of that name (someone else's push counts)."""
+    return any(
+        git(root, "rev-parse", "--verify", "--quiet", ref, check=False)
+        for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}")
+    )
+
+
+def fresh_branch(root: Path, branch: str) -> str:
+    """`branch`, or `branch-2`, `branch-3`, ...: the first name no local or remote branch has."""
+    name, n = branch, 1
+    while branch_exists(root, name):
+        n += 1
+        name = f"{branch}-{n}"
+    return name
+
+
+def pending_branch(root: Path, branch: str, path: str, text: str, into: str) -> str | None:
+    """A local branch named `branch` (or `branch-N`) not merged into `into` whose tip holds `text`
+    as `path`: the same proposal made before and still open (a re-run converges on it)."""
+    refs = git(
+        root, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{branch}", f"refs/heads/{branch}-*"
+    )
+    for name in refs.split():
+        if name != branch and not re.fullmatch(re.escape(branch) + r"-\d+", name):
+            continue
+        if not merged(root, name, into) and git(root, "show", f"{name}:{path}", check=False) == text.strip():
+            return name
+    return None
+
+
+def merged(root: Path, rev: str, into: str) -> bool:
+    """True when `rev` is already in `into`'s history (merged, or never ahead of it)."""
+    return (
+        subprocess.run(
+            ["git", "merge-base", "--is-ancestor", rev, into], cwd=root, capture_output=True
+        ).returncode
+        == 0
+    )
+
+
+def commit_on_branch(
+    root: Path, branch: str, path: str, text: str, message: str, checkout: bool, base: str = "HEAD"
+) -> str:
+    """Commit `text` as `path` on a new branch made from `base`; its commit.
 
     The commit is made with git's plumbing through a temporary index, so neither the working
     tree nor the current branch changes; with `checkout` the branch is then switched to. A
     failure leaves nothing behind: no branch, no changed file.
     """
-    head = git(root, "rev-parse", "HEAD")
+    head = git(root, "rev-parse", base)
     listed = git(root, "ls-tree", head, "--", path).split()
     mode = listed[0] if listed else "100644"
     blob = git(root, "hash-object", "-w", "--stdin", input=text)

@@ -15,6 +15,7 @@ from enum import StrEnum
 class Sync(StrEnum):
     SYNCED = "Synced"
     OUT_OF_SYNC = "OutOfSync"
+    UNKNOWN = "Unknown"  # the desired state cannot be read (an invalid file): nothing to compare
 
 
 class Health(StrEnum):
@@ -40,9 +41,13 @@ class Action(StrEnum):
     SUSPENDED = "suspended"
     AWAIT = "await"  # applied as desired; waiting for the cluster to report it healthy
     CANARY = "canary"  # an analysed rollout: the new version's weight moves step by step
+    HELD = "held"  # a break-glass hold: left alone until git asks for what runs, or `mlops resume`
+    INVALID = "invalid"  # its manifest or model definition fails validation: left alone (InvalidSpec)
 
     @property
     def sync(self) -> Sync:
+        if self == Action.INVALID:
+            return Sync.UNKNOWN
         return Sync.SYNCED if self in (Action.UNCHANGED, Action.SUSPENDED, Action.AWAIT) else Sync.OUT_OF_SYNC
 
 
@@ -57,10 +62,12 @@ class Result(StrEnum):
     BREAK_GLASS = "break-glass"
     REPLACED = "replaced"  # a newer version took over (a registry history tag, not a record)
     PROGRESSING = "progressing"  # rendered for Argo CD / Flux; waiting to be seen healthy
+    HELD = "held"  # left as break-glass put it, on purpose
+    INVALID = "invalid"  # its files fail validation; what ran keeps running
 
     @property
     def ok(self) -> bool:
-        return self not in (Result.FAILED, Result.ROLLED_BACK)
+        return self not in (Result.FAILED, Result.ROLLED_BACK, Result.INVALID)
 
 
 class Reason(StrEnum):
@@ -72,3 +79,4 @@ class Reason(StrEnum):
     RUNTIME_MISMATCH = "RuntimeMismatch"  # the model needs another MLflow than the serving runtime has
     NOT_READY = "NotReady"  # never became Ready within the manifest's ready_timeout
     ANALYSIS_FAILED = "AnalysisFailed"  # an analysed canary failed its checks `threshold` times
+    INVALID_SPEC = "InvalidSpec"  # its manifest or model definition fails validation (Argo CD's name)

@@ -2,7 +2,9 @@
 
 Checks first (model, environment, version in the registry), then commits the edited
 environments/<env>/<model>.yaml on a new branch `promote/<model>-<env>-v<N>` made from the
-current one, with a message naming model, version, environment and reason, and opens the
+default branch (main), whatever other branches exist (a merged or stale one of that name gets a
+fresh name, `-2`, `-3`; one still open with the same edit is converged on), with the edit made
+to the manifest as main has it, with a message naming model, version, environment and reason, and opens the
 pull request with `gh` when it is installed and authenticated, else prints the exact next
 step. The commit is made without touching the working tree; by default the branch is then
 checked out (`checkout=False` leaves you where you were). Nothing is changed unless every
@@ -19,8 +21,9 @@ from typing import Any
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import git
+from .gitinfo import default_branch, fresh_branch, git, pending_branch
 from .propose import next_step, propose
+from .records import Routing
 
 VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
 
@@ -61,9 +64,13 @@ def resolve_version(repo: Repo, model: str, env: str, version: int | None, sourc
 
 
 def edit_manifest(text: str, version: int, display: str) -> str:
+    """`version: N`, the whole traffic to it: a split or a shadow of that same version goes."""
     if len(VERSION_LINE.findall(text)) != 1:
         raise MlopsError(f"{display}: expected exactly one top-level `version:` line to edit")
-    return VERSION_LINE.sub(f"version: {version}", text, count=1)
+    text = VERSION_LINE.sub(f"version: {version}", text, count=1)
+    text = yamlio.replace_entry(text, "traffic", None)
+    shadow = (yamlio.loads(text, display) or {}).get("shadow") or {}
+    return yamlio.replace_entry(text, "shadow", None) if shadow.get("version") == version else text
 
 
 def promote(
@@ -83,37 +90,36 @@ def promote(
             f"{model} v{number}: not in the registry (expected a registered version; "
             "see `mlops model list` and `mlops register`)"
         )
+    repo.require_unit(env, model)
     path = repo.manifest_path(env, model)
     display = path.relative_to(repo.root).as_posix()
-    previous = repo.manifests[(env, model)]["version"]
-    branch = f"promote/{model}-{env}-v{number}"
     root = repo.root
-    if git(root, "status", "--porcelain", "--", display):
-        raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to promote from)")
+    start = default_branch(root)  # promotions start from it, whatever other branches exist
     current = git(root, "rev-parse", "--abbrev-ref", "HEAD")
-    if current == branch or git(root, "branch", "--list", branch):
-        on_branch = git(root, "show", f"{branch}:{display}", check=False)
-        if re.search(rf"^version: {number}$", on_branch, re.MULTILINE):
-            commit = git(root, "rev-parse", branch)
-            return Promotion(
-                model,
-                env,
-                number,
-                previous,
-                branch,
-                commit,
-                next_step(branch, title(model, env, number)),
-                changed=False,
-                checked_out=current == branch,
-                base=current,
-            )
-        raise MlopsError(
-            f"branch {branch}: exists with other content (expected to delete it or promote anew)"
-        )
-    if previous == number:
-        raise MlopsError(f"{display}: already at version {number} (nothing to promote)")
-    new_text = edit_manifest(path.read_text(encoding="utf-8"), number, display)
+    if current == start and git(root, "status", "--porcelain", "--", display):
+        raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to promote from)")
+    text = git(root, "show", f"{start}:{display}", check=False)
+    if not text:
+        raise MlopsError(f"{display}: not on {start} (expected the manifest committed there)")
+    text += "\n"
+    asked = yamlio.loads(text, f"{start}:{display}") or {}
+    previous = asked.get("version")
+    branch = f"promote/{model}-{env}-v{number}"
+    if Routing.of_manifest(asked) == Routing(number):
+        return Promotion(
+            model, env, number, previous, start, git(root, "rev-parse", start),
+            f"{start} asks for v{number} already", changed=False, checked_out=current == start, base=current,
+        )  # fmt: skip
+    new_text = edit_manifest(text, number, display)
     yamlio.loads(new_text, display)  # still valid YAML before anything is written
+    open_already = pending_branch(root, branch, display, new_text, start)
+    if open_already:  # the same promotion, proposed before and not merged yet: converge on it
+        return Promotion(
+            model, env, number, previous, open_already, git(root, "rev-parse", open_already),
+            next_step(open_already, title(model, env, number)), changed=False,
+            checked_out=current == open_already, base=current,
+        )  # fmt: skip
+    branch = fresh_branch(root, branch)
     message = (
         f"{title(model, env, number)}\n\n"
         f"Model: {model}\nVersion: {number} (was {previous if previous is not None else 'none'})\n"
@@ -128,6 +134,7 @@ def promote(
         branch,
         checkout=checkout,
         open_pr=open_pr,
+        start=start,
     )
     return Promotion(
         model,

@@ -1,7 +1,7 @@
 """A change to one file of the repository, proposed as a pull request: the one way promotions
 and rollbacks (and anything else that edits a manifest) reach git and GitHub.
 
-The commit is made from the current branch on a new branch, with git's plumbing through a
+The commit is made from the default branch (or the current one) on a new branch, with git's plumbing through a
 temporary index, so neither the working tree nor the current branch changes (`checkout` then
 switches to it); or, `direct`, on the current branch itself. With an authenticated `gh` the
 branch is pushed and its pull request opened; otherwise the exact next step is given. A
@@ -23,7 +23,7 @@ class Proposal:
     branch: str  # where the commit is (the current branch when direct)
     commit: str
     pull_request: str  # its URL, the command that opens it, or "committed directly"
-    base: str  # the branch it was made from: where to go back to
+    base: str  # the branch the working tree was on: where to go back to
     checked_out: bool  # the working tree is on `branch` now
 
 
@@ -43,10 +43,13 @@ def propose(
     direct: bool = False,
     checkout: bool = True,
     open_pr: bool = True,
+    start: str | None = None,
 ) -> Proposal:
-    """Commit `text` as `path` (repository-relative): on `branch`, made from the current one, or
-    `direct`ly on the current one; open the pull request when asked and `gh` can."""
-    base = git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    """Commit `text` as `path` (repository-relative): on `branch`, made from `start` (a branch;
+    default the current one), or `direct`ly on the current one; open the pull request, against
+    `start`, when asked and `gh` can."""
+    current = git(root, "rev-parse", "--abbrev-ref", "HEAD")  # where to go back to
+    base = start or current
     if direct:
         target = root / path
         before = target.read_text(encoding="utf-8") if target.exists() else None
@@ -59,9 +62,9 @@ def propose(
                 yamlio.write_atomic(target, before)
             git(root, "reset", "--quiet", "--", path, check=False)
             raise
-        return Proposal(base, git(root, "rev-parse", "HEAD"), "committed directly", base, True)
-    commit = commit_on_branch(root, branch, path, text, message, checkout=checkout)
+        return Proposal(current, git(root, "rev-parse", "HEAD"), "committed directly", current, True)
+    commit = commit_on_branch(root, branch, path, text, message, checkout=checkout, base=base)
     pull_request = next_step(branch, title)
     if open_pr:
         pull_request = open_pull_request(root, base, branch, title, message) or pull_request
-    return Proposal(branch, commit, pull_request, base, checkout)
+    return Proposal(branch, commit, pull_request, current, checkout)

@@ -34,7 +34,8 @@ from .config import ENVIRONMENTS_DIR, Repo
 from .errors import MlopsError
 from .gitinfo import git
 from .health import Action, Health, Reason, Result, Sync
-from .records import DeploymentRecord, RecordLog
+from .holds import Hold, Holds
+from .records import DeploymentRecord, RecordLog, Routing
 from .registry import Verified
 from .serve import input_example
 from .targets import DeployFailed, Desired, Live, Target
@@ -50,6 +51,7 @@ class Change:
     alias: int | None
     detail: str = ""
     rollout: dict[str, Any] | None = None  # an analysed canary's progress, as the plan found it
+    hold: Hold | None = None  # a break-glass hold on it (held, or ending now that git agrees)
 
     @property
     def sync(self) -> Sync:
@@ -109,28 +111,37 @@ def _routing_text(routing: Sequence[tuple[int, int]], shadow: int | None) -> str
 def load_desired(repo: Repo, env: str | None = None) -> list[Desired]:
     if env is not None:
         repo.require_environment(env)
-    desired = []
-    for (environment, model), manifest in sorted(repo.manifests.items()):
-        if env is not None and environment != env:
-            continue
-        target = manifest.get("target") or {}
-        desired.append(
-            Desired(
-                model=model,
-                environment=environment,
-                path=f"{ENVIRONMENTS_DIR}/{environment}/{model}.yaml",
-                version=manifest.get("version"),
-                traffic=tuple((int(t["version"]), int(t["percent"])) for t in manifest.get("traffic") or []),
-                shadow=(manifest.get("shadow") or {}).get("version"),
-                suspend=bool(manifest.get("suspend", False)),
-                replicas=int(target.get("replicas", 1)),
-                resources=dict(target.get("resources") or {}),
-                target=str(target.get("kind", "local")),
-                ready_timeout=int(target.get("ready_timeout", 600)),
-                rollout=manifest.get("rollout") or None,
-            )
-        )
-    return desired
+    return [
+        desired_of(environment, model, manifest)
+        for (environment, model), manifest in sorted(repo.manifests.items())
+        if env is None or environment == env
+    ]
+
+
+def desired_of(environment: str, model: str, manifest: dict[str, Any]) -> Desired:
+    target = manifest.get("target") or {}
+    return Desired(
+        model=model,
+        environment=environment,
+        path=f"{ENVIRONMENTS_DIR}/{environment}/{model}.yaml",
+        version=manifest.get("version"),
+        traffic=tuple((int(t["version"]), int(t["percent"])) for t in manifest.get("traffic") or []),
+        shadow=(manifest.get("shadow") or {}).get("version"),
+        suspend=bool(manifest.get("suspend", False)),
+        replicas=int(target.get("replicas", 1)),
+        resources=dict(target.get("resources") or {}),
+        target=str(target.get("kind", "local")),
+        ready_timeout=int(target.get("ready_timeout", 600)),
+        rollout=manifest.get("rollout") or None,
+    )
+
+
+def routing_of(desired: Desired) -> Routing | None:
+    """The desired routing, in the terms rollbacks and holds compare."""
+    if desired.version is None:
+        return None
+    split = tuple(sorted(desired.traffic)) if len(desired.traffic) > 1 else ()
+    return Routing(desired.version, split, desired.shadow, desired.rollout)
 
 
 def diff(
@@ -140,6 +151,7 @@ def diff(
     running: Sequence[tuple[str, str]],
     env: str | None,
     observes_only: bool = False,
+    invalid: dict[tuple[str, str], str] | None = None,
 ) -> list[Change]:
     """What to do about each manifest. With a target that only observes (Argo CD / Flux apply
     its files), a deployment already applied as desired but not yet seen healthy is AWAIT:
@@ -185,8 +197,15 @@ def diff(
             )
         action = Action.UPDATE if differences else Action.UNCHANGED
         changes.append(Change(d.model, d.environment, action, d, live, alias, "; ".join(differences)))
+    for (environment, model), problem in sorted((invalid or {}).items()):
+        if env is None or environment == env:  # left alone: what runs keeps running (InvalidSpec)
+            live = observe(environment, model)
+            alias = aliases.get(model, {}).get(environment)
+            changes.append(Change(model, environment, Action.INVALID, None, live, alias, problem))
     for environment, model in running:
         if (environment, model) in wanted or (env is not None and environment != env):
+            continue
+        if (environment, model) in (invalid or {}):
             continue
         live = observe(environment, model)
         changes.append(
@@ -248,7 +267,12 @@ class Reconciler:
         self.store = state.artifacts_dir(repo.root)
         self.revision = revision or git(repo.root, "rev-parse", "HEAD", check=False) or "unknown"
 
-    def plan(self, env: str | None = None, aliases: dict[str, dict[str, int]] | None = None) -> list[Change]:
+    def plan(
+        self,
+        env: str | None = None,
+        aliases: dict[str, dict[str, int]] | None = None,
+        holds: Holds | None = None,
+    ) -> list[Change]:
         desired = load_desired(self.repo, env)
         aliases = self.registry.aliases() if aliases is None else aliases
         changes = diff(
@@ -258,8 +282,26 @@ class Reconciler:
             self.target.running(),
             env,
             observes_only=self.target.observes_only,
+            invalid=self.repo.invalid,
         )
-        return [self._canary(c) for c in changes]
+        holds = holds or Holds(self.repo.root, self.registry)
+        return [self._held(self._canary(c), holds) for c in changes]
+
+    def _held(self, change: Change, holds: Holds) -> Change:
+        """A deployment under a break-glass hold is left alone until git asks for what runs."""
+        if change.desired is None or change.action == Action.INVALID:
+            return change
+        hold = holds.get(change.environment, change.model)
+        if hold is None:
+            return change
+        asked = routing_of(change.desired)
+        if asked is not None and asked == Routing.from_dict(hold.routing):
+            return replace(change, hold=hold, detail=f"hold ends: git asks for what runs; {change.detail}")
+        wants = asked.text() if asked else "nothing"
+        detail = (
+            f"{hold.said()}; git asks for {wants} (merge {hold.branch or 'the revert'}, or `mlops resume`)"
+        )
+        return replace(change, action=Action.HELD, hold=hold, detail=detail)
 
     def _canary(self, change: Change) -> Change:
         """An update under a manifest's `rollout` is an analysed canary (rollout.py)."""
@@ -294,8 +336,16 @@ class Reconciler:
         for change in changes:
             if progress:
                 progress(change)
+            if change.hold is not None and change.action != Action.HELD:
+                Holds(self.repo.root, self.registry).end(
+                    change.environment, change.model, "git-agrees", f"git asks for it at {self.revision[:12]}"
+                )
             if change.action in (Action.UNCHANGED, Action.SUSPENDED):
                 outcomes.append(Outcome(change, Result(change.action.value), version=change.alias))
+            elif change.action == Action.HELD:
+                outcomes.append(Outcome(change, Result.HELD, message=change.detail, version=change.alias))
+            elif change.action == Action.INVALID:
+                outcomes.append(self._invalid(change))
             elif change.action == Action.AWAIT:
                 outcomes.append(self._await(change, change.live, change.alias))
             elif change.action == Action.CANARY:
@@ -344,6 +394,8 @@ class Reconciler:
             else [{"version": v, "percent": p} for v, p in (desired.routing if desired else ())],
             shadow=desired.shadow if desired else None,
             recovery_s=recovery_s,
+            rollout=desired.rollout if desired else None,
+            step=desired.step if desired else None,
         )
         self.records.append(record)
         for tagged, tag_result in tag_versions:
@@ -356,6 +408,26 @@ class Reconciler:
                 )
             except MlopsError:
                 pass  # the record is written; the summary tags catch up on the next apply
+
+    def _invalid(self, change: Change) -> Outcome:
+        """Its files fail validation: nothing is changed, the failure recorded once per problem."""
+        live = change.live
+        serving = live.routing[0][0] if live.routing else None
+        reason = f"{Reason.INVALID_SPEC}: {change.detail}"
+        records, _ = self.records.read(change.environment, change.model)
+        if not (records and records[-1].result == Result.INVALID and records[-1].reason == reason):
+            self._record(
+                change,
+                Result.INVALID,
+                serving,
+                serving,
+                reason,
+                routing=[{"version": v, "percent": p} for v, p in live.routing],
+            )
+        said = f"{change.detail}; " + (
+            f"{_routing_text(live.routing, live.shadow)} keeps serving" if live.routing else "nothing runs"
+        )
+        return Outcome(change, Result.INVALID, Reason.INVALID_SPEC, said, serving, serving)
 
     def verify(self, desired: Desired) -> dict[int, Verified]:
         """The loop's verify step: every version the manifest routes to (or mirrors), fetched into
@@ -710,12 +782,13 @@ def status(
     rows = []
     log = RecordLog(repo.root)
     reconciler = reconciler_for(repo, kind)
+    holds = Holds(repo.root, reconciler.registry)
     try:
         aliases = reconciler.registry.aliases()
     except MlopsError as exc:  # the registry is down: what runs, and its health, still answer
         output.warn(f"{exc} (aliases unknown; the servers run from their verified local copies)")
-        aliases = {}
-    changes = reconciler.plan(env, aliases=aliases)
+        aliases, holds = {}, Holds(repo.root, None)
+    changes = reconciler.plan(env, aliases=aliases, holds=holds)
     for change in changes:
         if model is not None and change.model != model:
             continue
@@ -736,6 +809,9 @@ def status(
                 "url": change.live.url,
                 "latency": "; ".join(_latency_text(m) for m in metrics) or "-",
                 "rollout": change.detail if change.action == Action.CANARY else "",
+                "held": change.detail if change.action == Action.HELD else "",
+                "hold": change.hold.to_dict() if change.hold else None,
+                "invalid": change.detail if change.action == Action.INVALID else "",
                 "last_result": f"{last.result} {last.at}" if last else None,
                 "metrics": metrics,
             }
@@ -747,7 +823,7 @@ def status(
 STATUS_COLUMNS = {
     "environment": "env", "model": "model", "serving": "serving", "desired": "desired", "sync": "sync",
     "health": "health", "since": "since", "url": "url", "latency": "p50/p99 ms · errors",
-    "rollout": "rollout", "last_result": "last result",
+    "rollout": "rollout", "held": "held", "invalid": "invalid", "last_result": "last result",
 }  # fmt: skip
 
 
@@ -771,17 +847,56 @@ def _latency_text(m: dict[str, Any]) -> str:
 
 
 def apply_rollback_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[str, Any]:
-    """Break-glass (`mlops rollback --now`): deploy the rollback at once (from its branch, which
-    is checked out for it, unless it was committed directly) and record that it was done before
-    review."""
+    """Break-glass (`mlops rollback --now`): deploy the rollback's routing at once, whatever branch
+    is checked out, record that it was done before review, and hold it there (holds.py) until git
+    asks for it (the revert merged) or `mlops resume`: otherwise the next reconcile from the default
+    branch, on any machine, would undo it."""
+    from . import yamlio
     from .config import load_repo
     from .rollback import record_break_glass
 
     root, env, model = repo.root, result["environment"], result["model"]
-    if git(root, "rev-parse", "--abbrev-ref", "HEAD") != result["branch"]:
-        git(root, "switch", "--quiet", result["branch"])
-    reconciler = reconciler_for(load_repo(root))
+    path = f"{ENVIRONMENTS_DIR}/{env}/{model}.yaml"
+    manifest = yamlio.loads(
+        git(root, "show", f"{result['commit']}:{path}"), f"{result['commit'][:12]}:{path}"
+    )
+    desired = replace(desired_of(env, model, manifest), rollout=None)  # at once: no canary steps
+    loaded = load_repo(root, isolate=True)
+    reconciler = reconciler_for(loaded, None)
+    reconciler.revision = result["commit"]
     with env_lock(root, env):
-        outcomes = reconciler.apply([c for c in reconciler.plan(env) if c.model == model])
-    record_break_glass(repo, model, env, result, reason)
-    return summary(outcomes)
+        aliases = reconciler.registry.aliases()
+        changes = diff(
+            [desired], reconciler.target.observe, aliases, [], env, reconciler.target.observes_only
+        )
+        outcomes = reconciler.apply(changes)
+        applied = summary(outcomes)
+        if applied["ok"]:
+            record_break_glass(repo, model, env, result, reason)
+            held = ""
+            from .gitinfo import default_branch
+
+            # what the default branch asks for now (a --direct rollback on it: git agrees already)
+            text = git(root, "show", f"{default_branch(root)}:{path}", check=False)
+            asked = Routing.of_manifest(yamlio.loads(text, path) or {}) if text else None
+            if asked != Routing.from_dict(result["to"]):
+                from .records import actor, utcnow
+
+                held = (
+                    Holds(root, reconciler.registry).place(
+                        Hold(
+                            model=model,
+                            environment=env,
+                            routing=result["to"],
+                            asked=asked.to_dict() if asked else None,
+                            by=actor(),
+                            at=utcnow(),
+                            reason=reason,
+                            commit=result["commit"],
+                            branch=result["branch"],
+                        )
+                    )
+                    or "held until git asks for it"
+                )
+            applied["hold"] = held
+    return applied

@@ -10,6 +10,7 @@ Each line has a `kind`:
                  keeps the full decision, where CI on any machine can reach it)
     analysis     an analysed canary's verdict: its step and weight, each check, what it led to
     compare      an A/B comparison of the versions that served side by side (`mlops compare`)
+    hold         a break-glass hold placed, or ended (by git agreeing, or `mlops resume`)
 
 A line cut short by a crash is skipped and counted when read, never fatal. A summary of the
 deployments also goes onto the versions as registry tags (`tags.history_tags`), so that `mlops
@@ -19,6 +20,7 @@ healthy where. The records are facts about the past: nothing here decides anythi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -54,7 +56,7 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-KINDS = ("deployment", "drift", "feedback", "decision", "analysis", "compare")
+KINDS = ("deployment", "drift", "feedback", "decision", "analysis", "compare", "hold")
 
 
 @dataclass
@@ -77,9 +79,79 @@ class DeploymentRecord:
     # again (0.0 when the new one failed before it was switched in: the old never stopped)
     recovery_s: float | None = None
     kind: str = "deployment"
+    # the manifest's analysed-rollout settings this routing was deployed under (a rollback puts
+    # them back with it), and, for one step of a rollout, the canary's weight at that step (a
+    # step is never a point a rollback returns to)
+    rollout: dict[str, Any] | None = None
+    step: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def id(self) -> str:
+        """The record's name in `mlops history` and `mlops rollback --to-record`: a digest of its
+        content, the same on every machine that reads the same line."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    @property
+    def routing(self) -> Routing | None:
+        """What served after this event (None when nothing did)."""
+        if self.version is None:
+            return None
+        split = tuple(sorted((int(t["version"]), int(t["percent"])) for t in self.traffic))
+        return Routing(
+            self.version,
+            split if len(split) > 1 else (),
+            self.shadow,
+            self.rollout or None,
+        )
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A deployment's whole routing: the primary version, the split (empty: the primary takes
+    everything), the shadow, and the analysed-rollout settings it came with. What a rollback
+    returns to, and what a hold keeps."""
+
+    version: int
+    traffic: tuple[tuple[int, int], ...] = ()
+    shadow: int | None = None
+    rollout: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def weights(self) -> tuple[tuple[int, int], ...]:
+        return self.traffic or ((self.version, 100),)
+
+    def text(self) -> str:
+        """'v2 50% + v1 50% + shadow v3', the way people say it."""
+        said = " + ".join(f"v{v} {p}%" for v, p in sorted(self.weights, key=lambda w: -w[1]))
+        return (
+            said
+            + (f" + shadow v{self.shadow}" if self.shadow else "")
+            + (" (analysed rollout)" if self.rollout else "")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "traffic": [{"version": v, "percent": p} for v, p in self.traffic] or None,
+            "shadow": self.shadow,
+            "rollout": self.rollout,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Routing:
+        traffic = tuple(sorted((int(t["version"]), int(t["percent"])) for t in data.get("traffic") or []))
+        return cls(
+            int(data["version"]), traffic if len(traffic) > 1 else (), data.get("shadow"), data.get("rollout")
+        )
+
+    @classmethod
+    def of_manifest(cls, manifest: dict[str, Any]) -> Routing | None:
+        if manifest.get("version") is None:
+            return None
+        return cls.from_dict({**manifest, "shadow": (manifest.get("shadow") or {}).get("version")})
 
 
 class RecordLog:

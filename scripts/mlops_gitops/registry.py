@@ -61,6 +61,9 @@ class Registry:
         self.repo = repo
         self.uri = tracking_uri(repo)
         self._client: MlflowClient | None = None
+        # each registered model's own tags, as the last `aliases()` listing found them (holds
+        # are read from there: one listing, not one call per model)
+        self.listed_tags: dict[str, dict[str, str]] | None = None
 
     @property
     def client(self) -> MlflowClient:
@@ -235,6 +238,7 @@ class Registry:
     def aliases(self) -> dict[str, dict[str, int]]:
         """Every registered model's aliases ({model: {alias: version}}) in one paged listing."""
         found: dict[str, dict[str, int]] = {}
+        listed: dict[str, dict[str, str]] = {}
         token = None
         while True:
             page = self._call(
@@ -242,8 +246,10 @@ class Registry:
             )
             for registered in page:
                 found[registered.name] = {k: int(v) for k, v in (registered.aliases or {}).items()}
+                listed[registered.name] = dict(registered.tags or {})
             token = page.token
             if not token:
+                self.listed_tags = listed
                 return found
 
     def set_alias(self, model: str, alias: str, version: int) -> None:
@@ -348,6 +354,17 @@ class Registry:
         """Tags on the registered model itself (the monitor's drift and performance status)."""
         for key, value in tags.items():
             self._call(f"tag {model}", self.client.set_registered_model_tag, model, key, value)
+
+    def delete_model_tag(self, model: str, key: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_tag(model, key)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")):
+                raise MlopsError(f"registry {self.uri}: untag {model}: {exc.message}") from None
+        except OSError as exc:
+            raise MlopsError(f"registry {self.uri}: untag {model}: {exc}") from None
 
 
 def version_facts(version: Any) -> dict[str, Any]:

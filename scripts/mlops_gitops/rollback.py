@@ -1,114 +1,259 @@
-"""`mlops rollback`: the revert of the last promotion of one manifest, as a commit.
+"""`mlops rollback`: propose, as a commit, the whole routing of a deployment that served before.
 
-The revert is proposed like a promotion (`propose`): a branch and a pull request, or a commit
-on the current branch (`--direct`). The last promotion is the newest commit that changed the
-manifest's routing (version, traffic split, shadow); the rollback puts that routing back as it
-was before it, so a canary's split goes with the version, and leaves the rest of the manifest
-as it is now.
+A rollback returns to a point of the deployment's history, as `argocd app rollback APP ID` does
+and a Kargo stage's freight history allows, never to "the manifest minus its last commit":
 
-GitOps keeps git the source of truth even in an incident: rolling back is a commit that
-restores the manifest's previous version (on a branch for review, or directly), and
-`--now` applies it at once as a recorded break-glass event rather than a silent change.
+    default          the last routing that served healthy before the one serving now; or, when
+                     git asks for something that does not serve (a failed or unapplied change),
+                     what serves now
+    --to-version N   the newest routing whose primary version was N
+    --to-record ID   that deployment record's routing (`mlops history` names each record)
+
+The points are the deployment records (on the machine where the deployments live); where there
+are none, the manifest's history on the default branch's first-parent line (what each merge or
+squash asked for), so a laptop can propose a rollback too. A routing is primary version, split,
+shadow and rollout settings together; the rest of the manifest (resources, suspend, exceptions)
+stays as the default branch has it. The commit goes on a fresh branch made from the default
+branch, whatever other branches exist (or `--direct` on the current one); `--now` applies it
+at once as a recorded break-glass event with a hold (holds.py), so that no reconciler undoes it
+before git agrees.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import git
-from .propose import propose
-from .records import DeploymentRecord, RecordLog
+from .gitinfo import default_branch, fresh_branch, git, pending_branch
+from .health import Result
+from .propose import Proposal, next_step, propose
+from .records import DeploymentRecord, RecordLog, Routing
 
-# What a promotion changes: which versions take traffic, and which one mirrors it.
-ROUTING = ("version", "traffic", "shadow")
-
-
-def _routing(text: str, where: str) -> dict[str, object]:
-    loaded = yamlio.loads(text, where) or {}
-    return {key: loaded.get(key) for key in ROUTING}
+# What a rollback rewrites: which versions take traffic, which one mirrors it, how it rolls out.
+ROUTING_KEYS = ("version", "traffic", "shadow", "rollout")
+SERVED = (Result.HEALTHY, Result.ROLLED_BACK, Result.BREAK_GLASS)
 
 
-def last_promotion(root: Path, path: str) -> tuple[str, str, dict[str, object]]:
-    """(commit, the manifest before it, its routing before it) of the newest commit that changed
-    the manifest's routing: its version, traffic split or shadow."""
-    for commit in git(root, "log", "--format=%H", "--", path).split():
-        parent = git(root, "rev-parse", "--verify", "--quiet", f"{commit}^", check=False)
-        if not parent:
-            break
-        before = git(root, "show", f"{parent}:{path}", check=False)
-        after = git(root, "show", f"{commit}:{path}", check=False)
-        if before and after and _routing(before, f"{parent}:{path}") != _routing(after, f"{commit}:{path}"):
-            return commit, before, _routing(before, f"{parent}:{path}")
-    raise MlopsError(f"{path}: no earlier promotion in git history (expected a commit that changed version)")
+@dataclass(frozen=True)
+class Point:
+    """One routing in the deployment's history, and where it was found."""
+
+    routing: Routing
+    source: str  # "record" or "git"
+    ref: str  # the record's id, or the commit
+    at: str
+    healthy: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"routing": self.routing.to_dict(), "source": self.source, "ref": self.ref, "at": self.at}
+
+    def said(self) -> str:
+        return (
+            f"record {self.ref} ({self.at})"
+            if self.source == "record"
+            else f"commit {self.ref[:12]} ({self.at})"
+        )
+
+
+def record_points(records: list[DeploymentRecord]) -> list[Point]:
+    """What served, oldest first: each record that left a routing serving, except the steps of an
+    analysed rollout (never a point to return to)."""
+    points = []
+    for record in records:
+        routing = record.routing
+        if record.result in SERVED and routing is not None and record.step is None:
+            points.append(Point(routing, "record", record.id, record.at, record.result == Result.HEALTHY))
+    return points
+
+
+def git_points(root: Path, path: str, branch: str) -> list[Point]:
+    """What the default branch asked for, oldest first: the manifest after each commit of its
+    first-parent line that changed it (a merge or a squash counts once, whatever its branch held)."""
+    points: list[Point] = []
+    log = git(root, "log", "--first-parent", "--format=%H %cI", branch, "--", path, check=False)
+    for line in reversed(log.splitlines()):
+        commit, at = line.split(" ", 1)
+        try:
+            routing = Routing.of_manifest(yamlio.loads(git(root, "show", f"{commit}:{path}"), path) or {})
+        except MlopsError:
+            continue  # a commit whose manifest did not parse asked for nothing
+        if routing is not None and (not points or points[-1].routing != routing):
+            points.append(Point(routing, "git", commit, at))
+    return points
+
+
+def choose(
+    points: list[Point], asked: Routing | None, to_version: int | None, to_record: str | None
+) -> tuple[Point | None, Point]:
+    """(what serves now, the point to return to)."""
+    current = points[-1] if points else None
+    if to_record is not None:
+        found = [p for p in points if p.ref.startswith(to_record)] if len(to_record) >= 6 else []
+        if len(found) != 1:
+            raise MlopsError(
+                f"--to-record {to_record!r}: {'ambiguous' if found else 'no such serving record'} "
+                "(expected the id of a record that served, as `mlops history` shows it)"
+            )
+        return current, found[0]
+    if to_version is not None:
+        found = [p for p in points if p.routing.version == to_version and p.healthy]
+        if not found:
+            served = sorted({p.routing.version for p in points})
+            raise MlopsError(
+                f"--to-version {to_version}: never served here (expected one of "
+                f"{', '.join(f'v{v}' for v in served) or 'none: nothing served yet'})"
+            )
+        return current, found[-1]
+    if current is None:
+        raise MlopsError("no earlier deployment to return to (expected one that served before)")
+    if asked is not None and asked != current.routing and current.source == "record":
+        return current, current  # git asks for what does not serve: back to what does
+    earlier = [p for p in points[:-1] if p.healthy and p.routing != current.routing]
+    if not earlier:
+        raise MlopsError(
+            f"nothing served before {current.routing.text()} (expected an earlier deployment to return to)"
+        )
+    return current, earlier[-1]
+
+
+def _entry(key: str, value: Any) -> str | None:
+    """The manifest's top-level `key` as one flow-style line (None: the key goes)."""
+    if value is None:
+        return None
+    rendered = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False, width=1 << 20)
+    return rendered.strip()[1:-1] + "\n"
+
+
+def with_routing(text: str, routing: Routing, display: str) -> str:
+    """The manifest `text` asking for `routing`: its routing keys rewritten, the rest as it was."""
+    entries = {
+        "version": routing.version,
+        "traffic": [{"version": v, "percent": p} for v, p in routing.traffic] or None,
+        "shadow": {"version": routing.shadow} if routing.shadow else None,
+        "rollout": routing.rollout or None,
+    }
+    for key in ROUTING_KEYS:
+        text = yamlio.replace_entry(text, key, _entry(key, entries[key]))
+    if Routing.of_manifest(yamlio.loads(text, display) or {}) != routing:
+        raise MlopsError(
+            f"{display}: cannot write the routing {routing.text()} (expected plain top-level keys)"
+        )
+    return text
+
+
+def propose_rollback(
+    repo: Repo,
+    model: str,
+    env: str,
+    reason: str,
+    direct: bool = False,
+    open_pr: bool = True,
+    to_version: int | None = None,
+    to_record: str | None = None,
+) -> dict[str, Any]:
+    """Propose the routing of an earlier deployment of MODEL in ENV (see the module's docstring)."""
+    repo.require_environment(env)
+    path = repo.manifest_path(env, model)
+    root, display = repo.root, path.relative_to(repo.root).as_posix()
+    if not path.is_file():
+        raise MlopsError(f"{display}: no such manifest (expected model {model!r} deployed in {env})")
+    start = git(root, "rev-parse", "--abbrev-ref", "HEAD") if direct else default_branch(root)
+    if git(root, "status", "--porcelain", "--", display) and (direct or start == _current(root)):
+        raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to roll back)")
+    text = git(root, "show", f"{start}:{display}", check=False)
+    if not text:
+        raise MlopsError(f"{display}: not on {start} (expected the manifest committed there)")
+    asked = Routing.of_manifest(yamlio.loads(text, f"{start}:{display}") or {})
+    records, _ = RecordLog(root).read(env, model)
+    served = record_points(records)
+    try:
+        current, target = choose(served, asked, to_version, to_record)
+    except MlopsError:
+        if to_record is not None:
+            raise
+        # no such point in this machine's records (none here, or it served before they began):
+        # what the default branch asked for, merge by merge
+        current, target = choose(git_points(root, display, start), asked, to_version, None)
+        current = served[-1] if served else current
+    if asked == target.routing:
+        raise MlopsError(
+            f"{display}: {start} asks for {target.routing.text()} already (nothing to roll back in git)"
+        )
+    new_text = with_routing(text, target.routing, display)
+    was = current.routing.text() if current else (asked.text() if asked else "nothing")
+    change = f"{was} -> {target.routing.text()}"
+    title = f"Roll back {model} in {env} to v{target.routing.version}"
+    message = (
+        f"{title}\n\nRouting: {change}\nReturns to: {target.said()}\n"
+        f"Model: {model}\nEnvironment: {env}\nReason: {reason}\n"
+    )
+    branch = f"rollback/{model}-{env}-v{target.routing.version}"
+    open_already = None if direct else pending_branch(root, branch, display, new_text, start)
+    if open_already:  # proposed before and not merged yet: the same proposal, not another
+        made = Proposal(
+            open_already, git(root, "rev-parse", open_already), next_step(open_already, title), start, False
+        )
+    else:
+        made = propose(
+            root,
+            display,
+            new_text,
+            title,
+            message,
+            branch if direct else fresh_branch(root, branch),
+            direct=direct,
+            checkout=False,
+            open_pr=open_pr,
+            start=start,
+        )
+    return {
+        "model": model,
+        "environment": env,
+        "from_version": current.routing.version if current else (asked.version if asked else None),
+        "to_version": target.routing.version,
+        "from": current.routing.to_dict() if current else None,
+        "to": target.routing.to_dict(),
+        "asked": asked.to_dict() if asked else None,
+        "change": change,
+        "returns_to": target.to_dict(),
+        "branch": made.branch,
+        "base": start,
+        "commit": made.commit,
+        "pull_request": made.pull_request,
+        "changed": open_already is None,
+    }
+
+
+def _current(root: Path) -> str:
+    return git(root, "rev-parse", "--abbrev-ref", "HEAD")
 
 
 def revert_last_promotion(
     repo: Repo, model: str, env: str, reason: str, direct: bool = False, open_pr: bool = True
 ) -> dict[str, Any]:
-    repo.require_environment(env)
-    if (env, model) not in repo.manifests:
-        raise MlopsError(
-            f"environments/{env}/{model}.yaml: no such manifest (expected model {model!r} deployed in {env})"
-        )
-    root = repo.root
-    display = f"environments/{env}/{model}.yaml"
-    if git(root, "status", "--porcelain", "--", display):
-        raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to roll back)")
-    commit, earlier, routing = last_promotion(root, display)
-    before = routing["version"]
-    current = repo.manifests[(env, model)].get("version")
-    if before is None:
-        raise MlopsError(
-            f"{display}: the last promotion ({commit[:8]}) was the first "
-            "(expected an earlier version to roll back to)"
-        )
-    subject = git(root, "log", "-1", "--format=%s", commit)
-    # the routing as it was before that commit (a canary's split and a shadow go too); the rest
-    # of the manifest (resources, suspend, exceptions) stays as it is now
-    new_text = (root / display).read_text(encoding="utf-8")
-    for key in ROUTING:
-        new_text = yamlio.replace_entry(new_text, key, earlier)
-    if _routing(new_text, display) != routing:
-        raise MlopsError(
-            f"{display}: cannot restore the routing of {commit[:12]} (expected plain top-level keys)"
-        )
-    title = f"Roll back {model} in {env} to v{before}"
-    message = (
-        f"{title}\n\n"
-        f"Reverts {commit[:12]} ({subject}).\nModel: {model}\nVersion: {before} (was {current})\n"
-        f"Environment: {env}\nReason: {reason}\n"
-    )
-    branch = f"rollback/{model}-{env}-v{before}"
-    if not direct and git(root, "branch", "--list", branch):
-        raise MlopsError(f"branch {branch}: exists already (expected to delete it or merge it first)")
-    made = propose(
-        root, display, new_text, title, message, branch, direct=direct, checkout=False, open_pr=open_pr
-    )
-    return {
-        "model": model,
-        "environment": env,
-        "from_version": current,
-        "to_version": before,
-        "reverts": commit,
-        "branch": made.branch,
-        "commit": made.commit,
-        "pull_request": made.pull_request,
-    }
+    """What the reconciler proposes after a failure: git back to what serves (the default)."""
+    return propose_rollback(repo, model, env, reason, direct=direct, open_pr=open_pr)
 
 
 def record_break_glass(repo: Repo, model: str, env: str, result: dict[str, Any], reason: str) -> None:
+    target = Routing.from_dict(result["to"])
     RecordLog(repo.root).append(
         DeploymentRecord(
             model=model,
             environment=env,
-            version=result["to_version"],
+            version=target.version,
             previous=result["from_version"],
-            result="break-glass",
+            result=Result.BREAK_GLASS,
             revision=result["commit"],
-            reason=f"rollback --now: {reason} (reverts {result['reverts'][:12]}; review after the fact)",
+            reason=f"rollback --now: {reason} ({result['change']}; review after the fact)",
+            traffic=[{"version": v, "percent": p} for v, p in target.weights],
+            shadow=target.shadow,
+            rollout=target.rollout,
         )
     )

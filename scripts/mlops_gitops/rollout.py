@@ -90,8 +90,30 @@ def applies(root: Any, change: Change) -> dict[str, Any] | None:
         return progress
     serving = _serving(change)
     if len(serving) == 1 and serving[0][0] != desired.version:
+        if _recently_stable(root, desired):
+            return None  # a return to a recent stable version is fast-tracked (Argo's rollbackWindow)
         return {"canary": desired.version, "stable": serving[0][0], "phase": "new", "asked_by": asked}
     return None
+
+
+ROLLBACK_WINDOW = 3  # Argo Rollouts' rollbackWindow.revisions: recent stable versions come back at once
+
+
+def _recently_stable(root: Any, desired: Any) -> bool:
+    """True when `desired.version` served alone and healthy here among the last few versions
+    that did: going back to it (a rollback) needs no canary, as in Argo Rollouts."""
+    from .records import RecordLog
+
+    records, _ = RecordLog(root).read(desired.environment, desired.model)
+    recent: list[int] = []
+    for record in reversed(records):
+        routing = record.routing
+        if record.result == Result.HEALTHY and record.step is None and routing and not routing.traffic:
+            if routing.version not in recent:
+                recent.append(routing.version)
+        if len(recent) > ROLLBACK_WINDOW:
+            break
+    return desired.version in recent[1:]  # recent[0] serves now
 
 
 def _asked_by(root: Any, path: str) -> str:
@@ -119,7 +141,9 @@ def _now() -> float:
 
 
 def _split(desired: Any, stable: int, weight: int) -> Any:
-    return replace(desired, version=stable, traffic=((stable, 100 - weight), (desired.version, weight)))
+    return replace(
+        desired, version=stable, traffic=((stable, 100 - weight), (desired.version, weight)), step=weight
+    )
 
 
 def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) -> Outcome:

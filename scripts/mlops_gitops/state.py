@@ -74,6 +74,11 @@ def rollout_file(root: Path, env: str, model: str) -> Path:
     return state_dir(root) / "rollouts" / name("environment", env) / f"{name('model', model)}.json"
 
 
+def hold_file(root: Path, env: str, model: str) -> Path:
+    """A break-glass hold as this machine last knew it (the registry's copy is the shared one)."""
+    return state_dir(root) / "holds" / name("environment", env) / f"{name('model', model)}.json"
+
+
 def lock_file(root: Path, env: str) -> Path:
     return state_dir(root) / "locks" / f"{name('environment', env)}.lock"
 

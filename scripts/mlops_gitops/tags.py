@@ -14,6 +14,7 @@ Each family below has one writer and one reader; nothing else spells a tag name.
     performance  model tags mlops.performance.<env>.*  performance_tags performance_of
     decisions    run artifacts mlops/decisions/<env>/  decision_artifact DECISIONS
     compare      version tag mlops.compare.<env>       compare_tags     compare_of
+    hold         model tag mlops.hold.<env>    holds.Holds.place        holds.Holds.get
 """
 
 from __future__ import annotations
@@ -264,3 +265,8 @@ def compare_of(tags: dict[str, str]) -> list[dict[str, Any]]:
 def decision_artifact(env: str, decided_at: str | None, head_rev: str | None) -> str:
     stamp = re.sub(r"[^0-9TZ]", "", str(decided_at or ""))
     return f"{DECISIONS}/{env}/{stamp}-{str(head_rev or '')[:12]}.json"
+
+
+def hold_tag(env: str) -> str:
+    """The registered model's tag holding a break-glass hold in `env` (JSON; holds.py owns it)."""
+    return f"mlops.hold.{env}"

@@ -662,12 +662,9 @@ def test_rollback_reverts_the_last_promotion(repo: Path) -> None:
     show = subprocess.run(
         ["git", "show", "--format=%B", "--stat", result["branch"]], cwd=repo, capture_output=True, text=True
     ).stdout
-    assert (
-        "Roll back churn in staging to v1" in show
-        and "Reverts" in show
-        and "Promote churn v2 to staging" in show
-    )
-    assert "environments/staging/churn.yaml | 2 +-" in show
+    assert "Roll back churn in staging to v1" in show and "Routing: v2 100% -> v1 100%" in show
+    # v1 never served here (no record of it): the point is what main asked for before
+    assert "Returns to: commit " in show and "environments/staging/churn.yaml |" in show
     assert "version: 2" in (repo / "environments/staging/churn.yaml").read_text()  # main untouched
 
     now = run_mlops(

@@ -55,9 +55,10 @@ def root(ctx: click.Context) -> Path:
     return find_root(ctx.find_root().obj.get("repo"))
 
 
-def repo(ctx: click.Context) -> Repo:
-    """The repository's configuration, validated (one line naming the first problem otherwise)."""
-    return load_repo(root(ctx))
+def repo(ctx: click.Context, isolate: bool = False) -> Repo:
+    """The repository's configuration, validated (one line naming the first problem otherwise).
+    `isolate`: a deployment whose own files fail is marked invalid, and the rest is loaded."""
+    return load_repo(root(ctx), isolate=isolate)
 
 
 @click.group(cls=Group, context_settings=CONTEXT_SETTINGS)

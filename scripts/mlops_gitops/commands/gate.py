@@ -43,8 +43,9 @@ def promote(
     """Open the pull request that promotes a registered version of MODEL to an environment.
 
     Commits the edited environments/<env>/<MODEL>.yaml on the branch
-    promote/<MODEL>-<env>-v<N>, made from the current branch, and switches to it (unless
-    --no-checkout); it says where you are and how to get back. With `gh` installed and
+    promote/<MODEL>-<env>-v<N>, made from the default branch (main) whatever other branches
+    exist (a merged or stale one gets a fresh name), and switches to it (unless --no-checkout);
+    it says where you are and how to get back. "Already promoted" means main asks for it. With `gh` installed and
     authenticated it pushes and opens the pull request; otherwise it prints the exact
     command. An unknown model, environment or version is refused and nothing changes.
     Policies judge the pull request (`mlops gate`, `make policy`).
@@ -52,7 +53,7 @@ def promote(
     from .. import promote as promotion
     from ..registry import Registry
 
-    loaded = repo(ctx)
+    loaded = repo(ctx, isolate=True)
     result = promotion.promote(
         loaded,
         Registry(loaded).has_version,

@@ -50,6 +50,7 @@ class Desired:
     target: str = "local"
     ready_timeout: int = 600  # seconds a new version may take to become Ready before it counts as failed
     rollout: dict[str, Any] | None = field(default=None, compare=False)  # an analysed canary's settings
+    step: int | None = field(default=None, compare=False)  # one step of a rollout: the canary's weight
 
     @property
     def routing(self) -> tuple[tuple[int, int], ...]:
