@@ -108,9 +108,9 @@ def _recently_stable(root: Any, desired: Any) -> bool:
     recent: list[int] = []
     for record in reversed(records):
         routing = record.routing
-        if record.result == Result.HEALTHY and record.step is None and routing and not routing.traffic:
-            if routing.version not in recent:
-                recent.append(routing.version)
+        full = record.result == Result.HEALTHY and record.step is None and routing and not routing.traffic
+        if full and routing and routing.version not in recent:
+            recent.append(routing.version)
         if len(recent) > ROLLBACK_WINDOW:
             break
     return desired.version in recent[1:]  # recent[0] serves now

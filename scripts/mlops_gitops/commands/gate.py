@@ -45,8 +45,8 @@ def promote(
     Commits the edited environments/<env>/<MODEL>.yaml on the branch
     promote/<MODEL>-<env>-v<N>, made from the default branch (main) whatever other branches
     exist (a merged or stale one gets a fresh name), and switches to it (unless --no-checkout);
-    it says where you are and how to get back. "Already promoted" means main asks for it. With `gh` installed and
-    authenticated it pushes and opens the pull request; otherwise it prints the exact
+    it says where you are and how to get back. "Already promoted" means main asks for it.
+    With `gh` installed and authenticated it pushes and opens the pull request; otherwise it prints the exact
     command. An unknown model, environment or version is refused and nothing changes.
     Policies judge the pull request (`mlops gate`, `make policy`).
     """
