@@ -659,13 +659,9 @@ def load_repo(root: Path | None = None, isolate: bool = False) -> Repo:
     loaded, as Argo CD's InvalidSpec does for one application; a problem of the repository as a
     whole (mlops.yaml, an unknown environment folder) still stops everything."""
     repo, problems, _ = collect(root or find_root())
-    if not isolate or repo is None:
-        if repo is None or problems:
-            raise InvalidConfig(problems)
-        return repo
-    whole = [p for p in problems if owner_of(p) is None]
-    if whole:
-        raise InvalidConfig(whole)
+    whole = [p for p in problems if owner_of(p) is None] if isolate else problems
+    if repo is None or whole:
+        raise InvalidConfig(whole or problems)
     for problem in problems:
         kind, name = owner_of(problem) or ("", "")
         if kind == "unit":

@@ -99,6 +99,12 @@ def files_at(root: Path, rev: str, directory: str, suffixes: tuple[str, ...]) ->
     return texts
 
 
+def show_file(root: Path, rev: str, path: str) -> str:
+    """The file `path` as commit `rev` has it, exactly (git() strips what it prints); "" if absent."""
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
 def default_branch(root: Path) -> str:
     """The branch promotions start from and merge into: the remote's default (origin/HEAD), else
     a local `main` or `master`, else the current branch (a repository with neither)."""
@@ -136,7 +142,7 @@ def pending_branch(root: Path, branch: str, path: str, text: str, into: str) -> 
     for name in refs.split():
         if name != branch and not re.fullmatch(re.escape(branch) + r"-\d+", name):
             continue
-        if not merged(root, name, into) and git(root, "show", f"{name}:{path}", check=False) == text.strip():
+        if not merged(root, name, into) and show_file(root, name, path) == text:
             return name
     return None
 

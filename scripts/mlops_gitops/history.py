@@ -53,7 +53,7 @@ def stretches(repo: Repo, model: str, env: str) -> list[dict[str, Any]]:
     """Every routing that served, oldest first, each with the events that happened during it."""
     log = RecordLog(repo.root)
     records, _ = log.read(env, model)
-    analyses = log.entries(env, model, "analysis")
+    analyses = log.entries(env, model, "analysis") + log.entries(env, model, "hold")
     found: list[dict[str, Any]] = []
     for record in records:
         routing = [(t["version"], t["percent"]) for t in record.traffic] or (
@@ -71,16 +71,19 @@ def stretches(repo: Repo, model: str, env: str) -> list[dict[str, Any]]:
                     "routing": routing,
                     "since": record.at,
                     "until": None,
-                    "record": record.__dict__,
+                    "id": record.id,  # what `mlops rollback --to-record` takes
+                    "record": {**record.__dict__, "id": record.id},
                     "events": [],
                 }
             )
         elif current is not None:
-            current["events"].append(record.__dict__)
+            current["events"].append({**record.__dict__, "id": record.id})
     for entry in analyses:
         holder = next((s for s in reversed(found) if s["since"] <= str(entry.get("at", ""))), None)
         if holder is not None:
             holder["events"].append(entry)
+    for stretch in found:
+        stretch["events"].sort(key=lambda e: str(e.get("at") or e.get("recorded_at") or ""))
     return found
 
 
@@ -177,6 +180,12 @@ def history(repo: Repo, registry: Any, model: str, env: str, at: datetime | None
             for e in [stretch["record"], *stretch["events"]]
             if e.get("result") in (Result.ROLLED_BACK, Result.BREAK_GLASS)
         ]
+        # break-glass holds: placed (who, why) and ended (git agreed, or `mlops resume`)
+        stretch["holds"] = [
+            {k: e.get(k) for k in ("action", "at", "by", "reason", "how", "branch")}
+            for e in stretch["events"]
+            if e.get("kind") == "hold"
+        ]
     return {
         "model": model,
         "environment": env,
@@ -194,8 +203,12 @@ def rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
         routing = " ".join(f"v{v}" if p == 100 else f"v{v}:{p}%" for v, p in s["routing"]) or "-"
         pr = f"#{why['pull_request']}" if why.get("pull_request") else (why.get("commit") or "")[:8]
         causes = "; ".join(f"{r['cause']}" for r in s["rollbacks"])[:120]
+        held = "; ".join(
+            f"hold {h['action']} by {h['by']}" + (f" ({h['how']})" if h.get("how") else "")
+            for h in s.get("holds", [])
+        )
         out.append(
-            (routing, s["since"], s["until"] or "now", s["record"]["result"], s["record"]["by"], pr,
-             gate.get("outcome") or "-", causes or "-")
+            (s["id"], routing, s["since"], s["until"] or "now", s["record"]["result"], s["record"]["by"], pr,
+             gate.get("outcome") or "-", "; ".join(c for c in (causes, held) if c) or "-")
         )  # fmt: skip
     return out

@@ -21,7 +21,7 @@ from typing import Any
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import default_branch, fresh_branch, git, pending_branch
+from .gitinfo import default_branch, fresh_branch, git, pending_branch, show_file
 from .propose import next_step, propose
 from .records import Routing
 
@@ -98,10 +98,9 @@ def promote(
     current = git(root, "rev-parse", "--abbrev-ref", "HEAD")
     if current == start and git(root, "status", "--porcelain", "--", display):
         raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to promote from)")
-    text = git(root, "show", f"{start}:{display}", check=False)
+    text = show_file(root, start, display)
     if not text:
         raise MlopsError(f"{display}: not on {start} (expected the manifest committed there)")
-    text += "\n"
     asked = yamlio.loads(text, f"{start}:{display}") or {}
     previous = asked.get("version")
     branch = f"promote/{model}-{env}-v{number}"

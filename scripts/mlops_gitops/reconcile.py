@@ -853,6 +853,7 @@ def apply_rollback_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[
     branch, on any machine, would undo it."""
     from . import yamlio
     from .config import load_repo
+    from .gitinfo import default_branch, show_file
     from .rollback import record_break_glass
 
     root, env, model = repo.root, result["environment"], result["model"]
@@ -874,10 +875,9 @@ def apply_rollback_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[
         if applied["ok"]:
             record_break_glass(repo, model, env, result, reason)
             held = ""
-            from .gitinfo import default_branch
 
             # what the default branch asks for now (a --direct rollback on it: git agrees already)
-            text = git(root, "show", f"{default_branch(root)}:{path}", check=False)
+            text = show_file(root, default_branch(root), path)
             asked = Routing.of_manifest(yamlio.loads(text, path) or {}) if text else None
             if asked != Routing.from_dict(result["to"]):
                 from .records import actor, utcnow

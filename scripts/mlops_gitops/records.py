@@ -125,7 +125,8 @@ class Routing:
 
     def text(self) -> str:
         """'v2 50% + v1 50% + shadow v3', the way people say it."""
-        said = " + ".join(f"v{v} {p}%" for v, p in sorted(self.weights, key=lambda w: -w[1]))
+        ordered = sorted(self.weights, key=lambda w: (w[0] != self.version, -w[1]))  # the primary first
+        said = " + ".join(f"v{v} {p}%" for v, p in ordered)
         return (
             said
             + (f" + shadow v{self.shadow}" if self.shadow else "")

@@ -30,7 +30,7 @@ import yaml
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import default_branch, fresh_branch, git, pending_branch
+from .gitinfo import default_branch, fresh_branch, git, pending_branch, show_file
 from .health import Result
 from .propose import Proposal, next_step, propose
 from .records import DeploymentRecord, RecordLog, Routing
@@ -80,7 +80,7 @@ def git_points(root: Path, path: str, branch: str) -> list[Point]:
     for line in reversed(log.splitlines()):
         commit, at = line.split(" ", 1)
         try:
-            routing = Routing.of_manifest(yamlio.loads(git(root, "show", f"{commit}:{path}"), path) or {})
+            routing = Routing.of_manifest(yamlio.loads(show_file(root, commit, path), path) or {})
         except MlopsError:
             continue  # a commit whose manifest did not parse asked for nothing
         if routing is not None and (not points or points[-1].routing != routing):
@@ -166,7 +166,7 @@ def propose_rollback(
     start = git(root, "rev-parse", "--abbrev-ref", "HEAD") if direct else default_branch(root)
     if git(root, "status", "--porcelain", "--", display) and (direct or start == _current(root)):
         raise MlopsError(f"{display}: has uncommitted changes (expected a clean manifest to roll back)")
-    text = git(root, "show", f"{start}:{display}", check=False)
+    text = show_file(root, start, display)
     if not text:
         raise MlopsError(f"{display}: not on {start} (expected the manifest committed there)")
     asked = Routing.of_manifest(yamlio.loads(text, f"{start}:{display}") or {})

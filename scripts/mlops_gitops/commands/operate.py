@@ -26,7 +26,8 @@ def history(ctx: click.Context, model: str, env: str, at_text: str | None, fmt: 
     """What served MODEL in ENV, since when, and why: for each stretch, the version and its
     weights, the record that started it (who, which revision), the commit and pull request
     that asked for it, the gate's decision and the approvals it counted, the rollbacks and
-    their causes, and an analysed canary's verdicts.
+    their causes, break-glass holds (placed, ended), and an analysed canary's verdicts. Each
+    stretch starts with its record's id, which `mlops rollback --to-record ID` returns to.
 
     Read from the deployment records, git and the registry (without the registry, the rest
     still answers and the gap is named). Exit 1 when nothing served at --at.
@@ -35,7 +36,7 @@ def history(ctx: click.Context, model: str, env: str, at_text: str | None, fmt: 
     from ..history import parse_time, rows
     from ..registry import Registry
 
-    loaded = repo(ctx)
+    loaded = repo(ctx, isolate=True)
     at = parse_time(at_text) if at_text else None
     document = tell(loaded, Registry(loaded), model, env, at)
     if fmt == "json":
@@ -43,7 +44,7 @@ def history(ctx: click.Context, model: str, env: str, at_text: str | None, fmt: 
     else:
         output.table(
             f"history of {model} in {env}" + (f" at {document['at']}" if at else ""),
-            ["serving", "since", "until", "result", "by", "asked by", "gate", "rollbacks"],
+            ["record", "serving", "since", "until", "result", "by", "asked by", "gate", "rollbacks, holds"],
             rows(document),
         )
         for gap in document["gaps"]:

@@ -239,6 +239,8 @@ def deployments_json(pack: Pack, src: Sources, decisions: list[dict[str, Any]]) 
     }
     document = {
         "records": [r.__dict__ for r in records],
+        # break-glass holds placed and ended (by git agreeing, or `mlops resume`), with who and why
+        "holds": RecordLog(src.repo.root).entries(src.env, src.model, "hold"),
         "unreadable_lines": skipped,
         "registry_history": names.history_of(src.tags),
         "this_version": this_version,
