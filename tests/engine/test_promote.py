@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -178,3 +179,73 @@ def test_promotions_of_several_models_each_branch_from_where_they_started(repo: 
     ]
     assert [git(repo, "rev-parse", f"{m.branch}^") for m in made] == [start, start]
     assert git(repo, "rev-parse", "HEAD") == start
+
+
+def promote_json(repo: Path, *args: str) -> dict[str, Any]:
+    proc = run_mlops("promote", *args, "--no-pr", "-o", "json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+def merge(repo: Path, branch: str) -> None:
+    git(repo, "switch", "--quiet", "main")
+    git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@l",
+        "merge",
+        "--quiet",
+        "--no-ff",
+        "-m",
+        f"Merge {branch}",
+        branch,
+    )
+
+
+def test_branches_never_stand_in_the_way(repo: Path) -> None:
+    """Merged, stale or someone else's promotion branches: promote and rollback start from main on
+    a fresh branch, and "already promoted" means main asks for it."""
+    model = model_of(repo)
+    manifest = f"environments/staging/{model}.yaml"
+    first = promote_json(repo, model, "--to", "staging", "--version", "1")
+    merge(repo, first["branch"])
+    merge(repo, promote_json(repo, model, "--to", "staging", "--version", "2")["branch"])
+    # the merged promote/<model>-staging-v1 is still there: promoting v1 again is a fresh branch
+    again = promote_json(repo, model, "--to", "staging", "--version", "1")
+    assert (again["changed"], again["branch"]) == (True, f"promote/{model}-staging-v1-2")
+    assert git(repo, "rev-parse", f"{again['branch']}^") == git(repo, "rev-parse", "main")
+    # the same again converges on that open branch, from wherever the working tree is
+    git(repo, "switch", "--quiet", "-c", "feature/unrelated")
+    (repo / "notes.txt").write_text("notes\n")
+    git(repo, "add", "notes.txt")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-qm", "unrelated work")
+    same = promote_json(repo, model, "--to", "staging", "--version", "1", "--no-checkout")
+    assert (same["changed"], same["branch"], same["commit"]) == (False, again["branch"], again["commit"])
+    # someone else pushed a branch of the name a new promotion would take: a fresh name, from main
+    git(repo, "branch", f"promote/{model}-production-v2", "feature/unrelated")
+    other = promote_json(repo, model, "--to", "production", "--version", "2", "--no-checkout")
+    assert other["branch"] == f"promote/{model}-production-v2-2"
+    assert git(repo, "rev-parse", f"{other['branch']}^") == git(repo, "rev-parse", "main")
+    assert "notes.txt" not in git(repo, "show", "--name-only", "--format=", other["branch"])
+    # main asks for v2 in staging: that, and only that, is "already promoted"
+    already = run_mlops("promote", model, "--to", "staging", "--version", "2", "--no-pr", cwd=repo)
+    assert already.returncode == 0 and already.stdout.startswith(f"already promoted: {model} v2 to staging")
+    # a rollback with a merged rollback branch of its name: a fresh one; re-running converges
+    git(repo, "switch", "--quiet", "main")
+    rolled = json.loads(
+        run_mlops("rollback", model, "--env", "staging", "--no-pr", "-o", "json", cwd=repo).stdout
+    )
+    assert (rolled["branch"], rolled["change"]) == (f"rollback/{model}-staging-v1", "v2 100% -> v1 100%")
+    merge(repo, rolled["branch"])
+    merge(repo, promote_json(repo, model, "--to", "staging", "--version", "2")["branch"])
+    rerolled = json.loads(
+        run_mlops("rollback", model, "--env", "staging", "--no-pr", "-o", "json", cwd=repo).stdout
+    )
+    assert rerolled["branch"] == f"rollback/{model}-staging-v1-2"
+    rerun = json.loads(
+        run_mlops("rollback", model, "--env", "staging", "--no-pr", "-o", "json", cwd=repo).stdout
+    )
+    assert (rerun["branch"], rerun["changed"]) == (rerolled["branch"], False)
+    assert yaml.safe_load(git(repo, "show", f"{rerolled['branch']}:{manifest}"))["version"] == 1
