@@ -2,7 +2,7 @@
 # title: Promotion gate
 # description: >-
 #   A version reaches an environment only with its evidence: metric thresholds met, a passing
-#   champion/challenger report, complete lineage, an artifact hash and a signature, a model
+#   champion/challenger report, complete and clean lineage, an artifact hash and a signature, a model
 #   card (its words written, not placeholders, for a protected environment), enough approvals for a high-risk model, a healthy soak in the environment below, no
 #   regression beyond tolerance against production, fairness gaps within the model's maxima
 #   for its sensitive features, no open critical drift alert unless the manifest carries
@@ -89,6 +89,22 @@ deny_lineage contains msg if {
 	some field in required_lineage
 	not input.version.lineage[field]
 	msg := sprintf("%s: lineage has no %s (expected it recorded at registration)", [where, field])
+}
+
+# A version trained from pipeline inputs its commit does not hold (params, stage code, dvc.lock,
+# the model definition) cannot be reproduced from its lineage: a protected environment never
+# takes it; another may, when mlops.yaml sets allow_dirty_lineage on it (a scratch environment).
+deny_lineage contains msg if {
+	is_promotion
+	files := object.get(input.version.lineage, "uncommitted", [])
+	count(files) > 0
+	not dirty_lineage_allowed
+	msg := sprintf("%s: trained from uncommitted work: %s (expected a clean lineage: commit them, then `mlops register` again)", [where, concat(", ", files)])
+}
+
+dirty_lineage_allowed if {
+	not input.environment.protected
+	input.environment.allow_dirty_lineage == true
 }
 
 deny_artifact contains msg if {

@@ -55,6 +55,20 @@ test_deny_incomplete_lineage if {
 	promotion.deny_lineage == {"churn v2 to production: lineage has no data (expected it recorded at registration)"} with input as without_data
 }
 
+test_deny_dirty_lineage_to_a_protected_environment if {
+	dirty := facts({"version": {"lineage": {"uncommitted": ["pipelines/params.yaml", "pipelines/dvc.lock"]}}})
+	promotion.deny_lineage == {"churn v2 to production: trained from uncommitted work: pipelines/params.yaml, pipelines/dvc.lock (expected a clean lineage: commit them, then `mlops register` again)"} with input as dirty
+	allowed := object.union(dirty, {"environment": {"allow_dirty_lineage": true}})
+	count(promotion.deny_lineage) == 1 with input as allowed # never in a protected one
+}
+
+test_deny_dirty_lineage_unless_the_environment_allows_it if {
+	scratch := {"name": "dev", "allow_dirty_lineage": true}
+	dirty := {"version": {"lineage": {"uncommitted": ["pipelines/params.yaml"]}}}
+	count(promotion.deny_lineage) == 0 with input as json.patch(facts(dirty), [{"op": "replace", "path": "/environment", "value": scratch}])
+	count(promotion.deny_lineage) == 1 with input as json.patch(facts(dirty), [{"op": "replace", "path": "/environment", "value": {"name": "dev"}}])
+}
+
 test_deny_tampered_or_missing_artifact_hash if {
 	denied := promotion.deny_artifact with input as facts({"version": {"artifact_sha256": "not-a-hash", "artifact_sha256_actual": null}})
 	denied == {"churn v2 to production: no artifact sha256 (expected the hash recorded at registration)"}

@@ -294,6 +294,15 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
                         "each environment once",
                     )
                 )
+            if env.get("protected") and env.get("allow_dirty_lineage"):
+                problems.append(
+                    Problem(
+                        PROJECT_FILE,
+                        f"environments[{i}].allow_dirty_lineage",
+                        "true in a protected environment",
+                        "false or absent: a protected environment takes clean lineages only",
+                    )
+                )
             source = env.get("promote_from")
             if source is not None and source not in seen:
                 problems.append(

@@ -176,6 +176,8 @@ def version_facts(
         "lineage": {
             "commit": lineage.get("git.commit"),
             "dirty": lineage.get("git.dirty"),
+            # the pipeline inputs (params, code, dvc.lock, the model definition) its commit did not hold
+            "uncommitted": names.dirty_inputs(dict(raw.tags)),
             "data": lineage.get("data"),
             "params": lineage.get("params"),
             "device": lineage.get("device"),

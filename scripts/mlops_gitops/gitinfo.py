@@ -62,7 +62,22 @@ def head_info(root: Path, depends_on: list[str] | None = None) -> dict[str, Any]
         "branch": branch,
         "dirty": "true" if changed or untracked else "false",
         "untracked": untracked,
+        "uncommitted": uncommitted_files(root, depends_on or []),
     }
+
+
+def uncommitted_files(root: Path, paths: list[str]) -> list[str]:
+    """Those of `paths` whose content HEAD does not hold: changed (staged or not) or not in git."""
+    if not paths:
+        return []
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )  # not git(): it strips the first line's leading status column
+    lines = proc.stdout.splitlines() if proc.returncode == 0 else []
+    return sorted({line[3:].split(" -> ")[-1].strip('"') for line in lines if len(line) > 3})
 
 
 def untracked_files(root: Path, paths: list[str]) -> list[str]:

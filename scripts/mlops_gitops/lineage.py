@@ -103,11 +103,21 @@ def _lock_hashes(outputs: PipelineOutputs) -> dict[str, str]:
     return dict(sorted(hashes.items()))
 
 
+def uncommitted(root: Path, model: str) -> list[str]:
+    """The pipeline inputs of `model` (its stages' code and data, params, dvc.lock, its definition)
+    whose content the current commit does not hold: what makes a lineage dirty."""
+    from .gitinfo import uncommitted_files
+
+    outputs = PipelineOutputs(model, root)
+    return uncommitted_files(root, _depends_on(outputs)) if outputs.lock.is_file() else []
+
+
 def _depends_on(outputs: PipelineOutputs) -> list[str]:
     """Repository-relative paths of what the model's stages read (dvc.lock's deps), and the
     pipeline's own definition, parameters and lock."""
     lock = yaml.safe_load(outputs.lock.read_text()) or {}
     found = {f"{PIPELINE_DIR}/{name}" for name in ("dvc.yaml", "dvc.lock", "params.yaml")}
+    found.add(f"models/{outputs.model}/model.yaml")  # its task, target and thresholds
     for stage, body in (lock.get("stages") or {}).items():
         if stage.endswith(f"@{outputs.model}"):
             for entry in body.get("deps") or []:

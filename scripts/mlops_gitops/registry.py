@@ -105,11 +105,6 @@ class Registry:
             self._call("create experiment", self.client.create_experiment, name, artifact_location=location)
         )
 
-    def find_by_fingerprint(self, model: str, fingerprint: str) -> Any | None:
-        query = names.fingerprint_query(model, fingerprint)
-        found = self._call("search versions", self.client.search_model_versions, query)
-        return min(found, key=lambda v: int(v.version)) if found else None
-
     def ensure_registered_model(self, model: str) -> None:
         from mlflow.exceptions import MlflowException
 
@@ -131,9 +126,17 @@ class Registry:
             )
         lineage = collect(self.repo.root, model)
         tags = names.lineage_tags(lineage)
-        existing = self.find_by_fingerprint(model, lineage["fingerprint"])
+        query = names.fingerprint_query(model, lineage["fingerprint"])
+        found = sorted(
+            self._call("search versions", self.client.search_model_versions, query),
+            key=lambda v: int(v.version),
+        )
+        clean = [v for v in found if not names.dirty_inputs(dict(v.tags))]
+        existing = (clean or ([] if not lineage["git"]["uncommitted"] else found) or [None])[0]
         if existing is not None:
             return Registered(model, int(existing.version), False, existing.run_id, dict(existing.tags))
+        # new, or the same output as a version from uncommitted work, now committed: registered
+        # again, so a clean lineage exists for the gate to promote
         return self._log_and_register(model, lineage, tags)
 
     def _log_and_register(self, model: str, lineage: dict[str, Any], tags: dict[str, str]) -> Registered:

@@ -68,6 +68,8 @@ def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
         fields["trained_by"] = lineage["runner"]["actor"]
     if lineage["git"].get("untracked"):
         fields["git.untracked"] = lineage["git"]["untracked"]
+    if lineage["git"].get("uncommitted"):  # the pipeline inputs its commit does not hold
+        fields["git.uncommitted"] = lineage["git"]["uncommitted"]
     fields.update({f"metric.{name}": str(value) for name, value in lineage["metrics"].items()})
     return {PREFIX + key: _text(value) for key, value in fields.items()}
 
@@ -84,6 +86,14 @@ def lineage_of(tags: dict[str, str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[name] = value
     return out
+
+
+def dirty_inputs(tags: dict[str, str]) -> list[str]:
+    """The pipeline inputs a version's commit did not hold when it was registered ([] for a clean
+    lineage); a version from before this was recorded counts its untracked files."""
+    found = lineage_of(tags)
+    listed = found.get("git.uncommitted") or found.get("git.untracked") or []
+    return sorted(listed) if isinstance(listed, list) else []
 
 
 def fingerprint_query(model: str, fingerprint: str) -> str:

@@ -163,7 +163,7 @@ def test_uncommitted_pipeline_files_make_the_lineage_dirty(repo: Path) -> None:
     tags = client(uri).get_model_version(model, "1").tags
     assert tags["mlops.git.dirty"] == "true"
     assert "pipelines/dvc.lock" in json.loads(tags["mlops.git.untracked"])
-    assert f"warning: {model} v1 comes from uncommitted work (pipelines/dvc.lock" in proc.stderr
+    assert f"warning: {model} is registered from uncommitted work (pipelines/dvc.lock)" in proc.stderr
 
 
 def test_register_in_the_sqlite_default_is_idempotent(repo: Path) -> None:
@@ -271,3 +271,40 @@ def test_register_report_flag_fails_the_job_on_a_failing_report(repo: Path) -> N
     assert proc.returncode == 1
     assert f"champion/challenger report failed for {model} v1" in proc.stderr
     assert "| roc_auc | >= 0.99 | **FAIL** |" in summary.read_text()
+
+
+def test_a_dirty_lineage_is_said_first_denied_and_registered_clean_after_the_commit(repo: Path) -> None:
+    """Trained with an uncommitted dvc.lock and an edited model definition: register says so
+    before it registers, production's gate denies the version naming those files, and after the
+    commit the same artifact is registered again with a clean lineage (never "unchanged")."""
+    model = first_model(repo)
+    definition = repo / f"models/{model}/model.yaml"
+    definition.write_text(definition.read_text() + "# tuned thresholds, not committed yet\n")
+    proc = run_mlops("register", "--output", "json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    warned = f"warning: {model} is registered from uncommitted work (models/{model}/model.yaml, "
+    assert proc.stderr.startswith(warned + "pipelines/dvc.lock)"), proc.stderr
+    uri = json.loads(proc.stdout)["registry"]
+    dirty = client(uri).get_model_version(model, "1")
+    assert json.loads(dirty.tags["mlops.git.uncommitted"]) == [
+        f"models/{model}/model.yaml",
+        "pipelines/dvc.lock",
+    ]
+
+    git_commit_all(repo, "Train, with the model's thresholds")  # everything the pipeline depends on
+    promoted = run_mlops("promote", model, "--to", "production", "--version", "1", "--no-pr", cwd=repo)
+    assert promoted.returncode == 0, promoted.stderr
+    gate = run_mlops("gate", "--base", "main", "--min-coverage", "0", cwd=repo)
+    assert gate.returncode == 1
+    assert (
+        f"{model} v1 to production: trained from uncommitted work: models/{model}/model.yaml, "
+        "pipelines/dvc.lock (expected a clean lineage: commit them, then `mlops register` again)"
+    ) in gate.stdout
+    subprocess.run(["git", "switch", "--quiet", "main"], cwd=repo, check=True)
+
+    again = _register(repo)
+    assert [(v["version"], v["result"]) for v in again["versions"]] == [(2, "registered")]
+    clean = client(uri).get_model_version(model, "2")
+    assert clean.tags["mlops.fingerprint"] == dirty.tags["mlops.fingerprint"]  # the same trained model
+    assert clean.tags["mlops.git.dirty"] == "false" and "mlops.git.uncommitted" not in clean.tags
+    assert [(v["version"], v["result"]) for v in _register(repo)["versions"]] == [(2, "unchanged")]

@@ -55,17 +55,19 @@ def register(
     loaded = repo(ctx)
     registry = Registry(loaded)
     wanted = list(models) or registration.trained_models(loaded)
-    with output.stderr.status(f"registering {', '.join(wanted)} in {registry.uri}"):
-        rows = registration.register(loaded, registry, wanted, with_report, baseline, promote_to)
-    for r in rows:
-        if r.created and r.untracked is not None:
+    from ..lineage import uncommitted
+
+    for name in wanted:  # said before anything is registered
+        files = uncommitted(loaded.root, name)
+        if files:
             output.stderr.print(
-                f"warning: {r.model} v{r.version} comes from uncommitted work"
-                + (f" ({', '.join(r.untracked)} not in git)" if r.untracked else "")
-                + ": its lineage's commit does not reproduce it (expected `git add` + `git commit` "
-                "of what the pipeline wrote, before `mlops register`)",
+                f"warning: {name} is registered from uncommitted work ({', '.join(files)}): its "
+                "lineage's commit does not reproduce it, and protected environments deny it (expected "
+                "`git add` + `git commit` of them, then `mlops register` again for a clean lineage)",
                 highlight=False,
             )
+    with output.stderr.status(f"registering {', '.join(wanted)} in {registry.uri}"):
+        rows = registration.register(loaded, registry, wanted, with_report, baseline, promote_to)
     if fmt == "json":
         output.emit_json(
             "RegisterResult", {"registry": registry.uri, "versions": [r.to_dict() for r in rows]}
