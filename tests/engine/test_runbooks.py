@@ -186,6 +186,14 @@ def test_runbook_runs(name: str, repo: Path) -> None:
     check_outcome(name, repo, proc)
 
 
+def served_versions(repo: Path) -> list[int]:
+    import urllib.request
+
+    server = json.loads((repo / ".mlops/servers/production/churn.json").read_text())
+    with urllib.request.urlopen(f"http://{server['host']}:{server['port']}/health", timeout=10) as answer:
+        return list(json.loads(answer.read())["versions"])
+
+
 def check_outcome(name: str, repo: Path, proc: subprocess.CompletedProcess[str]) -> None:
     """What the runbook was for did happen."""
     records = [
@@ -199,6 +207,18 @@ def check_outcome(name: str, repo: Path, proc: subprocess.CompletedProcess[str])
         assert re.search(r"^version: 1$", manifest, re.M)
     if name == "emergency-rollback.md":
         assert serving["result"] == "break-glass" and "INC-1234" in serving["reason"]
+        held = [r for r in records if r.get("kind") == "hold"]
+        assert [h["action"] for h in held] == ["placed"] and "INC-1234" in held[0]["reason"]
+        # main still asks for the bad version: reconcile from main, and a --watch round, keep v1
+        assert (
+            subprocess.run(
+                ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=repo, capture_output=True, text=True
+            ).stdout.strip()
+            == "main"
+        )
+        for more in ([], ["--watch", "--interval", "0.2", "--iterations", "2"]):
+            assert run_mlops("reconcile", "--env", "production", *more, cwd=repo).returncode == 0
+            assert served_versions(repo) == [1]
         assert (repo / "evidence-break-glass.zip").is_file()
         pushed = subprocess.run(
             ["git", "ls-remote", "origin"], cwd=repo, capture_output=True, text=True
