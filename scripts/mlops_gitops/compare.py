@@ -258,14 +258,16 @@ def side_by_side(
 
 def _stable(repo: Repo, model: str, env: str) -> int | None:
     """The version a comparison is against by default: an analysed rollout's stable version,
-    else the `version` of a manifest that splits traffic (the stable side of a canary split)."""
+    else the `version` of a manifest that splits traffic (the stable side of a split, beside its
+    `canary`)."""
     from . import rollout
 
     progress = rollout.load(repo.root, env, model)
     if progress and progress.get("stable") is not None:
         return int(progress["stable"])
     manifest = repo.manifests.get((env, model)) or {}
-    return int(manifest["version"]) if manifest.get("traffic") and manifest.get("version") else None
+    split = manifest.get("canary") or manifest.get("traffic")
+    return int(manifest["version"]) if split and manifest.get("version") else None
 
 
 def compare(

@@ -473,6 +473,20 @@ def _routing_problems(display: str, data: dict[str, Any]) -> list[Problem]:
                 "another version than `version` (a shadow mirrors traffic to a candidate)",
             )
         )
+    canary = data.get("canary")
+    if canary:
+        if data.get("traffic"):
+            found.append(Problem(display, "canary", "set with traffic", "one of them: both name the split"))
+        if data.get("version") is None:
+            found.append(
+                Problem(display, "canary", "set while version is null", "a stable `version` beside it")
+            )
+        elif canary["version"] == data.get("version"):
+            found.append(
+                Problem(
+                    display, "canary.version", f"{canary['version']}, the stable version", "another version"
+                )
+            )
     found.extend(_rollout_problems(display, data))
     return found
 
@@ -483,12 +497,13 @@ def _rollout_problems(display: str, data: dict[str, Any]) -> list[Problem]:
     if not rollout:
         return []
     found = []
-    if data.get("traffic"):
-        found.append(
-            Problem(
-                display, "rollout", "set with traffic", "one of them: a rollout sets the canary's weights"
+    for key in ("traffic", "canary"):
+        if data.get(key):
+            found.append(
+                Problem(
+                    display, "rollout", f"set with {key}", "one of them: a rollout sets the canary's weights"
+                )
             )
-        )
     if "steps" in rollout and ("step_weight" in rollout or "max_weight" in rollout):
         found.append(Problem(display, "rollout", "steps and step_weight both set", "one of the two"))
     elif "steps" not in rollout and not ("step_weight" in rollout and "max_weight" in rollout):

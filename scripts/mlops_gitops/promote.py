@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import yaml
+
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
@@ -63,13 +65,39 @@ def resolve_version(repo: Repo, model: str, env: str, version: int | None, sourc
     return version
 
 
-def edit_manifest(text: str, version: int, display: str) -> str:
-    """`version: N`, the whole traffic to it: a split or a shadow of that same version goes."""
+# What `promote --rollout` writes when the manifest has no rollout settings of its own.
+DEFAULT_ROLLOUT = {
+    "steps": [10, 25, 50],
+    "interval": 60,
+    "threshold": 2,
+    "checks": {"min_requests": 50, "max_error_rate": 0.01, "max_class_shift": 0.1, "max_score_psi": 0.2},
+}
+
+
+def _entry(key: str, value: Any) -> str:
+    rendered = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False, width=1 << 20)
+    return rendered.strip()[1:-1] + "\n"
+
+
+def edit_manifest(
+    text: str, version: int, display: str, canary: int | None = None, rollout: bool = False
+) -> str:
+    """The manifest asking for `version` as its stable one, the whole traffic to it (a split and a
+    shadow of that same version go); or, with `canary` (a percent), `version` beside the stable one
+    as the challenger at that share; or, with `rollout`, `version` promoted by an analysed rollout
+    (its settings kept, or the defaults)."""
     if len(VERSION_LINE.findall(text)) != 1:
         raise MlopsError(f"{display}: expected exactly one top-level `version:` line to edit")
-    text = VERSION_LINE.sub(f"version: {version}", text, count=1)
     text = yamlio.replace_entry(text, "traffic", None)
-    shadow = (yamlio.loads(text, display) or {}).get("shadow") or {}
+    if canary is not None:
+        text = yamlio.replace_entry(text, "rollout", None)
+        return yamlio.replace_entry(text, "canary", _entry("canary", {"version": version, "percent": canary}))
+    text = VERSION_LINE.sub(f"version: {version}", text, count=1)
+    text = yamlio.replace_entry(text, "canary", None)
+    loaded = yamlio.loads(text, display) or {}
+    if rollout and not loaded.get("rollout"):
+        text = yamlio.replace_entry(text, "rollout", _entry("rollout", DEFAULT_ROLLOUT))
+    shadow = loaded.get("shadow") or {}
     return yamlio.replace_entry(text, "shadow", None) if shadow.get("version") == version else text
 
 
@@ -83,6 +111,8 @@ def promote(
     reason: str,
     open_pr: bool = True,
     checkout: bool = True,
+    canary: int | None = None,
+    rollout: bool = False,
 ) -> Promotion:
     number = resolve_version(repo, model, env, version, source)
     if not registry_has(model, number):
@@ -103,32 +133,44 @@ def promote(
         raise MlopsError(f"{display}: not on {start} (expected the manifest committed there)")
     asked = yamlio.loads(text, f"{start}:{display}") or {}
     previous = asked.get("version")
-    branch = f"promote/{model}-{env}-v{number}"
-    if Routing.of_manifest(asked) == Routing(number):
+    branch = f"promote/{model}-{env}-v{number}" + (f"-canary-{canary}" if canary is not None else "")
+    named = title(model, env, number, canary)
+    if canary is not None and asked.get("version") in (None, number):
+        raise MlopsError(
+            f"{display}: --canary needs a stable version beside v{number} "
+            f"(expected {start} to ask for another version first; it asks for {previous})"
+        )
+    new_text = edit_manifest(text, number, display, canary, rollout)
+    if Routing.of_manifest(yamlio.loads(new_text, display) or {}) == Routing.of_manifest(asked) and (
+        bool(asked.get("rollout")) or not rollout
+    ):
         return Promotion(
             model, env, number, previous, start, git(root, "rev-parse", start),
             f"{start} asks for v{number} already", changed=False, checked_out=current == start, base=current,
         )  # fmt: skip
-    new_text = edit_manifest(text, number, display)
-    yamlio.loads(new_text, display)  # still valid YAML before anything is written
     open_already = pending_branch(root, branch, display, new_text, start)
     if open_already:  # the same promotion, proposed before and not merged yet: converge on it
         return Promotion(
             model, env, number, previous, open_already, git(root, "rev-parse", open_already),
-            next_step(open_already, title(model, env, number)), changed=False,
+            next_step(open_already, named), changed=False,
             checked_out=current == open_already, base=current,
         )  # fmt: skip
     branch = fresh_branch(root, branch)
+    how = (
+        f"Canary: v{number} at {canary}% beside the stable v{previous}\n"
+        if canary is not None
+        else ("Rollout: analysed (the manifest's rollout settings)\n" if rollout else "")
+    )
     message = (
-        f"{title(model, env, number)}\n\n"
+        f"{named}\n\n"
         f"Model: {model}\nVersion: {number} (was {previous if previous is not None else 'none'})\n"
-        f"Environment: {env}\nReason: {reason}\n"
+        f"{how}Environment: {env}\nReason: {reason}\n"
     )
     made = propose(
         root,
         display,
         new_text,
-        title(model, env, number),
+        named,
         message,
         branch,
         checkout=checkout,
@@ -149,5 +191,7 @@ def promote(
     )
 
 
-def title(model: str, env: str, version: int) -> str:
+def title(model: str, env: str, version: int, canary: int | None = None) -> str:
+    if canary is not None:
+        return f"Canary {model} v{version} at {canary}% in {env}"
     return f"Promote {model} v{version} to {env}"

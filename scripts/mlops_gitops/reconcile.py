@@ -125,7 +125,7 @@ def desired_of(environment: str, model: str, manifest: dict[str, Any]) -> Desire
         environment=environment,
         path=f"{ENVIRONMENTS_DIR}/{environment}/{model}.yaml",
         version=manifest.get("version"),
-        traffic=tuple((int(t["version"]), int(t["percent"])) for t in manifest.get("traffic") or []),
+        traffic=split_of(manifest),
         shadow=(manifest.get("shadow") or {}).get("version"),
         suspend=bool(manifest.get("suspend", False)),
         replicas=int(target.get("replicas", 1)),
@@ -134,6 +134,16 @@ def desired_of(environment: str, model: str, manifest: dict[str, Any]) -> Desire
         ready_timeout=int(target.get("ready_timeout", 600)),
         rollout=manifest.get("rollout") or None,
     )
+
+
+def split_of(manifest: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """The manifest's split as (version, percent) pairs, the stable `version` first: from its
+    `canary` (the challenger and its share), or the older `traffic` list; () without a split."""
+    canary = manifest.get("canary")
+    if canary and manifest.get("version") is not None:
+        percent = int(canary["percent"])
+        return ((int(manifest["version"]), 100 - percent), (int(canary["version"]), percent))
+    return tuple((int(t["version"]), int(t["percent"])) for t in manifest.get("traffic") or [])
 
 
 def routing_of(desired: Desired) -> Routing | None:
@@ -809,6 +819,9 @@ def status(
                 "url": change.live.url,
                 "latency": "; ".join(_latency_text(m) for m in metrics) or "-",
                 "rollout": change.detail if change.action == Action.CANARY else "",
+                # the roles the manifest names: the stable version and the challenger beside it
+                "stable": change.desired.version if change.desired else None,
+                "challenger": _challenger(change.desired),
                 "held": change.detail if change.action == Action.HELD else "",
                 "hold": change.hold.to_dict() if change.hold else None,
                 "invalid": change.detail if change.action == Action.INVALID else "",
@@ -839,6 +852,12 @@ def _served_metrics(change: Change) -> list[dict[str, Any]]:
         return []
     stats = scrape(change.live.url)
     return [stats[str(v)].to_dict() for v, _ in change.live.routing if str(v) in stats]
+
+
+def _challenger(desired: Desired | None) -> int | None:
+    routing = routing_of(desired) if desired else None
+    challenger = routing.challenger if routing else None
+    return challenger[0] if challenger else None
 
 
 def _latency_text(m: dict[str, Any]) -> str:

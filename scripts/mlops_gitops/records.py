@@ -152,7 +152,22 @@ class Routing:
     def of_manifest(cls, manifest: dict[str, Any]) -> Routing | None:
         if manifest.get("version") is None:
             return None
-        return cls.from_dict({**manifest, "shadow": (manifest.get("shadow") or {}).get("version")})
+        canary = manifest.get("canary") or {}
+        traffic = manifest.get("traffic")
+        if canary:  # the stable `version` beside its challenger
+            percent = int(canary["percent"])
+            traffic = [
+                {"version": manifest["version"], "percent": 100 - percent},
+                {"version": canary["version"], "percent": percent},
+            ]
+        return cls.from_dict(
+            {**manifest, "traffic": traffic, "shadow": (manifest.get("shadow") or {}).get("version")}
+        )
+
+    @property
+    def challenger(self) -> tuple[int, int] | None:
+        """(version, percent) of the version beside the stable one in a split; None without one."""
+        return next(((v, p) for v, p in self.traffic if v != self.version), None)
 
 
 class RecordLog:

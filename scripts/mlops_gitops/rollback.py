@@ -36,7 +36,7 @@ from .propose import Proposal, next_step, propose
 from .records import DeploymentRecord, RecordLog, Routing
 
 # What a rollback rewrites: which versions take traffic, which one mirrors it, how it rolls out.
-ROUTING_KEYS = ("version", "traffic", "shadow", "rollout")
+ROUTING_KEYS = ("version", "canary", "traffic", "shadow", "rollout")
 SERVED = (Result.HEALTHY, Result.ROLLED_BACK, Result.BREAK_GLASS)
 
 
@@ -132,9 +132,12 @@ def _entry(key: str, value: Any) -> str | None:
 
 def with_routing(text: str, routing: Routing, display: str) -> str:
     """The manifest `text` asking for `routing`: its routing keys rewritten, the rest as it was."""
+    challenger = routing.challenger
     entries = {
         "version": routing.version,
-        "traffic": [{"version": v, "percent": p} for v, p in routing.traffic] or None,
+        # a split is written with its roles named: the stable `version`, the challenger beside it
+        "canary": {"version": challenger[0], "percent": challenger[1]} if challenger else None,
+        "traffic": None,
         "shadow": {"version": routing.shadow} if routing.shadow else None,
         "rollout": routing.rollout or None,
     }

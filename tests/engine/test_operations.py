@@ -117,10 +117,12 @@ def test_rollback_returns_to_the_whole_routing_that_served_before(repo: Path) ->
         repo=repo,
     )
     assert again["change"] == "v1 100% -> v2 50% + v1 50%"
-    assert manifest_on(repo, again["branch"])["traffic"] == [
+    proposed = manifest_on(repo, again["branch"])  # the split written with its roles named
+    assert (proposed["version"], proposed["canary"], proposed.get("traffic")) == (
+        2,
         {"version": 1, "percent": 50},
-        {"version": 2, "percent": 50},
-    ]
+        None,
+    )
     # main already asks for v1 alone: nothing to roll back to there, one line, nothing made
     branches = git(repo, "branch", "--list")
     same = run_mlops("rollback", "churn", "--env", "staging", "--to-version", "1", "--no-pr", cwd=repo)
@@ -282,3 +284,97 @@ def test_one_bad_file_stays_in_its_own_deployment(repo: Path) -> None:
         stopped = run_mlops(*verb, cwd=repo)
         assert stopped.returncode != 0 and stopped.stderr.count("\n") == 1 and "mlops.yaml" in stopped.stderr
     assert serving(repo) == [1]
+
+
+def roles_seen(repo: Path, tmp_path: Path) -> dict[str, tuple[int, int]]:
+    """(baseline, challenger) as each reader names them after traffic through the split: status,
+    history, compare and the evidence pack's history."""
+    import zipfile
+
+    ok(
+        "predict",
+        "churn",
+        "--env",
+        "staging",
+        "--input",
+        str(tmp_path / "rows.csv"),
+        "--batch-size",
+        "1",
+        repo=repo,
+    )
+    (row,) = ok("status", "churn", "--env", "staging", "-o", "json", repo=repo)["deployments"]
+    split = ok("history", "churn", "--env", "staging", "-o", "json", repo=repo)["stretches"][-1]
+    compared = run_mlops("compare", "churn", "--env", "staging", "-o", "json", cwd=repo)
+    assert compared.returncode in (0, 1, 3), compared.stderr
+    told = json.loads(compared.stdout)
+    pack = tmp_path / "pack.zip"
+    ok(
+        "evidence",
+        "churn",
+        "--env",
+        "staging",
+        "--version",
+        str(row["challenger"]),
+        "--out",
+        str(pack),
+        repo=repo,
+    )
+    with zipfile.ZipFile(pack) as archive:
+        packed = json.loads(archive.read("history.json"))["stretches"][-1]
+    return {
+        "status": (row["stable"], row["challenger"]),
+        "history": (split["version"], split["canary"]),
+        "compare": (told["baseline"], told["challenger"]),
+        "evidence": (packed["version"], packed["canary"]),
+    }
+
+
+def test_a_split_names_its_stable_version_and_challenger_for_every_reader(repo: Path, tmp_path: Path) -> None:
+    """`version` is the stable version; the challenger is named beside it. A split written by the
+    verb and one written by hand in either spelling: every reader names the same two."""
+    from .registered import features
+
+    X, y = features(rows=120, seed=5)
+    X.assign(churned=y).to_csv(tmp_path / "rows.csv", index=False)
+    set_manifest(repo, "staging", "Promote churn v1 to staging", version=1)
+    ok("reconcile", "--env", "staging", repo=repo)
+
+    made = ok(
+        "promote",
+        "churn",
+        "--to",
+        "staging",
+        "--version",
+        "2",
+        "--canary",
+        "30",
+        "--no-pr",
+        "-o",
+        "json",
+        repo=repo,
+    )
+    assert made["branch"] == "promote/churn-staging-v2-canary-30"
+    manifest = manifest_on(repo, made["branch"])
+    assert (manifest["version"], manifest["canary"]) == (1, {"version": 2, "percent": 30})
+    merge(repo, made["branch"])
+    ok("reconcile", "--env", "staging", repo=repo)
+    assert set(roles_seen(repo, tmp_path).values()) == {(1, 2)}
+
+    # by hand, the older spelling: v2 is the stable one because `version` says so
+    set_manifest(repo, "staging", "v2 stable, v1 beside it", version=2, canary=None,
+                 traffic=[{"version": 2, "percent": 60}, {"version": 1, "percent": 40}])  # fmt: skip
+    text = (repo / "environments/staging/churn.yaml").read_text()
+    (repo / "environments/staging/churn.yaml").write_text(text.replace("canary: null\n", ""))
+    git_commit_all(repo, "drop the empty canary")
+    ok("reconcile", "--env", "staging", repo=repo)
+    assert set(roles_seen(repo, tmp_path).values()) == {(2, 1)}
+
+    # the plain promotion ends the split: the challenger is the stable one, alone
+    git(repo, "switch", "--quiet", "main")
+    done = ok("promote", "churn", "--to", "staging", "--version", "1", "--no-pr", "-o", "json", repo=repo)
+    final = manifest_on(repo, done["branch"])
+    assert (final["version"], final.get("canary"), final.get("traffic")) == (1, None, None)
+    refused = run_mlops(
+        "promote", "churn", "--to", "staging", "--version", "2", "--canary", "10", "--no-pr", cwd=repo
+    )
+    assert refused.returncode == 2 and "--canary needs a stable version beside v2" in refused.stderr

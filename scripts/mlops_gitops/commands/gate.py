@@ -27,6 +27,18 @@ from .app import main, repo
     is_flag=True,
     help="Leave the working tree and the current branch as they are (the branch is made all the same).",
 )
+@click.option(
+    "--canary",
+    type=click.IntRange(1, 99),
+    default=None,
+    metavar="PERCENT",
+    help="A fixed split: the version beside the stable one as its challenger, with PERCENT of the traffic.",
+)
+@click.option(
+    "--rollout",
+    is_flag=True,
+    help="An analysed rollout to the version (the manifest's rollout settings, or 10/25/50% steps).",
+)
 @options.output_format()
 @click.pass_context
 def promote(
@@ -38,6 +50,8 @@ def promote(
     reason: str,
     no_pr: bool,
     no_checkout: bool,
+    canary: int | None,
+    rollout: bool,
     fmt: str,
 ) -> None:
     """Open the pull request that promotes a registered version of MODEL to an environment.
@@ -49,7 +63,14 @@ def promote(
     With `gh` installed and authenticated it pushes and opens the pull request; otherwise it prints the exact
     command. An unknown model, environment or version is refused and nothing changes.
     Policies judge the pull request (`mlops gate`, `make policy`).
+
+    The manifest names roles: `version` is the stable one. --canary PERCENT keeps it and puts
+    the version beside it as `canary: {version, percent}`, the challenger; --rollout promotes
+    it by an analysed rollout (steps, interval, checks). A plain promotion makes it the stable
+    one with the whole traffic (a canary or split goes).
     """
+    if canary is not None and rollout:
+        raise MlopsError("promote: --canary and --rollout are two ways to split (expected one of them)")
     from .. import promote as promotion
     from ..registry import Registry
 
@@ -64,6 +85,8 @@ def promote(
         reason,
         open_pr=not no_pr,
         checkout=not no_checkout,
+        canary=canary,
+        rollout=rollout,
     )
     if fmt == "json":
         output.emit_json("Promotion", result.to_dict())
