@@ -12,14 +12,17 @@ the engine to it):
     gitinfo, github, propose        git (read, commit on a branch); GitHub through `gh`;
                                     a change proposed as a branch and a pull request
     metrics, lineage, records       evaluation metrics; what a version was made from; the
-                                    append-only log of deployments, drift, feedback, decisions
+                                    append-only log of deployments, drift, feedback, decisions,
+                                    holds, and a deployment's whole routing (what a rollback
+                                    returns to)
     registry                        MLflow: register with lineage, versions, aliases, verified
                                     artifacts
     report, registration            champion/challenger reports; register + report + propose
     facts, policy, decisions, gate  the policy input; conftest-compatible runner; decisions
                                     kept; the pull request's gate, whole
     impact, scaffold, promote,      a policy change's impact; `model add`; promotion and
-    rollback                        rollback as pull requests
+    rollback, holds                 rollback as pull requests, from the default branch; a
+                                    break-glass hold every reconciler honours (in the registry)
     protocols, serve                the wire formats (/predict, MLflow's /invocations, the Open
                                     Inference Protocol v2); the model server
     modelstore, targets/            where KServe fetches models (content-addressed); deployment

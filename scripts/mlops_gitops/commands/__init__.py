@@ -3,13 +3,14 @@ domain function and renders the result; the work lives in the modules above (see
 
 from __future__ import annotations
 
-from . import deploy, evidence, gate, models, operate, policies, publish, serving, train, watch
+from . import deploy, evidence, gate, incident, models, operate, policies, publish, serving, train, watch
 from .app import main
 
 __all__ = [
     "deploy",
     "evidence",
     "gate",
+    "incident",
     "main",
     "models",
     "operate",
