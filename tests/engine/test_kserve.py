@@ -326,7 +326,8 @@ def test_health_is_read_from_argo_cd_and_a_version_never_ready_gets_its_revert_p
     assert yaml.safe_load((repo / "environments/staging/churn.yaml").read_text())["version"] == 2
     assert _aliases(repo) == {"staging": 1}
     code, again = _reconcile(repo, {**env, "MLOPS_NOW": later})  # re-run: converges, no duplicate
-    assert (code, again["result"]) == (1, "failed") and f"branch {branch}: exists already" in again["message"]
+    assert (code, again["result"]) == (1, "failed") and f"(branch {branch})" in again["message"]
+    assert not git(repo, "branch", "--list", f"{branch}-*")  # the open proposal, not another one
     results = [r["result"] for r in _records(repo)]
     assert results == ["progressing", "healthy", "progressing", "failed"]
     assert "NotReady" in _records(repo)[-1]["reason"]

@@ -228,8 +228,13 @@ def test_two_files_for_one_model_are_an_error(repo: Path) -> None:
         "environments/staging/churn.yaml: two files for model 'churn' (churn.yaml and churn.yml) "
         "(expected one manifest per model: remove one)",
     )
-    assert run_mlops("plan", "--env", "staging", cwd=repo).returncode != 0
-    assert tree_digest(repo) == before
+    plan = run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo)
+    assert plan.returncode == 1  # that deployment is invalid (InvalidSpec), the rest would plan
+    (change,) = json.loads(plan.stdout)["changes"]
+    assert (change["action"], change["sync"]) == ("invalid", "Unknown") and "two files" in change["detail"]
+    after = tree_digest(repo)
+    after.pop("mlflow.db", None)  # the registry the plan read (git-ignored), not a file of the repository
+    assert after == before
 
 
 def test_an_emptied_manifest_is_never_planned_as_a_removal(repo: Path) -> None:
