@@ -1,7 +1,8 @@
 """Everyday operations in the sequences a team runs them, judged against Argo CD's and Flux's
-promises: a rollback returns to what served before (the whole routing, whatever commits made
-the manifest), break-glass holds until git agrees (on every reconciler of the environment), and
-one bad file stays in its own (environment, model).
+promises: break-glass holds until git agrees (on every reconciler of the environment) or `mlops
+resume`, one bad file stays in its own (environment, model), and a split names its roles for
+every reader. The whole script of a team's second day, in a generated repository, is
+tests/template/test_operations.py.
 
 Everything is real: git history with merges, the MLflow registry (sqlite), model servers on
 loopback ports answering real HTTP requests, the `mlops` command as a process.
@@ -74,62 +75,6 @@ def merge(repo: Path, branch: str) -> None:
 
 def manifest_on(repo: Path, rev: str, env: str = "staging", model: str = "churn") -> dict[str, Any]:
     return yaml.safe_load(git(repo, "show", f"{rev}:environments/{env}/{model}.yaml"))
-
-
-def test_rollback_returns_to_the_whole_routing_that_served_before(repo: Path) -> None:
-    set_manifest(repo, "staging", "Promote churn v1 to staging", version=1)
-    ok("reconcile", "--env", "staging", repo=repo)
-    # v2's promotion, and a 50/50 split added by a second commit on its branch, merged as one
-    ok("promote", "churn", "--to", "staging", "--version", "2", "--no-pr", repo=repo)
-    set_manifest(
-        repo,
-        "staging",
-        "Split v2 with v1",
-        traffic=[{"version": 2, "percent": 50}, {"version": 1, "percent": 50}],
-    )
-    merge(repo, "promote/churn-staging-v2")
-    ok("reconcile", "--env", "staging", repo=repo)
-    assert sorted(serving(repo)) == [1, 2]
-
-    back = ok("rollback", "churn", "--env", "staging", "--no-pr", "-o", "json", repo=repo)
-    assert back["change"] == "v2 50% + v1 50% -> v1 100%"  # the whole routing, both ways
-    proposed = manifest_on(repo, back["branch"])
-    assert (proposed["version"], proposed.get("traffic"), proposed.get("shadow")) == (1, None, None)
-    assert git(repo, "merge-base", back["branch"], "main") == git(repo, "rev-parse", "main")  # made from main
-    merge(repo, back["branch"])
-    ok("reconcile", "--env", "staging", repo=repo)
-    assert serving(repo) == [1]
-
-    # the same verb again does not invent a routing: it proposes a point of the history, and
-    # --to-record names any of them (the ids `mlops history` shows)
-    told = ok("history", "churn", "--env", "staging", "-o", "json", repo=repo)
-    split = next(s for s in told["stretches"] if len(s["routing"]) == 2)
-    again = ok(
-        "rollback",
-        "churn",
-        "--env",
-        "staging",
-        "--to-record",
-        split["id"],
-        "--no-pr",
-        "-o",
-        "json",
-        repo=repo,
-    )
-    assert again["change"] == "v1 100% -> v2 50% + v1 50%"
-    proposed = manifest_on(repo, again["branch"])  # the split written with its roles named
-    assert (proposed["version"], proposed["canary"], proposed.get("traffic")) == (
-        2,
-        {"version": 1, "percent": 50},
-        None,
-    )
-    # main already asks for v1 alone: nothing to roll back to there, one line, nothing made
-    branches = git(repo, "branch", "--list")
-    same = run_mlops("rollback", "churn", "--env", "staging", "--to-version", "1", "--no-pr", cwd=repo)
-    assert same.returncode == 2 and "asks for v1 100% already" in same.stderr
-    never = run_mlops("rollback", "churn", "--env", "staging", "--to-version", "4", "--no-pr", cwd=repo)
-    assert never.returncode == 2 and "--to-version 4: never served here" in never.stderr
-    assert git(repo, "branch", "--list") == branches
 
 
 def test_break_glass_holds_until_git_agrees_on_every_reconciler(repo: Path, tmp_path: Path) -> None:

@@ -92,9 +92,20 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     assert serving(life, "staging", A) == [1, 2]
     back = life.mlops("rollback", A, "--env", "staging", "--no-pr")
     assert back["change"] == "v2 50% + v1 50% -> v1 100%"
+    assert back["to"]["traffic"] is None and back["to"]["shadow"] is None
     life.merge(back["branch"])
     life.sh("make reconcile ENV=staging")
     assert serving(life, "staging", A) == [1]
+    # any point of the history, by the record ids `mlops history` shows; none that never served
+    split = next(
+        s for s in life.mlops("history", A, "--env", "staging")["stretches"] if len(s["routing"]) == 2
+    )
+    again = life.mlops("rollback", A, "--env", "staging", "--to-record", split["id"], "--no-pr")
+    assert again["change"] == "v1 100% -> v2 50% + v1 50%"
+    never = life.sh(f"mlops rollback {A} --env staging --to-version 7 --no-pr", ok=(2,))
+    assert "--to-version 7: never served here (expected one of v1, v2)" in never.stderr
+    same = life.sh(f"mlops rollback {A} --env staging --to-version 1 --no-pr", ok=(2,))
+    assert "main asks for v1 100% already (nothing to roll back in git)" in same.stderr
 
     # 2. break-glass in production; reconcile from main; one --watch interval; the revert merged
     set_version(life, "production", A, 2, f"Promote {A} v2 to production")
