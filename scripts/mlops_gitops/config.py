@@ -182,10 +182,22 @@ def _resolve(root_schema: dict[str, Any], sub: dict[str, Any]) -> dict[str, Any]
     return sub
 
 
-def schema_problems(data: Any, name: str, display: str) -> list[Problem]:
-    """Every schema violation of one document, as Problems."""
+@cache
+def _validators(name: str) -> tuple[Any, Any]:
+    """(a compiled check, jsonschema's validator) for one schema, built once per process."""
+    import jsonschema_rs
+
     root_schema = schema(name)
-    validator = jsonschema.Draft202012Validator(root_schema)
+    return jsonschema_rs.validator_for(root_schema), jsonschema.Draft202012Validator(root_schema)
+
+
+def schema_problems(data: Any, name: str, display: str) -> list[Problem]:
+    """Every schema violation of one document, as Problems. A compiled validator (jsonschema-rs)
+    says whether there is any; jsonschema, the reference, says which."""
+    compiled, validator = _validators(name)
+    if compiled.is_valid(data):
+        return []
+    root_schema = schema(name)
     out = []
     for err in validator.iter_errors(data):
         where = _field_path(err.absolute_path)
@@ -264,12 +276,13 @@ def _yaml_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
+def collect(root: Path, deploying: bool = False) -> tuple[Repo | None, list[Problem], list[str]]:
     """Load and check every configuration file.
 
     Returns what could be loaded (None without a valid mlops.yaml), every problem, and the
-    files checked.  Callers that need a fully valid repository use load_repo.
-    """
+    files checked.  Callers that need a fully valid repository use load_repo. `deploying`: what
+    the deployment verbs need, without the model cards and the pipeline's sections (evidence
+    and training read those; `mlops validate` and the gate check them)."""
     problems: list[Problem] = []
     checked: list[str] = []
     project_path = root / PROJECT_FILE
@@ -343,7 +356,8 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
             else:
                 models[data["name"]] = data
         checked.append(f"{MODELS_DIR}/{model_dir.name}/card.md")
-        problems.extend(_card_problems(root, model_dir.name))
+        if not deploying:
+            problems.extend(_card_problems(root, model_dir.name))
 
     manifests: dict[tuple[str, str], dict[str, Any]] = {}
     env_root = root / ENVIRONMENTS_DIR
@@ -430,7 +444,7 @@ def collect(root: Path) -> tuple[Repo | None, list[Problem], list[str]]:
             if manifests_ok:
                 manifests[(env_dir.name, data["model"])] = data
 
-    if models_dir.is_dir():
+    if models_dir.is_dir() and not deploying:
         problems.extend(_pipeline_problems(root, [p.name for p in models_dir.iterdir() if p.is_dir()]))
         checked.append(PIPELINE_PARAMS)
 
@@ -681,8 +695,10 @@ def load_repo(root: Path | None = None, isolate: bool = False) -> Repo:
     in one deployment's own files (its manifest, its model's definition, card or pipeline
     section) marks that (environment, model) invalid in `Repo.invalid` and leaves the rest
     loaded, as Argo CD's InvalidSpec does for one application; a problem of the repository as a
-    whole (mlops.yaml, an unknown environment folder) still stops everything."""
-    repo, problems, _ = collect(root or find_root())
+    whole (mlops.yaml, an unknown environment folder) still stops everything. The model cards and
+    the pipeline's sections are not read then: they are evidence's and training's, not a
+    deployment's (`mlops validate` and the gate still check them)."""
+    repo, problems, _ = collect(root or find_root(), deploying=isolate)
     whole = [p for p in problems if owner_of(p) is None] if isolate else problems
     if repo is None or whole:
         raise InvalidConfig(whole or problems)

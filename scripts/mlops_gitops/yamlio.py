@@ -31,7 +31,29 @@ class YamlError(MlopsError):
         super().__init__(text + (f" (expected {expected})" if expected else ""))
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _Checks:
+    """What every strict loader refuses while it builds the data: duplicate keys, YAML 1.1 booleans."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+            if value_node.tag == _AMBIGUOUS:  # name the field, not only the word
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key}: {value_node.value}{_AMBIGUOUS_WHY}", value_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class _StrictLoader(_Checks, yaml.SafeLoader):
+    """The pure-Python strict loader: it refuses aliases and deep nesting as it composes, so its
+    errors say exactly where (the fast loader below defers to it for every error)."""
+
     depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -51,20 +73,38 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-            if value_node.tag == _AMBIGUOUS:  # name the field, not only the word
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key}: {value_node.value}{_AMBIGUOUS_WHY}", value_node.start_mark
-                )
-        return super().construct_mapping(node, deep=deep)
+
+_CBase: Any = getattr(yaml, "CSafeLoader", None)
+
+
+class _Refused(Exception):
+    """The fast loader met something the strict one must explain: an alias, deep nesting."""
+
+
+def _plain_tree(node: Any) -> None:
+    """Refuse a composed tree with a node reached twice (an alias) or nested too deep."""
+    seen: set[int] = set()
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if id(current) in seen or depth > MAX_DEPTH:
+            raise _Refused
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            stack.extend((part, depth + 1) for pair in current.value for part in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((part, depth + 1) for part in current.value)
+
+
+if _CBase is not None:
+
+    class _FastLoader(_Checks, _CBase):  # type: ignore[misc]
+        """libyaml's parser (PyYAML's C loader) with the same resolvers and checks; aliases and
+        depth are checked on the composed tree before anything is built from it."""
+
+        def construct_document(self, node: Any) -> Any:
+            _plain_tree(node)
+            return super().construct_document(node)
 
 
 # Timestamps stay strings: the documents must be plain JSON data. Booleans are YAML 1.2's
@@ -94,6 +134,9 @@ def _ambiguous(loader: Any, node: Any) -> Any:
 
 
 _StrictLoader.add_constructor(_AMBIGUOUS, _ambiguous)
+if _CBase is not None:
+    _FastLoader.yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
+    _FastLoader.add_constructor(_AMBIGUOUS, _ambiguous)
 
 
 class _Yaml12Loader(_StrictLoader):
@@ -126,6 +169,13 @@ _EXPECTED = {
 
 
 def loads(text: str, source: str = "<string>") -> Any:
+    """Strict YAML for configuration: libyaml's speed when it is there; every refusal (and any
+    file it cannot read) is explained by the pure-Python strict loader, line and column."""
+    if _CBase is not None:
+        try:
+            return yaml.load(text, Loader=_FastLoader)
+        except (yaml.YAMLError, _Refused, RecursionError):
+            pass
     return _parse(text, source, _StrictLoader)
 
 
