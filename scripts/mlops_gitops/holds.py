@@ -79,9 +79,8 @@ class Holds:
         tag = names.hold_tag(env)
         listed = getattr(self.registry, "listed_tags", None)
         try:
-            tags = (
-                listed[model] if listed is not None and model in listed else self.registry.model_tags(model)
-            )
+            # a model the last listing did not find has no tags (and nothing to ask MLflow)
+            tags = listed.get(model, {}) if listed is not None else self.registry.model_tags(model)
         except MlopsError:
             return self._local(env, model)  # the registry is down: what this machine knows
         if tag in tags:

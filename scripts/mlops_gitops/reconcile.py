@@ -825,6 +825,9 @@ def status(
                 "held": change.detail if change.action == Action.HELD else "",
                 "hold": change.hold.to_dict() if change.hold else None,
                 "invalid": change.detail if change.action == Action.INVALID else "",
+                "note": change.detail
+                if change.action in (Action.CANARY, Action.HELD, Action.INVALID)
+                else "",
                 "last_result": f"{last.result} {last.at}" if last else None,
                 "metrics": metrics,
             }
@@ -836,7 +839,7 @@ def status(
 STATUS_COLUMNS = {
     "environment": "env", "model": "model", "serving": "serving", "desired": "desired", "sync": "sync",
     "health": "health", "since": "since", "url": "url", "latency": "p50/p99 ms · errors",
-    "rollout": "rollout", "held": "held", "invalid": "invalid", "last_result": "last result",
+    "note": "rollout · hold · invalid", "last_result": "last result",
 }  # fmt: skip
 
 

@@ -240,6 +240,9 @@ class Registry:
 
     def aliases(self) -> dict[str, dict[str, int]]:
         """Every registered model's aliases ({model: {alias: version}}) in one paged listing."""
+        fast = self._listing_from_sqlite()
+        if fast is not None:
+            return fast
         found: dict[str, dict[str, int]] = {}
         listed: dict[str, dict[str, str]] = {}
         token = None
@@ -254,6 +257,35 @@ class Registry:
             if not token:
                 self.listed_tags = listed
                 return found
+
+    def _listing_from_sqlite(self) -> dict[str, dict[str, int]] | None:
+        """The aliases and model tags of a sqlite registry (the embedded default) read from MLflow's
+        own tables, read-only, without importing MLflow (about 1.7 s of every `status` and
+        `plan`). None when that cannot be done (another backend, tables not as MLflow 3 writes
+        them): MLflow's client then answers. A registry file not made yet holds nothing."""
+        import sqlite3
+
+        if not self.uri.startswith("sqlite:///") or self._client is not None:
+            return None
+        path = Path(urllib.parse.unquote(self.uri.removeprefix("sqlite:///").split("?", 1)[0]))
+        if not path.exists():
+            self.listed_tags = {}
+            return {}
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)) as db:
+                names = [row[0] for row in db.execute("SELECT name FROM registered_models")]
+                aliases = db.execute("SELECT name, alias, version FROM registered_model_aliases").fetchall()
+                tags = db.execute("SELECT name, key, value FROM registered_model_tags").fetchall()
+        except sqlite3.Error:
+            return None
+        found: dict[str, dict[str, int]] = {name: {} for name in names}
+        listed: dict[str, dict[str, str]] = {name: {} for name in names}
+        for name, alias, version in aliases:
+            found.setdefault(name, {})[alias] = int(version)
+        for name, key, value in tags:
+            listed.setdefault(name, {})[key] = value
+        self.listed_tags = listed
+        return found
 
     def set_alias(self, model: str, alias: str, version: int) -> None:
         self._call(f"set {model}@{alias}", self.client.set_registered_model_alias, model, alias, str(version))
