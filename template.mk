@@ -1,7 +1,7 @@
 # The template's own targets (template-only: generated repositories do not get this file, and the
 # Makefile includes it only where it exists). Benchmarks measure the engine against a reference
 # in the same run, as ratios; results go to benchmarks/results/.
-.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary
+.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary bench-verbs
 
 bench-serve: install ## benchmark: our model server vs `mlflow models serve` (throughput, p50/p99 at 100 req/s)
 	$(BIN)/python -m benchmarks.bench_serve
@@ -14,6 +14,9 @@ bench-canary: install ## benchmark: a bad canary's first answered request to its
 
 bench-check: install ## benchmark: mlops check over 1,000 manifests vs parsing them vs one engine per file
 	$(BIN)/python -m benchmarks.bench_check
+
+bench-verbs: install ## benchmark: mlops status, plan and validate as whole processes, 3 models x 3 environments served (goal: under 1.5 s)
+	$(BIN)/python -m benchmarks.bench_verbs
 
 bench-reconcile: install ## benchmark: no-op reconcile of 1,000 manifests vs loading them; failed check -> previous serving
 	$(BIN)/python -m benchmarks.bench_reconcile

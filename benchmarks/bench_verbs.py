@@ -1,0 +1,113 @@
+"""The everyday verbs as a person runs them: `mlops status`, `plan` and `validate`, each a whole
+process from a cold start, on a repository of 3 models in 3 environments with their 9 model
+servers running (the embedded defaults: sqlite registry, local target).
+
+    make bench-verbs        # or: python -m benchmarks.bench_verbs [--rounds R]
+
+Reference, in the same run: `mlops --version`, the same interpreter loading the same command
+(click, the engine's package) and doing nothing else. Reported: each verb's best and median of R
+runs, and its ratio to the reference. Goal: each verb under 1.5 s.
+
+Writes benchmarks/results/verbs.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, save
+
+GOAL_S = 1.5
+MODELS = ("alpha", "beta", "gamma")
+
+
+def mlops(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_gitops.cli", *args], cwd=repo, env=env, capture_output=True, text=True
+    )
+
+
+def build(work: Path) -> Path:
+    """3 models (added with `mlops model add`), 3 environments, one version each, all served."""
+    from tests.conftest import git_commit_all
+    from tests.engine.registered import register_version
+    from tests.engine.workflows import sandbox
+
+    repo = sandbox(work / "repo")
+    project = repo / "mlops.yaml"
+    project.write_text(
+        project.read_text().replace("  - name: staging\n", "  - name: qa\n  - name: staging\n", 1)
+    )
+    shutil.copytree(repo / "environments/staging", repo / "environments/qa")
+    for path in (repo / "environments/qa").glob("*.yaml"):
+        path.write_text(path.read_text().replace("environment: staging", "environment: qa"))
+    first = sorted(p.name for p in (repo / "models").iterdir())[0]
+    for name in MODELS:
+        done = mlops(repo, "model", "add", name, "--like", first)
+        assert done.returncode == 0, done.stderr
+    git_commit_all(repo, "three models in three environments")
+    for name in MODELS:
+        assert register_version(repo, name) == 1
+        for path in (repo / "environments").glob(f"*/{name}.yaml"):
+            path.write_text(re.sub(r"^version: .*$", "version: 1", path.read_text(), count=1, flags=re.M))
+    git_commit_all(repo, "version 1 everywhere")
+    done = mlops(repo, "reconcile")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return repo
+
+
+def timed(repo: Path, args: list[str], rounds: int) -> list[float]:
+    runs = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        done = mlops(repo, *args)
+        runs.append(time.perf_counter() - started)
+        assert done.returncode in (0, 1), (args, done.stderr)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print("building 3 models x 3 environments, 9 servers ...", flush=True)
+        repo = build(Path(tmp))
+        try:
+            serving = mlops(repo, "status", "-o", "json").stdout
+            assert serving.count('"health": "healthy"') == 9, serving
+            reference = timed(repo, ["--version"], args.rounds)
+            verbs: dict[str, Any] = {}
+            for verb in (["status"], ["plan"], ["validate"]):
+                runs = timed(repo, verb, args.rounds)
+                verbs[verb[0]] = {
+                    "best_s": round(min(runs), 3),
+                    "median_s": round(statistics.median(runs), 3),
+                    "ratio_to_reference": round(min(runs) / min(reference), 2),
+                    "goal_under_1_5_s": statistics.median(runs) < GOAL_S,
+                }
+        finally:
+            mlops(repo, "down")
+    summary = {
+        "deployments": 9,
+        "rounds": args.rounds,
+        "reference_mlops_version_s": round(min(reference), 3),
+        "verbs": verbs,
+    }
+    print(summary)
+    print(f"wrote {save('verbs', summary)}")
+
+
+if __name__ == "__main__":
+    main()
