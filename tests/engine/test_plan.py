@@ -52,12 +52,22 @@ def test_the_plan_of_each_situation(case: Path) -> None:
         )
 
     running = [tuple(pair) for pair in spec.get("running", [])]
-    changes = diff([desired_of(d) for d in spec["desired"]], observe, spec.get("aliases", {}), running, None)  # type: ignore[arg-type]
+    invalid = {tuple(unit.split("/")): problem for unit, problem in spec.get("invalid", {}).items()}
+    changes = diff(
+        [desired_of(d) for d in spec["desired"]],
+        observe,
+        spec.get("aliases", {}),
+        running,
+        None,
+        invalid=invalid,  # type: ignore[arg-type]
+    )
     rows = sorted((c.row() for c in changes), key=lambda r: (r["environment"], r["model"]))
     expected = sorted(spec["expected"], key=lambda r: (r["environment"], r["model"]))
     assert len(rows) == len(expected), rows
     for row, wanted in zip(rows, expected, strict=True):
         assert {k: row[k] for k in wanted} == wanted, row
+        if row["action"] == Action.INVALID:  # its one line, as the file's problem says
+            assert row["detail"] == invalid[(row["environment"], row["model"])]
     for change in changes:  # typed, and the two axes consistent
         assert isinstance(change.action, Action) and isinstance(change.sync, Sync)
         assert (change.sync == Sync.SYNCED) == (change.action in (Action.UNCHANGED, Action.SUSPENDED))
@@ -73,7 +83,8 @@ def test_an_environment_filter_leaves_other_environments_alone() -> None:
 def test_health_is_ordered_and_results_know_what_failed() -> None:
     assert Health.DEGRADED.worse_than(Health.PROGRESSING) and Health.UNKNOWN.worse_than(Health.DEGRADED)
     assert not Health.HEALTHY.worse_than(Health.MISSING)
-    assert [r for r in Result if not r.ok] == [Result.FAILED, Result.ROLLED_BACK]
+    assert [r for r in Result if not r.ok] == [Result.FAILED, Result.ROLLED_BACK, Result.INVALID]
+    assert Action.INVALID.sync == Sync.UNKNOWN and Action.HELD.sync == Sync.OUT_OF_SYNC
     assert (
         Result.ROLLED_BACK == "rolled-back"
         and yaml.safe_dump({"r": str(Result.ROLLED_BACK)}) == "r: rolled-back\n"
