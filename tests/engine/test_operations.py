@@ -11,7 +11,6 @@ loopback ports answering real HTTP requests, the `mlops` command as a process.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from ..conftest import git_commit_all, run_mlops
+from .test_promote import git, merge
 from .test_reconcile import http, set_manifest, url_of
 
 pytestmark = pytest.mark.slow
@@ -27,10 +27,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def repo(served: Path) -> Path:
     return served
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def ok(*args: str, repo: Path, env_extra: dict[str, str] | None = None) -> Any:
@@ -54,23 +50,6 @@ def url_for(repo: Path, env: str, model: str) -> str:
 def entries(repo: Path, env: str = "staging", model: str = "churn") -> list[dict[str, Any]]:
     path = repo / f".mlops/records/{env}/{model}.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def merge(repo: Path, branch: str) -> None:
-    git(repo, "switch", "--quiet", "main")
-    git(
-        repo,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@l",
-        "merge",
-        "--no-ff",
-        "--quiet",
-        "-m",
-        f"Merge {branch}",
-        branch,
-    )
 
 
 def manifest_on(repo: Path, rev: str, env: str = "staging", model: str = "churn") -> dict[str, Any]:
