@@ -5,9 +5,10 @@ and the operations whose meaning Argo CD and Flux define, in the order a team me
   back: the rollback returns to what served before (v1 alone), never to "minus the last commit";
 - break-glass in production, then a reconcile from main, then one `--watch` interval (the hold
   keeps v1, on this machine and on another one sharing the registry), then the revert merged
-  and a reconcile (the hold ends by itself);
+  and a reconcile (the hold ends by itself); a second incident ended by `mlops resume`;
 - a typo merged into model A's staging manifest, then production reconciled and model B rolled
-  back in staging (the typo stays in its own deployment);
+  back in staging (the typo stays in its own deployment; a typo in a model definition too; one
+  in mlops.yaml stops everything with one line);
 - a promotion through a stale merged branch (a fresh branch from main);
 - a version registered from a dirty tree, denied for production naming the files, and
   registered again clean after the commit.
@@ -57,6 +58,14 @@ def records(life: Life, env: str, model: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def registry_tags(project: Path, model: str, version: int) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return dict(
+        MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_model_version(model, str(version)).tags
+    )
+
+
 def set_version(life: Life, env: str, model: str, version: int, message: str) -> None:
     path = life.project / "environments" / env / f"{model}.yaml"
     path.write_text(re.sub(r"^version: .*$", f"version: {version}", path.read_text(), count=1, flags=re.M))
@@ -64,7 +73,11 @@ def set_version(life: Life, env: str, model: str, version: int, message: str) ->
 
 
 @pytest.fixture
-def life(tmp_path: Path) -> Any:
+def life(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    # versions are registered in this process: its registry is the project's, whatever an earlier
+    # test left in the environment
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLOPS_STATE_DIR", raising=False)
     project = baked(ROOT, tmp_path / "out", ANSWERS)
     (project / ".venv").symlink_to(Path(sys.prefix))  # same constraints: `make install` finds its stamp
     life = Life(project, tmp_path / "tools", tmp_path)
@@ -126,6 +139,20 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     assert done[A] == "unchanged" and serving(life, "production", A) == [1]
     holds = [(e["action"], e.get("how")) for e in records(life, "production", A) if e["kind"] == "hold"]
     assert holds == [("placed", None), ("ended", "git-agrees")]
+    # a second incident, ended by `mlops resume` instead: git's v2 then comes back
+    set_version(life, "production", A, 2, f"Promote {A} v2 to production again")
+    life.sh("make reconcile ENV=production")
+    life.mlops("rollback", A, "--env", "production", "--now", "--no-pr", "--reason", "INC-78")
+    life.sh("make reconcile ENV=production")
+    assert serving(life, "production", A) == [1]
+    assert "resumed" in life.sh(f"mlops resume {A} --env production --reason 'fixed upstream'").stdout
+    life.sh("make reconcile ENV=production")
+    assert serving(life, "production", A) == [2]
+    told = life.mlops("history", A, "--env", "production")["stretches"]
+    assert [(h["action"], h["how"]) for s in told for h in s["holds"]] == [
+        ("placed", None), ("ended", "git-agrees"), ("placed", None), ("ended", "resume"),
+    ]  # fmt: skip
+    assert "nothing to resume" in life.sh(f"mlops resume {A} --env production").stdout
 
     # 3. a typo merged into A's staging manifest; production reconciled; B rolled back in staging
     set_version(life, "staging", B, 2, f"Promote {B} v2 to staging")
@@ -146,6 +173,30 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     assert {(r["environment"], r["model"]): r["reason"] for r in everything if r["result"] == "invalid"} == {
         ("staging", A): "InvalidSpec"
     }
+    life.sh("mlops reconcile --prune", ok=(1,))  # never "manifest is gone": it is there, broken
+    assert serving(life, "staging", A) == [1]
+    invalid = [e for e in records(life, "staging", A) if e.get("result") == "invalid"]
+    assert len(invalid) == 1  # recorded once per problem, however many rounds
+    refused = life.sh(f"mlops promote {A} --to staging --version 2 --no-pr", ok=(2,))
+    assert f"environments/staging/{A}.yaml: version" in refused.stderr
+    # a typo in B's model definition: only B's deployments
+    definition = project / f"models/{B}/model.yaml"
+    kept = definition.read_text()
+    definition.write_text(kept.replace("risk_tier:", "risk_tear:"))
+    plan = life.mlops("plan", ok=(1,))["changes"]
+    assert {(c["environment"], c["model"]): c["action"] for c in plan if c["action"] == "invalid"} == {
+        ("staging", A): "invalid", ("staging", B): "invalid", ("production", B): "invalid",
+    }  # fmt: skip
+    # the repository-wide file still stops everything, with one line naming it
+    definition.write_text(kept)
+    (project / "mlops.yaml").write_text(
+        (project / "mlops.yaml").read_text().replace("kind: Project", "kind: Projekt")
+    )
+    for verb in ("status", "plan", "reconcile"):
+        stopped = life.sh(f"mlops {verb}", ok=(1, 2))
+        said = stopped.stderr
+        assert said.count("\n") == 1 and said.startswith("error: mlops.yaml"), said
+    life.sh("git checkout -- mlops.yaml")
     life.sh(f"mlops resume {B} --env staging")
     set_version(life, "staging", A, 1, "Fix the typo")
 
@@ -160,23 +211,25 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     life.sh(f"dvc repro pipelines/dvc.yaml:evaluate@{A}")  # the pipeline, for A alone
     params = project / "pipelines/params.yaml"
     params.write_text(params.read_text() + "# a note on the last run, not committed\n")
+    definition = project / f"models/{A}/model.yaml"
+    definition.write_text(definition.read_text() + "# thresholds under review, not committed\n")
     registered = life.sh(f"mlops register {A} --output json")
-    assert (
-        f"warning: {A} is registered from uncommitted work (pipelines/dvc.lock, pipelines/params.yaml)"
-        in (registered.stderr)
-    )
+    files = f"models/{A}/model.yaml, pipelines/dvc.lock, pipelines/params.yaml"
+    assert f"warning: {A} is registered from uncommitted work ({files})" in registered.stderr
     (dirty,) = json.loads(registered.stdout)["versions"]
-    life.sh("git stash --quiet")  # the params note was never meant to be committed
+    life.sh("git stash --quiet")  # not on the promotion's branch
     life.mlops("promote", A, "--to", "production", "--version", str(dirty["version"]), "--no-pr")
     gate = life.sh("mlops gate --base main --min-coverage 0", ok=(1,))
-    assert (
-        f"{A} v{dirty['version']} to production: trained from uncommitted work: pipelines/dvc.lock, "
-        "pipelines/params.yaml"
-    ) in gate.stdout
+    assert f"{A} v{dirty['version']} to production: trained from uncommitted work: {files}" in gate.stdout
     life.sh("git switch --quiet main && git stash pop --quiet && git checkout -- pipelines/params.yaml")
-    life.commit("Train", "pipelines")
+    life.commit("Train, with the thresholds reviewed", "pipelines", "models")
     (clean,) = life.mlops("register", A)["versions"]
     assert clean["result"] == "registered" and clean["version"] == dirty["version"] + 1
+    tags = registry_tags(project, A, clean["version"])
+    assert tags["mlops.git.dirty"] == "false" and "mlops.git.uncommitted" not in tags
+    assert tags["mlops.fingerprint"] == registry_tags(project, A, dirty["version"])["mlops.fingerprint"]
+    (again,) = life.mlops("register", A)["versions"]
+    assert (again["result"], again["version"]) == ("unchanged", clean["version"])
 
     # the repository's own checks, in the state these verbs left it
     life.sh("make validate && make unit PYTEST_ARGS=\"-m 'not slow'\"")
