@@ -104,9 +104,10 @@ class Holds:
             return f"the hold is on this machine only ({exc}); other reconcilers do not see it"
         return ""
 
-    def end(self, env: str, model: str, how: str, reason: str = "") -> Hold | None:
-        """End the hold (`how`: git-agrees or resume), recorded; None when there was none."""
-        found = self.get(env, model)
+    def end(self, env: str, model: str, how: str, reason: str = "", found: Hold | None = None) -> Hold | None:
+        """End the hold (`how`: git-agrees or resume), recorded; None when there was none.
+        `found`: the hold as the plan read it (not read again)."""
+        found = found or self.get(env, model)
         if found is None:
             return None
         self.registry.delete_model_tag(model, names.hold_tag(env))
@@ -129,10 +130,14 @@ class Holds:
         return found
 
     def _keep(self, hold: Hold) -> None:
+        """This machine's copy, written only when it differs (every plan reads holds)."""
         path = state.hold_file(self.root, hold.environment, hold.model)
+        text = json.dumps(hold.to_dict(), indent=2, sort_keys=True)
+        if path.is_file() and path.read_text() == text:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(hold.to_dict(), indent=2, sort_keys=True))
+        scratch.write_text(text)
         os.replace(scratch, path)
 
     def _forget(self, env: str, model: str) -> None:

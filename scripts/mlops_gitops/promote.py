@@ -18,13 +18,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import yaml
-
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import default_branch, fresh_branch, git, pending_branch, show_file
-from .propose import next_step, propose
+from .gitinfo import default_branch, git, show_file
+from .propose import propose
 from .records import Routing
 
 VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
@@ -74,11 +72,6 @@ DEFAULT_ROLLOUT = {
 }
 
 
-def _entry(key: str, value: Any) -> str:
-    rendered = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False, width=1 << 20)
-    return rendered.strip()[1:-1] + "\n"
-
-
 def edit_manifest(
     text: str, version: int, display: str, canary: int | None = None, rollout: bool = False
 ) -> str:
@@ -91,12 +84,13 @@ def edit_manifest(
     text = yamlio.replace_entry(text, "traffic", None)
     if canary is not None:
         text = yamlio.replace_entry(text, "rollout", None)
-        return yamlio.replace_entry(text, "canary", _entry("canary", {"version": version, "percent": canary}))
+        canary_entry = yamlio.flow_entry("canary", {"version": version, "percent": canary})
+        return yamlio.replace_entry(text, "canary", canary_entry)
     text = VERSION_LINE.sub(f"version: {version}", text, count=1)
     text = yamlio.replace_entry(text, "canary", None)
     loaded = yamlio.loads(text, display) or {}
     if rollout and not loaded.get("rollout"):
-        text = yamlio.replace_entry(text, "rollout", _entry("rollout", DEFAULT_ROLLOUT))
+        text = yamlio.replace_entry(text, "rollout", yamlio.flow_entry("rollout", DEFAULT_ROLLOUT))
     shadow = loaded.get("shadow") or {}
     return yamlio.replace_entry(text, "shadow", None) if shadow.get("version") == version else text
 
@@ -148,14 +142,6 @@ def promote(
             model, env, number, previous, start, git(root, "rev-parse", start),
             f"{start} asks for v{number} already", changed=False, checked_out=current == start, base=current,
         )  # fmt: skip
-    open_already = pending_branch(root, branch, display, new_text, start)
-    if open_already:  # the same promotion, proposed before and not merged yet: converge on it
-        return Promotion(
-            model, env, number, previous, open_already, git(root, "rev-parse", open_already),
-            next_step(open_already, named), changed=False,
-            checked_out=current == open_already, base=current,
-        )  # fmt: skip
-    branch = fresh_branch(root, branch)
     how = (
         f"Canary: v{number} at {canary}% beside the stable v{previous}\n"
         if canary is not None
@@ -182,10 +168,10 @@ def promote(
         env,
         number,
         previous,
-        branch,
+        made.branch,
         made.commit,
         made.pull_request,
-        True,
+        made.changed,
         made.checked_out,
         made.base,
     )

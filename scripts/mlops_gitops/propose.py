@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import yamlio
 from .github import open_pull_request
-from .gitinfo import commit_on_branch, git
+from .gitinfo import commit_on_branch, fresh_branch, git, pending_branch
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Proposal:
     pull_request: str  # its URL, the command that opens it, or "committed directly"
     base: str  # the branch the working tree was on: where to go back to
     checked_out: bool  # the working tree is on `branch` now
+    changed: bool = True  # False: the same proposal was open already, and is the answer
 
 
 def next_step(branch: str, title: str) -> str:
@@ -47,7 +48,9 @@ def propose(
 ) -> Proposal:
     """Commit `text` as `path` (repository-relative): on `branch`, made from `start` (a branch;
     default the current one), or `direct`ly on the current one; open the pull request, against
-    `start`, when asked and `gh` can."""
+    `start`, when asked and `gh` can. A branch of that name (or `-N`) still open with the same
+    edit is the answer (a re-run converges); one merged, stale or someone else's gets a fresh
+    name (`branch-2`, ...)."""
     current = git(root, "rev-parse", "--abbrev-ref", "HEAD")  # where to go back to
     base = start or current
     if direct:
@@ -63,6 +66,11 @@ def propose(
             git(root, "reset", "--quiet", "--", path, check=False)
             raise
         return Proposal(current, git(root, "rev-parse", "HEAD"), "committed directly", current, True)
+    open_already = pending_branch(root, branch, path, text, base)
+    if open_already:  # proposed before and not merged yet: the same proposal, not another one
+        commit, said = git(root, "rev-parse", open_already), next_step(open_already, title)
+        return Proposal(open_already, commit, said, current, current == open_already, changed=False)
+    branch = fresh_branch(root, branch)  # a merged, stale or someone else's branch keeps its name
     commit = commit_on_branch(root, branch, path, text, message, checkout=checkout, base=base)
     pull_request = next_step(branch, title)
     if open_pr:

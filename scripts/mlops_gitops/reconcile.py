@@ -35,7 +35,7 @@ from .errors import MlopsError
 from .gitinfo import git
 from .health import Action, Health, Reason, Result, Sync
 from .holds import Hold, Holds
-from .records import DeploymentRecord, RecordLog, Routing
+from .records import DeploymentRecord, RecordLog, Routing, split_of
 from .registry import Verified
 from .serve import input_example
 from .targets import DeployFailed, Desired, Live, Target
@@ -134,16 +134,6 @@ def desired_of(environment: str, model: str, manifest: dict[str, Any]) -> Desire
         ready_timeout=int(target.get("ready_timeout", 600)),
         rollout=manifest.get("rollout") or None,
     )
-
-
-def split_of(manifest: dict[str, Any]) -> tuple[tuple[int, int], ...]:
-    """The manifest's split as (version, percent) pairs, the stable `version` first: from its
-    `canary` (the challenger and its share), or the older `traffic` list; () without a split."""
-    canary = manifest.get("canary")
-    if canary and manifest.get("version") is not None:
-        percent = int(canary["percent"])
-        return ((int(manifest["version"]), 100 - percent), (int(canary["version"]), percent))
-    return tuple((int(t["version"]), int(t["percent"])) for t in manifest.get("traffic") or [])
 
 
 def routing_of(desired: Desired) -> Routing | None:
@@ -348,7 +338,11 @@ class Reconciler:
                 progress(change)
             if change.hold is not None and change.action != Action.HELD:
                 Holds(self.repo.root, self.registry).end(
-                    change.environment, change.model, "git-agrees", f"git asks for it at {self.revision[:12]}"
+                    change.environment,
+                    change.model,
+                    "git-agrees",
+                    f"git asks for it at {self.revision[:12]}",
+                    found=change.hold,
                 )
             if change.action in (Action.UNCHANGED, Action.SUSPENDED):
                 outcomes.append(Outcome(change, Result(change.action.value), version=change.alias))
@@ -874,7 +868,6 @@ def apply_rollback_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[
     asks for it (the revert merged) or `mlops resume`: otherwise the next reconcile from the default
     branch, on any machine, would undo it."""
     from . import yamlio
-    from .config import load_repo
     from .gitinfo import default_branch, show_file
     from .rollback import record_break_glass
 
@@ -884,8 +877,7 @@ def apply_rollback_now(repo: Repo, result: dict[str, Any], reason: str) -> dict[
         git(root, "show", f"{result['commit']}:{path}"), f"{result['commit'][:12]}:{path}"
     )
     desired = replace(desired_of(env, model, manifest), rollout=None)  # at once: no canary steps
-    loaded = load_repo(root, isolate=True)
-    reconciler = reconciler_for(loaded, None)
+    reconciler = reconciler_for(repo, None)
     reconciler.revision = result["commit"]
     with env_lock(root, env):
         aliases = reconciler.registry.aliases()

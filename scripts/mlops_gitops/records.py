@@ -108,6 +108,16 @@ class DeploymentRecord:
         )
 
 
+def split_of(manifest: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """A manifest's split as (version, percent) pairs, the stable `version` first: from its
+    `canary` (the challenger and its share), or the older `traffic` list; () without a split."""
+    canary = manifest.get("canary")
+    if canary and manifest.get("version") is not None:
+        percent = int(canary["percent"])
+        return ((int(manifest["version"]), 100 - percent), (int(canary["version"]), percent))
+    return tuple((int(t["version"]), int(t["percent"])) for t in manifest.get("traffic") or [])
+
+
 @dataclass(frozen=True)
 class Routing:
     """A deployment's whole routing: the primary version, the split (empty: the primary takes
@@ -152,14 +162,7 @@ class Routing:
     def of_manifest(cls, manifest: dict[str, Any]) -> Routing | None:
         if manifest.get("version") is None:
             return None
-        canary = manifest.get("canary") or {}
-        traffic = manifest.get("traffic")
-        if canary:  # the stable `version` beside its challenger
-            percent = int(canary["percent"])
-            traffic = [
-                {"version": manifest["version"], "percent": 100 - percent},
-                {"version": canary["version"], "percent": percent},
-            ]
+        traffic = [{"version": v, "percent": p} for v, p in split_of(manifest)]
         return cls.from_dict(
             {**manifest, "traffic": traffic, "shadow": (manifest.get("shadow") or {}).get("version")}
         )

@@ -3,7 +3,8 @@ passing new versions for the first environment (what `train.yml` does on the GPU
 
 Each version carries its lineage (`tags.lineage_tags`); registering the same pipeline output
 again gives back the existing version. A version from uncommitted work is registered all the
-same and said to be (`dirty`): its lineage's commit cannot reproduce it.
+same and said to be (`dirty`, `git.uncommitted`): its lineage's commit cannot reproduce it; once
+that work is committed, the same output registers again as a clean version.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class Registered:
     created: bool
     run_id: str
     artifact_sha256: str
-    untracked: list[str] | None = None  # not None: registered from uncommitted work (these files)
     report: dict[str, Any] | None = None  # passed, path
     promotion: dict[str, str] | None = None  # branch, pull_request
     warnings: list[str] = field(default_factory=list)
@@ -68,16 +68,12 @@ def register(
     out = []
     for name in models:
         made = registry.register(name)
-        lineage = names.lineage_of(made.tags)
         row = Registered(
             made.model,
             made.version,
             made.created,
             made.run_id,
             names.artifact_of(made.tags)["sha256"] or "",
-            untracked=list(lineage.get("git.untracked") or [])
-            if lineage.get("git.dirty") == "true"
-            else None,
         )
         if with_report:
             result, _, folder = reporting.write(repo, registry, name, str(made.version), baseline)

@@ -25,14 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import yamlio
 from .config import Repo
 from .errors import MlopsError
-from .gitinfo import default_branch, fresh_branch, git, pending_branch, show_file
+from .gitinfo import default_branch, git, show_file
 from .health import Result
-from .propose import Proposal, next_step, propose
+from .propose import propose
 from .records import DeploymentRecord, RecordLog, Routing
 
 # What a rollback rewrites: which versions take traffic, which one mirrors it, how it rolls out.
@@ -122,14 +120,6 @@ def choose(
     return current, earlier[-1]
 
 
-def _entry(key: str, value: Any) -> str | None:
-    """The manifest's top-level `key` as one flow-style line (None: the key goes)."""
-    if value is None:
-        return None
-    rendered = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False, width=1 << 20)
-    return rendered.strip()[1:-1] + "\n"
-
-
 def with_routing(text: str, routing: Routing, display: str) -> str:
     """The manifest `text` asking for `routing`: its routing keys rewritten, the rest as it was."""
     challenger = routing.challenger
@@ -142,7 +132,7 @@ def with_routing(text: str, routing: Routing, display: str) -> str:
         "rollout": routing.rollout or None,
     }
     for key in ROUTING_KEYS:
-        text = yamlio.replace_entry(text, key, _entry(key, entries[key]))
+        text = yamlio.replace_entry(text, key, yamlio.flow_entry(key, entries[key]))
     if Routing.of_manifest(yamlio.loads(text, display) or {}) != routing:
         raise MlopsError(
             f"{display}: cannot write the routing {routing.text()} (expected plain top-level keys)"
@@ -196,25 +186,18 @@ def propose_rollback(
         f"{title}\n\nRouting: {change}\nReturns to: {target.said()}\n"
         f"Model: {model}\nEnvironment: {env}\nReason: {reason}\n"
     )
-    branch = f"rollback/{model}-{env}-v{target.routing.version}"
-    open_already = None if direct else pending_branch(root, branch, display, new_text, start)
-    if open_already:  # proposed before and not merged yet: the same proposal, not another
-        made = Proposal(
-            open_already, git(root, "rev-parse", open_already), next_step(open_already, title), start, False
-        )
-    else:
-        made = propose(
-            root,
-            display,
-            new_text,
-            title,
-            message,
-            branch if direct else fresh_branch(root, branch),
-            direct=direct,
-            checkout=False,
-            open_pr=open_pr,
-            start=start,
-        )
+    made = propose(
+        root,
+        display,
+        new_text,
+        title,
+        message,
+        f"rollback/{model}-{env}-v{target.routing.version}",
+        direct=direct,
+        checkout=False,
+        open_pr=open_pr,
+        start=start,
+    )
     return {
         "model": model,
         "environment": env,
@@ -229,7 +212,7 @@ def propose_rollback(
         "base": start,
         "commit": made.commit,
         "pull_request": made.pull_request,
-        "changed": open_already is None,
+        "changed": made.changed,
     }
 
 

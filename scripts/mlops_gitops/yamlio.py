@@ -256,6 +256,15 @@ def entries(text: str, indent: int = 0) -> dict[str, tuple[int, int]]:
     return found
 
 
+def flow_entry(key: str, value: Any) -> str | None:
+    """A top-level `key: value` line in flow style, for replace_entry (None when value is None:
+    the key goes)."""
+    if value is None:
+        return None
+    rendered = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False, width=1 << 20)
+    return rendered.strip()[1:-1] + "\n"
+
+
 def replace_entry(base: str, key: str, source: str | None) -> str:
     """`base` with its top-level `key` entry replaced by `source`'s, text for text (removed when
     `source` has none, added at the end when `base` has none): settings move between files without
