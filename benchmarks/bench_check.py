@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--manifests", type=int, default=1000)
     args = parser.parse_args()
 
-    from mlops_gitops import policy, yamlio
+    from mlops_gitops.core import yamlio
+    from mlops_gitops.gate import policy
 
     base = (ROOT / "environments/staging").glob("*.yaml")
     template = next(iter(base)).read_text()

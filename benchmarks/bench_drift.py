@@ -73,10 +73,10 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also measure `mlops drift`'s peak memory")
     args = parser.parse_args()
 
-    from mlops_gitops import drift
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.registry import Registry
-    from mlops_gitops.state import inference_log
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.core.state import inference_log
+    from mlops_gitops.monitor import drift
+    from mlops_gitops.registry.client import Registry
 
     from tests.engine.workflows import sandbox
 

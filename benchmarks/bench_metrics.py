@@ -40,7 +40,7 @@ def counting_cost(requests: int = 100_000) -> float:
     """Seconds one request's counting takes (in-flight up and down, the counters, both histograms)."""
     import time
 
-    from mlops_gitops.servemetrics import ServerMetrics
+    from mlops_gitops.serving.metrics import ServerMetrics
 
     metrics = ServerMetrics("bench", "bench")
     metrics.serving({1})
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="Rounds per server.")
     args = parser.parse_args()
 
-    from mlops_gitops.serve import input_example
+    from mlops_gitops.serving.server import input_example
 
     from tests.engine.mlflow_server import free_port
 
@@ -74,7 +74,15 @@ def main() -> None:
             "PYTHONPATH": str(ROOT / "scripts"),
             "MLOPS_SERVE_METRICS": "1" if name == "on" else "0",
         }
-        command = [sys.executable, "-m", "mlops_gitops.serve", "--spec", str(spec), "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "mlops_gitops.serving.server",
+            "--spec",
+            str(spec),
+            "--port",
+            str(port),
+        ]
         servers.append(
             subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )

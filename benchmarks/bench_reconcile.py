@@ -52,10 +52,10 @@ from benchmarks.common import ROOT, save
 
 def no_op(work: Path, count: int) -> dict[str, Any]:
     from mlflow import MlflowClient
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.reconcile import Reconciler, load_desired
-    from mlops_gitops.registry import Registry
-    from mlops_gitops.targets.kserve import KServeTarget, render
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.deploy.reconcile import Reconciler, load_desired
+    from mlops_gitops.deploy.targets.kserve import KServeTarget, render
+    from mlops_gitops.registry.client import Registry
 
     from tests.engine.workflows import sandbox
 
@@ -180,7 +180,7 @@ class Poller:
 
 
 def recovery(work: Path, rounds: int) -> dict[str, Any]:
-    from mlops_gitops.serve import input_example
+    from mlops_gitops.serving.server import input_example
 
     from tests.conftest import base_env, git_commit_all
     from tests.engine.registered import register_broken, register_version, registry_of

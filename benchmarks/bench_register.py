@@ -41,8 +41,8 @@ def main() -> None:
     import skops.io
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.registry import Registry
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.registry.client import Registry
 
     from tests.engine.workflows import sandbox
 

@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0)
     args = parser.parse_args()
 
-    from mlops_gitops.serve import input_example
+    from mlops_gitops.serving.server import input_example
 
     from tests.engine.mlflow_server import free_port
 
@@ -129,7 +129,15 @@ def main() -> None:
     spec = server_spec(work / "spec.json", model, version, local, work / "inference.jsonl")
     servers = [
         subprocess.Popen(
-            [sys.executable, "-m", "mlops_gitops.serve", "--spec", str(spec), "--port", str(ours_port)],
+            [
+                sys.executable,
+                "-m",
+                "mlops_gitops.serving.server",
+                "--spec",
+                str(spec),
+                "--port",
+                str(ours_port),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -37,7 +37,7 @@ def registered_model(work: Path) -> tuple[Any, str, int, Path]:
 
 
 def server_spec(path: Path, model: str, version: int, local: Path, log: Path) -> Path:
-    """The JSON spec `python -m mlops_gitops.serve --spec` runs: one version, all the traffic."""
+    """The JSON spec `python -m mlops_gitops.serving.server --spec` runs: one version, all the traffic."""
     primary = [{"version": version, "path": str(local), "percent": 100}]
     spec = {"model": model, "environment": "bench", "primary": primary, "shadow": None, "log": str(log)}
     path.write_text(json.dumps(spec))

@@ -134,7 +134,7 @@ def _as_conftest_reads(workflow: Path) -> object:
 def test_the_workflow_policies_judge_alike_whichever_parser_reads_them(
     workflow: Path, tmp_path: Path
 ) -> None:
-    from mlops_gitops import yamlio
+    from mlops_gitops.core import yamlio
 
     shapes = {
         "yaml12": yamlio.loads_data(workflow.read_text(), workflow.name),

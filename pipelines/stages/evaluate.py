@@ -13,7 +13,7 @@ import sys
 import joblib
 import pandas as pd
 import yaml
-from mlops_gitops.metrics import classification_metrics, fairness_metrics
+from mlops_gitops.core.metrics import classification_metrics, fairness_metrics
 
 from .churn_data import TARGET
 from .common import HERE, data_dir, out_dir

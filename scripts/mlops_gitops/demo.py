@@ -21,12 +21,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from . import state
-from . import tags as names
-from .config import load_repo
-from .registry import Registry, stored_sha256
-from .serve import input_example
-from .targets.local import http_json
+from .core import state
+from .core import tags as names
+from .core.config import load_repo
+from .core.protocols import input_example
+from .deploy.targets.local import http_json
+from .registry.client import Registry, stored_sha256
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -251,7 +251,6 @@ class Demo:
     def deploy(self, model: str) -> None:
         """Reconcile staging, predict over HTTP, then a broken version and its automatic rollback."""
         import json
-        import threading
 
         assert self.project is not None
         self.run("back to main (staging runs v1 there)", ["git", "switch", "--quiet", "main"], result=r"(?!)")
@@ -287,7 +286,21 @@ class Demo:
         status, refused = post({"dataframe_records": [bad]})
         console.print(f"[green]✓[/] a request missing a field → {status}: {refused.get('error')}")
         self.steps.append(Step("predictions over HTTP (and a bad request refused)", 0.0, f"{url}/predict"))
+        self.broken(model, records, post)
+        self.run(
+            "status after the rollback", [*MLOPS, "status", "--env", "staging"], show=True, result=r"(v\d+)"
+        )
+        self.monitor(model, post)
+        self.production(model)
+        self.canary(model, post)
+        self.run("stop the model servers", [*MLOPS, "down"], result=r"(stopped: .*)")
 
+    def broken(self, model: str, records: list[dict[str, Any]], post: Any) -> None:
+        """A version whose predict raises, merged: the reconcile rolls it back by itself while a
+        client keeps polling."""
+        import threading
+
+        assert self.project is not None
         self.run(
             f"register {model} v2, a version whose predict raises",
             [sys.executable, "-m", "mlops_gitops.demo", "register-broken", model],
@@ -342,13 +355,6 @@ class Demo:
                 f"{len(answered)} requests, {len(failures)} failed",
             )
         )
-        self.run(
-            "status after the rollback", [*MLOPS, "status", "--env", "staging"], show=True, result=r"(v\d+)"
-        )
-        self.monitor(model, post)
-        self.production(model)
-        self.canary(model, post)
-        self.run("stop the model servers", [*MLOPS, "down"], result=r"(stopped: .*)")
 
     def production(self, model: str) -> None:
         """Production once staging's soak has passed (the policies' clock is injected), the
@@ -412,6 +418,11 @@ class Demo:
             show=True,
             result=r"(healthy)",
         )
+        self.evidence_pack(model)
+
+    def evidence_pack(self, model: str) -> None:
+        """Production's evidence pack, written and verified."""
+        assert self.project is not None
         out = state.evidence_dir(self.project, "production") / f"{model}.zip"
         started = time.monotonic()
         proc = subprocess.run(

@@ -61,7 +61,7 @@ def repo(tmp_path: Path) -> Path:
     The model is made here rather than copied so the same tests run in every generated
     repository, whatever its first model is called.
     """
-    from mlops_gitops.scaffold import add_model, load_for_add
+    from mlops_gitops.core.scaffold import add_model, load_for_add
 
     dest = tmp_path / "repo"
     copy_files([f for f in instance_files() if f.split("/", 1)[0] in CONFIG_PATHS], ROOT, dest)

@@ -44,8 +44,8 @@ def features(rows: int = 400, seed: int = 7, shift: float = 0.0) -> Any:
 
 
 def registry_of(repo: Path) -> Any:
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.registry import Registry
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.registry.client import Registry
 
     return Registry(load_repo(repo))
 
@@ -54,7 +54,7 @@ def register_version(repo: Path, model: str, seed: int = 7) -> int:
     """Log and register one scikit-learn version of `model` in repo's registry; its number."""
     import mlflow
     from mlflow.models import infer_signature
-    from mlops_gitops.registry import stored_sha256
+    from mlops_gitops.registry.client import stored_sha256
     from sklearn.compose import make_column_transformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -129,8 +129,8 @@ def register_code(registry: Any, model: str, predict_body: str, name: str = "cod
     import textwrap
 
     import mlflow
-    from mlops_gitops import tags as names
-    from mlops_gitops.registry import stored_sha256
+    from mlops_gitops.core import tags as names
+    from mlops_gitops.registry.client import stored_sha256
 
     signature = mlflow.models.get_model_info(registry.version(model, 1).source).signature
     with tmp.TemporaryDirectory() as folder:

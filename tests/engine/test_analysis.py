@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
-from typing import Any
 
-from mlops_gitops.analysis import FAIL, PASS, WAITING, judge, psi, read_window
+from mlops_gitops.core.inference_log import Entry, entry
+from mlops_gitops.deploy.analysis import FAIL, PASS, WAITING, judge, psi
+
+SPEC = {"model": "churn", "environment": "staging"}
 
 
-def entries(version: int, scores: list[float], latency: float = 2.0, errors: int = 0) -> list[dict[str, Any]]:
-    lines = [{"version": version, "outputs": [[1 - s, s]], "latency_ms": latency} for s in scores]
-    return lines + [{"version": version, "outputs": [], "error": "boom", "latency_ms": 0.0}] * errors
+def entries(version: int, scores: list[float], latency: float = 2.0, errors: int = 0) -> list[Entry]:
+    answered = [
+        entry(SPEC, f"r{i}", version, "primary", [{}], [[1 - s, s]], latency / 1000)
+        for i, s in enumerate(scores)
+    ]
+    return answered + [entry(SPEC, f"e{i}", version, "primary", [{}], [], 0.0, "boom") for i in range(errors)]
 
 
 def test_psi_stays_small_for_one_distribution_on_small_windows_and_large_for_a_shift() -> None:
@@ -43,16 +46,3 @@ def test_judge_waits_passes_and_names_the_failing_checks() -> None:
         "max_latency_p99_ms": 40.0,
         "max_class_shift": 1.0,
     }
-
-
-def test_read_window_takes_whole_lines_and_starts_over_on_a_truncated_log(tmp_path: Path) -> None:
-    log = tmp_path / "log.jsonl"
-    first = json.dumps({"version": 1, "outputs": [[0.5, 0.5]]}) + "\n"
-    log.write_text(first + '{"version": 2, "outp')  # a line still being written
-    found, offset = read_window(log, 0)
-    assert [e["version"] for e in found] == [1] and offset == len(first)
-    log.write_text(log.read_text() + 'uts": [], "role": "shadow"}\n' + "garbled\n")
-    found, offset = read_window(log, offset)
-    assert found == [] and offset == log.stat().st_size  # a shadow answer and a garbled line: not traffic
-    log.write_text(first)  # rotated: shorter than where the window stood
-    assert [e["version"] for e in read_window(log, offset)[0]] == [1]

@@ -146,7 +146,7 @@ class FakeGitHub:
 
 
 def test_one_open_issue_per_alert_updated_while_open_then_a_new_one() -> None:
-    from mlops_gitops.github import dispatch, upsert_issue
+    from mlops_gitops.core.github import dispatch, upsert_issue
 
     github = FakeGitHub()
     assert upsert_issue(github, "acme/models", "drift-staging", "Drift in staging", "v1") == ("opened", 102)

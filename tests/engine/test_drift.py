@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "pipelines" / "stages"))
 
 
 def log_lines(rows: int, seed: int, shift: float, version: int = 1, batch: int = 1) -> tuple[list[str], Any]:
-    """Inference-log lines (serve.log_entry's format) for `rows` customers, `batch` per request;
+    """Inference-log lines (inference_log's format) for `rows` customers, `batch` per request;
     and the frame they came from (with its churned column, the ground truth)."""
     from churn_data import make_customers
-    from mlops_gitops.serve import log_entry
+    from mlops_gitops.core.inference_log import entry as log_entry
 
     frame = make_customers(rows, seed, shift)
     features = frame.drop(columns=["customer_id", "churned"])
@@ -35,7 +35,7 @@ def log_lines(rows: int, seed: int, shift: float, version: int = 1, batch: int =
         chunk = features.iloc[start : start + batch].to_dict(orient="records")
         outputs = [[0.5, 0.5]] * len(chunk)
         entry = log_entry(spec, f"r{seed}-{start}", version, "primary", chunk, outputs, 0.001)
-        lines.append(json.dumps(entry))
+        lines.append(json.dumps(entry.to_dict()))
     return lines, frame
 
 
@@ -44,7 +44,7 @@ def serving(registered: Path, tmp_path: Path) -> Path:
     """churn v1 serving in staging; its lineage names a real training file (workspace copy)."""
     from churn_data import make_customers
     from mlflow import MlflowClient
-    from mlops_gitops.drift import md5_file
+    from mlops_gitops.monitor.drift import md5_file
 
     repo = tmp_path / "repo"
     shutil.copytree(registered, repo, symlinks=True)
@@ -63,7 +63,7 @@ def serving(registered: Path, tmp_path: Path) -> Path:
 
 
 def write_log(repo: Path, lines: list[str]) -> Path:
-    from mlops_gitops.state import inference_log
+    from mlops_gitops.core.state import inference_log
 
     path = inference_log(repo, "staging", "churn")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,20 +115,20 @@ def test_a_shifted_stream_is_detected_and_the_shifted_columns_named(serving: Pat
         tags["mlops.drift.staging.status"] == "drift" and tags["mlops.drift.staging.severity"] == "critical"
     )
     assert set(tags["mlops.drift.staging.columns"].split(",")) == drifted
-    from mlops_gitops.tags import drift_of
+    from mlops_gitops.core.tags import drift_of
 
     facts = drift_of(tags, "staging")  # what the promotion gate reads
     assert (facts["status"], facts["severity"], set(facts["columns"])) == ("drift", "critical", drifted)
-    from mlops_gitops.records import RecordLog
+    from mlops_gitops.core.records import RecordLog
 
     (history,) = RecordLog(serving).entries("staging", "churn", "drift")  # the deployment's one log
     assert history["status"] == "drift" and history["report_html"] == result["report_html"]
 
 
 def test_an_unshifted_stream_is_not_drift(serving: Path) -> None:
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.drift import run
-    from mlops_gitops.registry import Registry
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.monitor.drift import run
+    from mlops_gitops.registry.client import Registry
 
     lines, _ = log_lines(400, seed=11, shift=0.0)
     shadow = json.loads(lines[0]) | {"role": "shadow", "inputs": [{"age": 999}]}
@@ -205,7 +205,7 @@ def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path,
         "<title>Live roc_auc: churn v1 in staging</title>" in text and 'src="data:image/png;base64,' in text
     )
     assert json.loads((serving / healthy["report_json"]).read_text())["status"] == "ok"
-    from mlops_gitops.records import RecordLog
+    from mlops_gitops.core.records import RecordLog
 
     history = RecordLog(serving).entries("staging", "churn", "feedback")
     assert [h["status"] for h in history] == ["ok", "degraded"]  # the trend over time
@@ -247,7 +247,7 @@ def test_alert_without_github_changes_nothing_and_says_what_it_would_do(
 def test_drift_workflow_detects_drift_and_raises_the_alert_under_act(serving: Path, tmp_path: Path) -> None:
     """drift.yml under act: one job per environment; staging's shifted log is drift, so the
     alert step runs (no GitHub here: it prints the issue and the dispatch it would make)."""
-    from mlops_gitops.drift import md5_file
+    from mlops_gitops.monitor.drift import md5_file
 
     from .conftest import EVENTS
     from .workflows import run_act
@@ -353,7 +353,7 @@ def test_a_fresh_clone_fetches_the_reference_from_the_dvc_remote(registered: Pat
     assert proc.returncode == 1, proc.stdout + proc.stderr
     (result,) = json.loads(proc.stdout)["results"]
     assert result["status"] == "drift" and result["reference"].endswith(f"references/{md5}.csv")
-    from mlops_gitops.drift import md5_file
+    from mlops_gitops.monitor.drift import md5_file
 
     assert md5_file(state / "references" / f"{md5}.csv") == md5
     again = run_mlops("drift", "--env", "staging", "-o", "json", cwd=clone, env_extra=run_env)
@@ -371,9 +371,9 @@ def test_a_fresh_clone_fetches_the_reference_from_the_dvc_remote(registered: Pat
 def test_a_log_over_sample_rows_is_read_whole_and_judged_on_a_sample(serving: Path) -> None:
     """drift.sample_rows caps the rows judged (evidently's advice for large data); every row is
     still read and counted, and a clear shift is found in the sample as in the whole."""
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.drift import run
-    from mlops_gitops.registry import Registry
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.monitor.drift import run
+    from mlops_gitops.registry.client import Registry
 
     lines, _ = log_lines(3000, seed=11, shift=0.9, batch=3)
     write_log(serving, lines)

@@ -144,7 +144,7 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
     proc = run_mlops("reconcile", "--env", "staging", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     # traffic for the monitor: 250 logged rows, then a drift check with its evidently report
-    from mlops_gitops.targets.local import http_json
+    from mlops_gitops.deploy.targets.local import http_json
 
     rows = features(250, seed=11)[0].to_dict(orient="records")
     for start in range(0, len(rows), 50):
@@ -371,7 +371,7 @@ def test_bad_input_writes_nothing(repo: Path, tmp_path: Path) -> None:
 
 
 def test_codeowners_matching() -> None:
-    from mlops_gitops.github import owns as _owns
+    from mlops_gitops.core.github import owns as _owns
 
     path = "environments/production/churn.yaml"
     assert _owns("*", path) and _owns("/environments/production/", path) and _owns("*.yaml", path)
@@ -381,7 +381,7 @@ def test_codeowners_matching() -> None:
 
 def test_fairness_groups_and_metrics() -> None:
     import numpy as np
-    from mlops_gitops.metrics import fairness_metrics, sensitive_groups
+    from mlops_gitops.core.metrics import fairness_metrics, sensitive_groups
 
     groups = sensitive_groups([10, 18, 39, 40, 64, 65, 90], [18, 40, 65])
     assert list(groups) == ["<18", "18-39", "18-39", "40-64", "40-64", "65+", "65+"]

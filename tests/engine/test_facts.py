@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlops_gitops.facts import approvals
+from mlops_gitops.gate.facts import approvals
 
 from ..conftest import run_mlops
 from .registered import FAIRNESS
@@ -212,7 +212,7 @@ def test_mlops_gate_is_the_whole_gate_and_writes_the_comment(promoted: tuple[Pat
 
 def test_only_distinct_code_owners_who_neither_promoted_nor_trained_count() -> None:
     """#15 class 5: the rules a team without required reviewers needs, as facts for the gate."""
-    from mlops_gitops.facts import judge_approvals
+    from mlops_gitops.gate.facts import judge_approvals
 
     rosters = {"acme/model-risk": ["risk-officer", "Quant"], "acme/ml-leads": None}  # None: unreadable
     raw = {

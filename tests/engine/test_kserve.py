@@ -17,8 +17,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from mlops_gitops.targets import Desired
-from mlops_gitops.targets.kserve import render
+from mlops_gitops.deploy.targets import Desired
+from mlops_gitops.deploy.targets.kserve import render
 
 from ..conftest import git_commit_all, run_mlops
 from .conftest import FIXTURES
@@ -120,7 +120,7 @@ def test_rendered_for_argo_cd_health_unknown_is_never_called_healthy(
     sha = document["metadata"]["annotations"]["mlops-gitops.dev/artifact-sha256"]
     uri = document["spec"]["predictor"]["model"]["storageUri"]
     assert uri == (tmp_path / "model-store" / "sha256" / sha).as_uri()  # v2, the canary, in the store
-    from mlops_gitops.lineage import sha256_tree
+    from mlops_gitops.registry.lineage import sha256_tree
 
     assert sha256_tree(tmp_path / "model-store" / "sha256" / sha) == sha
     assert len(list((tmp_path / "model-store" / "sha256").iterdir())) == 2  # v1 and v2 published
@@ -319,7 +319,7 @@ def test_health_is_read_from_argo_cd_and_a_version_never_ready_gets_its_revert_p
     assert (code, result["result"], result["reason"]) == (1, "failed", "NotReady")
     assert "ready_timeout 600 s" in result["message"] and "revert proposed" in result["message"]
     branch = "rollback/churn-staging-v1"
-    from mlops_gitops.gitinfo import git
+    from mlops_gitops.core.gitinfo import git
 
     proposed = yaml.safe_load(git(repo, "show", f"{branch}:environments/staging/churn.yaml"))
     assert proposed["version"] == 1  # the revert, for review: only git changes what Argo CD runs
@@ -365,7 +365,7 @@ def test_hydrate_publishes_the_rendered_files_on_their_own_branch(registered: Pa
     keeps the environments it did not render, and converges on re-runs."""
     import subprocess
 
-    from mlops_gitops.gitinfo import git
+    from mlops_gitops.core.gitinfo import git
 
     repo = _kserve_repo(registered, tmp_path)
     origin = tmp_path / "origin.git"
@@ -419,8 +419,8 @@ def test_an_analysed_rollout_on_kserve_moves_canary_traffic_percent(registered: 
     """On kserve the rollout's steps are canaryTrafficPercent changes the reconciler applies;
     its checks read the inference log that `mlops collect` writes from KServe's logger (written
     here with collect's own writer: no cluster can send the events)."""
-    from mlops_gitops import state
-    from mlops_gitops.serve import InferenceLog, log_entry
+    from mlops_gitops.core import state
+    from mlops_gitops.core.inference_log import Writer, entry
 
     repo = _kserve_repo(registered, tmp_path)
     project = repo / "mlops.yaml"
@@ -429,7 +429,7 @@ def test_an_analysed_rollout_on_kserve_moves_canary_traffic_percent(registered: 
     applied = tmp_path / "applied"
     applied.mkdir()
     env = kubectl_stand_in(tmp_path, f"cat > {applied}/$(ls {applied} | wc -l).yaml; echo applied")
-    log = InferenceLog(state.inference_log(repo, "staging", "churn"))
+    log = Writer(state.inference_log(repo, "staging", "churn"))
 
     def traffic(stable: int, canary: int) -> None:
         spec = {"model": "churn", "environment": "staging"}
@@ -437,7 +437,7 @@ def test_an_analysed_rollout_on_kserve_moves_canary_traffic_percent(registered: 
         for version, count in ((1, stable), (2, canary)):
             for i in range(count):
                 log.write(
-                    log_entry(
+                    entry(
                         spec, f"v{version}-{i}-{time.time()}", version, "primary", [row], [[0.8, 0.2]], 0.004
                     )
                 )

@@ -184,7 +184,7 @@ def cloudevent(kind: str, ce_id: str, isvc: dict[str, Any], endpoint: str = "def
 def test_kserve_fetches_loads_answers_like_the_local_target_and_its_traffic_gives_drift(
     registered: Path, tmp_path: Path, bucket: dict[str, str]
 ) -> None:
-    from mlops_gitops.lineage import sha256_tree
+    from mlops_gitops.registry.lineage import sha256_tree
 
     from .registered import features
 
@@ -295,7 +295,7 @@ def test_kserve_fetches_loads_answers_like_the_local_target_and_its_traffic_give
     # 5. drift and feedback judge the KServe environment from that log
     from churn_data import make_customers
     from mlflow import MlflowClient
-    from mlops_gitops.drift import md5_file
+    from mlops_gitops.monitor.drift import md5_file
 
     train = repo / "pipelines/data/churn/train.csv"
     train.parent.mkdir(parents=True, exist_ok=True)

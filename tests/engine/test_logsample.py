@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from mlops_gitops.logsample import sample_csv, sample_log
-from mlops_gitops.serve import log_entry
+from mlops_gitops.core.inference_log import entry as log_entry
+from mlops_gitops.monitor.logsample import sample_csv, sample_log
 
 
 def write_log(path: Path, rows: int, batch: int = 1, start: str = "2026-11-23T10:00:00.000Z") -> None:
@@ -27,8 +27,7 @@ def write_log(path: Path, rows: int, batch: int = 1, start: str = "2026-11-23T10
             [[0.5]] * len(records),
             0.001,
         )
-        entry["at"] = start
-        lines.append(json.dumps(entry))
+        lines.append(json.dumps({**entry.to_dict(), "at": start}))
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -62,8 +61,7 @@ def test_bad_lines_other_roles_and_the_window_are_honoured(tmp_path: Path) -> No
             [{"x": 99, "kind": "odd", "new": 1}],
             [[1]],
             0.0,
-        )
-        late["at"] = "2026-11-25T00:00:00.000Z"
+        ).to_dict() | {"at": "2026-11-25T00:00:00.000Z"}
         handle.write(json.dumps(late) + "\n")
         shadow = {**late, "role": "shadow", "inputs": [{"x": -1}]}
         failed = {**late, "error": "boom", "inputs": [{"x": -2}]}

@@ -82,7 +82,7 @@ def test_metrics_parse_and_count_every_request_by_version(served: Path) -> None:
 
 
 def test_quantiles_follow_prometheus_histogram_quantile() -> None:
-    from mlops_gitops.servemetrics import parse
+    from mlops_gitops.core.scrape import parse
 
     text = "\n".join(
         [

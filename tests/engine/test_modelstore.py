@@ -21,8 +21,8 @@ from .mlflow_server import free_port
 
 def model_dir(tmp_path: Path) -> tuple[object, str]:
     """A small model directory and its sha256, as registration records it."""
-    from mlops_gitops.lineage import sha256_tree
-    from mlops_gitops.registry import Verified
+    from mlops_gitops.registry.client import Verified
+    from mlops_gitops.registry.lineage import sha256_tree
 
     path = tmp_path / "artifact" / "model"
     (path / "sub").mkdir(parents=True)
@@ -32,8 +32,8 @@ def model_dir(tmp_path: Path) -> tuple[object, str]:
 
 
 def test_a_directory_store_is_content_addressed_idempotent_and_re_verified(tmp_path: Path) -> None:
-    from mlops_gitops.modelstore import for_settings, publish
-    from mlops_gitops.registry import VerifyFailed
+    from mlops_gitops.registry.client import VerifyFailed
+    from mlops_gitops.registry.modelstore import for_settings, publish
 
     verified, digest = model_dir(tmp_path)
     store = for_settings(tmp_path, {"model_store": "store"})
@@ -49,8 +49,8 @@ def test_a_directory_store_is_content_addressed_idempotent_and_re_verified(tmp_p
 
 
 def test_pvc_and_bad_settings(tmp_path: Path) -> None:
-    from mlops_gitops.errors import MlopsError
-    from mlops_gitops.modelstore import for_settings, publish
+    from mlops_gitops.core.errors import MlopsError
+    from mlops_gitops.registry.modelstore import for_settings, publish
 
     verified, digest = model_dir(tmp_path)
     mount = tmp_path / "mnt"
@@ -76,7 +76,7 @@ def test_s3_and_gs_stores_through_an_s3_compatible_server(
     """s3:// with AWS_ENDPOINT_URL (MinIO and the like), gs:// through GCS's S3 API
     (MLOPS_GS_ENDPOINT_URL here): both put the directory under its sha256 and read it back."""
     import boto3
-    from mlops_gitops.modelstore import for_settings, publish
+    from mlops_gitops.registry.modelstore import for_settings, publish
 
     verified, digest = model_dir(tmp_path)
     port = free_port()
@@ -101,7 +101,7 @@ def test_s3_and_gs_stores_through_an_s3_compatible_server(
         gs = for_settings(tmp_path, {"model_store": "gs://gcs-models"})
         assert publish(gs, verified) == f"gs://gcs-models/sha256/{digest}"  # type: ignore[arg-type]
         client.put_object(Bucket="s3-models", Key=f"team/a/sha256/{digest}/MLmodel", Body=b"changed")
-        from mlops_gitops.registry import VerifyFailed
+        from mlops_gitops.registry.client import VerifyFailed
 
         with pytest.raises(VerifyFailed):
             publish(s3, verified)  # type: ignore[arg-type]
@@ -109,8 +109,8 @@ def test_s3_and_gs_stores_through_an_s3_compatible_server(
 
 def test_kserve_storage_fetches_a_directory_store(tmp_path: Path) -> None:
     """The file:// URI of a directory store, as KServe's storage initializer fetches it."""
-    from mlops_gitops.lineage import sha256_tree
-    from mlops_gitops.modelstore import for_settings, publish
+    from mlops_gitops.registry.lineage import sha256_tree
+    from mlops_gitops.registry.modelstore import for_settings, publish
 
     verified, digest = model_dir(tmp_path)
     uri = publish(for_settings(tmp_path, {"model_store": str(tmp_path / "shared")}), verified)  # type: ignore[arg-type]
@@ -195,7 +195,7 @@ def test_the_collectors_image_holds_what_mlops_collect_reads(tmp_path: Path) -> 
                     shutil.copytree(ROOT / source, target)
                 else:
                     shutil.copy(ROOT / source, target)
-    assert (context / "scripts" / "mlops_gitops" / "collect.py").is_file()
+    assert (context / "scripts" / "mlops_gitops" / "monitor" / "collect.py").is_file()
     proc = run_mlops("validate", cwd=context)
     assert proc.returncode == 0, proc.stderr
     cmd = json.loads(re.search(r"^CMD (.*)$", dockerfile, re.M).group(1))  # type: ignore[union-attr]

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from mlops_gitops.health import Action, Health, Result, Sync
-from mlops_gitops.reconcile import diff
-from mlops_gitops.targets import Desired, Live
+from mlops_gitops.core.health import Action, Health, Result, Sync
+from mlops_gitops.deploy.reconcile import diff
+from mlops_gitops.deploy.targets import Desired, Live
 
 from .conftest import FIXTURES
 

@@ -159,9 +159,9 @@ def test_promotions_of_several_models_each_branch_from_where_they_started(repo: 
     """What `mlops register --promote-to` does for every model it registered: each promotion is
     made from the same starting point, never stacked on another model's branch."""
     from mlflow import MlflowClient
-    from mlops_gitops.config import load_repo
-    from mlops_gitops.promote import promote
-    from mlops_gitops.scaffold import add_model, load_for_add
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.core.scaffold import add_model, load_for_add
+    from mlops_gitops.deploy.promote import promote
 
     add_model(load_for_add(repo, "second"), "second")
     subprocess.run(["git", "add", "--all"], cwd=repo, check=True)

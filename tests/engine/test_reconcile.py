@@ -58,7 +58,7 @@ def http(
 
 def example(repo: Path, version: int = 1) -> list[dict[str, Any]]:
     """The input example of a deployed version (MLflow's input_example.json, as records)."""
-    from mlops_gitops.serve import input_example
+    from mlops_gitops.core.protocols import input_example
 
     return input_example(repo / f".mlops/artifacts/churn/v{version}/model")
 

@@ -206,7 +206,7 @@ def labelled_traffic(repo: Path, tmp_path: Path, split: list[dict[str, int]], ro
 
 
 def test_compare_finds_a_worse_challenger_and_the_gate_reads_it(repo: Path, tmp_path: Path) -> None:
-    from mlops_gitops.facts import version_facts
+    from mlops_gitops.gate.facts import version_facts
 
     from .registered import registry_of
 

@@ -46,13 +46,13 @@ ENV_SECRET = "tok-from-the-environment-1234"
     ],
 )
 def test_credentials_in_a_uri_are_masked_and_the_rest_kept(text: str, expected: str) -> None:
-    from mlops_gitops.redact import redact
+    from mlops_gitops.core.redact import redact
 
     assert redact(text) == expected
 
 
 def test_a_secret_variables_value_is_masked_wherever_it_appears(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_gitops.redact import RedactingStream, redact, redact_data
+    from mlops_gitops.core.redact import RedactingStream, redact, redact_data
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ENV_SECRET)
     monkeypatch.setenv("MLOPS_DEFAULT_MODEL", "plain-value-123")

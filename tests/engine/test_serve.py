@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from mlops_gitops.serve import Batcher
+from mlops_gitops.serving.server import Batcher
 
 
 class Model:

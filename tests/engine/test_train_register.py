@@ -122,7 +122,7 @@ def _register(repo: Path, **env: str) -> dict[str, Any]:
 
 def _check_version(uri: str, model: str, version: int, repo: Path) -> None:
     import mlflow
-    from mlops_gitops.lineage import sha256_file, sha256_tree
+    from mlops_gitops.registry.lineage import sha256_file, sha256_tree
 
     mv = client(uri).get_model_version(model, str(version))
     assert set(mv.tags) >= LINEAGE_TAGS, LINEAGE_TAGS - set(mv.tags)

@@ -207,8 +207,8 @@ def test_links_out_of_the_repository_are_refused_not_read(repo: Path, tmp_path: 
 
 
 def test_a_card_linked_out_never_reaches_the_evidence_pack(repo: Path, tmp_path: Path) -> None:
-    from mlops_gitops.config import Repo
-    from mlops_gitops.errors import MlopsError
+    from mlops_gitops.core.config import Repo
+    from mlops_gitops.core.errors import MlopsError
     from mlops_gitops.evidence.render import render_card
 
     secret = tmp_path / "secret.txt"
@@ -268,7 +268,7 @@ def test_serving_the_network_is_a_choice_that_is_said(repo: Path) -> None:
 
 
 def test_yaml_booleans_mean_what_yaml_1_2_tools_read() -> None:
-    from mlops_gitops import yamlio
+    from mlops_gitops.core import yamlio
 
     for word in ("yes", "No", "ON", "off"):
         with pytest.raises(yamlio.YamlError, match=f"suspend: {word} is a YAML 1.1 boolean"):

@@ -5,7 +5,7 @@ file stays byte for byte."""
 from __future__ import annotations
 
 import yaml
-from mlops_gitops import yamlio
+from mlops_gitops.core import yamlio
 
 BASE = """# header comment
 model: fraud

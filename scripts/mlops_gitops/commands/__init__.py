@@ -1,5 +1,8 @@
 """The `mlops` command, one module per verb group. Each command parses its options, calls one
-domain function and renders the result; the work lives in the modules above (see cli.py)."""
+domain function and renders the result; the work lives in the packages beside it.
+
+May import: core, registry, gate, deploy, serving, monitor, evidence. Imported by cli only.
+"""
 
 from __future__ import annotations
 

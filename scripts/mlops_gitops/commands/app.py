@@ -11,9 +11,10 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from .. import __version__, output, redact
-from ..config import Repo, find_root, load_repo
-from ..errors import ExitCode, MlopsError
+from .. import __version__
+from ..core import output, redact
+from ..core.config import Repo, find_root, load_repo
+from ..core.errors import ExitCode, MlopsError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

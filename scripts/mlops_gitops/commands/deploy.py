@@ -9,14 +9,14 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from .. import output
-from ..errors import ExitCode, MlopsError
+from ..core import output
+from ..core.errors import ExitCode, MlopsError
 from . import options
 from .app import main, repo, root
 
 
 def _plan_table(changes: Any, fmt: str, title: str) -> None:
-    from ..reconcile import plan_document
+    from ..deploy.reconcile import plan_document
 
     if fmt == "json":
         output.emit_json("Plan", plan_document(changes))
@@ -43,8 +43,8 @@ def plan(ctx: click.Context, env: str | None, target_kind: str | None, fmt: str)
     as in Argo CD. Exit codes as `argocd app diff` and `flux diff`: 0 nothing would change,
     1 something would, 2 error.
     """
-    from ..health import Sync
-    from ..reconcile import reconciler_for
+    from ..core.health import Sync
+    from ..deploy.reconcile import reconciler_for
 
     changes = reconciler_for(repo(ctx, isolate=True), target_kind).plan(env)
     _plan_table(changes, fmt, "plan")
@@ -60,8 +60,8 @@ def _reconcile_once(
     allow_empty: bool,
     fmt: str,
 ) -> bool:
-    from .. import reconcile as rec
-    from ..config import load_repo
+    from ..core.config import load_repo
+    from ..deploy import reconcile as rec
 
     with output.stderr.status("reconciling") as shown:
         reconciler, changes, outcomes = rec.run_once(
@@ -163,7 +163,7 @@ def reconcile(
     reconciles on change, retrying failures with exponential backoff, always against the
     newest revision. Exit codes: 0 in sync and healthy, 1 a deployment failed, 2 error.
     """
-    from .. import reconcile as rec
+    from ..deploy import reconcile as rec
 
     where = root(ctx)
 
@@ -181,7 +181,7 @@ def reconcile(
 
         probe = None
         if health_port is not None:
-            from .. import probe as probes
+            from ..deploy import probe as probes
 
             probe = probes.Probe(stale_after=3 * max(interval, max_backoff) + 600)
             try:
@@ -217,9 +217,9 @@ def status(
 
     `curl "$(mlops status MODEL --env staging --url)/predict" ...` calls a deployment.
     """
-    from ..health import Health
-    from ..reconcile import STATUS_COLUMNS
-    from ..reconcile import status as rows_of
+    from ..core.health import Health
+    from ..deploy.reconcile import STATUS_COLUMNS
+    from ..deploy.reconcile import status as rows_of
 
     loaded = repo(ctx, isolate=True)
     if model is not None and not any(m == model for _, m in loaded.invalid):
@@ -250,7 +250,7 @@ def down(ctx: click.Context, env: str | None) -> None:
     Registry aliases and manifests are left as they are: the next `mlops reconcile` starts
     them again.
     """
-    from ..targets.local import LocalTarget
+    from ..deploy.targets.local import LocalTarget
 
     # Needs no valid configuration: the state files name every server, and stopping must work
     # even while a broken commit is checked out.

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from .. import output
-from ..errors import ExitCode, MlopsError
+from ..core import output
+from ..core.errors import ExitCode, MlopsError
 from . import options
 from .app import DefaultGroup, main, repo
 
@@ -64,7 +64,7 @@ def evidence_build(
     (listed in the pack and here); 2 on an error, with nothing written.
     """
     from .. import evidence
-    from ..registry import Registry
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     with output.stderr.status(f"gathering the evidence in {env}"):
@@ -105,7 +105,7 @@ def evidence_verify(ctx: click.Context, pack: Path, digest: str | None, fmt: str
     from .. import evidence
     from ..evidence.build import recorded_digests
     from ..evidence.pack import identity
-    from ..registry import Registry
+    from ..registry.client import Registry
 
     recorded: list[str] | None = None
     named = identity(pack)

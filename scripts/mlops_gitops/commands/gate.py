@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from .. import output
-from ..errors import ExitCode, MlopsError
+from ..core import output
+from ..core.errors import ExitCode, MlopsError
 from . import options
 from .app import main, repo
 
@@ -71,8 +71,8 @@ def promote(
     """
     if canary is not None and rollout:
         raise MlopsError("promote: --canary and --rollout are two ways to split (expected one of them)")
-    from .. import promote as promotion
-    from ..registry import Registry
+    from ..deploy import promote as promotion
+    from ..registry.client import Registry
 
     loaded = repo(ctx, isolate=True)
     result = promotion.promote(
@@ -125,9 +125,9 @@ def facts(
     (metrics, lineage, artifact sha256, signature, report), history, drift and approvals
     (from the event payload or GitHub's API; "unknown" otherwise), and the time.
     """
-    from .. import facts as gathering
-    from ..gate import event_of
-    from ..registry import Registry
+    from ..gate import facts as gathering
+    from ..gate.checks import event_of
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     event = event_of(event_file)
@@ -179,8 +179,8 @@ def gate(
     Prints the pull request's comment (also written to .mlops/policy-gate.md when there is
     something to say). Exit 1 when a test fails, coverage is short, or a policy denies.
     """
-    from .. import gate as gating
-    from ..registry import Registry
+    from ..gate import checks as gating
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     with output.stderr.status("the gate: policy tests, manifests and workflows, promotions, impact"):
@@ -216,8 +216,8 @@ def gate(
 @options.event
 def comment(name: str, body_file: Any, repository: str, number: int | None, event_file: Path | None) -> None:
     """Post a pull-request comment, or update the one this command posted before under --name."""
-    from .. import github
-    from ..gate import event_of
+    from ..core import github
+    from ..gate.checks import event_of
 
     if number is None:
         number = ((event_of(event_file) or {}).get("pull_request") or {}).get("number")

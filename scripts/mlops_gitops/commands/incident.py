@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from .. import output
-from ..errors import ExitCode
+from ..core import output
+from ..core.errors import ExitCode
 from . import options
 from .app import main, repo
 
@@ -53,8 +53,8 @@ def rollback(
     deployment: every reconciler of ENV, on any machine, leaves it as it is until git asks for
     it (the pull request merged) or `mlops resume MODEL --env ENV`.
     """
-    from .. import rollback as rb
-    from ..reconcile import apply_rollback_now
+    from ..deploy import rollback as rb
+    from ..deploy.reconcile import apply_rollback_now
 
     loaded = repo(ctx, isolate=True)
     result = rb.propose_rollback(
@@ -100,8 +100,8 @@ def resume(ctx: click.Context, model: str, env: str, reason: str, fmt: str) -> N
     sync back on): the next reconcile applies what git asks for, even if that undoes the
     rollback. Recorded, with who and why. A hold also ends by itself once git asks for what runs.
     """
-    from ..holds import Holds
-    from ..registry import Registry
+    from ..deploy.holds import Holds
+    from ..registry.client import Registry
 
     loaded = repo(ctx, isolate=True)
     loaded.require_environment(env)

@@ -7,9 +7,9 @@ import sys
 import click
 from rich.markup import escape
 
-from .. import output
-from ..config import collect, load_repo
-from ..errors import ExitCode
+from ..core import output
+from ..core.config import collect, load_repo
+from ..core.errors import ExitCode
 from . import options
 from .app import main, repo, root
 
@@ -78,7 +78,7 @@ def model_add(ctx: click.Context, name: str, like: str | None, purpose: str, fmt
     written. Nothing is written unless every file renders and validates; an interrupted run
     can be repeated and finishes the job.
     """
-    from ..scaffold import add_model, load_for_add
+    from ..core.scaffold import add_model, load_for_add
 
     where = root(ctx)
     planned = add_model(load_for_add(where, name), name, like, purpose)

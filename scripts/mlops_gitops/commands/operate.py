@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .. import output
-from ..errors import ExitCode
+from ..core import output
+from ..core.errors import ExitCode
 from . import options
 from .app import main, repo
 
@@ -32,9 +32,9 @@ def history(ctx: click.Context, model: str, env: str, at_text: str | None, fmt: 
     Read from the deployment records, git and the registry (without the registry, the rest
     still answers and the gap is named). Exit 1 when nothing served at --at.
     """
-    from ..history import history as tell
-    from ..history import parse_time, rows
-    from ..registry import Registry
+    from ..deploy.history import history as tell
+    from ..deploy.history import parse_time, rows
+    from ..registry.client import Registry
 
     loaded = repo(ctx, isolate=True)
     at = parse_time(at_text) if at_text else None
@@ -87,21 +87,17 @@ def compare(
 
     Exit codes: 0 better or no worse, 1 worse, 2 error, 3 not enough data.
     """
-    from .. import compare as ab
-    from .. import tags as names
-    from ..feedback import read_labels
-    from ..history import parse_time
-    from ..records import RecordLog, utcnow
-    from ..registry import Registry
+    from ..deploy.history import parse_time
+    from ..monitor import compare as ab
+    from ..monitor.feedback import read_labels
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     labels = read_labels(labels_file) if labels_file else None
     since = parse_time(since_text) if since_text else None
     result = ab.compare(loaded, model, env, labels, since, baseline, challenger)
     if record:
-        summary = ab.summary(result, utcnow())
-        Registry(loaded).set_tags(model, result["challenger"], names.compare_tags(env, summary))
-        RecordLog(loaded.root).note("compare", env, model, {**summary, "challenger": result["challenger"]})
+        ab.record(loaded, Registry(loaded), result)
     if fmt == "json":
         output.emit_json("Comparison", result)
     else:

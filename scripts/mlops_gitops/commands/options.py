@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import output
+from ..core import output
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,8 +9,8 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from .. import output
-from ..errors import ExitCode, MlopsError
+from ..core import output
+from ..core.errors import ExitCode, MlopsError
 from . import options
 from .app import main, repo, root
 
@@ -66,7 +66,7 @@ def check(
     FILES: those files against --namespace (default main) or --all-namespaces, as
     `conftest test`. Uses the real conftest when it is on PATH, else the embedded OPA.
     """
-    from .. import policy
+    from ..gate import policy
 
     try:
         where = root(ctx)
@@ -85,9 +85,9 @@ def check(
         sys.stdout.write(policy.render(run.results, fmt))
     output.stderr.print(run.summary(), highlight=False)
     if record and files:  # after the verdict is out: a registry that fails cannot hide it
-        from ..config import load_repo
-        from ..decisions import record_decisions
-        from ..registry import Registry
+        from ..core.config import load_repo
+        from ..gate.decisions import record_decisions
+        from ..registry.client import Registry
 
         try:
             registry = Registry(load_repo(where))
@@ -127,7 +127,7 @@ def policy_test(
     Exit 1 when a test fails, a policy package has no tests, or coverage is below
     --min-coverage. A policy that does not compile shows OPA's error with file and line.
     """
-    from .. import policy
+    from ..gate import policy
 
     where = root(ctx)
     files = policy.load_policies(list(policy_dirs) or [where / "policies"], where)
@@ -193,9 +193,9 @@ def policy_impact(
     policies at --base and by those at --head. Lists what is newly denied, newly allowed, or
     denied for other reasons. Prints nothing on stdout (markdown) when no policy changed.
     """
-    from .. import facts as gathering
-    from .. import impact
-    from ..registry import Registry
+    from ..gate import facts as gathering
+    from ..gate import impact
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     result = impact.assess(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .. import output
-from ..errors import MlopsError
+from ..core import output
+from ..core.errors import MlopsError
 from . import options
 from .app import main, repo
 
@@ -40,8 +40,8 @@ def hydrate(
     commit it came from: Argo CD's hydrated manifests. Only the environments rendered here are
     replaced; the working tree and the current branch never change; nothing changed, no commit.
     """
-    from ..gitinfo import git
-    from ..hydrate import hydrate as publish
+    from ..core.gitinfo import git
+    from ..deploy.hydrate import hydrate as publish
 
     loaded = repo(ctx)
     settings = (loaded.project.get("deploy") or {}).get("kserve") or {}

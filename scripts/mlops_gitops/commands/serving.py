@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import output
+from ..core import output
 from . import options
 from .app import main, repo
 
@@ -57,7 +57,7 @@ def predict(
     `mlops drift` a verdict, and --labels-out gives `mlops feedback` its ground truth.
     Exit 1 when a request failed.
     """
-    from .. import traffic
+    from ..monitor import traffic
 
     loaded = repo(ctx)
     rows = traffic.read_rows(input_file)
@@ -110,8 +110,8 @@ def serve(ctx: click.Context, model: str, version: str | None, env: str, host: s
     The artifact is downloaded and its sha256 checked against the registration first.
     The reconciler runs the same server for each deployment of the local target.
     """
-    from .. import serve as server
-    from ..registry import Registry
+    from ..registry.client import Registry
+    from ..serving import server
 
     loaded = repo(ctx)
     spec = server.spec_for(loaded, Registry(loaded), model, version, env)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from .. import output
-from ..errors import ExitCode
+from ..core import output
+from ..core.config import Repo
+from ..core.errors import ExitCode
 from . import options
 from .app import main, repo
 
@@ -49,13 +52,13 @@ def register(
     reports/<model>/v<N>/ (and to the job summary on GitHub Actions); with --promote-to,
     a new version whose report passed gets its promotion pull request (`mlops promote`).
     """
-    from .. import registration
-    from ..registry import Registry
+    from ..registry import registration
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     registry = Registry(loaded)
     wanted = list(models) or registration.trained_models(loaded)
-    from ..lineage import uncommitted
+    from ..registry.lineage import uncommitted
 
     for name in wanted:  # said before anything is registered
         files = uncommitted(loaded.root, name)
@@ -67,7 +70,9 @@ def register(
                 highlight=False,
             )
     with output.stderr.status(f"registering {', '.join(wanted)} in {registry.uri}"):
-        rows = registration.register(loaded, registry, wanted, with_report, baseline, promote_to)
+        rows = registration.register(
+            loaded, registry, wanted, with_report, baseline, _proposer(loaded, registry, promote_to, baseline)
+        )
     if fmt == "json":
         output.emit_json(
             "RegisterResult", {"registry": registry.uri, "versions": [r.to_dict() for r in rows]}
@@ -121,8 +126,8 @@ def report(
     baseline, not regress on the primary metric beyond max_regression. Prints markdown
     fit for a pull-request comment; exits 1 when the candidate fails.
     """
-    from .. import report as reporting
-    from ..registry import Registry
+    from ..registry import report as reporting
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     with output.stderr.status(f"scoring {model} v{candidate} and its baseline"):
@@ -134,3 +139,21 @@ def report(
         output.stderr.print(f"report: {target / 'report.md'}", highlight=False)
     if not result.passed:
         sys.exit(int(ExitCode.FAILED))
+
+
+def _proposer(
+    loaded: Repo, registry: Any, env: str | None, baseline: str
+) -> Callable[[str, int], dict[str, Any]] | None:
+    """--promote-to ENV: each new version whose report passed proposed for ENV, from the current
+    branch on a branch of its own (the working tree stays where it is)."""
+    if env is None:
+        return None
+
+    def propose(model: str, version: int) -> dict[str, Any]:
+        from ..deploy.promote import promote
+
+        reason = f"trained and registered; report passed against {baseline}"
+        made = promote(loaded, registry.has_version, model, env, version, None, reason, checkout=False)
+        return {"branch": made.branch, "pull_request": made.pull_request}
+
+    return propose

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from .. import output
-from ..errors import ExitCode, MlopsError
+from ..core import output
+from ..core.errors import ExitCode, MlopsError
 from . import options
 from .app import main, repo
 
@@ -64,8 +64,8 @@ def drift(
 
     Exit codes: 0 no drift, 1 drift, 2 error, 3 not enough data (for every model).
     """
-    from .. import drift as measuring
-    from ..registry import Registry
+    from ..monitor import drift as measuring
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     with output.stderr.status(f"measuring drift in {env}"):
@@ -146,8 +146,8 @@ def feedback(
 
     Exit codes: 0 within tolerance, 1 degraded, 2 error, 3 not enough labelled rows.
     """
-    from .. import feedback as joining
-    from ..registry import Registry
+    from ..monitor import feedback as joining
+    from ..registry.client import Registry
 
     loaded = repo(ctx)
     registry = Registry(loaded)
@@ -208,7 +208,7 @@ def alert(
     open, and the training workflow started. Without an authenticated `gh` (a laptop, act)
     it changes nothing and prints what it would do and the command that does it.
     """
-    from .. import github
+    from ..core import github
 
     body = body_file.read()
     bad = [item for item in inputs if "=" not in item]
@@ -254,8 +254,8 @@ def collect(ctx: click.Context, host: str, port: int) -> None:
     import signal
     import threading
 
-    from .. import state
-    from ..collect import Collector, CollectServer
+    from ..core import state
+    from ..monitor.collect import Collector, CollectServer
 
     loaded = repo(ctx)
     collector = Collector(loaded.root, (set(loaded.models), set(loaded.environments)))

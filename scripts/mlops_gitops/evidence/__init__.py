@@ -27,6 +27,8 @@ The pack holds no clock reading of its own: the same inputs give the same bytes 
 fixed zip timestamps). `mlops evidence verify pack.zip` checks every file against the index,
 that nothing was added or removed, and that the required files are there; the index's own
 sha256 (printed by both commands) can be compared with one kept elsewhere (``--digest``).
+
+May import: core, registry, gate, deploy, monitor.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import state
-from .. import tags as names
-from ..config import Repo
-from ..errors import MlopsError
-from ..records import RecordLog
+from ..core import state
+from ..core import tags as names
+from ..core.config import Repo
+from ..core.errors import MlopsError
+from ..core.records import RecordLog
 from . import gatherers
 from .pack import Pack, write
 from .render import card_context, render_card, render_summary

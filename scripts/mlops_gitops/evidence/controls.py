@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import MlopsError
+from ..core.errors import MlopsError
 
 
 @dataclass(frozen=True)

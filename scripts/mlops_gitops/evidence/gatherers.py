@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import state
-from .. import tags as names
-from ..config import ENVIRONMENTS_DIR, Repo
-from ..decisions import sha256
-from ..errors import MlopsError
-from ..facts import fairness_facts
-from ..github import codeowners
-from ..gitinfo import manifest_history
-from ..health import Result
-from ..records import RecordLog
+from ..core import inference_log, state
+from ..core import tags as names
+from ..core.config import ENVIRONMENTS_DIR, Repo
+from ..core.errors import MlopsError
+from ..core.github import codeowners
+from ..core.gitinfo import manifest_history
+from ..core.health import Result
+from ..core.records import RecordLog
+from ..gate.decisions import sha256
+from ..gate.facts import fairness_facts
 from .pack import Pack
 
 
@@ -266,7 +266,7 @@ def deployments_json(pack: Pack, src: Sources, decisions: list[dict[str, Any]]) 
 def history_json(pack: Pack, src: Sources) -> list[dict[str, Any]]:
     """history.json: the version's stretches of `mlops history` (where it served, whole or as a
     canary, and why), with the analysed canary's verdicts and the rollbacks."""
-    from ..history import history
+    from ..deploy.history import history
 
     told = history(src.repo, src.registry, src.model, src.env)
     mine = [s for s in told["stretches"] if src.number in [v for v, _ in s["routing"]]]
@@ -314,24 +314,22 @@ def monitoring_json(pack: Pack, src: Sources) -> dict[str, Any]:
 
 
 def inferences(root: Path, env: str, model: str, version: int) -> dict[str, Any]:
-    """How many requests and rows of the version the server answered and logged, when, and the
-    log's sha256."""
-    from ..serve import read_log
-
+    """How many requests of the version the log holds (failed ones counted apart) and how many
+    rows it answered, when, and the log's sha256."""
     path = state.inference_log(root, env, model)
     if not path.is_file():
-        return {"log": None, "requests": 0, "rows": 0, "first": None, "last": None}
-    entries, skipped = read_log(path)
-    mine = [e for e in entries if e["version"] == version]
+        return {"log": None, "requests": 0, "failed": 0, "rows": 0, "first": None, "last": None}
+    log = inference_log.read(path)
+    mine = [e for e in log.entries if e.version == version]
     with path.open("rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    stamps = [e["at"].isoformat().replace("+00:00", "Z") for e in (mine[:1] + mine[-1:])]
     return {
         "log": path.name,
         "sha256": digest,
         "requests": len(mine),
-        "rows": sum(len(e["inputs"]) for e in mine),
-        "first": stamps[0] if stamps else None,
-        "last": stamps[-1] if stamps else None,
-        "unreadable_lines": skipped,
+        "failed": sum(1 for e in mine if not e.answered),
+        "rows": sum(len(e.inputs) for e in mine if e.answered),
+        "first": mine[0].at if mine else None,
+        "last": mine[-1].at if mine else None,
+        "unreadable_lines": log.skipped,
     }

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import redact
-from ..decisions import canonical, sha256
-from ..errors import MlopsError
+from ..core import redact
+from ..core.errors import MlopsError
+from ..gate.decisions import canonical, sha256
 from . import controls
 
 FORMAT = "mlops-evidence/v1"

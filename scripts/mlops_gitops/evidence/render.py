@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..config import CARD_NAMES, MODELS_DIR, Repo, outside
-from ..decisions import sha256
-from ..errors import MlopsError
+from ..core.config import CARD_NAMES, MODELS_DIR, Repo, outside
+from ..core.errors import MlopsError
+from ..gate.decisions import sha256
 from .pack import Pack
 
 

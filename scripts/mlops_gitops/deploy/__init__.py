@@ -1,0 +1,16 @@
+"""Deployments, after Argo CD and Argo Rollouts: git says what runs, the reconciler makes it so.
+
+    promote, propose, rollback,     promotion and rollback as pull requests from the default
+    hydrate                         branch; rendered manifests onto their branch
+    holds                           break-glass: a hold every reconciler honours (registry tag)
+    reconcile                       the loop: plan, verify, admit, apply, smoke or await
+                                    health, alias, record, roll back by itself
+    rollout, analysis               an analysed canary's steps, driven through the
+                                    Reconciler's public `deploy`/`record`; its checks over the
+                                    inference log
+    history, probe                  what served when and why; the watching loop's /healthz
+    targets/                        local model servers (run as processes, never imported);
+                                    KServe, with cluster health from Argo CD or kubectl
+
+May import: core, registry. Never the server (serving/): a target starts it as a process.
+"""

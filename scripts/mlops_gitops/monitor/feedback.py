@@ -1,0 +1,291 @@
+"""`mlops feedback`: ground truth joined to logged predictions, live performance per version.
+
+Labels arrive later than predictions (a customer churns, or does not, weeks after the
+score). A labels file (CSV with `request_id,label`, or JSON lines with those keys) is joined
+to the inference log by request id; every logged row of a request gets that request's label
+(a batch request takes one label per row only when the file gives `row`). Live performance
+is the model's `drift.live_performance.metric`, computed with the same code the pipeline's
+evaluation uses (`metrics.py`), per version and per day, and compared with the version's
+registered value of that metric: a drop beyond `max_drop` is a finding, as drift is (concept
+drift: the inputs may look the same while what they mean has moved).
+
+Each run is appended to `<state>/feedback/<env>/<model>.jsonl` (the trend over time) and its
+verdict recorded as the registered model's tags `mlops.performance.<env>.*`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ..core import inference_log, state
+from ..core import tags as names
+from ..core.config import Repo
+from ..core.errors import MlopsError
+from ..core.pages import display, report_stem, title
+from ..core.records import RecordLog, utcnow
+
+MIN_LABELS = 50
+
+
+@dataclass
+class Slice:
+    version: int
+    day: str  # YYYY-MM-DD, or "all"
+    rows: int
+    value: float | None
+
+
+@dataclass
+class FeedbackResult:
+    model: str
+    environment: str
+    metric: str
+    max_drop: float
+    status: Verdict
+    labels: int  # labels read
+    joined: int  # rows with a label and a logged prediction
+    unmatched: int  # labels whose request id is not in the log
+    skipped_lines: int
+    checked_at: str
+    versions: list[dict[str, Any]] = field(default_factory=list)  # per version: rows, live, registered, drop
+    by_day: list[Slice] = field(default_factory=list)
+    report_html: str = ""
+    report_json: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_labels(path: Path) -> dict[str, list[int]]:
+    """{request_id: [label per row]} from CSV (request_id,label[,row]) or JSON lines."""
+    if not path.is_file():
+        raise MlopsError(f"{path}: no such labels file (expected CSV request_id,label or JSON lines)")
+    rows: list[dict[str, Any]] = []
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".jsonl", ".json"):
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise MlopsError(f"{path}:{number}: not JSON (expected one object per line)") from None
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+    labels: dict[str, dict[int, int]] = defaultdict(dict)
+    for number, row in enumerate(rows, 1):
+        try:
+            labels[str(row["request_id"])][int(row.get("row") or 0)] = int(float(row["label"]))
+        except (KeyError, ValueError, TypeError):
+            raise MlopsError(
+                f"{path}: record {number}: {row!r} (expected request_id and a numeric label)"
+            ) from None
+    return {rid: [by_row[i] for i in sorted(by_row)] for rid, by_row in labels.items()}
+
+
+def _score(output: Any) -> float:
+    """The positive class's score from one logged output: [p0, p1] rows, or a scalar."""
+    if isinstance(output, list):
+        return float(output[-1])
+    if isinstance(output, dict):
+        return float(list(output.values())[-1])
+    return float(output)
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"  # a version's live metric dropped beyond max_drop
+    INSUFFICIENT = "insufficient-data"  # too few labelled rows (or one class only) to judge
+
+
+Joined = dict[int, list[tuple[str, int, float]]]  # version -> (day, label, score) per labelled row
+
+
+def join(entries: list[inference_log.Entry], labels: dict[str, list[int]]) -> tuple[Joined, set[str], int]:
+    """Each labelled row beside the prediction the log holds for it (answered requests only: a
+    failed request predicted nothing), the request ids joined, and how many did not match."""
+    joined: Joined = defaultdict(list)
+    seen: set[str] = set()
+    skipped = 0
+    for entry in entries:
+        rid = entry.request_id
+        if rid not in labels or not entry.answered:
+            continue
+        truth, outputs = labels[rid], entry.outputs
+        try:
+            if not isinstance(outputs, list):
+                raise ValueError("outputs")
+            if len(truth) == 1 and len(outputs) > 1:
+                truth = truth * len(outputs)
+            day = entry.at[:10]
+            pairs = [(day, label, _score(out)) for label, out in zip(truth, outputs, strict=True)]
+        except (ValueError, TypeError, IndexError):  # rows that do not match, an unreadable output
+            skipped += 1
+            continue
+        seen.add(rid)
+        joined[entry.version].extend(pairs)
+    return joined, seen, skipped
+
+
+def run(
+    repo: Repo, registry: Any, model: str, env: str, labels_file: Path, out_dir: Path | None = None
+) -> FeedbackResult:
+    repo.require_environment(env)  # a mistyped environment is an error, not "not enough data"
+    live = (repo.require_model(model).get("drift") or {}).get("live_performance") or {
+        "metric": "roc_auc",
+        "max_drop": 0.05,
+    }
+    labels = read_labels(labels_file)
+    log = inference_log.read(state.inference_log(repo.root, env, model))
+    joined, seen, skipped = join(log.entries, labels)
+    result = FeedbackResult(
+        model=model,
+        environment=env,
+        metric=str(live["metric"]),
+        max_drop=float(live["max_drop"]),
+        status=Verdict.INSUFFICIENT,
+        labels=len(labels),
+        joined=sum(len(v) for v in joined.values()),
+        unmatched=len(set(labels) - seen),
+        skipped_lines=log.skipped + skipped,
+        checked_at=utcnow(),
+    )
+    judge(result, joined, registry)
+    if result.versions:
+        write_report(repo.root, result, out_dir or state.feedback_reports(repo.root, env, model))
+    return result
+
+
+def _value(metric: str, rows: list[tuple[str, int, float]]) -> float | None:
+    import numpy as np
+
+    from ..core.metrics import classification_metrics
+
+    y = np.array([r[1] for r in rows])
+    if len(rows) < MIN_LABELS or len(set(y.tolist())) < 2:
+        return None  # too few, or one class only: the metric means nothing yet
+    return classification_metrics(y, np.array([r[2] for r in rows])).get(metric)
+
+
+def judge(result: FeedbackResult, joined: Joined, registry: Any) -> None:
+    """Each version's live metric against its registered one, overall and per day; the verdict."""
+    degraded = False
+    for version, rows in sorted(joined.items()):
+        registered = names.metrics_of(dict(registry.version(result.model, version).tags)).get(result.metric)
+        now_value = _value(result.metric, rows)
+        drop = (
+            round(float(registered) - now_value, 6)
+            if registered is not None and now_value is not None
+            else None
+        )
+        bad = drop is not None and drop > result.max_drop
+        degraded |= bad
+        result.versions.append(
+            {
+                "version": version,
+                "rows": len(rows),
+                "live": now_value,
+                "registered": registered,
+                "drop": drop,
+                "degraded": bad,
+            }
+        )
+        for day in sorted({r[0] for r in rows}):
+            day_rows = [r for r in rows if r[0] == day]
+            result.by_day.append(Slice(version, day, len(day_rows), _value(result.metric, day_rows)))
+    if any(v["live"] is not None for v in result.versions):
+        result.status = Verdict.DEGRADED if degraded else Verdict.OK
+
+
+def write_report(root: Path, result: FeedbackResult, folder: Path) -> None:
+    """JSON, and a self-contained HTML page (a table and the live metric per day as an inline
+    PNG), named and headed by model, environment and versions."""
+    import base64
+    import html as markup
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    versions = [int(v["version"]) for v in result.versions]
+    stem = report_stem("feedback", result.model, result.environment, versions, result.checked_at)
+    heading = title(result.model, result.environment, versions, f"Live {result.metric}")
+    folder.mkdir(parents=True, exist_ok=True)
+    raw, page = folder / f"{stem}.json", folder / f"{stem}.html"
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    for v in result.versions:
+        days = [s for s in result.by_day if s.version == v["version"] and s.value is not None]
+        if days:
+            values = [float(s.value) for s in days if s.value is not None]
+            ax.plot([s.day for s in days], values, marker="o", label=f"v{v['version']} live")
+        if v["registered"] is not None:
+            ax.axhline(
+                float(v["registered"]), linestyle="--", linewidth=1, label=f"v{v['version']} registered"
+            )
+    ax.set_title(heading)
+    ax.set_ylabel(result.metric)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
+    plt.close(fig)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{markup.escape(str(c))}</td>"
+            for c in (
+                f"v{v['version']}",
+                v["rows"],
+                v["live"],
+                v["registered"],
+                v["drop"],
+                "DEGRADED" if v["degraded"] else ("ok" if v["live"] is not None else "too few"),
+            )
+        )
+        + "</tr>"
+        for v in result.versions
+    )
+    summary = (
+        f"{result.status}: {result.joined} labelled rows joined, {result.unmatched} label(s) without a "
+        f"logged prediction; tolerated drop {result.max_drop}; checked {result.checked_at}."
+    )
+    page.write_text(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{markup.escape(heading)}</title></head>"
+        '<body style="font:15px/1.4 system-ui,sans-serif;margin:16px">'
+        f'<h1 style="font-size:20px">{markup.escape(heading)}</h1><p>{markup.escape(summary)}</p>'
+        '<table border="1" cellpadding="4" style="border-collapse:collapse"><tr><th>version</th>'
+        "<th>labelled rows</th><th>live</th><th>registered</th><th>drop</th><th>verdict</th></tr>"
+        f"{rows}</table>"
+        f'<p><img alt="{markup.escape(heading)} per day" '
+        f'src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}"></p></body></html>\n',
+        encoding="utf-8",
+    )
+    result.report_html, result.report_json = display(root, page), display(root, raw)
+    raw.write_text(
+        json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+
+
+def record(root: Path, registry: Any, result: FeedbackResult) -> None:
+    entry = {k: v for k, v in result.to_dict().items() if k not in ("model", "environment")}
+    RecordLog(root).note("feedback", result.environment, result.model, entry)
+    worst = max((v for v in result.versions if v["drop"] is not None), key=lambda v: v["drop"], default=None)
+    registry.set_model_tags(
+        result.model,
+        names.performance_tags(
+            result.environment,
+            result.status,
+            result.metric,
+            None if worst is None else worst["live"],
+            None if worst is None else worst["drop"],
+            result.checked_at,
+        ),
+    )

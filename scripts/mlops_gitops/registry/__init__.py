@@ -1,0 +1,11 @@
+"""The model registry (MLflow): every registry write and read of a version's making.
+
+    client                          register with lineage, versions, aliases, tags, verified
+                                    artifacts (sqlite read directly when it can)
+    lineage                         what a version was made from (data, code, params, commit)
+    report, registration            champion/challenger reports; register + report (+ the
+                                    caller's promotion, passed in: the registry never deploys)
+    modelstore                      where KServe fetches models (content-addressed)
+
+May import: core.
+"""
