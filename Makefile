@@ -90,23 +90,24 @@ status: install ## which version runs where, its health, since when, at which UR
 down: install ## stop the local model servers
 	$(BIN)/mlops down $(if $(ENV),--env $(ENV))
 
-evidence: install ## evidence packs of every model deployed in ENV, verified (into .mlops/evidence-packs/ENV/)
+evidence: install ## evidence packs of every model deployed in ENV, verified (into `mlops paths --env ENV evidence`)
 	@test -n "$(ENV)" || { echo "error: ENV=<environment> is needed (e.g. make evidence ENV=production)"; exit 2; }
-	rm -rf .mlops/evidence-packs/$(ENV)
-	$(BIN)/mlops evidence --env $(ENV) --all -o .mlops/evidence-packs/$(ENV)
-	@for pack in .mlops/evidence-packs/$(ENV)/*.zip; do [ -e "$$pack" ] || continue; \
+	dir=$$($(BIN)/mlops paths --env $(ENV) evidence); rm -rf "$$dir"; \
+	$(BIN)/mlops evidence --env $(ENV) --all -o "$$dir"; \
+	for pack in "$$dir"/*.zip; do [ -e "$$pack" ] || continue; \
 	  $(BIN)/mlops evidence verify "$$pack" || exit $$?; done
 
-drift: install ## drift of ENV's logged inferences vs training data (SINCE=7d); verdict in .mlops/drift-status (0 none, 1 drift, 3 too little data)
+drift: install ## drift of ENV's logged inferences vs training data (SINCE=7d); verdict in `mlops paths --env ENV drift_status` (0 none, 1 drift, 3 too little data)
 	@test -n "$(ENV)" || { echo "error: ENV=<environment> is needed (e.g. make drift ENV=production)"; exit 2; }
-	@mkdir -p .mlops; status=0; \
-	$(BIN)/mlops drift --env $(ENV) $(if $(SINCE),--since $(SINCE)) --out .mlops/drift-reports \
-	  --summary-file .mlops/drift-summary.md --drifted-file .mlops/drift-models.txt || status=$$?; \
-	echo "$$status" > .mlops/drift-status; [ "$$status" = 0 ] || [ "$$status" = 1 ] || [ "$$status" = 3 ]
+	@eval "$$($(BIN)/mlops paths --env $(ENV) --shell)"; mkdir -p "$$(dirname "$$drift_status")"; status=0; \
+	$(BIN)/mlops drift --env $(ENV) $(if $(SINCE),--since $(SINCE)) \
+	  --summary-file "$$drift_summary" --drifted-file "$$drift_models" || status=$$?; \
+	echo "$$status" > "$$drift_status"; [ "$$status" = 0 ] || [ "$$status" = 1 ] || [ "$$status" = 3 ]
 
 drift-alert: install ## open or update ENV's drift issue; dispatch train.yml for the drifted models
-	$(BIN)/mlops alert --name drift-$(ENV) --title "Drift in $(ENV)" --body-file .mlops/drift-summary.md \
-	  --dispatch train.yml --ref main --input "models=$$(cat .mlops/drift-models.txt)"
+	@eval "$$($(BIN)/mlops paths --env $(ENV) --shell)"; \
+	$(BIN)/mlops alert --name drift-$(ENV) --title "Drift in $(ENV)" --body-file "$$drift_summary" \
+	  --dispatch train.yml --ref main --input "models=$$(cat "$$drift_models")"
 
 register: install ## register trained models in MLflow with their report (PROMOTE_TO=staging opens the PR)
 	$(BIN)/mlops register --report --baseline production $(if $(PROMOTE_TO),--promote-to $(PROMOTE_TO)) $(MODELS)

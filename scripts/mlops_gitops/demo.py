@@ -594,26 +594,43 @@ class Demo:
             console.print(f"production's evidence pack: [bold]{self.evidence}[/]")
 
 
-def register_broken(registry: Registry, model: str) -> int:
-    """The demo's bad release: a version of `model` whose predict raises (a model from code,
-    with v1's signature and no input example, so health checks smoke-test it on v1's), with its
-    sha256; returns its number. The reconciler must roll it back by itself."""
+def register_broken(registry: Registry, model: str, good_calls: int = 0) -> int:
+    """The demo's bad release: a version of `model` whose predict raises; returns its number.
+    The reconciler must roll it back by itself. With good_calls=N its first N predict calls answer
+    (zeros) and later ones raise: it passes the server's load-time smoke test, gets switched in,
+    and fails the health check afterwards (the path where the old version is switched back)."""
+    body = f"""
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls <= {int(good_calls)}:
+            return np.zeros((len(model_input), 2))
+        raise RuntimeError("broken on purpose: a bug that only shows at prediction time")
+    """
+    return register_code(registry, model, body, "broken")
+
+
+def register_code(registry: Registry, model: str, predict_body: str, name: str = "code") -> int:
+    """A version of `model` from code (MLflow's models-from-code, with v1's signature and no input
+    example, so health checks smoke-test it on another version's) whose predict runs
+    `predict_body` with `model_input` (a DataFrame), `np` and `time` in scope; registered with its
+    sha256. Returns its number."""
     import tempfile as tmp
+    import textwrap
 
     import mlflow
 
     signature = mlflow.models.get_model_info(registry.version(model, 1).source).signature
     with tmp.TemporaryDirectory() as folder:
-        code = Path(folder) / "broken.py"
+        code = Path(folder) / f"{name}.py"
         code.write_text(
-            "import mlflow.pyfunc\nfrom mlflow.models import set_model\n\n\n"
-            "class Broken(mlflow.pyfunc.PythonModel):\n"
+            "import time\n\nimport mlflow.pyfunc\nimport numpy as np\n"
+            "from mlflow.models import set_model\n\n\n"
+            "class Code(mlflow.pyfunc.PythonModel):\n"
             "    def predict(self, context, model_input, params=None):\n"
-            "        raise RuntimeError('broken on purpose: a bug that only shows at prediction time')\n\n\n"
-            "set_model(Broken())\n"
+            + textwrap.indent(textwrap.dedent(predict_body).strip(), " " * 8)
+            + "\n\n\nset_model(Code())\n"
         )
         mlflow.set_experiment(experiment_id=registry.experiment_id())
-        with mlflow.start_run(run_name=f"{model}-broken"):
+        with mlflow.start_run(run_name=f"{model}-{name}"):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
             )

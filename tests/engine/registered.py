@@ -105,53 +105,15 @@ def register_version(repo: Path, model: str, seed: int = 7) -> int:
 
 
 def register_broken(registry: Any, model: str, good_calls: int = 0) -> int:
-    """Register a version of `model` whose predict raises (models from code, no input example:
-    health checks smoke-test it on another version's), with its sha256; returns its number.
+    """The demo's broken version (`mlops_gitops.demo.register_broken`: one way to make it)."""
+    from mlops_gitops.demo import register_broken as broken
 
-    With good_calls=N its first N predict calls answer (zeros) and the later ones raise: it
-    passes the server's own load-time smoke test, gets switched in, and fails the reconciler's
-    health check afterwards, which is the path where the old version must be switched back."""
-    body = f"""
-        self.calls = getattr(self, "calls", 0) + 1
-        if self.calls <= {int(good_calls)}:
-            return np.zeros((len(model_input), 2))
-        raise RuntimeError("broken on purpose: a bug that only shows at prediction time")
-    """
-    return register_code(registry, model, body, "broken")
+    return broken(registry, model, good_calls)
 
 
 def register_code(registry: Any, model: str, predict_body: str, name: str = "code") -> int:
-    """Register a version of `model` from code (MLflow's models-from-code, no input example:
-    health checks smoke-test it on another version's) whose predict runs `predict_body`, with
-    `model_input` (a DataFrame) and `np` in scope; returns its number. The analysed canary's
-    tests use it for a version whose predictions shift and one that is slow."""
-    import tempfile as tmp
-    import textwrap
+    """A version from code whose predict runs `predict_body` (`mlops_gitops.demo.register_code`);
+    the analysed canary's tests use it for a version whose predictions shift and one that is slow."""
+    from mlops_gitops.demo import register_code as from_code
 
-    import mlflow
-    from mlops_gitops.core import tags as names
-    from mlops_gitops.registry.client import stored_sha256
-
-    signature = mlflow.models.get_model_info(registry.version(model, 1).source).signature
-    with tmp.TemporaryDirectory() as folder:
-        code = Path(folder) / f"{name}.py"
-        code.write_text(
-            "import time\n\nimport mlflow.pyfunc\nimport numpy as np\n"
-            "from mlflow.models import set_model\n\n\n"
-            "class Code(mlflow.pyfunc.PythonModel):\n"
-            "    def predict(self, context, model_input, params=None):\n"
-            + textwrap.indent(textwrap.dedent(predict_body).strip(), " " * 8)
-            + "\n\n\nset_model(Code())\n"
-        )
-        mlflow.set_experiment(experiment_id=registry.experiment_id())
-        with mlflow.start_run(run_name=f"{model}-{name}"):
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(code), signature=signature, pip_requirements=["mlflow"]
-            )
-    version = registry.client.create_model_version(
-        model,
-        info.model_uri,
-        tags=names.artifact_tags(stored_sha256(info.model_uri)),
-        model_id=info.model_id,
-    )
-    return int(version.version)
+    return from_code(registry, model, predict_body, name)

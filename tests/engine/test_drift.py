@@ -285,6 +285,9 @@ def test_drift_workflow_detects_drift_and_raises_the_alert_under_act(serving: Pa
     assert "dispatch train.yml on main with {'models': 'churn'}" in output
     assert "Drift in production" not in output  # nothing deployed there, no alert
     assert model_tags(serving)["mlops.drift.staging.status"] == "drift"
+    # the reports where `mlops paths` says (what the job uploads), beside nothing else
+    assert [p.suffix for p in sorted((state / "drift/staging/churn").iterdir())] == [".html", ".json"]
+    assert sorted(p.name for p in (state / "drift/staging").iterdir()) == ["churn"]
 
 
 def test_a_fresh_clone_fetches_the_reference_from_the_dvc_remote(registered: Path, tmp_path: Path) -> None:

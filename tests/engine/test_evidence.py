@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from ..conftest import base_env, git_commit_all, run_mlops
+from .helpers import served_repo, url_of
 from .mlflow_server import free_port
 from .registered import features
-from .test_reconcile import repo, url_of
 
-__all__ = ["repo"]  # the deployment tests' fixture: a copy of the registered repository, a free port
+__all__ = ["served_repo"]  # the fixture `repo`: a copy of the registered repository
 
 pytestmark = pytest.mark.slow
 

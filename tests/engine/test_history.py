@@ -5,40 +5,23 @@ its automatic rollback."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from ..conftest import run_mlops
-from .test_reconcile import records, set_manifest
+from .helpers import merge_pull_request, records, set_manifest
 
 pytestmark = pytest.mark.slow
 
 
-def merge_pull_request(repo: Path, number: int, version: int) -> None:
-    """A promotion as GitHub merges it: a branch, a commit, a merge commit naming the PR."""
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-
-    branch = f"promote/churn-staging-v{version}"
-    git("switch", "--quiet", "-c", branch)
-    set_manifest(repo, "staging", f"Promote churn v{version} to staging", version=version)
-    git("switch", "--quiet", "-")
-    git(
-        "-c", "user.name=GitHub", "-c", "user.email=noreply@github.com", "merge", "--no-ff", "--quiet",
-        "-m", f"Merge pull request #{number} from acme/{branch}", "-m", "Approved-by: @risk-lead", branch,
-    )  # fmt: skip
-
-
 def test_history_tells_what_served_when_and_why(served: Path) -> None:
     repo = served
-    merge_pull_request(repo, 12, 1)
+    merge_pull_request(repo, 12, "staging", "Approved-by: @risk-lead", version=1)
     assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     time.sleep(1.1)
-    merge_pull_request(repo, 13, 2)
+    merge_pull_request(repo, 13, "staging", "Approved-by: @risk-lead", version=2)
     assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     time.sleep(1.1)
     set_manifest(repo, "staging", "Promote churn v3 to staging", version=3)  # its predict raises
@@ -77,7 +60,7 @@ def test_history_tells_what_served_when_and_why(served: Path) -> None:
 
 def test_history_answers_without_the_registry_and_names_the_gap(served: Path) -> None:
     repo = served
-    merge_pull_request(repo, 21, 1)
+    merge_pull_request(repo, 21, "staging", "Approved-by: @risk-lead", version=1)
     assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     down = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     proc = run_mlops("history", "churn", "--env", "staging", "-o", "json", cwd=repo, env_extra=down)

@@ -22,7 +22,7 @@ from mlops_gitops.deploy.targets.kserve import render
 
 from ..conftest import git_commit_all, run_mlops
 from .conftest import FIXTURES
-from .test_reconcile import set_manifest
+from .helpers import set_manifest
 
 SCHEMA = json.loads((FIXTURES / "kserve/kserve-inferenceservice-v1beta1.schema.json").read_text())
 

@@ -32,10 +32,10 @@ import yaml
 
 from ..conftest import git_commit_all, run_mlops
 from . import peers
+from .helpers import set_manifest, url_of
 from .mlflow_server import free_port
 from .test_kserve import _kserve_repo, valid
 from .test_protocols import V2_CLIENT
-from .test_reconcile import set_manifest, url_of
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import run_mlops
-from .test_reconcile import example, http, set_manifest, url_of
+from .helpers import example, http, set_manifest, url_of
 
 
 def families(url: str) -> dict[str, object]:

@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from ..conftest import git_commit_all, run_mlops
-from .test_promote import git, merge
-from .test_reconcile import http, set_manifest, url_of
+from .helpers import git, http, merge, set_manifest, url_of
 
 pytestmark = pytest.mark.slow
 

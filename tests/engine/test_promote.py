@@ -14,13 +14,10 @@ import pytest
 import yaml
 
 from ..conftest import run_mlops, tree_digest
+from .helpers import git, merge
 from .workflows import sandbox
 
 pytestmark = pytest.mark.slow
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.fixture
@@ -185,23 +182,6 @@ def promote_json(repo: Path, *args: str) -> dict[str, Any]:
     proc = run_mlops("promote", *args, "--no-pr", "-o", "json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
-
-
-def merge(repo: Path, branch: str) -> None:
-    git(repo, "switch", "--quiet", "main")
-    git(
-        repo,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@l",
-        "merge",
-        "--quiet",
-        "--no-ff",
-        "-m",
-        f"Merge {branch}",
-        branch,
-    )
 
 
 def test_branches_never_stand_in_the_way(repo: Path) -> None:

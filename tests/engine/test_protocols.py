@@ -18,8 +18,8 @@ import pytest
 
 from ..conftest import run_mlops
 from . import peers
+from .helpers import example, http, set_manifest, url_of
 from .mlflow_server import free_port
-from .test_reconcile import example, http, set_manifest, url_of
 
 pytestmark = pytest.mark.slow
 

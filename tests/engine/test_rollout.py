@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ..conftest import run_mlops
-from .test_reconcile import aliases, http, records, set_manifest, url_of
+from .helpers import aliases, http, records, set_manifest, url_of
 
 pytestmark = pytest.mark.slow
 

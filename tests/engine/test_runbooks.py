@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ROOT, base_env, copy_files, git_commit_all, git_files, run_mlops
-from .test_reconcile import set_manifest
+from .helpers import merge_pull_request
 
 pytestmark = pytest.mark.slow
 
@@ -58,19 +58,6 @@ def run_runbook(name: str, repo: Path, env: dict[str, str] | None = None) -> sub
         ["bash", "-c", script(RUNBOOKS / name)], cwd=repo, env=environment, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
-
-
-def merge_pull_request(repo: Path, number: int, env: str, **fields: object) -> None:
-    """A promotion as GitHub merges it: a branch, its commit, a merge commit naming the PR."""
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=base_env())
-
-    branch = f"promote/churn-{env}-{number}"
-    git("switch", "--quiet", "-c", branch)
-    set_manifest(repo, env, f"Promote churn v{fields.get('version')} to {env}", **fields)
-    git("switch", "--quiet", "-")
-    git("merge", "--no-ff", "--quiet", "-m", f"Merge pull request #{number} from acme/{branch}", branch)
 
 
 def reconcile(repo: Path, expected: int = 0) -> None:
@@ -118,7 +105,8 @@ def lived_in(repo: Path) -> dict[str, str]:
 
 def failed_rollout(repo: Path) -> dict[str, str]:
     """Production: v1, then v5 under an analysed canary that its class shift rolled back."""
-    from .test_rollout import rows, send, url_of
+    from .helpers import url_of
+    from .test_rollout import rows, send
 
     merge_pull_request(repo, 7, "production", version=1)
     reconcile(repo)

@@ -14,9 +14,6 @@ import pytest
 from ..conftest import git_commit_all, run_mlops
 from .mlflow_server import free_port, mlflow_server
 from .test_evidence import set_version
-from .test_reconcile import repo
-
-__all__ = ["repo"]  # the served repository fixture (a registered model, servers stopped after)
 
 URI_SECRET = "hunter2-in-the-uri"
 ENV_SECRET = "tok-from-the-environment-1234"

@@ -198,9 +198,12 @@ def test_reconcile_workflow_deploys_each_environment(registered: Path, tmp_path:
         # one matrix job per environment (act reports both under the job id "reconcile")
         assert "mlops status --env staging" in log and "mlops status --env production" in log, log
         # production's job ends with its evidence pack, verified (staging's builds none)
-        assert "evidence pack: .mlops/evidence-packs/production/churn-v2.zip (churn v2 in production" in log
-        assert ".mlops/evidence-packs/production/churn-v2.zip: intact" in log, log
-        assert "evidence-packs/staging" not in log
+        # where `mlops paths` says: under MLOPS_STATE_DIR, which outlives the job's checkout
+        assert "evidence/production/churn-v2.zip (churn v2 in production" in log, log
+        assert "evidence/production/churn-v2.zip: intact" in log, log
+        assert (state / "evidence/production/churn-v2.zip").is_file() and not (
+            state / "evidence/staging"
+        ).exists()
         (record,) = [
             json.loads(line) for line in (state / "records/staging/churn.jsonl").read_text().splitlines()
         ]

@@ -1,4 +1,5 @@
-"""`mlops hydrate`: what the kserve target rendered, published on its own branch for Argo CD / Flux."""
+"""`mlops hydrate`: what the kserve target rendered, published on its own branch for Argo CD / Flux;
+`mlops paths`: where this project's local state lies, for the Makefile and the workflows."""
 
 from __future__ import annotations
 
@@ -72,3 +73,44 @@ def hydrate(
         f"{done.branch}: {said} ({', '.join(done.environments)})" + (", pushed" if done.pushed else ""),
         highlight=False,
     )
+
+
+@main.command()
+@click.argument("name", required=False)
+@options.environment(help="Also the environment's paths (evidence, drift reports, drift hand-offs).")
+@click.option("--shell", is_flag=True, help="Print NAME=path lines quoted for a shell's eval.")
+@options.output_format(
+    "lines", "json", default="lines", help="lines (name=path, for $GITHUB_OUTPUT) or json."
+)
+@click.pass_context
+def paths(ctx: click.Context, name: str | None, env: str | None, shell: bool, fmt: str) -> None:
+    """Where this project's local state lies (.mlops/, or $MLOPS_STATE_DIR for what outlives a
+    checkout), by name: the Makefile and the workflows take their paths from here, so the layout
+    is spelled once. With NAME, just that path; else name=path lines, ready for $GITHUB_OUTPUT.
+
+    Paths inside the repository are printed relative to it (as actions/upload-artifact and
+    hashFiles take them); a state directory elsewhere, absolute.
+    """
+    import json
+    import shlex
+
+    from ..core import state
+
+    loaded = repo(ctx)
+    if env is not None:
+        loaded.require_environment(env)
+    root = loaded.root.resolve()
+    found = {
+        key: (path.relative_to(root) if path.resolve().is_relative_to(root) else path).as_posix()
+        for key, path in state.named(loaded.root, env).items()
+    }
+    if name is not None:
+        if name not in found:
+            hint = "" if env else " (some need --env)"
+            raise MlopsError(f"paths: no path named {name!r} (expected one of {', '.join(found)}){hint}")
+        click.echo(found[name])
+    elif fmt == "json":
+        click.echo(json.dumps(found, indent=2))
+    else:
+        for key, value in found.items():
+            click.echo(f"{key}={shlex.quote(value) if shell else value}")

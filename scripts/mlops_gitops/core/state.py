@@ -94,8 +94,13 @@ def artifact_dir(root: Path, model: str, version: int) -> Path:
 
 
 # -- reports and packs ---------------------------------------------------------------------------
+def drift_dir(root: Path, env: str) -> Path:
+    """Every drift report of an environment, a folder per model (what CI uploads)."""
+    return state_dir(root) / "drift" / name("environment", env)
+
+
 def drift_reports(root: Path, env: str, model: str) -> Path:
-    return state_dir(root) / "drift" / name("environment", env) / name("model", model)
+    return drift_dir(root, env) / name("model", model)
 
 
 def references(root: Path) -> Path:
@@ -119,3 +124,26 @@ def facts_dir(root: Path) -> Path:
 def gate_comment(root: Path) -> Path:
     """The gate's verdict and a policy change's impact, as the pull request's comment (markdown)."""
     return workspace(root) / "policy-gate.md"
+
+
+def drift_handoff(root: Path, env: str, what: str) -> Path:
+    """What `make drift` hands the next step of its job: `summary.md` (the drift issue's body),
+    `models.txt` (the drifted models, to retrain) and `status` (the verdict's exit code)."""
+    if what not in ("summary.md", "models.txt", "status"):
+        raise MlopsError(f"drift hand-off {what!r}: not one (expected summary.md, models.txt or status)")
+    return workspace(root) / "handoff" / "drift" / name("environment", env) / what
+
+
+def named(root: Path, env: str | None = None) -> dict[str, Path]:
+    """The paths the Makefile and the workflows use, by name (`mlops paths` prints them): the
+    one layout of both roots, never spelled a second time outside this module."""
+    found = {"state": state_dir(root), "workspace": workspace(root), "gate_comment": gate_comment(root)}
+    if env is not None:
+        found.update(
+            evidence=evidence_dir(root, env),
+            drift_reports=drift_dir(root, env),
+            drift_summary=drift_handoff(root, env, "summary.md"),
+            drift_models=drift_handoff(root, env, "models.txt"),
+            drift_status=drift_handoff(root, env, "status"),
+        )
+    return found
