@@ -1,7 +1,7 @@
 # The template's own targets (template-only: generated repositories do not get this file, and the
 # Makefile includes it only where it exists). Benchmarks measure the engine against a reference
 # in the same run, as ratios; results go to benchmarks/results/.
-.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary bench-verbs
+.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary bench-verbs bench-smoke
 
 bench-serve: install ## benchmark: our model server vs `mlflow models serve` (throughput, p50/p99 at 100 req/s)
 	$(BIN)/python -m benchmarks.bench_serve
@@ -29,3 +29,9 @@ bench-register: install ## benchmark: dvc repro + mlops register, against bare M
 
 bench-pr: install ## benchmark: a generated repository's pr.yml under act, warm, against the base revision's (BASE=rev)
 	$(BIN)/python -m benchmarks.bench_pr $(if $(BASE),--base $(BASE))
+
+BENCHMARKS := $(patsubst benchmarks/%.py,%,$(wildcard benchmarks/bench_*.py))
+bench-smoke: install ## every benchmark at a tiny size (--smoke): fails on any crash or anything left running (CI runs it)
+	@for bench in $(BENCHMARKS); do echo "== $$bench --smoke"; \
+	  $(BIN)/python -m benchmarks.$$bench --smoke > /dev/null || { echo "error: $$bench crashed (rerun: python -m benchmarks.$$bench --smoke)"; exit 1; }; \
+	done

@@ -14,19 +14,17 @@ canary starts). Writes benchmarks/results/canary.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from benchmarks.common import ROOT, save
 
 
@@ -37,69 +35,69 @@ def mlops(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def rolled_back(records: Path, timeout: float) -> float:
+    """When the records first say rolled-back (monotonic time); SystemExit after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = records.read_text().splitlines() if records.exists() else []
+        if any(json.loads(line).get("result") == "rolled-back" for line in lines):
+            return time.monotonic()
+        time.sleep(0.1)
+    raise SystemExit(f"the bad canary was not rolled back within {timeout:.0f} s")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--interval", type=int, default=1, help="The rollout's analysis interval, seconds.")
     args = parser.parse_args()
+    common.smoke(args)  # the same size: one rollout is the smallest there is
 
+    from tests.engine.helpers import set_manifest
     from tests.engine.registered import SHIFTED, features, register_code, register_version, registry_of
-    from tests.engine.test_reconcile import set_manifest
     from tests.engine.workflows import sandbox
 
-    work = Path(tempfile.mkdtemp(prefix="bench-canary-"))
-    repo = sandbox(work / "repo")
-    model = "churn"  # this template's own first model, which the sandbox holds
-    register_version(repo, model, seed=7)
-    canary = register_code(registry_of(repo), model, SHIFTED, "shifted")
-    set_manifest(repo, "staging", "v1", version=1)
-    assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
-    state = json.loads((repo / ".mlops/servers/staging/churn.json").read_text())
-    url = f"http://{state['host']}:{state['port']}/predict"
-    rows = json.loads(features(rows=500, seed=11)[0].to_json(orient="records"))
     rollout = {"steps": [20, 50], "interval": args.interval, "threshold": 1,
                "checks": {"min_requests": 20, "max_class_shift": 0.15}}  # fmt: skip
     answers: list[tuple[float, int]] = []
-    stop = threading.Event()
+    done = threading.Event()
+    with common.Run("canary") as run:
+        repo = sandbox(run.work / "repo")
+        model = "churn"  # this template's own first model, which the sandbox holds
+        register_version(repo, model, seed=7)
+        canary = register_code(registry_of(repo), model, SHIFTED, "shifted")
+        set_manifest(repo, "staging", "v1", version=1)
+        run.serving(repo)
+        assert mlops(repo, "reconcile", "--env", "staging").returncode == 0
+        state = json.loads((repo / ".mlops/servers/staging/churn.json").read_text())
+        url = f"http://{state['host']}:{state['port']}/predict"
+        rows = json.loads(features(rows=500, seed=11)[0].to_json(orient="records"))
 
-    def client() -> None:
-        index = 0
-        while not stop.is_set():
-            body = json.dumps({"dataframe_records": [rows[index % len(rows)]]}).encode()
-            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=10) as answer:
-                    answers.append((time.monotonic(), int(answer.headers["X-Model-Version"])))
-            except OSError:
-                answers.append((time.monotonic(), 0))
-            index += 1
+        def client() -> None:
+            index = 0
+            while not done.is_set():
+                body = json.dumps({"dataframe_records": [rows[index % len(rows)]]}).encode()
+                request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        answers.append((time.monotonic(), int(answer.headers["X-Model-Version"])))
+                except OSError:
+                    answers.append((time.monotonic(), 0))
+                index += 1
 
-    thread = threading.Thread(target=client, daemon=True)
-    thread.start()
-    set_manifest(repo, "staging", f"promote v{canary} under a rollout", version=canary, rollout=rollout)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
-    watch = ["reconcile", "--env", "staging", "--watch", "--interval", "0.5"]
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "mlops_gitops.cli", *watch],
-        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    records = repo / ".mlops/records/staging/churn.jsonl"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            lines = records.read_text().splitlines() if records.exists() else []
-            if any(json.loads(line).get("result") == "rolled-back" for line in lines):
-                detected = time.monotonic()
-                break
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the bad canary was not rolled back within 120 s")
-        time.sleep(1.0)  # answers after the rollback: none may come from the canary
-    finally:
-        stop.set()
-        thread.join()
-        watcher.terminate()
-        watcher.wait(timeout=30)
-        mlops(repo, "down")
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        try:
+            set_manifest(
+                repo, "staging", f"promote v{canary} under a rollout", version=canary, rollout=rollout
+            )
+            env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
+            watch = ["reconcile", "--env", "staging", "--watch", "--interval", "0.5"]
+            run.popen([sys.executable, "-m", "mlops_gitops.cli", *watch], cwd=repo, env=env)
+            detected = rolled_back(repo / ".mlops/records/staging/churn.jsonl", 120)
+            time.sleep(1.0)  # answers after the rollback: none may come from the canary
+        finally:
+            done.set()
+            thread.join()
     by_canary = [at for at, version in answers if version == canary]
     failed = sum(1 for _, version in answers if version == 0)
     first, last = by_canary[0], by_canary[-1]
@@ -114,7 +112,6 @@ def main() -> None:
         "canary_answers_after_the_rollback_was_recorded": sum(1 for at in by_canary if at > detected),
         "rollout": rollout,
     }
-    shutil.rmtree(work, ignore_errors=True)
     out = save("canary", summary)
     print(
         f"bad canary v{canary}: first answer to last {seconds:.2f} s ({len(by_canary)} of {len(answers)} "

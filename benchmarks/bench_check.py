@@ -12,28 +12,33 @@ Writes benchmarks/results/check.json.
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import common
 from benchmarks.common import ROOT, save
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--manifests", type=int, default=1000)
     args = parser.parse_args()
+    if common.smoke(args):
+        count = 60
+    with common.Run("check") as run:
+        measure(count, run.work)
+
+
+def measure(count: int, work: Path) -> None:
 
     from mlops_gitops.core import yamlio
     from mlops_gitops.gate import policy
 
     base = (ROOT / "environments/staging").glob("*.yaml")
     template = next(iter(base)).read_text()
-    work = Path(tempfile.mkdtemp(prefix="bench-check-"))
     paths = []
-    for i in range(args.manifests):
+    for i in range(count):
         text = template.replace("version: null", f"version: {i % 7 + 1}")
         if i % 10 == 0:
             stable, canary = str(i % 7 + 1), str(i % 7 + 2)
@@ -53,16 +58,16 @@ def main() -> None:
     inputs = [(str(p), yamlio.loads_data(p.read_text(), str(p))) for p in paths]
     results = policy.evaluate(files, inputs, ["manifests"])
     ours = time.perf_counter() - started
-    assert len(results) == args.manifests
+    assert len(results) == count
 
     sample = inputs[:50]
     started = time.perf_counter()
     for name, document in sample:
         policy.evaluate(files, [(name, document)], ["manifests"])
-    per_file = (time.perf_counter() - started) * args.manifests / len(sample)
+    per_file = (time.perf_counter() - started) * count / len(sample)
 
     summary = {
-        "manifests": args.manifests,
+        "manifests": count,
         "floor_s": round(floor, 3),
         "ours_s": round(ours, 3),
         "per_file_engine_s": round(per_file, 3),

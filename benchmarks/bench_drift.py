@@ -16,13 +16,11 @@ process over the same log, and its peak resident memory is reported (the 1,000,0
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import common
 from benchmarks.common import save
 
 
@@ -67,21 +65,24 @@ def _peak_of_mlops_drift(repo: Path, model: str, reference: Path, work: Path, ro
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--memory", action="store_true", help="also measure `mlops drift`'s peak memory")
     args = parser.parse_args()
+    if common.smoke(args):
+        args.rows, args.features, args.memory = 1_200, 4, True
 
+    from mlops_gitops.core import inference_log
     from mlops_gitops.core.config import load_repo
-    from mlops_gitops.core.state import inference_log
+    from mlops_gitops.core.state import inference_log as log_path
     from mlops_gitops.monitor import drift
     from mlops_gitops.registry.client import Registry
 
     from tests.engine.workflows import sandbox
 
-    work = Path(tempfile.mkdtemp(prefix="bench-drift-"))
-    try:
+    with common.Run("drift") as run:
+        work = run.work
         repo_dir = sandbox(work / "repo")
         repo = load_repo(repo_dir)
         model = sorted(repo.models)[0]
@@ -91,22 +92,13 @@ def main() -> None:
         )
         ref_path = work / "reference.csv"
         reference.to_csv(ref_path, index=False)  # type: ignore[attr-defined]
-        log = inference_log(repo_dir, "staging", model)
+        log = log_path(repo_dir, "staging", model)
         log.parent.mkdir(parents=True)
         with log.open("w") as handle:
+            spec = {"model": model, "environment": "staging"}
             for i, record in enumerate(current.to_dict(orient="records")):  # type: ignore[attr-defined]
-                entry = {
-                    "request_id": f"r{i}",
-                    "at": "2026-11-23T10:00:00.000Z",
-                    "model": model,
-                    "environment": "staging",
-                    "version": 1,
-                    "role": "primary",
-                    "inputs": [record],
-                    "outputs": [[0.5, 0.5]],
-                    "latency_ms": 1.0,
-                }
-                handle.write(json.dumps(entry) + "\n")
+                entry = inference_log.entry(spec, f"r{i}", 1, "primary", [record], [[0.5, 0.5]], 0.001)
+                handle.write(json.dumps(entry.to_dict() | {"at": "2026-11-23T10:00:00.000Z"}) + "\n")
         kinds = {c: ("categorical" if c.startswith("c") else "numerical") for c in reference.columns}  # type: ignore[attr-defined]
         config = {
             "numeric": {"method": "psi", "threshold": 0.2},
@@ -127,8 +119,6 @@ def main() -> None:
         assert result.rows == args.rows and len(result.columns) == args.features
         assert len(result.drifted) == alone_drifted, (result.drifted, alone_drifted)
         peak_mib = _peak_of_mlops_drift(repo_dir, model, ref_path, work, args.rows) if args.memory else None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     summary = {
         "rows": args.rows,
         "features": args.features,
@@ -143,7 +133,7 @@ def main() -> None:
     }
     if peak_mib is not None:
         summary["mlops_drift_peak_rss_mib"] = peak_mib
-    save("drift" if args.rows == 100_000 else f"drift-{args.rows}", summary)
+    save("drift" if args.rows == 100_000 or args.smoke else f"drift-{args.rows}", summary)
     print(json.dumps(summary, indent=2))
 
 

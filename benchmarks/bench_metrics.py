@@ -14,19 +14,16 @@ request is measured too, as a share of the time per request.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import urllib.request
-from pathlib import Path
 
+from benchmarks import common
 from benchmarks.bench_serve import throughput, wait_ready
-from benchmarks.common import ROOT, registered_model, save, server_spec
+from benchmarks.common import ROOT, save
 
 
 def scraping(port: int, stop: threading.Event, scrapes: list[int]) -> None:
@@ -53,61 +50,63 @@ def counting_cost(requests: int = 100_000) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per round.")
     parser.add_argument("--rounds", type=int, default=4, help="Rounds per server.")
     args = parser.parse_args()
+    if common.smoke(args):
+        args.seconds, args.rounds = 1.5, 1
 
-    from mlops_gitops.serving.server import input_example
+    from mlops_gitops.core.protocols import input_example
 
     from tests.engine.mlflow_server import free_port
 
-    work = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
-    _, model, version, local = registered_model(work)
-    body = json.dumps({"dataframe_records": input_example(local)[:1]}).encode()
-    ports = {"on": free_port(), "off": free_port()}
-    servers = []
-    for name, port in ports.items():
-        spec = server_spec(work / f"{name}.json", model, version, local, work / f"{name}.jsonl")
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT / "scripts"),
-            "MLOPS_SERVE_METRICS": "1" if name == "on" else "0",
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "mlops_gitops.serving.server",
-            "--spec",
-            str(spec),
-            "--port",
-            str(port),
-        ]
-        servers.append(
-            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
     rates: dict[str, list[float]] = {"on": [], "off": []}
     scrapes: list[int] = []
-    try:
+    with common.Run("metrics") as run:
+        _, model, version, local = common.registered_model(run.work)
+        body = json.dumps({"dataframe_records": input_example(local)[:1]}).encode()
+        ports = {"on": free_port(), "off": free_port()}
+        for name, port in ports.items():
+            spec = common.server_spec(
+                run.work / f"{name}.json", model, version, local, run.work / f"{name}.jsonl"
+            )
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(ROOT / "scripts"),
+                "MLOPS_SERVE_METRICS": "1" if name == "on" else "0",
+            }
+            run.popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlops_gitops.serving.server",
+                    "--spec",
+                    str(spec),
+                    "--port",
+                    str(port),
+                ],
+                env=env,
+            )
         for port in ports.values():
             wait_ready(f"http://127.0.0.1:{port}", "/health")
-            throughput(port, "/predict", body, 2)  # warm up
+            throughput(port, "/predict", body, 1)  # warm up
         for _ in range(args.rounds):
             for name, port in ports.items():
-                stop = threading.Event()
+                done = threading.Event()
                 scraper = (
-                    threading.Thread(target=scraping, args=(port, stop, scrapes)) if name == "on" else None
+                    threading.Thread(target=scraping, args=(port, done, scrapes)) if name == "on" else None
                 )
                 if scraper:
                     scraper.start()
-                rates[name].append(throughput(port, "/predict", body, args.seconds))
-                stop.set()
-                if scraper:
-                    scraper.join()
-    finally:
-        stop(servers, work)
+                try:
+                    rates[name].append(throughput(port, "/predict", body, args.seconds))
+                finally:
+                    done.set()
+                    if scraper:
+                        scraper.join()
     on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
-    cost = counting_cost()
+    cost = counting_cost(2_000 if args.smoke else 100_000)
     summary = {
         "throughput_rps": {"metrics_on": round(on, 1), "metrics_off": round(off, 1)},
         "rounds": {k: [round(r, 1) for r in v] for k, v in rates.items()},

@@ -16,18 +16,17 @@ on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from benchmarks.common import ROOT, save
 
 # The last revision before the tool set was shared across jobs and the repository's own tests
@@ -71,8 +70,8 @@ def generate(template: Path, out: Path) -> Path:
     return out / ANSWERS["project_slug"]
 
 
-def act_run(repo: Path, env: dict[str, str]) -> dict[str, Any]:
-    """One `act pull_request` of pr.yml: total seconds, seconds and result per job."""
+def act_run(repo: Path, env: dict[str, str], job: str | None = None) -> dict[str, Any]:
+    """One `act pull_request` of pr.yml (or of one job): total seconds, seconds and result per job."""
     started = time.perf_counter()
     proc = subprocess.run(
         [
@@ -83,6 +82,7 @@ def act_run(repo: Path, env: dict[str, str]) -> dict[str, Any]:
             "-e",
             "tests/fixtures/events/pull_request.json",
             "--json",
+            *(["-j", job] if job else []),
         ],
         cwd=repo,
         env=env,
@@ -115,49 +115,55 @@ def act_run(repo: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--base", default=DEFAULT_BASE, help="Revision of the template to compare with.")
     parser.add_argument("--cold", action="store_true", help="Also time a first run on an empty tool cache.")
     parser.add_argument(
         "--unshared-base", action="store_true", help="The base without VENV: each job installs anew."
     )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-pr-"))
+    smoke = common.smoke(args)  # one run of one job (validate), against itself
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     for name in ("VENV", "PYTHONPATH", "MLOPS_REPO", "MLOPS_STATE_DIR", "MLFLOW_TRACKING_URI"):
         env.pop(name, None)
-    summary: dict[str, Any] = {"base": args.base, "answers": ANSWERS, "runs": {}}
-
-    head = generate(template_at(None, work / "template-head"), work / "head")
-    tools = work / "tools-cache"
-    head_env = {**env, "TOOLS_CACHE": str(tools)}
-    if args.cold:
-        summary["runs"]["head cold (installs the tool set)"] = act_run(head, head_env)
-    else:  # this very environment stands for the tool set a first run would have installed
-        key = subprocess.run(
-            ["make", "-s", "tools-path"], cwd=head, env=head_env, capture_output=True, text=True
-        )
-        path = Path(
-            next(line for line in key.stdout.splitlines() if line.startswith("path=")).split("=", 1)[1]
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.symlink_to(Path(sys.prefix))
-    act_run(head, head_env)  # a first warm run: act's own caches
-    summary["runs"]["head warm"] = act_run(head, head_env)
-
-    base = generate(template_at(args.base, work / "template-base"), work / "base")
-    base_env = env if args.unshared_base else {**env, "VENV": sys.prefix}
-    label = "base warm (each job installs)" if args.unshared_base else "base warm (VENV exported)"
-    act_run(base, base_env)
-    summary["runs"][label] = act_run(base, base_env)
-
-    head_s, base_s = summary["runs"]["head warm"]["seconds"], summary["runs"][label]["seconds"]
-    summary["ratio_head_to_base"] = round(head_s / base_s, 3)
-    for name, run in summary["runs"].items():
-        jobs = ", ".join(f"{j} {r['seconds']}s ({r['result']})" for j, r in sorted(run["jobs"].items()))
-        print(f"{name:38} {run['seconds']:7.1f} s  exit {run['exit']}  {jobs}")
+    summary: dict[str, Any] = {"base": "(this tree)" if smoke else args.base, "answers": ANSWERS, "runs": {}}
+    with common.Run("pr") as run:
+        work = run.work
+        head = generate(template_at(None, work / "template-head"), work / "head")
+        head_env = {**env, "TOOLS_CACHE": str(work / "tools-cache")}
+        if args.cold and not smoke:
+            summary["runs"]["head cold (installs the tool set)"] = act_run(head, head_env)
+        else:  # this very environment stands for the tool set a first run would have installed
+            shared_tools(head, head_env)
+        job = "validate" if smoke else None
+        if not smoke:
+            act_run(head, head_env)  # a first warm run: act's own caches
+        summary["runs"]["head warm"] = act_run(head, head_env, job)
+        if smoke:
+            label, base_s = "base", summary["runs"]["head warm"]["seconds"]
+        else:
+            base = generate(template_at(args.base, work / "template-base"), work / "base")
+            base_env = env if args.unshared_base else {**env, "VENV": sys.prefix}
+            label = "base warm (each job installs)" if args.unshared_base else "base warm (VENV exported)"
+            act_run(base, base_env)
+            summary["runs"][label] = act_run(base, base_env)
+            base_s = summary["runs"][label]["seconds"]
+    if smoke:
+        assert all(r["exit"] == 0 for r in summary["runs"].values()), summary["runs"]
+    summary["ratio_head_to_base"] = round(summary["runs"]["head warm"]["seconds"] / base_s, 3)
+    for name, done in summary["runs"].items():
+        jobs = ", ".join(f"{j} {r['seconds']}s ({r['result']})" for j, r in sorted(done["jobs"].items()))
+        print(f"{name:38} {done['seconds']:7.1f} s  exit {done['exit']}  {jobs}")
     print(f"head / base: {summary['ratio_head_to_base']:.3f} (goal: head warm at most 300 s)")
     print(f"results: {save('pr', summary)}")
+
+
+def shared_tools(head: Path, env: dict[str, str]) -> None:
+    """This environment linked where the generated repository's setup looks for its tool set."""
+    key = subprocess.run(["make", "-s", "tools-path"], cwd=head, env=env, capture_output=True, text=True)
+    path = Path(next(line for line in key.stdout.splitlines() if line.startswith("path=")).split("=", 1)[1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(Path(sys.prefix))
 
 
 if __name__ == "__main__":

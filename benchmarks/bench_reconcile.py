@@ -29,7 +29,6 @@ Writes benchmarks/results/reconcile.json.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import itertools
 import json
@@ -39,7 +38,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -47,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks import common
 from benchmarks.common import ROOT, save
 
 
@@ -179,15 +178,15 @@ class Poller:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
-def recovery(work: Path, rounds: int) -> dict[str, Any]:
-    from mlops_gitops.serving.server import input_example
+def recovery(run: common.Run, rounds: int) -> dict[str, Any]:
+    from mlops_gitops.core.protocols import input_example
 
     from tests.conftest import base_env, git_commit_all
     from tests.engine.registered import register_broken, register_version, registry_of
     from tests.engine.workflows import sandbox
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri exported the first phase's
-    repo = sandbox(work / "recovery")
+    repo = sandbox(run.work / "recovery")
     model = sorted(p.name for p in (repo / "models").iterdir())[0]
     project = repo / "mlops.yaml"
     project.write_text(project.read_text().replace("  target: kserve", "  target: local"))
@@ -218,30 +217,28 @@ def recovery(work: Path, rounds: int) -> dict[str, Any]:
         (result,) = json.loads(done.stdout)["results"]
         return dict(result)
 
-    try:
-        first = reconcile()
-        assert first["result"] == "healthy", first
-        state = json.loads((repo / f".mlops/servers/staging/{model}.json").read_text())
-        body = json.dumps(
-            {"dataframe_records": input_example(repo / f".mlops/artifacts/{model}/v1/model")[:1]}
-        ).encode()
-        manifest.write_text(re.sub(r"^version: .*$", f"version: {flaky}", manifest.read_text(), flags=re.M))
-        git_commit_all(repo, f"v{flaky}: fails after the switch")
-        figures, gaps, failed = [], [], 0
-        for _ in range(rounds):
-            poller = Poller(int(state["port"]), body)
-            poller.thread.start()
-            time.sleep(0.3)
-            result = reconcile()
-            time.sleep(0.3)
-            poller.stop.set()
-            poller.thread.join()
-            assert (result["result"], result["version"]) == ("rolled-back", 1), result
-            figures.append(float(result["recovery_s"]))
-            gaps.append(poller.longest_gap(1))
-            failed += sum(1 for _, status, _ in poller.answers if status != 200)
-    finally:
-        subprocess.run([sys.executable, "-m", "mlops_gitops.cli", "down"], cwd=repo, env=env, check=False)
+    run.serving(repo)
+    first = reconcile()
+    assert first["result"] == "healthy", first
+    state = json.loads((repo / f".mlops/servers/staging/{model}.json").read_text())
+    body = json.dumps(
+        {"dataframe_records": input_example(repo / f".mlops/artifacts/{model}/v1/model")[:1]}
+    ).encode()
+    manifest.write_text(re.sub(r"^version: .*$", f"version: {flaky}", manifest.read_text(), flags=re.M))
+    git_commit_all(repo, f"v{flaky}: fails after the switch")
+    figures, gaps, failed = [], [], 0
+    for _ in range(rounds):
+        poller = Poller(int(state["port"]), body)
+        poller.thread.start()
+        time.sleep(0.3)
+        result = reconcile()
+        time.sleep(0.3)
+        poller.stop.set()
+        poller.thread.join()
+        assert (result["result"], result["version"]) == ("rolled-back", 1), result
+        figures.append(float(result["recovery_s"]))
+        gaps.append(poller.longest_gap(1))
+        failed += sum(1 for _, status, _ in poller.answers if status != 200)
     return {
         "rounds": rounds,
         "recovery_s_median": round(statistics.median(figures), 3),
@@ -254,15 +251,14 @@ def recovery(work: Path, rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--manifests", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
-    try:
-        summary = {"no_op": no_op(work, args.manifests), "recovery": recovery(work, args.rounds)}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if common.smoke(args):
+        args.manifests, args.rounds = 20, 1
+    with common.Run("reconcile") as run:
+        summary = {"no_op": no_op(run.work, args.manifests), "recovery": recovery(run, args.rounds)}
     out = save("reconcile", summary)
     print(json.dumps(summary, indent=2))
     print(f"-> {out}")

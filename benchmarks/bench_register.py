@@ -10,15 +10,14 @@ under 3 s once imports are done.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import common
 from benchmarks.common import save
 
 
@@ -29,9 +28,16 @@ def timed(fn):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if common.smoke(args):
+        repeat = 1
+    with common.Run("register") as run:
+        measure(repeat, run.work)
+
+
+def measure(repeat: int, work: Path) -> None:
 
     modules = ("mlflow.sklearn", "skops.io", "pandas")
     t_import, _ = timed(lambda: [__import__(name) for name in modules])
@@ -46,7 +52,6 @@ def main() -> None:
 
     from tests.engine.workflows import sandbox
 
-    work = Path(tempfile.mkdtemp(prefix="bench-register-"))
     repo = sandbox(work / "repo")
     env = {
         **os.environ,
@@ -77,7 +82,7 @@ def main() -> None:
     features = test.drop(columns=["churned", "customer_id"])
 
     setups, ours, again, bare = [], [], [], []
-    for i in range(args.repeat):
+    for i in range(repeat):
         db = f"sqlite:///{work / f'ours-{i}.db'}"
         os.environ["MLFLOW_TRACKING_URI"] = db
         setups.append(timed(lambda db=db: MlflowClient(db).search_experiments())[0])
@@ -116,7 +121,7 @@ def main() -> None:
         "register_again_s": round(statistics.median(again), 3),
         "bare_mlflow_s": round(statistics.median(bare), 2),
         "ratio_register_vs_bare_mlflow": round(statistics.median(ours) / statistics.median(bare), 2),
-        "repeat": args.repeat,
+        "repeat": repeat,
         "goal_register_under_3s": statistics.median(ours) < 3.0,
     }
     save("register", result)

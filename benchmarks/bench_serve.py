@@ -11,21 +11,19 @@ at 100 requests/s.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, registered_model, save, server_spec, stop
+from benchmarks import common
+from benchmarks.common import ROOT, save
 
 
 def wait_ready(url: str, path: str, timeout: float = 120) -> None:
@@ -105,63 +103,46 @@ def latency(port: int, path: str, body: bytes, seconds: float, rate: float) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0)
     args = parser.parse_args()
+    if common.smoke(args):
+        args.seconds, args.rate = 0.5, 20.0
 
-    from mlops_gitops.serving.server import input_example
+    from mlops_gitops.core.protocols import input_example
 
     from tests.engine.mlflow_server import free_port
 
-    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    registry, model, version, local = registered_model(work)
-    records = input_example(local)[:1]
-    uri = registry.uri
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "scripts"),
-        "MLFLOW_TRACKING_URI": uri,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # uvicorn
-    }
-
-    ours_port, mlflow_port = free_port(), free_port()
-    spec = server_spec(work / "spec.json", model, version, local, work / "inference.jsonl")
-    servers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlops_gitops.serving.server",
-                "--spec",
-                str(spec),
-                "--port",
-                str(ours_port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                f"models:/{model}/{version}",
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(mlflow_port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
-    try:
+    with common.Run("serve") as run:
+        registry, model, version, local = common.registered_model(run.work)
+        records = input_example(local)[:1]
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "scripts"),
+            "MLFLOW_TRACKING_URI": registry.uri,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # uvicorn
+        }
+        ours_port, mlflow_port = free_port(), free_port()
+        spec = common.server_spec(run.work / "spec.json", model, version, local, run.work / "inference.jsonl")
+        server = [
+            sys.executable,
+            "-m",
+            "mlops_gitops.serving.server",
+            "--spec",
+            str(spec),
+            "--port",
+            str(ours_port),
+        ]
+        run.popen(server, env=env)
+        mlflow = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{model}/{version}",
+        ]
+        run.popen([*mlflow, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)], env=env)
         wait_ready(f"http://127.0.0.1:{ours_port}", "/health")
         wait_ready(f"http://127.0.0.1:{mlflow_port}", "/ping")
         body = json.dumps({"dataframe_records": records}).encode()
@@ -170,13 +151,11 @@ def main() -> None:
             ("ours", ours_port, "/predict"),
             ("mlflow models serve", mlflow_port, "/invocations"),
         ):
-            throughput(port, path, body, 2)  # warm up
+            throughput(port, path, body, min(2.0, args.seconds))  # warm up
             results[name] = {
                 "throughput_rps": round(throughput(port, path, body, args.seconds), 1),
                 **latency(port, path, body, args.seconds, args.rate),
             }
-    finally:
-        stop(servers, work)
     ours, theirs = results["ours"], results["mlflow models serve"]
     summary = {
         "results": results,

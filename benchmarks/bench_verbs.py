@@ -13,18 +13,17 @@ Writes benchmarks/results/verbs.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from benchmarks.common import ROOT, save
 
 GOAL_S = 1.5
@@ -38,13 +37,13 @@ def mlops(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def build(work: Path) -> Path:
+def build(run: common.Run) -> Path:
     """3 models (added with `mlops model add`), 3 environments, one version each, all served."""
     from tests.conftest import git_commit_all
     from tests.engine.registered import register_version
     from tests.engine.workflows import sandbox
 
-    repo = sandbox(work / "repo")
+    repo = sandbox(run.work / "repo")
     project = repo / "mlops.yaml"
     project.write_text(
         project.read_text().replace("  - name: staging\n", "  - name: qa\n  - name: staging\n", 1)
@@ -62,6 +61,7 @@ def build(work: Path) -> Path:
         for path in (repo / "environments").glob(f"*/{name}.yaml"):
             path.write_text(re.sub(r"^version: .*$", "version: 1", path.read_text(), count=1, flags=re.M))
     git_commit_all(repo, "version 1 everywhere")
+    run.serving(repo)
     done = mlops(repo, "reconcile")
     assert done.returncode == 0, done.stdout + done.stderr
     return repo
@@ -78,27 +78,26 @@ def timed(repo: Path, args: list[str], rounds: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    if common.smoke(args):
+        args.rounds = 1
+    with common.Run("verbs") as run:
         print("building 3 models x 3 environments, 9 servers ...", flush=True)
-        repo = build(Path(tmp))
-        try:
-            serving = mlops(repo, "status", "-o", "json").stdout
-            assert serving.count('"health": "healthy"') == 9, serving
-            reference = timed(repo, ["--version"], args.rounds)
-            verbs: dict[str, Any] = {}
-            for verb in (["status"], ["plan"], ["validate"]):
-                runs = timed(repo, verb, args.rounds)
-                verbs[verb[0]] = {
-                    "best_s": round(min(runs), 3),
-                    "median_s": round(statistics.median(runs), 3),
-                    "ratio_to_reference": round(min(runs) / min(reference), 2),
-                    "goal_under_1_5_s": statistics.median(runs) < GOAL_S,
-                }
-        finally:
-            mlops(repo, "down")
+        repo = build(run)
+        serving = mlops(repo, "status", "-o", "json").stdout
+        assert serving.count('"health": "healthy"') == 9, serving
+        reference = timed(repo, ["--version"], args.rounds)
+        verbs: dict[str, Any] = {}
+        for verb in (["status"], ["plan"], ["validate"]):
+            runs = timed(repo, verb, args.rounds)
+            verbs[verb[0]] = {
+                "best_s": round(min(runs), 3),
+                "median_s": round(statistics.median(runs), 3),
+                "ratio_to_reference": round(min(runs) / min(reference), 2),
+                "goal_under_1_5_s": statistics.median(runs) < GOAL_S,
+            }
     summary = {
         "deployments": 9,
         "rounds": args.rounds,

@@ -99,6 +99,36 @@ def test_workflows_declare_permissions_and_pin_what_they_use(workflow: Path) -> 
                 )
 
 
+# The first major of each of GitHub's own actions that runs on Node 24: GitHub moved its runners to
+# Node 24 in June 2026 and removes Node 20 (each action.yml's `runs.using`, read at these tags).
+NODE24_MAJOR = {
+    "actions/checkout": 5,
+    "actions/setup-python": 6,
+    "actions/cache": 5,
+    "actions/upload-artifact": 6,
+    "actions/download-artifact": 7,
+}
+PIN_COMMENT = re.compile(r"uses: (?P<action>[\w.-]+/[\w.-]+)@[0-9a-f]{40} # v(?P<major>\d+)\.\d+\.\d+\s*$")
+
+
+def test_github_actions_run_on_node_24_and_say_which_release_they_pin() -> None:
+    files = [*WORKFLOWS, *sorted((ROOT / ".github" / "actions").rglob("action.yml"))]
+    seen = set()
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "uses: " not in line or "uses: ./" in line:
+                continue
+            pinned = PIN_COMMENT.search(line)
+            assert pinned, f"{path.name}:{number}: {line.strip()} (expected owner/repo@<sha> # vX.Y.Z)"
+            action, major = pinned["action"], int(pinned["major"])
+            if action in NODE24_MAJOR:
+                seen.add(action)
+                assert major >= NODE24_MAJOR[action], (
+                    f"{path.name}:{number}: {action} v{major} runs on Node 20"
+                )
+    assert seen, "no action of GitHub's found"
+
+
 def test_fork_pull_requests_never_reach_the_gpu_runners() -> None:
     doc = yaml.safe_load((ROOT / ".github/workflows/train.yml").read_text())
     triggers = doc[True] if True in doc else doc["on"]  # PyYAML reads the key `on` as True

@@ -4,7 +4,7 @@ import rego.v1
 
 import data.workflows
 
-checkout := "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
+checkout := "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1"
 
 guard := "${{ github.event.pull_request.head.repo.full_name == github.repository }}"
 
