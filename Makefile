@@ -29,13 +29,27 @@ TOOLSET = $$( (cat constraints.txt; echo "$(OPA_BINDINGS)") | sha256sum | cut -c
 # Where CI keeps one environment per tool set and Python, reused across jobs and runs.
 TOOLS_CACHE ?= $(HOME)/.cache/mlops-gitops
 
-install: ## create $(VENV) and install the pinned tool set (re-runs only when constraints.txt changes)
+# The installer: uv (pinned; the same constraints.txt, pip's sources passed on by
+# scripts/uv_sources.py), about 10x faster than pip on this tool set; PIP=1, or a machine where
+# uv cannot be had, installs with pip.
+UV := uv==0.13.9
+PIP ?=
+
+install: ## create $(VENV) and install the pinned tool set (re-runs only when constraints.txt changes; PIP=1: with pip, not uv)
 	@want=$(TOOLSET); \
 	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
 	  $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed, found " + sys.version.split()[0] + " (set PYTHON=python3.x)")'; \
-	  echo "installing the pinned tool set into $(VENV) (about 2 minutes the first time)"; \
 	  $(PYTHON) -m venv $(VENV); \
-	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	  if [ -z "$(PIP)" ] && $(BIN)/python -m pip install --quiet --disable-pip-version-check $(UV) 2>/dev/null; then \
+	    echo "installing the pinned tool set into $(VENV) with uv (under a minute with its cache warm, a few the first time)"; \
+	    eval "$$($(BIN)/python scripts/uv_sources.py $(BIN)/python)"; \
+	    $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]' \
+	      || { echo "uv could not install it: with pip instead"; \
+	           $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; }; \
+	  else \
+	    echo "installing the pinned tool set into $(VENV) with pip (several minutes the first time)"; \
+	    $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	  fi; \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python $(OPA_BINDINGS); \
 	  echo "$$want" > $(STAMP); \
 	fi

@@ -1,7 +1,10 @@
 # The template's own targets (template-only: generated repositories do not get this file, and the
 # Makefile includes it only where it exists). Benchmarks measure the engine against a reference
 # in the same run, as ratios; results go to benchmarks/results/.
-.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary bench-verbs bench-smoke
+.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary bench-verbs bench-smoke bench-install
+
+bench-install: install ## benchmark: make install with uv vs with pip, cold and warm caches (goal: warm uv under 60 s)
+	$(BIN)/python -m benchmarks.bench_install
 
 bench-serve: install ## benchmark: our model server vs `mlflow models serve` (throughput, p50/p99 at 100 req/s)
 	$(BIN)/python -m benchmarks.bench_serve

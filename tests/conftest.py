@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +38,13 @@ def base_env() -> dict[str, str]:
     leaks = ("MLOPS_REPO", "MLOPS_STATE_DIR", "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
     # inside a workflow job (act, GitHub): its event and summary are not the commands' under test
     leaks += ("GITHUB_EVENT_PATH", "GITHUB_BASE_REF", "GITHUB_STEP_SUMMARY", "MLOPS_NOW")
+    # a pytest-xdist worker's identity is this run's, not that of a pytest the test starts
+    leaks += (
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_XDIST_TESTRUNUID",
+        "PYTEST_CURRENT_TEST",
+    )
     for name in leaks:
         env.pop(name, None)  # state of this process (or of make) must not leak into the commands
     return env
@@ -131,6 +139,37 @@ def tree_digest(path: Path) -> dict[str, str]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and ".git" not in p.relative_to(path).parts
     }
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder built once per test run however many pytest-xdist workers share it: the first to
+    ask builds it (under a lock, marked done only when whole), the others wait and reuse it.
+    What is built this way is read-only to tests: they copy it."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") and base.name.startswith("popen-"):
+        base = base.parent  # the run's folder, above each worker's own (popen-gw0, ...)
+    dest, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            build(dest)
+            done.touch()
+    return dest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (a generated repository's life, then those that run act), so that
+    under pytest-xdist none of them starts last and holds the run up alone; the order is otherwise
+    kept."""
+
+    def weight(item: pytest.Item) -> int:
+        if "template" in item.path.parts:
+            return 0
+        return 1 if item.get_closest_marker("act") else 2
+
+    items.sort(key=weight)
 
 
 @pytest.fixture

@@ -127,16 +127,18 @@ class Life:
 
     def check(self, stage: str, full: bool = False, act: bool = False) -> None:
         """The repository's own checks in its current state: its whole `make test` (lint, types,
-        every test, the slow scratch-copy life among them), or its validation and fast tests; and
-        its pr.yml under act, asserting that every job ran and passed."""
-        if full:
+        every test, the slow scratch-copy life among them), or its validation and fast tests; or
+        its pr.yml under act, asserting that every job ran and passed. pr.yml's jobs are `make
+        lint typecheck`, `make validate`, `make policy` and `make unit`: all of `make test` and
+        more, so where act runs, the same checks are not run twice."""
+        if act:
+            self.act_pr(stage)
+        elif full:
             proc = self.sh("make test")
             assert re.search(r"\d+ passed", proc.stdout) and " failed" not in proc.stdout, stage
             assert "tests/test_life.py" in proc.stdout  # the slow life in a scratch copy ran too
         else:
             self.sh("make validate && make unit PYTEST_ARGS=\"-m 'not slow'\"")
-        if act:
-            self.act_pr(stage)
         self.checked.append(stage)
 
     def act_pr(self, stage: str) -> None:
@@ -172,6 +174,8 @@ class Life:
             log[-200:]
         )
         assert any("tests/test_repository.py" in line for line in log), stage  # the test job's pytest ran
+        assert any("tests/test_life.py" in line for line in log), stage  # the slow scratch-copy life too
+        assert any(re.search(r"\d+ passed", line) for line in log), stage  # (a failure fails the job)
 
 
 def retrain(params: Path, seed: int) -> None:
