@@ -120,6 +120,70 @@ def test_namespaces_select_packages(tmp_path: Path) -> None:
     assert sorted(r["namespace"] for r in every) == ["main", "team.extra"]
 
 
+def test_from_a_subfolder_and_on_an_empty_file_as_conftest(checkout: Path) -> None:
+    """FILES and --policy are the caller's paths, from whichever folder of the repository it
+    stands in; an empty YAML file is one input (null) that the policies are tested against, as
+    conftest reads it, not no input at all."""
+    import subprocess
+
+    subprocess.run(["git", "init", "--quiet"], cwd=checkout, check=True)
+    staging = checkout / "environments" / "staging"
+    manifest = sorted(staging.glob("*.yaml"))[0].name
+    here = run_mlops("check", manifest, "-n", "manifests", "-o", "json", cwd=staging)
+    assert here.returncode == 0, here.stderr
+    assert [r["filename"] for r in json.loads(here.stdout)] == [manifest]
+    whole = run_mlops("check", "-o", "json", cwd=staging)  # no FILES: the repository's, from its root
+    assert whole.returncode == 0 and len(json.loads(whole.stdout)) > 1, whole.stderr
+    (staging / "empty.yaml").write_text("# nothing here\n")
+    empty = run_mlops(
+        "check", "empty.yaml", "--policy", "../../policies", "-n", "manifests", "-o", "json", cwd=staging
+    )
+    (report,) = json.loads(empty.stdout)
+    assert report["filename"] == "empty.yaml" and report["successes"] > 0, empty.stdout + empty.stderr
+
+
+CONFTEST_BUILTINS = """package main
+
+import rego.v1
+
+deny contains msg if {
+	cfg := parse_config("yaml", "a: 1\\nb: [2, 3]\\n")
+	cfg.a != input.a
+	msg := sprintf("a is %v, the inline config says %v", [input.a, cfg.a])
+}
+
+deny contains msg if {
+	side := parse_config_file("side.toml")
+	side.owner.name != input.owner
+	msg := sprintf("owner %v, side.toml says %v", [input.owner, side.owner.name])
+}
+
+deny contains msg if {
+	all := parse_combined_config_files(["side.toml", "two.yaml"])
+	paths := [c.path | some c in all]
+	msg := sprintf("combined %d: %v", [count(all), paths])
+}
+"""
+
+
+def test_conftest_builtins_parse_inline_text_and_files_beside_the_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "main.rego").write_text(CONFTEST_BUILTINS)
+    (policy / "side.toml").write_text('[owner]\nname = "risk"\n')
+    (policy / "two.yaml").write_text("x: 1\n---\ny: 2\n")
+    given = doc(tmp_path, "in.yaml", a=2, owner="risk")
+    proc = run_mlops("check", str(given), "--policy", str(policy), "-o", "json", cwd=tmp_path)
+    (report,) = json.loads(proc.stdout)
+    assert sorted(f["msg"] for f in report["failures"]) == [
+        "a is 2, the inline config says 1",
+        'combined 3: ["side.toml", "two.yaml", "two.yaml"]',
+    ], proc.stderr
+    (policy / "side.toml").unlink()  # a file that is not there: the rule errs, named, never passes silently
+    missing = run_mlops("check", str(given), "--policy", str(policy), cwd=tmp_path)
+    assert missing.returncode != 0 and "side.toml" in missing.stdout + missing.stderr
+
+
 def test_machine_formats(tmp_path: Path) -> None:
     bad = doc(tmp_path, "bad.yaml", kind="bad")
     junit = ET.fromstring(check(tmp_path, str(bad), "-o", "junit").stdout)

@@ -74,6 +74,10 @@ def check(
         if not (files and policy_dirs):
             raise
         where = Path.cwd()  # FILES and --policy: usable anywhere, like conftest
+    # --policy and --data are the caller's paths (relative to where it stands, as conftest takes
+    # them, FILES too: policy.run reads those from here), whichever folder of the repository
+    policy_dirs = tuple(p.absolute() for p in policy_dirs)
+    data_files = tuple(p.absolute() for p in data_files)
     run = policy.run(where, list(files), list(policy_dirs), namespaces, all_namespaces, list(data_files))
     if fmt == "table":
         rows = [

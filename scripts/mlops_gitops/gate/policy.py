@@ -156,6 +156,55 @@ def results_for(namespace: str, document: dict[str, Any], filename: str, rule_co
     return result
 
 
+class ConftestBuiltins:
+    """The builtins conftest adds to OPA, for policies written for conftest:
+
+        parse_config(parser, text)             text parsed by the named parser (yaml, json, toml)
+        parse_config_file(path)                a file parsed by its extension
+        parse_combined_config_files(paths)     files parsed and combined as `conftest --combine`
+                                               does: [{"path", "contents"}, ...]
+
+    conftest resolves a path against the folder of the policy file that calls the builtin; OPA's
+    Python binding does not say which policy calls, so a relative path is resolved against each
+    policy file's folder and must name one file there (else an error saying which it found)."""
+
+    def __init__(self, files: Sequence[PolicyFile]):
+        self.folders = sorted({f.path.parent for f in files})
+
+    def register(self, engine: Any) -> None:
+        engine.register_function("parse_config", self.parse_config, arity=2)
+        engine.register_function("parse_config_file", self.parse_config_file, arity=1)
+        engine.register_function("parse_combined_config_files", self.parse_combined_config_files, arity=1)
+
+    def parse_config(self, parser: str, text: str) -> Any:
+        kind = {"yaml": "yaml", "yml": "yaml", "json": "json", "toml": "toml"}.get(str(parser).lower())
+        if kind is None:
+            raise ValueError(f"parse_config: parser {parser!r} (expected one of yaml, json, toml)")
+        return _parse_text(text, kind, "parse_config")
+
+    def _resolve(self, given: str) -> Path:
+        path = Path(given)
+        if path.is_absolute():
+            return path
+        found = sorted({(folder / path).resolve() for folder in self.folders if (folder / path).is_file()})
+        if len(found) != 1:
+            where = ", ".join(str(f) for f in found) or "none of the policy folders"
+            raise ValueError(f"{given}: expected one file beside the policies, found {where}")
+        return found[0]
+
+    def parse_config_file(self, given: str) -> Any:
+        path = self._resolve(given)
+        return parse_input(path, given)
+
+    def parse_combined_config_files(self, paths: list[str]) -> list[dict[str, Any]]:
+        combined: list[dict[str, Any]] = []
+        for given in paths:
+            parsed = self.parse_config_file(given)
+            for document in parsed if isinstance(parsed, list) else [parsed]:
+                combined.append({"path": given, "contents": document})
+        return combined
+
+
 class EmbeddedOpa:
     """OPA itself (the Go library), loaded with every policy file once."""
 
@@ -169,6 +218,7 @@ class EmbeddedOpa:
         self._error = OpaError
         self.engine = OpaEngine()
         try:
+            ConftestBuiltins(files).register(self.engine)
             for policy in files:
                 self.engine.add_policy(policy.display, policy.source)
             if data:
@@ -493,7 +543,9 @@ def run(
         if binary:
             results += conftest_test(binary, dirs, names, wanted, every, list(data_files))
             continue
-        inputs = [(name, parse_input(root / name, name)) for name in names]
+        # FILES as given, from where the caller stands; the repository's own, from its root
+        base = Path.cwd() if files else root
+        inputs = [(name, parse_input(base / name, name)) for name in names]
         results += evaluate(policy_files, inputs, select_namespaces(policy_files, wanted, every), data)
     return Run(results, "conftest" if binary else "embedded OPA", policy_files)
 
@@ -505,9 +557,6 @@ def parse_input(path: Path, display: str) -> Any:
     """One input file, parsed by its extension as conftest chooses its parser: YAML (every
     document of a multi-document file: a list, which is several inputs), JSON or TOML. Any
     other kind is an error naming the file, never a silent pass."""
-    import tomllib
-
-    from ..core import yamlio
 
     kind = PARSERS.get(path.suffix.lower())
     if kind is None:
@@ -519,6 +568,15 @@ def parse_input(path: Path, display: str) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise MlopsError(f"{display}: not UTF-8 text (expected a {kind.upper()} file)") from None
+    return _parse_text(text, kind, display)
+
+
+def _parse_text(text: str, kind: str, display: str) -> Any:
+    """YAML (every document: a list when several), JSON or TOML text, as conftest parses it."""
+    import tomllib
+
+    from ..core import yamlio
+
     try:
         if kind == "json":
             return json.loads(text)
@@ -531,6 +589,8 @@ def parse_input(path: Path, display: str) -> Any:
     except tomllib.TOMLDecodeError as exc:
         raise MlopsError(f"{display}: {exc} (expected TOML)") from None
     documents = [d for d in yamlio.loads_data_all(text, display) if d is not None]
+    if not documents:
+        return None  # an empty file is one input, null, as conftest reads it (not no input)
     return documents[0] if len(documents) == 1 else documents
 
 
