@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import threading
 import urllib.request
 
@@ -76,18 +75,7 @@ def main() -> None:
                 "PYTHONPATH": str(ROOT / "scripts"),
                 "MLOPS_SERVE_METRICS": "1" if name == "on" else "0",
             }
-            run.popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlops_gitops.serving.server",
-                    "--spec",
-                    str(spec),
-                    "--port",
-                    str(port),
-                ],
-                env=env,
-            )
+            run.server(spec, port, env)
         for port in ports.values():
             wait_ready(f"http://127.0.0.1:{port}", "/health")
             throughput(port, "/predict", body, 1)  # warm up

@@ -100,6 +100,19 @@ class Run:
         self.started()
         return process
 
+    def server(self, spec: Path, port: int, env: dict[str, str]) -> subprocess.Popen[Any]:
+        """Our model server on `port`, running `spec` (common.server_spec)."""
+        command = [
+            sys.executable,
+            "-m",
+            "mlops_gitops.serving.server",
+            "--spec",
+            str(spec),
+            "--port",
+            str(port),
+        ]
+        return self.popen(command, env=env)
+
     def serving(self, repo: Path) -> None:
         """`repo`'s model servers (started by its reconciles) are stopped at the end."""
         if repo not in self.repos:

@@ -63,6 +63,24 @@ def test_a_failing_row_fails_only_its_own_request() -> None:
     assert 3 in model.calls  # the three were predicted together once, then retried one by one
 
 
+def test_a_lone_request_is_predicted_in_its_own_thread_without_a_hand_over() -> None:
+    """Nothing else being predicted, the request's thread predicts (no queue, no batch thread
+    and back: the one-request latency is the model's); once one runs, the next ones queue."""
+    threads: list[str] = []
+    model = Model()
+
+    def predict(records: list[dict[str, Any]]) -> list[Any]:
+        threads.append(threading.current_thread().name)
+        return model.predict(records)
+
+    batcher = Batcher(predict)
+    for i in range(3):
+        assert batcher.predict([{"x": i}]) == [i * 10]
+    assert threads == [threading.current_thread().name] * 3
+    answers = ask_together(batcher, [[{"x": i}] for i in range(6)])
+    assert answers == [[i * 10] for i in range(6)] and "batcher" in threads[3:]
+
+
 def test_after_close_requests_are_still_answered() -> None:
     model = Model()
     batcher = Batcher(model.predict)

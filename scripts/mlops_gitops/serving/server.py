@@ -95,8 +95,9 @@ class Batcher:
 
     A scikit-learn pipeline spends most of a one-row prediction on per-call overhead, so rows
     that arrive while a prediction runs are predicted together next, and the answers split
-    back. Nothing waits on purpose: a lone request is predicted at once. If a batch fails,
-    each request is predicted alone, so an error reaches only the request that caused it.
+    back. Nothing waits on purpose: a lone request (nothing else being predicted) is predicted
+    at once in its own thread, with no hand-over to the batch thread and back. If a batch
+    fails, each request is predicted alone, so an error reaches only the request that caused it.
     """
 
     def __init__(self, predict: Any, max_rows: int = 256):
@@ -105,17 +106,22 @@ class Batcher:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
+        self._busy = 0  # predictions running now, alone or in a batch
         threading.Thread(target=self._run, daemon=True, name="batcher").start()
 
     def predict(self, records: list[dict[str, Any]]) -> list[Any]:
         pending = _Pending(records)
-        with self._lock:  # after close() a request predicts directly; before, the queue has it
-            closed = self._closed
-            if not closed:
+        with self._lock:  # alone (or after close()): predicted here; else the queue has it
+            alone = self._closed or self._busy == 0
+            self._busy += 1
+            if not alone:
                 self._queue.put(pending)
-        if closed:
-            result: list[Any] = self._predict(records)
-            return result
+        if alone:
+            try:
+                result: list[Any] = self._predict(records)
+                return result
+            finally:
+                self._done(1)
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
@@ -146,6 +152,10 @@ class Batcher:
                 rows += len(item.records)
             self._answer(batch)
 
+    def _done(self, count: int) -> None:
+        with self._lock:
+            self._busy -= count
+
     def _answer(self, batch: list[_Pending]) -> None:
         try:
             outputs = self._predict([row for item in batch for row in item.records])
@@ -159,6 +169,7 @@ class Batcher:
                     item.result = self._predict(item.records)
                 except Exception as exc:
                     item.error = exc
+        self._done(len(batch))
         for item in batch:
             item.done.set()
 
