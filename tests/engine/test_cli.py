@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mlops_gitops import __version__
@@ -34,3 +35,28 @@ def test_repo_option_points_at_another_directory(repo: Path, tmp_path: Path) -> 
     proc = run_mlops("--repo", str(repo), "model", "list", "--output", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert '"model": "churn"' in proc.stdout
+
+
+def test_paths_say_where_the_state_lies_as_the_makefile_and_workflows_read_it(
+    repo: Path, tmp_path: Path
+) -> None:
+    lines = run_mlops("paths", "--env", "staging", cwd=repo)
+    assert lines.returncode == 0, lines.stderr
+    found = dict(line.split("=", 1) for line in lines.stdout.splitlines())
+    assert found["evidence"] == ".mlops/evidence/staging" and found["drift_reports"] == ".mlops/drift/staging"
+    assert found["gate_comment"] == ".mlops/policy-gate.md"
+    assert run_mlops("paths", "evidence", "--env", "staging", cwd=repo).stdout == ".mlops/evidence/staging\n"
+    moved = tmp_path / "state dir"  # what outlives a checkout moves; the checkout's hand-offs stay
+    elsewhere = run_mlops(
+        "paths", "--env", "staging", "-o", "json", cwd=repo, env_extra={"MLOPS_STATE_DIR": str(moved)}
+    )
+    as_json = json.loads(elsewhere.stdout)
+    assert (
+        as_json["evidence"] == f"{moved}/evidence/staging"
+        and as_json["gate_comment"] == ".mlops/policy-gate.md"
+    )
+    shell = run_mlops("paths", "--shell", cwd=repo, env_extra={"MLOPS_STATE_DIR": str(moved)})
+    assert f"state='{moved}'" in shell.stdout.splitlines()
+    unknown = run_mlops("paths", "evidence", cwd=repo)  # an environment's path without --env
+    assert unknown.returncode == 2 and "(some need --env)" in unknown.stderr
+    assert run_mlops("paths", "--env", "../x", cwd=repo).returncode == 2  # a name, checked first
