@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -141,33 +140,19 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
-def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
-    """A folder built once per test run however many pytest-xdist workers share it: the first to
-    ask builds it (under a lock, marked done only when whole), the others wait and reuse it.
-    What is built this way is read-only to tests: they copy it."""
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER") and base.name.startswith("popen-"):
-        base = base.parent  # the run's folder, above each worker's own (popen-gw0, ...)
-    dest, done = base / name, base / f"{name}.done"
-    with open(base / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir(parents=True)
-            build(dest)
-            done.touch()
-    return dest
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (a generated repository's life, then those that run act), so that
-    under pytest-xdist none of them starts last and holds the run up alone; the order is otherwise
-    kept."""
+    """The longest tests first (a generated repository's life, then the template's other tests,
+    then those that run act or are slow), so that under pytest-xdist, handed out one at a time,
+    each long one goes to a worker of its own and none starts last; the order is otherwise kept."""
 
     def weight(item: pytest.Item) -> int:
-        if "template" in item.path.parts:
+        if item.path.name == "test_life.py" and "template" in item.path.parts:
             return 0
-        return 1 if item.get_closest_marker("act") else 2
+        if "template" in item.path.parts:
+            return 1
+        if item.get_closest_marker("act"):
+            return 2
+        return 3 if item.get_closest_marker("slow") else 4
 
     items.sort(key=weight)
 

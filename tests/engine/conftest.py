@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import ROOT, built_once, copy_files, git_commit_all, instance_files
+from ..conftest import ROOT, copy_files, git_commit_all, instance_files
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The GitHub event payloads the Makefile's act targets use too (a generated repository keeps them).
@@ -88,43 +88,39 @@ def describe(repo: Path, model: str) -> None:
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated-repository copy whose registry (its default sqlite file) holds churn v1 and
     v2 (good), v3 (its predict raises) and v4 (answers once, then raises: it passes the server's
-    load-time smoke test and fails after the switch). Built once per run (every xdist worker
-    shares it); tests copy it, and the registry's artifact store is shared."""
+    load-time smoke test and fails after the switch). Tests copy it; the registry's artifact
+    store is shared by this process's tests (each xdist worker builds its own: a test may alter
+    an artifact for a moment, which another process must never see)."""
 
-    def build(folder: Path) -> None:
-        from .registered import register_broken, register_version, registry_of
-        from .workflows import sandbox
+    from .registered import register_broken, register_version, registry_of
+    from .workflows import sandbox
 
-        repo = sandbox(folder / "repo")  # the default rendering: churn, local
-        describe(repo, "churn")
-        git_commit_all(repo, "Describe churn")
-        assert register_version(repo, "churn", seed=7) == 1
-        assert register_version(repo, "churn", seed=3) == 2
-        assert register_broken(registry_of(repo), "churn") == 3
-        assert register_broken(registry_of(repo), "churn", good_calls=1) == 4
-
-    return built_once(tmp_path_factory, "registered", build) / "repo"
+    repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")  # the default rendering: churn, local
+    describe(repo, "churn")
+    git_commit_all(repo, "Describe churn")
+    assert register_version(repo, "churn", seed=7) == 1
+    assert register_version(repo, "churn", seed=3) == 2
+    assert register_broken(registry_of(repo), "churn") == 3
+    assert register_broken(registry_of(repo), "churn", good_calls=1) == 4
+    return repo
 
 
 @pytest.fixture(scope="session")
 def canaried(registered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The registered repository with v5 (predictions shifted: every customer churns) and v6
-    (slow) added, each with the registered metrics a version carries (built once per run)."""
+    (slow) added, each with the registered metrics a version carries."""
+    import json
 
-    def build(folder: Path) -> None:
-        import json
+    from .registered import FAIRNESS, SHIFTED, SLOW, register_code, registry_of
 
-        from .registered import FAIRNESS, SHIFTED, SLOW, register_code, registry_of
-
-        dest = folder / "repo"
-        shutil.copytree(registered, dest, symlinks=True)
-        registry = registry_of(dest)
-        assert register_code(registry, "churn", SHIFTED, "shifted") == 5
-        assert register_code(registry, "churn", SLOW, "slow") == 6
-        for version in (5, 6):
-            registry.set_tags("churn", version, {"mlops.metrics": json.dumps({"roc_auc": 0.84, **FAIRNESS})})
-
-    return built_once(tmp_path_factory, "canaried", build) / "repo"
+    dest = tmp_path_factory.mktemp("canaried") / "repo"
+    shutil.copytree(registered, dest, symlinks=True)
+    registry = registry_of(dest)
+    assert register_code(registry, "churn", SHIFTED, "shifted") == 5
+    assert register_code(registry, "churn", SLOW, "slow") == 6
+    for version in (5, 6):
+        registry.set_tags("churn", version, {"mlops.metrics": json.dumps({"roc_auc": 0.84, **FAIRNESS})})
+    return dest
 
 
 @pytest.fixture

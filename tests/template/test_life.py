@@ -1,7 +1,9 @@
 """A generated repository, lived in: one project with non-default answers and a model that is not
 `churn`, driven by the product's own verbs through a model's whole life, with the repository's
-own checks run after every step (its `make test`, or its validation and fast tests, and its
-pr.yml under act), and its README's first walk run exactly as written.
+own checks run after every step, and its README's first walk run exactly as written. The checks:
+its whole `make test` as generated; its validation and fast tests in every state between (what
+those states change is what they read: manifests, models, policies, the registry); and, in the
+last state, its pr.yml under act, whose jobs are the whole `make test` and more.
 
 The life: generate; the README's walk (train, register, promote to staging, the gate, merge,
 reconcile, a prediction, traffic, drift, feedback, the evidence pack); production after the soak
@@ -90,6 +92,7 @@ class Life:
         self.env = {**base_env(), "PYTHONPATH": str(project / "scripts"), "TOOLS_CACHE": str(tools)}
         self.env["PATH"] = os.pathsep.join([str(fake_bin), str(project / ".venv" / "bin"), self.env["PATH"]])
         self.checked: list[str] = []
+        self.pending: list[tuple[str, bool, subprocess.Popen[bytes], Path]] = []
 
     def sh(self, script: str, ok: tuple[int, ...] = (0,), **extra: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -130,16 +133,45 @@ class Life:
         every test, the slow scratch-copy life among them), or its validation and fast tests; or
         its pr.yml under act, asserting that every job ran and passed. pr.yml's jobs are `make
         lint typecheck`, `make validate`, `make policy` and `make unit`: all of `make test` and
-        more, so where act runs, the same checks are not run twice."""
+        more, so where act runs, the same checks are not run twice.
+
+        Checks other than act's run on a copy of the repository as it is now, in the background,
+        while the life goes on (its next steps change the repository, never the copy);
+        `checks_passed` waits for them and asserts each one."""
+        self.checked.append(stage)
         if act:
             self.act_pr(stage)
-        elif full:
-            proc = self.sh("make test")
-            assert re.search(r"\d+ passed", proc.stdout) and " failed" not in proc.stdout, stage
-            assert "tests/test_life.py" in proc.stdout  # the slow life in a scratch copy ran too
-        else:
-            self.sh("make validate && make unit PYTEST_ARGS=\"-m 'not slow'\"")
-        self.checked.append(stage)
+            return
+        copy = self.project.parent / f"check-{len(self.checked)}" / self.project.name
+        copy.parent.mkdir()
+        subprocess.run(["cp", "-a", str(self.project), str(copy)], check=True)
+        script = "make test" if full else "make validate && make unit PYTEST_ARGS=\"-m 'not slow'\""
+        log = copy.parent / "log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                ["bash", "-euo", "pipefail", "-c", script],
+                cwd=copy,
+                env={**self.env, "PYTHONPATH": str(copy / "scripts")},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.pending.append((stage, full, proc, log))
+
+    def checks_passed(self) -> None:
+        for stage, full, proc, log in self.pending:
+            code = proc.wait(timeout=1800)
+            text = log.read_text(errors="replace")
+            assert code == 0, f"{stage}: the repository's checks exited {code}:\n{text[-8000:]}"
+            assert re.search(r"\d+ passed", text), stage
+            if full:
+                assert " failed" not in text and "tests/test_life.py" in text, stage  # the slow life too
+        self.pending.clear()
+
+    def stop_checks(self) -> None:
+        for _, _, proc, _ in self.pending:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def act_pr(self, stage: str) -> None:
         env = {k: v for k, v in self.env.items() if k not in ("VENV", "PYTHONPATH")}
@@ -213,6 +245,7 @@ def life(tmp_path: Path) -> Any:
     (fake_bin / "reviews.json").write_text(json.dumps(REVIEWS))
     life = Life(project, tools, fake_bin)
     yield life
+    life.stop_checks()
     life.sh("mlops down", ok=(0, 1, 2))
 
 
@@ -226,7 +259,7 @@ def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Li
         subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
         == ""
     )
-    life.check("generated", full=True, act=True)
+    life.check("generated", full=True)
 
     # The README's walk, as written: train, register, promote, the gate, merge, reconcile, a
     # prediction, traffic, drift, feedback, the evidence pack; then the servers stop.
@@ -271,7 +304,7 @@ def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Li
     assert counted["excluded"] == [
         {"user": "data-scientist", "why": "opened the pull request (no self-approval)"}
     ]
-    life.check("v1 in production", full=True)
+    life.check("v1 in production")
 
     # A second model, like the first, trained and registered.
     life.mlops("model", "add", SECOND, "--like", MODEL, "--purpose", "Flag claims for the fraud unit")
@@ -280,7 +313,7 @@ def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Li
     life.commit("Train", "pipelines/dvc.lock")
     registered = {v["model"]: v for v in life.mlops("register", "--report")["versions"]}
     assert registered[SECOND]["result"] == "registered" and registered[MODEL]["result"] == "unchanged"
-    life.check("a second model")  # its whole `make test` runs below, in a state that holds it too
+    life.check("a second model")  # its whole suite runs below (pr.yml under act), in a state holding it too
 
     # A new version of the first model, then a canary in staging and a shadow in production.
     params = project / "pipelines/params.yaml"
@@ -335,5 +368,6 @@ def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Li
     assert life.sh("git branch --show-current").stdout.strip() == "main"  # it left the working tree alone
     life.merge(branch.group(1))
     life.sh("make reconcile ENV=staging")
-    life.check("a new version promoted", full=True, act=True)
+    life.checks_passed()  # every earlier state's checks, run beside the life
+    life.check("a new version promoted", act=True)
     assert len(life.checked) == 8
