@@ -140,10 +140,12 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The longest tests first (a generated repository's life, then the template's other tests,
-    then those that run act or are slow), so that under pytest-xdist, handed out one at a time,
-    each long one goes to a worker of its own and none starts last; the order is otherwise kept."""
+    then those that run act or are slow), so that under pytest-xdist none starts last; the order is
+    otherwise kept. Under xdist, a module's tests are one group (one worker builds its
+    module-scoped fixtures once), but for the benchmarks' smoke runs, each independent."""
 
     def weight(item: pytest.Item) -> int:
         if item.path.name == "test_life.py" and "template" in item.path.parts:
@@ -155,6 +157,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 3 if item.get_closest_marker("slow") else 4
 
     items.sort(key=weight)
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if item.path.name != "test_benchmarks.py":
+                item.add_marker(pytest.mark.xdist_group(item.path.relative_to(config.rootpath).as_posix()))
 
 
 @pytest.fixture

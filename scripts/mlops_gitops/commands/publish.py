@@ -84,9 +84,10 @@ def hydrate(
 )
 @click.pass_context
 def paths(ctx: click.Context, name: str | None, env: str | None, shell: bool, fmt: str) -> None:
-    """Where this project's local state lies (.mlops/, or $MLOPS_STATE_DIR for what outlives a
-    checkout), by name: the Makefile and the workflows take their paths from here, so the layout
-    is spelled once. With NAME, just that path; else name=path lines, ready for $GITHUB_OUTPUT.
+    """Where this project's local state lies (.mlops/, or the state directory the environment
+    names for what outlives a checkout), by name: the Makefile and the workflows take their
+    paths from here, so the layout is spelled once. With NAME, just that path; else name=path
+    lines, ready for $GITHUB_OUTPUT.
 
     Paths inside the repository are printed relative to it (as actions/upload-artifact and
     hashFiles take them); a state directory elsewhere, absolute.

@@ -28,11 +28,11 @@ of each request off the request path, and its answers are logged, never returned
 from __future__ import annotations
 
 import argparse
+import collections
 import hmac
 import json
 import math
 import os
-import queue
 import random
 import signal
 import sys
@@ -95,33 +95,36 @@ class Batcher:
 
     A scikit-learn pipeline spends most of a one-row prediction on per-call overhead, so rows
     that arrive while a prediction runs are predicted together next, and the answers split
-    back. Nothing waits on purpose: a lone request (nothing else being predicted) is predicted
-    at once in its own thread, with no hand-over to the batch thread and back. If a batch
-    fails, each request is predicted alone, so an error reaches only the request that caused it.
+    back. Nothing waits on purpose: a lone request (nothing running, nothing queued) is
+    predicted at once in its own thread, with no hand-over to the batch thread and back. If a
+    batch fails, each request is predicted alone, so an error reaches only the request that
+    caused it.
     """
 
     def __init__(self, predict: Any, max_rows: int = 256):
         self._predict = predict
         self._max_rows = max_rows
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._waiting: collections.deque[_Pending] = collections.deque()
+        self._changed = threading.Condition()
         self._closed = False
-        self._busy = 0  # predictions running now, alone or in a batch
+        self._running = 0  # predictions running now, alone or in a batch
         threading.Thread(target=self._run, daemon=True, name="batcher").start()
 
     def predict(self, records: list[dict[str, Any]]) -> list[Any]:
         pending = _Pending(records)
-        with self._lock:  # alone (or after close()): predicted here; else the queue has it
-            alone = self._closed or self._busy == 0
-            self._busy += 1
-            if not alone:
-                self._queue.put(pending)
+        with self._changed:  # alone (or after close()): predicted here; else it waits its batch
+            alone = self._closed or (self._running == 0 and not self._waiting)
+            if alone:
+                self._running += 1
+            else:
+                self._waiting.append(pending)
+                self._changed.notify_all()
         if alone:
             try:
                 result: list[Any] = self._predict(records)
                 return result
             finally:
-                self._done(1)
+                self._finished()
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
@@ -129,32 +132,33 @@ class Batcher:
 
     def close(self) -> None:
         """Let the thread (and the model it holds) go once what is queued is answered."""
-        with self._lock:
+        with self._changed:
             self._closed = True
-            self._queue.put(None)
+            self._changed.notify_all()
+
+    def _finished(self) -> None:
+        with self._changed:
+            self._running -= 1
+            self._changed.notify_all()
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, rows = [first], len(first.records)
-            while rows < self._max_rows:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                rows += len(item.records)
-            self._answer(batch)
-
-    def _done(self, count: int) -> None:
-        with self._lock:
-            self._busy -= count
+        while True:
+            with self._changed:
+                # the next batch: whatever waits once the running prediction is done
+                self._changed.wait_for(lambda: (self._waiting and self._running == 0) or self._closed)
+                if not self._waiting:
+                    return  # closed, nothing left
+                batch: list[_Pending] = []
+                rows = 0
+                while self._waiting and (not batch or rows < self._max_rows):
+                    item = self._waiting.popleft()
+                    batch.append(item)
+                    rows += len(item.records)
+                self._running += 1
+            try:
+                self._answer(batch)
+            finally:
+                self._finished()
 
     def _answer(self, batch: list[_Pending]) -> None:
         try:
@@ -169,7 +173,6 @@ class Batcher:
                     item.result = self._predict(item.records)
                 except Exception as exc:
                     item.error = exc
-        self._done(len(batch))
         for item in batch:
             item.done.set()
 
