@@ -140,12 +140,10 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest tests first (a generated repository's life, then the template's other tests,
-    then those that run act or are slow), so that under pytest-xdist none starts last; the order is
-    otherwise kept. Under xdist, a module's tests are one group (one worker builds its
-    module-scoped fixtures once), but for the benchmarks' smoke runs, each independent."""
+    then those that run act or are slow), so that under pytest-xdist, handed out one at a time,
+    none of them starts last; the order is otherwise kept."""
 
     def weight(item: pytest.Item) -> int:
         if item.path.name == "test_life.py" and "template" in item.path.parts:
@@ -157,10 +155,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 3 if item.get_closest_marker("slow") else 4
 
     items.sort(key=weight)
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            if item.path.name != "test_benchmarks.py":
-                item.add_marker(pytest.mark.xdist_group(item.path.relative_to(config.rootpath).as_posix()))
 
 
 @pytest.fixture
