@@ -184,50 +184,59 @@ class Read:
         return [e for e in self.entries if e.answered]
 
 
+def _parsed(raw: bytes) -> Entry | None:
+    """A line's entry; None for a line that is not one."""
+    try:
+        return Entry.of(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValueError):
+        return None
+
+
+def _start(path: Path, offset: int) -> int:
+    """Where to read from: `offset`, or the start of a log shorter than it (truncated, replaced)."""
+    return 0 if offset > path.stat().st_size else offset
+
+
 def scan(path: Path, since: datetime | None = None, offset: int = 0) -> Iterator[Entry | None]:
     """Each whole line's primary entry from byte `offset` on, at or after `since` (None for a line
-    that is not an entry), streamed: never holds the log. A log shorter than `offset` was
-    truncated or replaced and is read from its start."""
+    that is not an entry), streamed: never holds the log."""
     if not path.exists():
         return
-    if offset > path.stat().st_size:
-        offset = 0
     floor = stamp(since) if since is not None else ""
     with path.open("rb") as handle:
-        handle.seek(offset)
+        handle.seek(_start(path, offset))
         for raw in handle:
             if not raw.endswith(b"\n"):
                 return  # still being written
-            try:
-                found = Entry.of(orjson.loads(raw))
-            except (orjson.JSONDecodeError, ValueError):
-                yield None
-                continue
-            if found.role is Role.PRIMARY and found.at >= floor:
+            found = _parsed(raw)
+            if found is None or (found.role is Role.PRIMARY and found.at >= floor):
                 yield found
 
 
 def read(path: Path, since: datetime | None = None, offset: int = 0) -> Read:
-    """The log's primary entries from byte `offset` (at or after `since`), whole lines only."""
-    found = Read(offset=offset)
+    """The log's primary entries from byte `offset` (at or after `since`), whole lines only, and
+    the offset after the last whole line."""
     if not path.exists():
-        return found
-    if offset > path.stat().st_size:
-        found.offset = offset = 0
+        return Read(offset=offset)
+    found = Read(offset=_start(path, offset))
     with path.open("rb") as handle:
-        handle.seek(offset)
+        handle.seek(found.offset)
         data = handle.read()
     end = data.rfind(b"\n") + 1
+    found.offset += end
+    for item in scan_bytes(data[:end], since):
+        if item is None:
+            found.skipped += 1
+        else:
+            found.entries.append(item)
+    return found
+
+
+def scan_bytes(data: bytes, since: datetime | None) -> Iterator[Entry | None]:
     floor = stamp(since) if since is not None else ""
-    for raw in data[:end].splitlines():
+    for raw in data.splitlines():
         if not raw.strip():
             continue
-        try:
-            item = Entry.of(orjson.loads(raw))
-        except (orjson.JSONDecodeError, ValueError):
-            found.skipped += 1
-            continue
-        if item.role is Role.PRIMARY and item.at >= floor:
-            found.entries.append(item)
-    found.offset = offset + end
-    return found
+        item = _parsed(raw)
+        if item is None or (item.role is Role.PRIMARY and item.at >= floor):
+            yield item
