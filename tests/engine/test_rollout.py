@@ -235,13 +235,36 @@ def test_compare_finds_a_worse_challenger_and_the_gate_reads_it(repo: Path, tmp_
     assert "95% interval" in table.stdout and "verdict: v5 is worse" in table.stderr
 
 
+def close_call_log(repo: Path, tmp_path: Path, rows_count: int = 300) -> Path:
+    """A canary split's log written as the server writes it (`inference_log.Writer`): two
+    versions of the same quality (scores and latencies drawn alike, from a fixed seed), requests
+    alternating between them; the labels file. Written, not served: a served split routes at
+    random and its latencies follow the machine's load, so whether 150 requests a side decide
+    anything would change from run to run; the served path is the test above's."""
+    import numpy as np
+    from mlops_gitops.core import inference_log, state
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, rows_count)
+    scores = np.clip(0.5 + (labels - 0.5) * 0.3 + rng.normal(0, 0.25, rows_count), 0.01, 0.99)
+    latency = rng.normal(4.0, 0.4, rows_count)
+    log = inference_log.Writer(state.inference_log(repo, "staging", "churn"))
+    spec = {"model": "churn", "environment": "staging"}
+    for i in range(rows_count):
+        outputs = [[round(1 - scores[i], 4), round(scores[i], 4)]]
+        log.write(inference_log.entry(spec, f"r{i}", 1 + i % 2, "primary", [{"row": i}], outputs, latency[i] / 1000))
+    log.close()
+    found = tmp_path / "labels.csv"
+    found.write_text("request_id,label\n" + "".join(f"r{i},{labels[i]}\n" for i in range(rows_count)))
+    return found
+
+
 def test_compare_says_how_many_samples_a_close_call_still_needs(repo: Path, tmp_path: Path) -> None:
-    labels = labelled_traffic(
-        repo, tmp_path, [{"version": 1, "percent": 50}, {"version": 2, "percent": 50}], rows_count=300
-    )
+    labels = close_call_log(repo, tmp_path)
     proc = run_mlops("compare", "churn", "--env", "staging", "--labels", str(labels), "-o", "json", cwd=repo)
     result = json.loads(proc.stdout)
     assert proc.returncode == 3 and result["verdict"] == "not enough data", result
+    assert (result["baseline"], result["challenger"]) == (1, 2)
     auc = next(m for m in result["measures"] if m["measure"] == "roc_auc")
     assert auc["ci_low"] < 0 < auc["ci_high"] and auc["samples_needed"] > 0
     assert result["samples_needed"] >= auc["samples_needed"]

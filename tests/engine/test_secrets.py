@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from ..conftest import git_commit_all, run_mlops
+from .helpers import served_repo
 from .mlflow_server import free_port, mlflow_server
 from .test_evidence import set_version
+
+__all__ = ["served_repo"]  # the fixture `repo`: a copy of the registered repository, servers stopped after
 
 URI_SECRET = "hunter2-in-the-uri"
 ENV_SECRET = "tok-from-the-environment-1234"
