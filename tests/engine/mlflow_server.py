@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ..conftest import base_env
 
-
 # Each pytest-xdist worker takes ports from its own block below the kernel's ephemeral range
 # (32768 and up, /proc/sys/net/ipv4/ip_local_port_range): a port one worker was handed is never
 # handed to the other, nor to an outgoing connection, between the check and the server's bind.

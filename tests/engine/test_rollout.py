@@ -252,7 +252,9 @@ def close_call_log(repo: Path, tmp_path: Path, rows_count: int = 300) -> Path:
     spec = {"model": "churn", "environment": "staging"}
     for i in range(rows_count):
         outputs = [[round(1 - scores[i], 4), round(scores[i], 4)]]
-        log.write(inference_log.entry(spec, f"r{i}", 1 + i % 2, "primary", [{"row": i}], outputs, latency[i] / 1000))
+        log.write(
+            inference_log.entry(spec, f"r{i}", 1 + i % 2, "primary", [{"row": i}], outputs, latency[i] / 1000)
+        )
     log.close()
     found = tmp_path / "labels.csv"
     found.write_text("request_id,label\n" + "".join(f"r{i},{labels[i]}\n" for i in range(rows_count)))
