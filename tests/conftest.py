@@ -58,18 +58,24 @@ def run_mlops(
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The real `mlops` command in a subprocess, in `cwd`, on this checkout's engine, with this
-    environment's tools (dvc, act) on PATH: the one way tests run it."""
+    environment's tools (dvc, act) on PATH: the one way tests run it. The process is forked from
+    a server that imported the heavy libraries once (tests/forkserver.py)."""
+    from . import forkserver
+
     env = {**base_env(), **(env_extra or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlops_gitops.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-    )
+    if forkserver.enabled():
+        proc = forkserver.run(list(args), cwd, env, base_env(), input=input, timeout=timeout)
+    else:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlops_gitops.cli", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"mlops {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"

@@ -1,0 +1,60 @@
+"""The fork server the tests' `mlops` commands run from (tests/forkserver.py) behaves like a fresh
+`python -m mlops_gitops.cli`: the command's own working directory, environment, stdin and exit
+code; a timeout kills it; a failure inside it does not reach the server or the next command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import forkserver
+from .conftest import ROOT, base_env
+
+pytestmark = pytest.mark.skipif(not forkserver.enabled(), reason="MLOPS_TESTS_FORK=0: fresh processes")
+
+
+def test_a_forked_command_has_its_own_directory_environment_and_exit_code(tmp_path: Path) -> None:
+    fresh_env = {**base_env(), "MLOPS_REPO": str(tmp_path / "nowhere")}
+    fresh = subprocess.run(
+        [sys.executable, "-m", "mlops_gitops.cli", "status"],
+        cwd=tmp_path,
+        env=fresh_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    forked = forkserver.run(["status"], tmp_path, fresh_env, base_env())
+    assert fresh.returncode != 0 and (forked.returncode, forked.stderr) == (fresh.returncode, fresh.stderr)
+    assert "nowhere" in forked.stderr  # the command read the environment it was given
+    ok = forkserver.run(["status", "-o", "json"], ROOT, base_env(), base_env())
+    assert ok.returncode == 0 and ok.stdout.lstrip().startswith("{"), ok.stderr
+
+
+def test_stdin_reaches_the_command_and_its_exceptions_stay_in_it(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts" / "mlops_gitops"
+    scripts.mkdir(parents=True)
+    (scripts / "__init__.py").write_text("")
+    (scripts / "cli.py").write_text(
+        "import os, sys, numpy\n"
+        "data = sys.stdin.read()\n"
+        "print(os.getcwd(), os.environ['PROBE'], data, numpy.random.randint(1 << 30), sep='|')\n"
+        "if data == 'raise': raise RuntimeError('inside the command')\n"
+        "if data == 'hang': import time; time.sleep(60)\n"
+        "sys.exit(int(data))\n"
+    )
+    env = {**base_env(), "PYTHONPATH": str(tmp_path / "scripts"), "PROBE": "seen"}
+    first = forkserver.run([], tmp_path, env, base_env(), input="3")
+    second = forkserver.run([], tmp_path, env, base_env(), input="4")
+    cwd, probe, data, draw = first.stdout.strip().split("|")
+    assert (first.returncode, cwd, probe, data) == (3, str(tmp_path), "seen", "3")
+    assert second.returncode == 4 and second.stdout.split("|")[3] != draw  # numpy reseeded per command
+    raised = forkserver.run([], tmp_path, env, base_env(), input="raise")
+    assert raised.returncode == 1 and "RuntimeError: inside the command" in raised.stderr
+    with pytest.raises(subprocess.TimeoutExpired):
+        forkserver.run([], tmp_path, env, base_env(), input="hang", timeout=3)
+    assert forkserver.run([], tmp_path, env, base_env(), input="0").returncode == 0  # the server lives on
+    assert os.environ.get("PROBE") is None  # nothing leaked into this process
