@@ -131,3 +131,12 @@ class Poller:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+V2_TYPE = {str: "BYTES", int: "INT64", float: "FP64"}
+
+
+def v2_infer(row: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """An Open Inference Protocol request for one row, with the client's `id`."""
+    tensors = [{"name": k, "shape": [1], "datatype": V2_TYPE[type(v)], "data": [v]} for k, v in row.items()]
+    return {"id": request_id, "inputs": tensors}

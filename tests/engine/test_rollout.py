@@ -9,6 +9,8 @@ import json
 import shutil
 import subprocess
 import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 import yaml
 
 from ..conftest import run_mlops
-from .helpers import aliases, http, records, set_manifest, url_of
+from .helpers import aliases, http, records, set_manifest, url_of, v2_infer
 
 pytestmark = pytest.mark.slow
 
@@ -168,6 +170,54 @@ def test_too_few_requests_are_not_judged(repo: Path) -> None:
     assert json.loads((repo / ".mlops/rollouts/staging/churn.json").read_text())["failed"] == 0
     plan = json.loads(run_mlops("plan", "--env", "staging", "-o", "json", cwd=repo).stdout)
     assert plan["changes"][0]["action"] == "canary" and "at 20%" in plan["changes"][0]["detail"]
+
+
+def test_a_client_pinning_the_canary_does_not_steer_its_verdict(repo: Path) -> None:
+    """As Flagger and Argo Rollouts judge only what the router sent: requests a client pins to the
+    canary (the v2 protocol's /versions/N/ route) are answered and logged apart, never judged. A
+    flood of them at a canary whose predictions shift rolls nothing back while the split's own
+    traffic is too thin to judge; the analysis records what it judged and the minimum."""
+    from mlops_gitops.core import inference_log, state
+
+    set_manifest(repo, "staging", "v1", version=1)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    rollout = {**ROLLOUT, "threshold": 1, "checks": {"min_requests": 30, "max_class_shift": 0.15}}
+    set_manifest(repo, "staging", "v5 under a rollout", version=5, rollout=rollout)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0  # canary at 20%
+    url = url_of(repo)
+    for row in rows(120):
+        status, answer = http("POST", f"{url}/v2/models/churn/versions/5/infer", v2_infer(row, "pinned"))
+        assert status == 200 and answer["model_version"] == "5", answer
+    send(url, rows(10))
+    time.sleep(ROLLOUT["interval"])
+    proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
+    assert json.loads(proc.stdout)["results"][0]["result"] == "progressing", proc.stdout
+    (judged,) = analyses(repo)
+    assert judged["verdict"] == "waiting" and judged["then"] == "hold"
+    assert judged["requests"]["canary"] < 30 and judged["requests"]["min_requests"] == 30
+    assert judged["requests"]["canary"] + judged["requests"]["stable"] == 10
+    assert not any(r.get("result") == "rolled-back" for r in records(repo))
+    logged = [
+        json.loads(line) for line in state.inference_log(repo, "staging", "churn").read_text().splitlines()
+    ]
+    assert sum(1 for e in logged if e["role"] == "pinned" and e["version"] == 5) == 120
+    routed = inference_log.read(state.inference_log(repo, "staging", "churn")).entries
+    assert routed and not any(e.request_id == "pinned" for e in routed)
+
+    # the log rotated and replaced by one from before the rollout: none of it is judged
+    log = state.inference_log(repo, "staging", "churn")
+    log.write_text("")
+    writer, hour_ago = inference_log.Writer(log), datetime.now(UTC) - timedelta(hours=1)
+    spec = {"model": "churn", "environment": "staging"}
+    for i, row in enumerate(rows(200)):
+        old = inference_log.entry(spec, f"old-{i}", 5, "primary", [row], [[0.05, 0.95]], 0.004)
+        writer.write(replace(old, at=inference_log.stamp(hour_ago)))
+    writer.close()
+    time.sleep(ROLLOUT["interval"])
+    proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
+    assert json.loads(proc.stdout)["results"][0]["result"] == "progressing", proc.stdout
+    assert [(a["verdict"], a["requests"]["canary"]) for a in analyses(repo)][-1] == ("waiting", 0)
+    assert not any(r.get("result") == "rolled-back" for r in records(repo))
 
 
 def test_a_rollout_is_checked_when_the_manifest_is_read(repo: Path) -> None:

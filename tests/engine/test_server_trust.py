@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import git_commit_all, run_mlops
-from .helpers import aliases, example, http, records, served_repo, set_manifest, url_of
+from .helpers import aliases, example, http, records, served_repo, set_manifest, url_of, v2_infer
 from .mlflow_server import free_port
 
 __all__ = ["served_repo"]  # the fixture `repo`: a copy of the registered repository
@@ -201,6 +201,88 @@ def test_the_server_is_neither_starved_nor_fooled(repo: Path) -> None:
     assert head.startswith(b"HTTP/1.1 405") and head.endswith(b"\r\n\r\n")  # no body to HEAD
     status, answer = http("POST", f"{url}/predict", {"dataframe_records": [good]})
     assert status == 200 and len(answer["predictions"]) == 1  # still serving
+
+
+def test_every_parser_refuses_what_it_cannot_take_with_a_400_and_one_line(repo: Path, tmp_path: Path) -> None:
+    """An oversized CSV field, column names that are not strings, a column or tensor named twice:
+    each a 400 naming the place, never a 500 or a dropped connection; a labels file with a label
+    no number holds is one line from `mlops compare`, and changes nothing."""
+    set_manifest(repo, "staging", "v1", version=1)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    url, good = url_of(repo), example(repo)[0]
+    header = ",".join(good)
+    line = ",".join(str(v) for v in good.values())
+    csv_cases = {
+        f"{header}\n{line[: line.rindex(',')]},{'x' * 200_000}\n": "field larger than field limit",
+        f"{header},{next(iter(good))}\n{line},1\n": "named twice",
+    }
+    for text, said in csv_cases.items():
+        status, answer = http(
+            "POST", f"{url}/invocations", raw=text.encode(), headers={"Content-Type": "text/csv"}
+        )
+        assert status == 400 and said in answer["message"] and "\n" not in answer["message"], answer
+    columns = list(good)
+    for split, said in (
+        ({"columns": list(range(len(columns))), "data": [list(good.values())]}, "column names (strings)"),
+        ({"columns": [*columns, columns[0]], "data": [[*good.values(), good[columns[0]]]]}, "named twice"),
+    ):
+        status, answer = http("POST", f"{url}/invocations", {"dataframe_split": split})
+        assert status == 400 and said in answer["message"], answer
+    twice = v2_infer(good, "x")
+    twice["inputs"].append(twice["inputs"][0])
+    status, answer = http("POST", f"{url}/v2/models/churn/infer", twice)
+    assert status == 400 and "named twice" in answer["error"], answer
+    assert http("POST", f"{url}/predict", {"dataframe_records": [good]})[0] == 200  # still serving
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nr1," + "9" * 400 + "\n")
+    proc = run_mlops("compare", "churn", "--env", "staging", "--labels", str(labels), cwd=repo)
+    (said,) = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "record 1:" in said and "expected request_id and a numeric label" in said
+
+
+def test_nothing_a_client_sends_reaches_a_response_header_raw(repo: Path) -> None:
+    """nginx's and Envoy's header hygiene: a request id with CR/LF in it (response splitting), one
+    of 10,000 characters, or one with characters no header can carry is never echoed: the server
+    answers 200 under an id of its own, one response, no header the client wrote. A good id is
+    kept, in the header, the body and the inference log."""
+    from mlops_gitops.core import state
+
+    set_manifest(repo, "staging", "v1", version=1)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    url, good = url_of(repo), example(repo)[0]
+    body = json.dumps({"dataframe_records": [good]}).encode()
+    injected = "abc\r\nSet-Cookie: session=stolen\r\n\r\n<html>owned</html>"
+    offered = {
+        "body-id-crlf": b"",
+        "header-long": b"X-Request-Id: " + b"a" * 10_000,
+        "header-latin-1": "X-Request-Id: caf\u00e9".encode("latin-1"),
+    }
+    for name, header in offered.items():
+        if name == "body-id-crlf":  # CR/LF cannot travel in a header line: it is the v2 body's id
+            request = json.dumps(v2_infer(good, injected)).encode()
+            path = "/v2/models/churn/infer"
+        else:
+            request, path = body, "/predict"
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+        extra = header + b"\r\n" if header else b""
+        reply = raw_exchange(
+            url,
+            head + extra + f"Content-Length: {len(request)}\r\nConnection: close\r\n\r\n".encode() + request,
+        )
+        status, _, rest = reply.partition(b"\r\n")
+        headers = rest.split(b"\r\n\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.1 200"), (name, reply[:300])
+        assert b"Set-Cookie" not in headers and reply.count(b"HTTP/1.1") == 1, (name, reply[:500])
+        echoed = re.search(rb"X-Request-Id: ([^\r]*)", headers)
+        assert echoed and re.fullmatch(rb"[0-9a-f]{32}", echoed.group(1)), (name, headers)  # the server's own
+    status, answer = http("POST", f"{url}/v2/models/churn/infer", v2_infer(good, "\u65e5\u672c\u8a9e"))
+    assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", answer["id"]), answer  # not a dropped connection
+    status, answer = http(
+        "POST", f"{url}/predict", {"dataframe_records": [good]}, headers={"X-Request-Id": "ok-42"}
+    )
+    assert status == 200 and answer["request_id"] == "ok-42"
+    log = state.inference_log(repo, "staging", "churn").read_text()
+    assert "ok-42" in log and "Set-Cookie" not in log
 
 
 LOOK_ALIKE = r"""

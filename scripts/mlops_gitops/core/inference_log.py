@@ -39,6 +39,9 @@ STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")  # as `now()` wr
 class Role(StrEnum):
     PRIMARY = "primary"  # the version that answered the client
     SHADOW = "shadow"  # a copy of the request answered by the shadow version; never traffic
+    # a request its client pinned to one version (the v2 protocol's /versions/N/ route): answered
+    # and logged, but not traffic the split assigned, so no analysis, comparison or drift judges it
+    PINNED = "pinned"
 
 
 @dataclass(frozen=True, slots=True)

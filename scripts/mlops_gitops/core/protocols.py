@@ -36,6 +36,7 @@ import hmac
 import io
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def mlflow_json(body: Any) -> list[dict[str, Any]]:
             or not isinstance(value.get("data"), list)
         ):
             raise ProtocolError('dataframe_split: expected {"columns": [...], "data": [[...], ...]}')
-        columns = value["columns"]
+        columns = _names(value["columns"], "dataframe_split.columns")
         rows = value["data"]
         if not all(isinstance(row, list) and len(row) == len(columns) for row in rows):
             raise ProtocolError(
@@ -119,18 +120,38 @@ def mlflow_json(body: Any) -> list[dict[str, Any]]:
     raise ProtocolError(f"{keys[0]}: expected a list of records or an object of columns")
 
 
+def _names(names: Any, where: str) -> list[str]:
+    """Column or tensor names: strings, each once (a repeated name would silently lose a column)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ProtocolError(f"{where}: expected a list of column names (strings)")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ProtocolError(f"{where}: {name!r} named twice (expected each column once)")
+        seen.add(name)
+    return names
+
+
 def mlflow_csv(text: str, columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Records out of CSV with a header, each value typed by its column's MLflow type."""
-    reader = csv.DictReader(io.StringIO(text))
+    """Records out of CSV with a header, each value typed by its column's MLflow type. A field
+    over csv's limit (128 KiB) or a header naming a column twice is refused."""
+    reader = csv.reader(io.StringIO(text))
     kinds = dict(columns)
     records = []
-    for number, row in enumerate(reader, 2):
-        record: dict[str, Any] = {}
-        for name, value in row.items():
-            if name is None:
+    number = 1
+    try:
+        header = _names(next(reader, []), "csv header")
+        for number, row in enumerate(reader, 2):
+            if not row:
+                continue  # a blank line, as csv.DictReader skips it
+            if len(row) > len(header):
                 raise ProtocolError(f"csv line {number}: more values than columns in the header")
-            record[name] = _typed(value, kinds.get(name, "string"), f"csv line {number}, {name}")
-        records.append(record)
+            record: dict[str, Any] = {}
+            for name, value in zip(header, [*row, *[None] * (len(header) - len(row))], strict=True):
+                record[name] = _typed(value, kinds.get(name, "string"), f"csv line {number}, {name}")
+            records.append(record)
+    except csv.Error as exc:
+        raise ProtocolError(f"csv line {number + 1}: {exc}") from None
     return records
 
 
@@ -172,6 +193,8 @@ def v2_request(body: Any, columns: list[tuple[str, str]]) -> tuple[list[dict[str
             raise ProtocolError(
                 f"inputs[{index}] ({tensor['name']}).data: expected {shape[0] if shape else 0} values"
             )
+        if tensor["name"] in tensors:
+            raise ProtocolError(f"inputs[{index}] ({tensor['name']}): named twice (expected each input once)")
         tensors[tensor["name"]] = flat
     records = _records_of_columns(tensors, "inputs")
     request_id = body.get("id")
@@ -198,6 +221,21 @@ def _flatten(data: Any, depth: int = 8) -> list[Any] | None:
                 break
             flat.append(item)
     return flat
+
+
+# A client's request id is echoed in a response header (X-Request-Id) and logged: it is used only
+# when it is short and printable ASCII without spaces (no CR/LF to split the response with, no
+# character a header cannot carry); any other id is replaced by one the server makes.
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def request_id(*offered: str | None) -> str:
+    """The id a request is known by: the first one the client offered (its body's `id`, then its
+    X-Request-Id header) that REQUEST_ID accepts, else a new one."""
+    for value in offered:
+        if value is not None and REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
 
 
 def v2_response(model: str, version: int, request_id: str, predictions: list[Any]) -> dict[str, Any]:

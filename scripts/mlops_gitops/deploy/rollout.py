@@ -199,12 +199,18 @@ def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) ->
     if wait > 0:
         said = describe(progress, settings) + f"; next analysis in {wait:.0f} s"
         return Outcome(change, Result.PROGRESSING, "", said, stable, canary)
-    window = inference_log.read(log, offset=int(progress["offset"]))
-    verdict, checks = analysis.judge(
-        settings.get("checks") or {},
-        [e for e in window.entries if e.version == canary],
-        [e for e in window.entries if e.version == stable],
-    )
+    # the window: what the split routed since this step's weight was applied (never earlier, even
+    # from a log truncated or replaced since: its offset falls back to 0, its times do not)
+    window = inference_log.read(log, since=_step_start(progress), offset=int(progress["offset"]))
+    canary_entries = [e for e in window.entries if e.version == canary]
+    stable_entries = [e for e in window.entries if e.version == stable]
+    verdict, checks = analysis.judge(settings.get("checks") or {}, canary_entries, stable_entries)
+    judged = {
+        "canary": len(canary_entries),
+        "stable": len(stable_entries),
+        "min_requests": int({**analysis.DEFAULT_CHECKS, **(settings.get("checks") or {})}["min_requests"]),
+        "since": progress.get("step_started_at"),
+    }
     progress = {**progress, "judged_at": _now(), "analyses": int(progress.get("analyses", 0)) + 1}
     if verdict != analysis.WAITING:
         progress["offset"] = window.offset
@@ -218,7 +224,7 @@ def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) ->
         then = "promote" if step + 1 == len(steps) else "advance"
     else:
         then = "hold"
-    _note(reconciler, desired, progress, weight, verdict, checks, then)
+    _note(reconciler, desired, progress, weight, verdict, checks, then, judged)
     if then == "rollback":
         why = "; ".join(f"{c.name} {c.value} over {c.limit}" for c in failed_checks)
         return _roll_back(reconciler, change, progress, f"{progress['failed']} failed analyses: {why}")
@@ -237,6 +243,12 @@ def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) ->
     return Outcome(change, Result.PROGRESSING, "", said, stable, canary)
 
 
+def _step_start(progress: dict[str, Any]) -> datetime | None:
+    """When the current step's weight was applied (a rollout saved before this was kept: none)."""
+    started = progress.get("step_started_at")
+    return inference_log.parse_at(str(started)) if started else None
+
+
 def _weigh(
     reconciler: Reconciler, change: Change, progress: dict[str, Any], weight: int, why: str
 ) -> Outcome:
@@ -251,7 +263,7 @@ def _weigh(
         reason = f"{outcome.reason}: {outcome.message}"
         _fail(reconciler, desired, progress, reason)
         return outcome
-    progress = {**progress, "weight": weight}
+    progress = {**progress, "weight": weight, "step_started_at": utcnow()}
     save(reconciler.repo.root, desired.environment, desired.model, progress)
     settings = {**DEFAULTS, **(desired.rollout or {})}
     return Outcome(change, Result.PROGRESSING, "", f"{why}; {describe(progress, settings)}", stable, canary)
@@ -302,7 +314,10 @@ def _note(
     verdict: str,
     checks: list[analysis.Check],
     then: str,
+    judged: dict[str, Any],
 ) -> None:
+    """The analysis, recorded: its verdict, its checks and what it judged (requests the split
+    routed to each version since the step began, pinned ones never among them; the minimum)."""
     reconciler.records.note(
         "analysis",
         desired.environment,
@@ -316,6 +331,7 @@ def _note(
             "verdict": verdict,
             "failed_analyses": int(progress.get("failed", 0)),
             "checks": [c.to_dict() for c in checks],
+            "requests": judged,
             "then": then,
             "revision": reconciler.revision,
         },

@@ -76,14 +76,21 @@ def read_labels(path: Path) -> dict[str, list[int]]:
                 except json.JSONDecodeError:
                     raise MlopsError(f"{path}:{number}: not JSON (expected one object per line)") from None
     else:
-        rows = list(csv.DictReader(text.splitlines()))
+        try:
+            rows = list(csv.DictReader(text.splitlines()))
+        except csv.Error as exc:
+            raise MlopsError(f"{path}: not CSV request_id,label ({exc})") from None
     labels: dict[str, dict[int, int]] = defaultdict(dict)
     for number, row in enumerate(rows, 1):
         try:
-            labels[str(row["request_id"])][int(row.get("row") or 0)] = int(float(row["label"]))
-        except (KeyError, ValueError, TypeError):
+            label, index = str(row["label"]), str(row.get("row") or 0)
+            if len(label) > 32 or len(index) > 12:
+                raise ValueError("too long")
+            labels[str(row["request_id"])][int(index)] = int(float(label))
+        except (KeyError, ValueError, TypeError, OverflowError, AttributeError):
+            shown = repr(row)[:120]
             raise MlopsError(
-                f"{path}: record {number}: {row!r} (expected request_id and a numeric label)"
+                f"{path}: record {number}: {shown} (expected request_id and a numeric label)"
             ) from None
     return {rid: [by_row[i] for i in sorted(by_row)] for rid, by_row in labels.items()}
 

@@ -643,7 +643,7 @@ class Handler(BaseHTTPRequestHandler):
         inference = path in ("/predict", "/invocations") or bool(match and match.group("rest") == "/infer")
         counted = METRICS_ON and inference
         metrics = self.server.metrics
-        self._answered, self._rows = (500, None), 0
+        self._answered, self._rows, self._pinned = (500, None), 0, False
         if counted:
             metrics.in_flight.inc()
         started = time.perf_counter()
@@ -675,10 +675,11 @@ class Handler(BaseHTTPRequestHandler):
         if routing is None:
             self._send(503, protocols.error_body(server.error or "loading", route))
             return
+        self._pinned = pinned is not None
         decoded, client_id = protocols.decode(route, raw, self.headers, routing.columns)
         records = check_records(decoded, routing.columns)
         self._rows = len(records)
-        request_id = client_id or self.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request_id = protocols.request_id(client_id, self.headers.get("X-Request-Id"))
         forced = self.headers.get("X-Mlops-Version")
         chosen = self._forced(routing, forced) if forced is not None else (pinned or routing.pick())
         started = time.perf_counter()
@@ -736,9 +737,8 @@ class Handler(BaseHTTPRequestHandler):
         seconds: float,
         error: str | None = None,
     ) -> None:
-        entry = inference_log.entry(
-            routing.spec, request_id, version, "primary", records, outputs, seconds, error
-        )
+        role = "pinned" if self._pinned else "primary"  # a pinned request is not the split's traffic
+        entry = inference_log.entry(routing.spec, request_id, version, role, records, outputs, seconds, error)
         self.server.log.write(entry)
 
     def _proof(self) -> dict[str, str]:
