@@ -126,3 +126,30 @@ def test_no_credential_reaches_a_message_log_record_or_pack(repo: Path, tmp_path
         json.loads(line) for line in (repo / ".mlops/records/staging/churn.jsonl").read_text().splitlines()
     ]
     assert records and records[-1]["version"] == 1
+
+
+def test_a_model_server_runs_without_the_platform_s_secrets(repo: Path) -> None:
+    """The server runs the model's own code: the reconciler's registry and cloud credentials
+    never reach its process (read from /proc/<pid>/environ), and it serves all the same."""
+    from .helpers import example, http, set_manifest, url_of
+
+    secrets = {
+        "MLFLOW_TRACKING_PASSWORD": "registry-password-77",
+        "MLFLOW_TRACKING_TOKEN": ENV_SECRET,
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-key-0123456789",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE000",
+        "GITHUB_TOKEN": "ghp_example_token_000",
+    }
+    set_manifest(repo, "staging", "v1", version=1)
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra=secrets)
+    assert proc.returncode == 0, proc.stderr
+    pid = json.loads((repo / ".mlops/servers/staging/churn.json").read_text())["pid"]
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+    )
+    assert "PATH" in environ and "PYTHONPATH" in environ
+    leaked = {k for k in environ if k in secrets} | {k for k, v in environ.items() if v in secrets.values()}
+    assert leaked == set(), leaked
+    assert "MLFLOW_TRACKING_URI" not in environ
+    status, answer = http("POST", f"{url_of(repo)}/predict", {"dataframe_records": example(repo)})
+    assert status == 200 and answer["version"] == 1

@@ -30,6 +30,11 @@ _SECRET_ENV = re.compile(rf"(?i)(^|_){_SECRET_WORDS}(_|$)|_KEY$|^AWS_SECRET|_PAS
 _SHORTEST = 6  # shorter values (true, 0, yes) would mask ordinary words
 
 
+def secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret (as GitHub masks them)."""
+    return bool(_SECRET_ENV.search(name))
+
+
 def _env_secrets() -> list[str]:
     values = {
         value

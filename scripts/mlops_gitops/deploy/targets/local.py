@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -25,10 +26,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...core import output, yamlio
+from ...core import output, redact, yamlio
 from ...core.config import LOOPBACK
 from ...core.health import Health, Reason
 from ...core.protocols import identity_proof
@@ -37,6 +39,23 @@ from .base import DeployFailed, Desired, Live
 
 if TYPE_CHECKING:
     from ...registry.client import Verified
+
+# What a model server's process inherits. It runs the model's own code (whatever a registered
+# version's pyfunc imports), so it gets no credential: the reconciler fetched and verified the
+# artifact, and the server reads it from disk, needing no registry, cloud or GitHub access. Only
+# these names pass (the locale, the interpreter, the accelerator's and the math libraries'
+# settings, the server's own knobs), and none whose name says it is a secret.
+SERVER_ENV = re.compile(
+    r"PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TERM|TMPDIR|VIRTUAL_ENV|LD_LIBRARY_PATH|NO_COLOR|DO_NOT_TRACK"
+    r"|PYTHON[A-Z0-9_]*|LC_[A-Z_]+|CUDA_[A-Z0-9_]+|NVIDIA_[A-Z0-9_]+|OMP_[A-Z0-9_]+|MKL_[A-Z0-9_]+"
+    r"|OPENBLAS_[A-Z0-9_]+|MLOPS_SERVE_[A-Z_]+|MLOPS_PROBATION_S|MLFLOW_DISABLE_TELEMETRY"
+)
+
+
+def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `environ` a model server may see (SERVER_ENV, no secret's name)."""
+    return {k: v for k, v in environ.items() if SERVER_ENV.fullmatch(k) and not redact.secret_name(k)}
+
 
 READY_TIMEOUT = float(os.environ.get("MLOPS_READY_TIMEOUT", "120"))
 STOP_TIMEOUT = 15.0
@@ -274,7 +293,7 @@ class LocalTarget:
         self._write_state(env, model, new_state)  # the port is ours before the process exists
         scripts = str(Path(__file__).resolve().parents[3])
         child_env = {
-            **os.environ,
+            **server_environment(os.environ),
             "PYTHONPATH": os.pathsep.join(p for p in (scripts, os.environ.get("PYTHONPATH", "")) if p),
         }
         with log_file.open("ab") as log:
