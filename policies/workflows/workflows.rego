@@ -4,7 +4,8 @@
 #   Least privilege in CI: explicit permissions, third-party actions and reusable workflows
 #   pinned by commit SHA, container images by digest, no pull_request_target that checks out
 #   the pull request's code, and self-hosted (GPU) runners never reached by pull requests
-#   from forks. The input may come from a YAML 1.2 parser (`on:` is the key "on") or from
+#   from forks: a runner label counts as GitHub-hosted only if mlops.yaml declares it so
+#   (runners.hosted, given as data: `conftest test --data mlops.yaml`). The input may come from a YAML 1.2 parser (`on:` is the key "on") or from
 #   conftest's YAML 1.1 parser (`on:` is the key "true"): the verdicts are the same.
 # custom:
 #   severity: high
@@ -94,14 +95,25 @@ deny_pull_request_target_checkout contains msg if {
 	msg := sprintf("workflow %q: job %q checks out pull request code under pull_request_target (expected pull_request, or no checkout of the head)", [name, job_id])
 }
 
-runner_labels(job) := json.marshal(object.get(job, "runs-on", ""))
+# Labels mlops.yaml declares as GitHub's own hosted runners (`runners.hosted`; conftest reads
+# them with `--data mlops.yaml`, `mlops check` passes them itself). Any other label may name a
+# self-hosted machine, so a job on it must refuse forks: an unknown label is self-hosted.
+hosted_labels := {label | some label in data.runners.hosted}
 
-self_hosted(job) if contains(runner_labels(job), "self-hosted")
+job_labels(job) := [job["runs-on"]] if is_string(job["runs-on"])
 
-self_hosted(job) if contains(lower(runner_labels(job)), "gpu")
+job_labels(job) := job["runs-on"] if is_array(job["runs-on"])
 
-# Labels computed at run time (`${{ fromJSON(...) }}`) may name self-hosted runners.
-self_hosted(job) if contains(runner_labels(job), "${{")
+# A runner group (`runs-on: {group, labels}`) is an organisation's own machines or larger runners.
+job_labels(job) := array.concat([sprintf("group:%v", [object.get(job["runs-on"], "group", "")])], object.get(job["runs-on"], "labels", [])) if is_object(job["runs-on"])
+
+# Labels computed at run time (`${{ fromJSON(...) }}`) are not a declared hosted label either.
+self_hosted(job) if {
+	some label in job_labels(job)
+	not label in hosted_labels
+}
+
+not_hosted(job) := [label | some label in job_labels(job); not label in hosted_labels]
 
 # The guard must decide alone: the job's `if:` is the guard, or the guard and-ed with other
 # conditions. An `||` anywhere, or a negation, could let a fork through (`true || guard`).
@@ -127,5 +139,5 @@ deny_gpu_fork_pull_request contains msg if {
 	some job_id, job in input.jobs
 	self_hosted(job)
 	not fork_guarded(job)
-	msg := sprintf("workflow %q: job %q runs on self-hosted runners for %s events without refusing forks (expected an if: that is, or and-s, head.repo.full_name == github.repository)", [name, job_id, trigger])
+	msg := sprintf("workflow %q: job %q runs on %v, not declared GitHub-hosted in mlops.yaml (runners.hosted), for %s events without refusing forks (expected an if: that is, or and-s, head.repo.full_name == github.repository)", [name, job_id, concat(", ", not_hosted(job)), trigger])
 }

@@ -27,7 +27,7 @@ no_denial(w) if {
 	count(workflows.deny_unpinned_action) == 0 with input as w
 	count(workflows.deny_unpinned_image) == 0 with input as w
 	count(workflows.deny_pull_request_target_checkout) == 0 with input as w
-	count(workflows.deny_gpu_fork_pull_request) == 0 with input as w
+	count(workflows.deny_gpu_fork_pull_request) == 0 with input as w with data.runners.hosted as hosted
 }
 
 test_allow_a_least_privilege_workflow if {
@@ -107,24 +107,24 @@ test_allow_pull_request_target_without_head_checkout if {
 }
 
 test_deny_gpu_job_open_to_forks if {
-	count(workflows.deny_gpu_fork_pull_request) == 1 with input as gpu_on_pull_request({})
-	count(workflows.deny_gpu_fork_pull_request) == 1 with input as as_conftest_reads(gpu_on_pull_request({}))
+	count(workflows.deny_gpu_fork_pull_request) == 1 with input as gpu_on_pull_request({}) with data.runners.hosted as hosted
+	count(workflows.deny_gpu_fork_pull_request) == 1 with input as as_conftest_reads(gpu_on_pull_request({})) with data.runners.hosted as hosted
 }
 
 test_deny_runner_labels_computed_at_run_time if {
 	w := gpu_on_pull_request({"runs-on": "${{ fromJSON(needs.config.outputs.gpu) }}"})
-	count(workflows.deny_gpu_fork_pull_request) == 1 with input as w
+	count(workflows.deny_gpu_fork_pull_request) == 1 with input as w with data.runners.hosted as hosted
 }
 
 test_deny_runner_group_with_gpu_label if {
 	w := gpu_on_pull_request({"runs-on": {"group": "ml", "labels": ["linux", "GPU-a100"]}})
-	count(workflows.deny_gpu_fork_pull_request) == 1 with input as w
+	count(workflows.deny_gpu_fork_pull_request) == 1 with input as w with data.runners.hosted as hosted
 }
 
 test_allow_gpu_job_with_fork_guard if {
 	every condition in [guard, "github.event.pull_request.head.repo.full_name == github.repository", "${{ always() && (github.event.pull_request.head.repo.fork == false) }}"] {
-		count(workflows.deny_gpu_fork_pull_request) == 0 with input as gpu_on_pull_request({"if": condition})
-		count(workflows.deny_gpu_fork_pull_request) == 0 with input as as_conftest_reads(gpu_on_pull_request({"if": condition}))
+		count(workflows.deny_gpu_fork_pull_request) == 0 with input as gpu_on_pull_request({"if": condition}) with data.runners.hosted as hosted
+		count(workflows.deny_gpu_fork_pull_request) == 0 with input as as_conftest_reads(gpu_on_pull_request({"if": condition})) with data.runners.hosted as hosted
 	}
 }
 
@@ -136,20 +136,45 @@ test_deny_a_fork_guard_defeated_inside_its_expression if {
 		"${{ github.event.pull_request.head.repo.full_name == github.repository == false }}",
 		"${{ contains('github.event.pull_request.head.repo.full_name == github.repository', 'x') }}",
 	] {
-		count(workflows.deny_gpu_fork_pull_request) == 1 with input as gpu_on_pull_request({"if": condition})
-		count(workflows.deny_gpu_fork_pull_request) == 1 with input as as_conftest_reads(gpu_on_pull_request({"if": condition}))
+		count(workflows.deny_gpu_fork_pull_request) == 1 with input as gpu_on_pull_request({"if": condition}) with data.runners.hosted as hosted
+		count(workflows.deny_gpu_fork_pull_request) == 1 with input as as_conftest_reads(gpu_on_pull_request({"if": condition})) with data.runners.hosted as hosted
 	}
 }
 
 test_deny_gpu_job_reached_by_workflow_run if {
 	w := workflow(object.union({"on": {"workflow_run": {"workflows": ["ci"]}}}, job({"runs-on": ["self-hosted", "gpu"]})))
-	count(workflows.deny_gpu_fork_pull_request) == 1 with input as w
+	count(workflows.deny_gpu_fork_pull_request) == 1 with input as w with data.runners.hosted as hosted
 	guarded := workflow(object.union({"on": {"workflow_run": {}}}, job({"runs-on": ["self-hosted"], "if": "github.event.workflow_run.head_repository.full_name == github.repository"})))
-	count(workflows.deny_gpu_fork_pull_request) == 0 with input as guarded
+	count(workflows.deny_gpu_fork_pull_request) == 0 with input as guarded with data.runners.hosted as hosted
 }
 
 test_allow_gpu_job_without_pull_request_triggers if {
 	w := workflow(object.union({"on": {"workflow_dispatch": {}}}, job({"runs-on": ["self-hosted", "gpu"]})))
-	count(workflows.deny_gpu_fork_pull_request) == 0 with input as w
-	count(workflows.deny_gpu_fork_pull_request) == 0 with input as as_conftest_reads(w)
+	count(workflows.deny_gpu_fork_pull_request) == 0 with input as w with data.runners.hosted as hosted
+	count(workflows.deny_gpu_fork_pull_request) == 0 with input as as_conftest_reads(w) with data.runners.hosted as hosted
+}
+
+hosted := ["ubuntu-latest", "ubuntu-24.04"]
+
+on_pull_request(runs_on) := workflow(object.union({"on": {"pull_request": {}}}, job({"runs-on": runs_on})))
+
+test_allow_a_declared_hosted_label_without_a_fork_guard if {
+	every runs_on in ["ubuntu-latest", ["ubuntu-24.04"]] {
+		count(workflows.deny_gpu_fork_pull_request) == 0 with input as on_pull_request(runs_on) with data.runners.hosted as hosted
+		count(workflows.deny_gpu_fork_pull_request) == 0 with input as as_conftest_reads(on_pull_request(runs_on)) with data.runners.hosted as hosted
+	}
+}
+
+test_deny_an_undeclared_label_as_self_hosted if {
+	every runs_on in ["my-ci-box", ["linux", "x64"], ["ubuntu-latest", "big-box"], {"group": "ml", "labels": ["ubuntu-latest"]}, "${{ matrix.os }}"] {
+		count(workflows.deny_gpu_fork_pull_request) == 1 with input as on_pull_request(runs_on) with data.runners.hosted as hosted
+	}
+	some msg in workflows.deny_gpu_fork_pull_request with input as on_pull_request(["ubuntu-latest", "big-box"]) with data.runners.hosted as hosted
+	contains(msg, "runs on big-box, not declared GitHub-hosted in mlops.yaml (runners.hosted)")
+}
+
+test_deny_every_label_when_none_is_declared_hosted if {
+	# both jobs (the workflow's own `test` and `j`) run on ubuntu-latest, which no data declares
+	count(workflows.deny_gpu_fork_pull_request) == 2 with input as on_pull_request("ubuntu-latest")
+	count(workflows.deny_gpu_fork_pull_request) == 0 with input as on_pull_request("ubuntu-latest") with data.runners.hosted as ["ubuntu-latest"]
 }

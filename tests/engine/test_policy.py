@@ -77,6 +77,32 @@ def test_a_bad_manifest_and_a_bad_workflow_are_denied(checkout: Path) -> None:
     )
 
 
+def test_a_pull_request_job_on_an_undeclared_runner_label_must_refuse_forks(checkout: Path) -> None:
+    """Only labels mlops.yaml declares GitHub-hosted (runners.hosted) count as hosted: a pull
+    request's job on any other label (here a typo of ubuntu-latest) gets the fork guard, from
+    `mlops check` and from the conftest way (`--data mlops.yaml`); declared, it passes."""
+    workflow = checkout / ".github/workflows/pr.yml"
+    text = workflow.read_text()
+    assert text.count("runs-on: ubuntu-latest") >= 2
+    workflow.write_text(text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-lastest", 1))
+    proc = run_mlops("check", "--output", "json", cwd=checkout)
+    assert proc.returncode == 1, proc.stderr
+    (denied,) = [
+        f["msg"] for r in json.loads(proc.stdout) for f in r.get("failures") or [] if "fork" in f["msg"]
+    ]
+    assert "runs on ubuntu-lastest, not declared GitHub-hosted in mlops.yaml (runners.hosted)" in denied
+    as_conftest = [".github/workflows/pr.yml", "--policy", "policies/workflows", "--namespace", "workflows"]
+    assert run_mlops("check", *as_conftest, "--data", "mlops.yaml", cwd=checkout).returncode == 1
+    mlops_yaml = checkout / "mlops.yaml"
+    mlops_yaml.write_text(
+        mlops_yaml.read_text().replace("    - ubuntu-latest\n", "    - ubuntu-latest\n    - ubuntu-lastest\n")
+    )
+    assert run_mlops("check", cwd=checkout).returncode == 0
+    assert run_mlops("check", *as_conftest, "--data", "mlops.yaml", cwd=checkout).returncode == 0
+    without = run_mlops("check", *as_conftest, "-o", "json", cwd=checkout)  # no data: nothing is hosted
+    assert without.returncode == 1 and "runs on ubuntu-latest, not declared" in without.stdout
+
+
 def test_conftest_conventions(tmp_path: Path) -> None:
     bad = doc(tmp_path, "bad.yaml", kind="bad")
     proc = check(tmp_path, str(bad), "--output", "json")

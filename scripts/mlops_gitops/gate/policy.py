@@ -523,12 +523,15 @@ def run(
     """`conftest test`, with the real conftest when it is on PATH, else OPA embedded.
 
     With `files`: those, against `namespaces` (default main) or all. Without: every manifest
-    (environments/*/*.yaml) against `manifests` and every workflow against `workflows`.
-    YAML is read as conftest reads it (YAML 1.2 booleans); `data_files` merge into data.*.
+    (environments/*/*.yaml) against `manifests` and every workflow against `workflows`, with
+    mlops.yaml as data (the workflows policy reads its runners.hosted). YAML is read as conftest
+    reads it (YAML 1.2 booleans); `data_files` merge into data.*.
     """
     import shutil
 
     dirs = list(policy_dirs) or [root / "policies"]
+    if not files and (root / "mlops.yaml").is_file():  # as `conftest test --data mlops.yaml`: runners.hosted
+        data_files = [root / "mlops.yaml", *data_files]
     data = load_data(data_files)
     if files:
         groups = [([str(f) for f in files], list(namespaces), all_namespaces)]
