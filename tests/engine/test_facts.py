@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlops_gitops.gate.facts import approvals
+from mlops_gitops.gate.facts import approvals, judge_approvals
 
 from ..conftest import run_mlops
 from .registered import FAIRNESS
@@ -89,36 +89,98 @@ def test_facts_describe_the_promotion(promoted: tuple[Path, str]) -> None:
     assert again.stdout == proc.stdout  # deterministic
 
 
-def test_approvals_from_a_review_event(promoted: tuple[Path, str], tmp_path: Path) -> None:
-    repo, _ = promoted
-    event = tmp_path / "review.json"
-    event.write_text(
-        json.dumps(
-            {
-                "review": {"state": "approved", "user": {"login": "risk-officer"}},
-                "pull_request": {"number": 7, "user": {"login": "data-scientist"}},
-            }
+def test_a_review_event_counts_only_as_the_actions_run_s_own_event_for_the_head(
+    promoted: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A hand-written event file is no review; the Actions runtime's own pull_request_review
+    event is, when it approved the pull request's head and that head is the commit decided."""
+    repo, model = promoted
+    head = subprocess.run(
+        ["git", "rev-parse", f"promote/{model}-staging-v1"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    subprocess.run(["git", "switch", "-q", f"promote/{model}-staging-v1"], cwd=repo, check=True)
+
+    def facts_with(event: dict[str, object], **runtime: str) -> dict[str, object]:
+        path = tmp_path / "review.json"
+        path.write_text(json.dumps(event))
+        proc = run_mlops(
+            "facts", "--base", "main", "--now", NOW, "--event", str(path), cwd=repo, env_extra=runtime
         )
-    )
-    (doc,) = json.loads(
-        run_mlops("facts", "--base", "main", "--now", NOW, "--event", str(event), cwd=repo).stdout
-    )
-    approved = doc["approvals"]
+        (doc,) = json.loads(proc.stdout)
+        return doc["approvals"]
+
+    event = {
+        "review": {"state": "approved", "user": {"login": "risk-officer"}, "commit_id": head},
+        "pull_request": {"number": 7, "user": {"login": "data-scientist"}, "head": {"sha": head}},
+    }
+    actions = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request_review"}
+    approved = facts_with(event, **actions, GITHUB_EVENT_PATH=str(tmp_path / "review.json"))
     assert (approved["known"], approved["source"], approved["reviewers"]) == (True, "event", ["risk-officer"])
     assert approved["author"] == "data-scientist"
     # staging's owner is a team; no GitHub here to say whether risk-officer is in it: not counted
     assert (approved["count"], approved["unverified"]) == (0, ["risk-officer"])
 
+    other = tmp_path / "runtime.json"
+    other.write_text("{}")
+    stale = {
+        **event,
+        "review": {"state": "approved", "user": {"login": "risk-officer"}, "commit_id": "a" * 40},
+    }
+    for given, runtime, why in (
+        (event, {}, "a review event outside a GitHub Actions run"),
+        (event, {**actions, "GITHUB_EVENT_PATH": str(other)}, "not this Actions run's own event"),
+        (
+            event,
+            {**actions, "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": "@"},
+            "not pull_request_review",
+        ),
+        (
+            stale,
+            {**actions, "GITHUB_EVENT_PATH": "@"},
+            f"reviewed aaaaaaaaaaaa, not the pull request's head {head[:12]}",
+        ),
+    ):
+        runtime = {k: str(tmp_path / "review.json") if v == "@" else v for k, v in runtime.items()}
+        refused = facts_with(given, **runtime)
+        assert (refused["known"], refused["count"], refused["reviewers"]) == (False, 0, []), (why, refused)
+        assert [e["user"] for e in refused["excluded"]] == ["risk-officer"] and why in refused["excluded"][0][
+            "why"
+        ]
+    elsewhere = subprocess.run(
+        ["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    moved = facts_with(
+        {
+            "review": {"state": "approved", "user": {"login": "risk-officer"}, "commit_id": elsewhere},
+            "pull_request": {"number": 7, "user": {"login": "data-scientist"}, "head": {"sha": elsewhere}},
+        },
+        **actions,
+        GITHUB_EVENT_PATH=str(tmp_path / "review.json"),
+    )
+    assert moved["count"] == 0 and "is not the commit decided" in moved["excluded"][0]["why"]
 
-def test_approvals_from_the_api_count_each_reviewer_latest_state() -> None:
+
+def test_approvals_from_the_api_count_each_reviewer_s_latest_decision_on_the_head() -> None:
+    head, old = "h" * 40, "o" * 40
     reviews = [
-        {"user": {"login": "a"}, "state": "APPROVED"},
-        {"user": {"login": "b"}, "state": "APPROVED"},
-        {"user": {"login": "b"}, "state": "CHANGES_REQUESTED"},
-        {"user": {"login": "c"}, "state": "APPROVED"},
+        {"user": {"login": "a"}, "state": "APPROVED", "commit_id": head},
+        {"user": {"login": "b"}, "state": "APPROVED", "commit_id": head},
+        {"user": {"login": "b"}, "state": "CHANGES_REQUESTED", "commit_id": head},
+        {"user": {"login": "c"}, "state": "APPROVED", "commit_id": head},
+        {"user": {"login": "c"}, "state": "COMMENTED", "commit_id": head},  # a comment undoes nothing
+        {"user": {"login": "d"}, "state": "APPROVED", "commit_id": old},  # before the last push
     ]
-    result = approvals({"pull_request": {"number": 3}}, fetch=lambda number: reviews if number == 3 else None)
-    assert result == {"known": True, "source": "github-api", "reviewers": ["a", "c"], "author": None}
+    found = {"reviews": reviews, "head": head}
+    result = approvals({"pull_request": {"number": 3}}, fetch=lambda number: found if number == 3 else None)
+    assert (result["known"], result["source"], result["reviewers"]) == (True, "github-api", ["a", "c"])
+    assert result["excluded"] == [
+        {
+            "user": "d",
+            "why": "approved oooooooooooo, not the pull request's head hhhhhhhhhhhh (a stale approval)",
+        }
+    ]
+    judged = judge_approvals(result, [], None)
+    assert judged["count"] == 2 and judged["excluded"] == result["excluded"]
     assert approvals({"pull_request": {"number": 3}}, fetch=lambda number: None)["known"] is False
 
 

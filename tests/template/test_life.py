@@ -58,8 +58,9 @@ WORDS = {
     "ethical_considerations": "Fairness gaps by age are measured at every evaluation",
 }
 # A stand-in for GitHub's CLI and API (they cannot be reached from here): authenticated, the
-# pull request has two approving reviews (and one by its own author, which must not count), and
-# the two owning teams have one member each. Anything else it is asked fails loudly.
+# pull request (its head: pull.json) has two approving reviews of its head (and one by its own
+# author, which must not count), and the two owning teams have one member each. Anything else it
+# is asked fails loudly.
 FAKE_GH = """#!/bin/sh
 [ "$1 $2" = "auth status" ] && exit 0
 for last in "$@"; do :; done
@@ -67,6 +68,13 @@ if [ "$1" = "api" ] && [ "$last" = "repos/insure-co/claims-desk/pulls/7/reviews"
   case " $* " in
     *" --slurp "*) printf '['; cat "$(dirname "$0")/reviews.json"; printf ']' ;;
     *) cat "$(dirname "$0")/reviews.json" ;;
+  esac
+  exit 0
+fi
+if [ "$1" = "api" ] && [ "$last" = "repos/insure-co/claims-desk/pulls/7" ]; then
+  case " $* " in
+    *" --slurp "*) printf '['; cat "$(dirname "$0")/pull.json"; printf ']' ;;
+    *) cat "$(dirname "$0")/pull.json" ;;
   esac
   exit 0
 fi
@@ -91,6 +99,7 @@ class Life:
 
     def __init__(self, project: Path, tools: Path, fake_bin: Path):
         self.project = project
+        self.fake_bin = fake_bin
         self.env = {**base_env(), "PYTHONPATH": str(project / "scripts"), "TOOLS_CACHE": str(tools)}
         self.env["PATH"] = os.pathsep.join([str(fake_bin), str(project / ".venv" / "bin"), self.env["PATH"]])
         self.checked: list[str] = []
@@ -124,6 +133,11 @@ class Life:
         said = f"{found.stdout[-6000:]}\n{found.stderr[-6000:]}"
         assert found.returncode in ok, f"mlops {' '.join(args)}\nexited {found.returncode}:\n{said}"
         return json.loads(found.stdout)
+
+    def answer_reviews(self, head: str, reviews: list[dict[str, Any]]) -> None:
+        """What the GitHub stand-in answers for pull request 7: its head, and its reviews."""
+        (self.fake_bin / "pull.json").write_text(json.dumps({"number": 7, "head": {"sha": head}}))
+        (self.fake_bin / "reviews.json").write_text(json.dumps(reviews))
 
     def commit(self, message: str, *paths: str) -> None:
         self.sh(
@@ -251,8 +265,8 @@ def life(tmp_path: Path) -> Any:
     fake_bin.mkdir()
     (fake_bin / "gh").write_text(FAKE_GH)
     (fake_bin / "gh").chmod(0o755)
-    (fake_bin / "reviews.json").write_text(json.dumps(REVIEWS))
     life = Life(project, tools, fake_bin)
+    life.answer_reviews("0" * 40, [])  # until a pull request is opened
     yield life
     life.stop_checks()
     life.sh("mlops down", ok=(0, 1, 2))
@@ -299,6 +313,8 @@ def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Li
         )
     )
     later = (datetime.now(UTC) + timedelta(hours=25)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    head = life.sh(f"git rev-parse {promoted['branch']}").stdout.strip()
+    life.answer_reviews(head, [{**review, "commit_id": head} for review in REVIEWS])
     gate = life.sh("make policy RECORD=1", GITHUB_EVENT_PATH=str(event), MLOPS_NOW=later)
     assert re.search(r"### Policy gate: (✅ \*\*allowed\*\*|⚠️ \*\*allowed with warnings\*\*)", gate.stdout), (
         gate.stdout

@@ -67,6 +67,17 @@ def reviews(github: GitHub, repository: str, number: int) -> list[dict[str, Any]
     return list(found or [])
 
 
+def pull_head(github: GitHub, repository: str, number: int) -> str:
+    """The commit a pull request's head is at now."""
+    found = github.get(f"repos/{repository}/pulls/{number}")
+    if isinstance(found, list) and len(found) == 1:  # one page, slurped
+        found = found[0]
+    sha = (found.get("head") or {}).get("sha") if isinstance(found, dict) else None
+    if not isinstance(sha, str) or not sha:
+        raise MlopsError(f"GitHub: pull request {repository}#{number}: no head commit in the answer")
+    return sha
+
+
 def team_members(github: GitHub, team: str) -> list[str]:
     """The logins of `org/team` (needs a token that can read the organization's teams)."""
     org, _, slug = team.partition("/")

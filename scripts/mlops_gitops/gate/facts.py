@@ -57,27 +57,83 @@ def _at(root: Path, rev: str, path: str) -> Any:
     return yamlio.loads(text, f"{rev}:{path}") if text else None
 
 
-def approvals(event: dict[str, Any] | None, fetch: Any = None) -> dict[str, Any]:
-    """Who approved, from records the approvers control: the pull request's reviews from
-    GitHub's API (via fetch), read now, at decision time; else the review event GitHub sent;
-    else unknown. Never a commit message or trailer, which whoever pushes writes. With the
-    pull request's author, who may not approve their own promotion."""
+def approvals(
+    event: dict[str, Any] | None, fetch: Any = None, heads: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Who approved, from records the approvers control, for the commit being decided: the pull
+    request's reviews from GitHub's API (via fetch: its reviews and its head now), read at
+    decision time; else the review event, when it is the Actions runtime's own event for the
+    head (`heads`: the commit decided, and the pull request's head when that is a merge commit);
+    else unknown. Never a commit message or trailer, which whoever pushes writes.
+    As GitHub's "dismiss stale pull request approvals": an approval given on an earlier commit
+    does not count, and says so. With the pull request's author, who may not approve their own
+    promotion."""
     pull = (event or {}).get("pull_request") or {}
     author = (pull.get("user") or {}).get("login")
     number = pull.get("number")
     if fetch is not None and number is not None:
-        reviews = fetch(int(number))
-        if reviews is not None:
-            latest: dict[str, str] = {}
-            for review in reviews:
-                latest[review["user"]["login"]] = review["state"]
-            approved = sorted(user for user, state in latest.items() if state == "APPROVED")
-            return {"known": True, "source": "github-api", "reviewers": approved, "author": author}
+        found = fetch(int(number))
+        if found is not None:
+            return {**_current_reviews(found["reviews"], found["head"]), "author": author}
     review = (event or {}).get("review")
-    if review and review.get("state", "").lower() == "approved":
-        user = review["user"]["login"]
-        return {"known": True, "source": "event", "reviewers": [user], "author": author}
+    if review and str(review.get("state", "")).lower() == "approved":
+        user = str((review.get("user") or {}).get("login"))
+        why = _event_refused(event or {}, heads)
+        if why is None:
+            return {"known": True, "source": "event", "reviewers": [user], "author": author}
+        return {
+            "known": False,
+            "source": "none",
+            "reviewers": [],
+            "author": author,
+            "excluded": [{"user": user, "why": why}],
+        }
     return {"known": False, "source": "none", "reviewers": [], "author": author}
+
+
+def _current_reviews(reviews: list[dict[str, Any]], head: str) -> dict[str, Any]:
+    """Each reviewer's latest review that decides (a comment does not undo an approval, as on
+    GitHub); an approval counts only if it approved `head`."""
+    latest: dict[str, dict[str, Any]] = {}
+    for review in reviews:
+        if review.get("state") in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+            latest[review["user"]["login"]] = review
+    approved, stale = [], []
+    for user, review in sorted(latest.items()):
+        if review["state"] != "APPROVED":
+            continue
+        if review.get("commit_id") == head:
+            approved.append(user)
+        else:
+            given = str(review.get("commit_id") or "an unknown commit")[:12]
+            why = f"approved {given}, not the pull request's head {head[:12]} (a stale approval)"
+            stale.append({"user": user, "why": why})
+    return {"known": True, "source": "github-api", "reviewers": approved, "head": head, "excluded": stale}
+
+
+def _event_refused(event: dict[str, Any], heads: frozenset[str]) -> str | None:
+    """Why a review event does not count, or None when it does: it must be the event of the
+    running Actions job ($GITHUB_EVENT_PATH's own content, a pull_request_review), and approve
+    the pull request's head, which must be the commit decided."""
+    runtime = os.environ.get("GITHUB_EVENT_PATH")
+    if os.environ.get("GITHUB_ACTIONS") != "true" or not runtime:
+        return "a review event outside a GitHub Actions run (expected the reviews from GitHub's API)"
+    try:
+        own = json.loads(Path(runtime).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        own = None
+    if own != event:
+        return "the event file is not this Actions run's own event ($GITHUB_EVENT_PATH)"
+    if os.environ.get("GITHUB_EVENT_NAME") != "pull_request_review":
+        return f"the run's event is {os.environ.get('GITHUB_EVENT_NAME')}, not pull_request_review"
+    head = str(((event.get("pull_request") or {}).get("head") or {}).get("sha") or "")
+    reviewed = str((event.get("review") or {}).get("commit_id") or "")
+    if not head or reviewed != head:
+        given, wanted = reviewed[:12] or "no commit", head[:12] or "(unknown)"
+        return f"reviewed {given}, not the pull request's head {wanted}"
+    if heads and head not in heads:
+        return f"the pull request's head {head[:12]} is not the commit decided"
+    return None
 
 
 def judge_approvals(
@@ -92,7 +148,7 @@ def judge_approvals(
     users = {o[1:].lower() for o in owners if o.startswith("@") and "/" not in o}
     teams = [o[1:] for o in owners if o.startswith("@") and "/" in o]
     approvers: list[str] = []
-    excluded: list[dict[str, str]] = []
+    excluded: list[dict[str, str]] = list(raw.get("excluded") or [])
     unverified: list[str] = []
     for user in sorted(set(raw.get("reviewers") or [])):
         if user.lower() == author:
@@ -131,7 +187,10 @@ def gh_reviews(event: dict[str, Any] | None) -> Any:
 
     def fetch(number: int) -> Any:
         try:
-            return github.reviews(client, repository, number)
+            return {
+                "reviews": github.reviews(client, repository, number),
+                "head": github.pull_head(client, repository, number),
+            }
         except MlopsError:
             return None
 
@@ -221,6 +280,10 @@ def build(
     root = repo.root
     base_rev = git(root, "rev-parse", base)
     head_rev = git(root, "rev-parse", head)
+    # the commit decided, or the pull request's head that a merge commit (refs/pull/N/merge, what
+    # a pull request's checkout is) has as its second parent; never a plain commit's parent
+    commit, *parents = git(root, "rev-list", "--parents", "-n", "1", head_rev).split()
+    heads = frozenset([commit, *parents[1:]])
     documents = []
     for path in changed_manifests(root, base_rev, head_rev):
         manifest, previous = _at(root, head_rev, path), _at(root, base_rev, path)
@@ -236,7 +299,7 @@ def build(
                 base_rev,
                 head_rev,
                 now,
-                approvals(event, fetch),
+                approvals(event, fetch, heads),
                 members,
             )
         )
