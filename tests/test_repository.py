@@ -67,6 +67,19 @@ def test_every_policy_has_metadata_naming_its_controls() -> None:
         assert path.with_name(path.stem + "_test.rego").is_file(), f"{path}: no test file"
 
 
+def test_only_the_reconcile_workflow_builds_evidence_packs() -> None:
+    """Building a pack writes its anchor (its index digest, in the registry): in the workflows,
+    only reconcile.yml's job does it; any other job may only verify."""
+    builders = set()
+    for workflow in WORKFLOWS:
+        for job_id, job in (yaml.safe_load(workflow.read_text()).get("jobs") or {}).items():
+            for step in job.get("steps") or []:
+                script = str(step.get("run") or "")
+                if re.search(r"make evidence\b|mlops evidence(?! verify)\b", script):
+                    builders.add(f"{workflow.name}:{job_id}")
+    assert builders == {"reconcile.yml:reconcile"}, builders
+
+
 def test_the_manifests_and_workflows_pass_the_policies() -> None:
     proc = run_mlops("check", "--output", "json", cwd=ROOT)
     reports = json.loads(proc.stdout)
@@ -188,7 +201,8 @@ def test_the_workflow_policies_judge_alike_whichever_parser_reads_them(
         for name, doc in (("as-is", document), ("broken", broken)):
             path = tmp_path / f"{shape}-{name}.json"
             path.write_text(json.dumps(doc))
-            proc = run_mlops("check", str(path), "-n", "workflows", "-o", "json", cwd=ROOT)
+            check = ["check", str(path), "-n", "workflows", "--data", "mlops.yaml", "-o", "json"]
+            proc = run_mlops(*check, cwd=ROOT)  # as conftest with --data mlops.yaml: runners.hosted
             (report,) = json.loads(proc.stdout)
             verdicts[shape, name] = sorted(f["msg"] for f in report.get("failures") or [])
     assert verdicts["yaml12", "as-is"] == verdicts["conftest", "as-is"] == []

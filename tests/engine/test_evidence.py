@@ -282,8 +282,28 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
     verdict = json.loads(proc.stdout)
     assert proc.returncode == 1 and verdict["registry_checked"] is True
     assert [p for p in verdict["problems"] if "not one the registry recorded" in p], verdict
-    outside = run_mlops("evidence", "verify", str(tmp_path / "forged.zip"), cwd=tmp_path)
-    assert outside.returncode == 0 and "not checked against the registry" in outside.stderr
+    # the identity fields changed or removed with them: the anchor, not the pack, says whose it is
+    for changed in (
+        {**forged_index, "version": 1},
+        {k: v for k, v in forged_index.items() if k != "version"},
+    ):
+        rewrite(tmp_path / "unnamed.zip", {**forged, "index.json": json.dumps(changed).encode()})
+        proc = run_mlops("evidence", "verify", str(tmp_path / "unnamed.zip"), cwd=repo)
+        assert proc.returncode == 1 and "not anchored: the registry holds no record" in proc.stderr, (
+            proc.stderr
+        )
+        named = ("--model", "churn", "--env", "staging", "--version", "2")
+        proc = run_mlops("evidence", "verify", str(tmp_path / "unnamed.zip"), *named, cwd=repo)
+        assert proc.returncode == 1 and "(expected churn v2 in staging, the anchor's)" in proc.stderr, (
+            proc.stderr
+        )
+    # outside the repository no anchor can be read: a failure, unless --no-anchor, said in words
+    outside = run_mlops("evidence", "verify", str(pack_path), cwd=tmp_path)
+    assert outside.returncode == 1 and "not anchored:" in outside.stderr, outside.stderr
+    loose = run_mlops("evidence", "verify", str(pack_path), "--no-anchor", cwd=tmp_path)
+    assert loose.returncode == 0 and "intact" in loose.stdout and "not anchored" in loose.stdout, loose.stdout
+    anchored = run_mlops("evidence", "verify", str(pack_path), cwd=repo)
+    assert "anchored: churn v2 in staging, as the registry recorded it" in anchored.stdout, anchored.stdout
     not_a_pack = tmp_path / "not.zip"
     not_a_pack.write_text("hello")
     proc = run_mlops("evidence", "verify", str(not_a_pack), cwd=repo)
@@ -413,3 +433,36 @@ def test_policy_controls_name_rows_of_the_controls_table() -> None:
     assert _same_control("NIST AI RMF MANAGE", "NIST AI RMF 1.0", "MANAGE")
     assert _same_control("SR 11-7 validation", "SR 11-7", "validation: ongoing monitoring, outcomes analysis")
     assert not _same_control("SR 11-7 validation", "SR 11-7", "development and implementation")
+
+
+def test_a_zip_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A pack of a few hundred KB whose card inflates to 400 MB: refused, naming the file, by a
+    process whose memory stays far below the bomb's size (each member is hashed as it streams)."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        listed = [{"path": "model-card.md", "sha256": "0" * 64, "bytes": 400 << 20}]
+        archive.writestr("index.json", json.dumps({"format": "mlops-evidence/v1", "files": listed}))
+        with archive.open("model-card.md", "w", force_zip64=True) as card:
+            zeros = bytes(8 << 20)
+            for _ in range(50):
+                card.write(zeros)
+    assert bomb.stat().st_size < 1 << 20
+    probe = (
+        "import atexit, resource, runpy, sys\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "atexit.register(lambda: print('maxrss', peak(), file=sys.stderr))\n"
+        f"sys.argv = ['mlops', 'evidence', 'verify', {str(bomb)!r}, '--no-anchor']\n"
+        "runpy.run_module('mlops_gitops.cli', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "model-card.md: over 134217728 bytes decompressed (refused: a zip bomb?)" in proc.stderr
+    peak_kib = int(proc.stderr.rsplit("maxrss", 1)[1].split()[0])
+    assert peak_kib < 250 * 1024, peak_kib  # the bomb is 400 MB; the check holds a chunk at a time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -91,30 +92,88 @@ def evidence_build(
 
 @evidence_group.command("verify")
 @click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", default=None, help="The model the pack must be of (with --env and --version).")
+@click.option("--env", "env", default=None, help="The environment the pack must be of.")
+@click.option("--version", "version", type=int, default=None, help="The version the pack must be of.")
 @click.option(
     "--digest", default=None, help="The index sha256 the pack must have (printed when it was built)."
 )
+@click.option(
+    "--no-anchor",
+    is_flag=True,
+    help="Check the files against index.json only, without the registry (the output says "
+    '"not anchored": the index and its files may have been edited together).',
+)
 @click.option("--output", "fmt", type=click.Choice(output.OUTPUT_FORMATS), default="table", show_default=True)
 @click.pass_context
-def evidence_verify(ctx: click.Context, pack: Path, digest: str | None, fmt: str) -> None:
+def evidence_verify(
+    ctx: click.Context,
+    pack: Path,
+    model: str | None,
+    env: str | None,
+    version: int | None,
+    digest: str | None,
+    no_anchor: bool,
+    fmt: str,
+) -> None:
     """Check an evidence pack: every file against its sha256 in index.json, nothing added or
-    removed, every required file there, and (inside the repository, its registry reachable)
-    the index's own sha256 against those the registry recorded when packs of that version were
-    built, so a file and index.json edited together are caught. Exit 0 intact, 1 tampered or
-    incomplete (each file named), 2 not a pack."""
+    removed, every required file there, and the anchor: the registry's record of the index
+    sha256 of every pack `mlops evidence` built. The pack's identity (model, environment,
+    version) comes from --model/--env/--version, or from the registry record that holds its
+    index's sha256, never from what the pack says of itself; a pack whose index names another
+    fails. Without a readable anchor (outside the repository, the registry unreachable) it
+    fails, unless --no-anchor. Exit 0 intact, 1 tampered, incomplete or not anchored (each
+    named), 2 not a pack."""
     from .. import evidence
-    from ..evidence.build import recorded_digests
-    from ..evidence.pack import identity
+    from ..evidence.pack import index_of
+
+    given = (model, env, version)
+    if any(v is not None for v in given) and not all(v is not None for v in given):
+        raise MlopsError("--model, --env and --version: give all three, or none (the anchor then names them)")
+    _, index_sha = index_of(pack)
+    anchored, recorded, why = (None, None, "--no-anchor") if no_anchor else _anchor(ctx, given, index_sha)
+    verdict = evidence.verify(pack, digest, recorded, anchored)
+    if why and not no_anchor:
+        verdict.problems.insert(0, f"not anchored: {why}")
+        verdict.ok = False
+    _say_verified(pack, verdict, anchored, why, fmt)
+    sys.exit(int(ExitCode.OK if verdict.ok else ExitCode.FAILED))
+
+
+def _anchor(
+    ctx: click.Context, given: tuple[str | None, str | None, int | None], index_sha: str
+) -> tuple[tuple[str, str, int] | None, list[str] | None, str | None]:
+    """(the identity, the digests the registry recorded for it, why there is no anchor)."""
+    from ..evidence.build import anchored_by, recorded_digests
     from ..registry.client import Registry
 
-    recorded: list[str] | None = None
-    named = identity(pack)
-    if named is not None:
-        try:
-            recorded = recorded_digests(Registry(repo(ctx)), named[0], named[1], named[2])
-        except MlopsError as exc:
-            output.warn(f"{pack}: not checked against the registry ({exc})")
-    verdict = evidence.verify(pack, digest, recorded)
+    try:
+        loaded = repo(ctx)
+        registry = Registry(loaded)
+        if all(v is not None for v in given):
+            named = (str(given[0]), str(given[1]), int(given[2]))  # type: ignore[arg-type]
+            return named, recorded_digests(registry, *named), None
+        found = anchored_by(registry, sorted(loaded.models), index_sha)
+    except MlopsError as exc:
+        return None, None, f"{exc} (expected the repository's registry, or --no-anchor)"
+    if found is None:
+        return (
+            None,
+            None,
+            (
+                f"the registry holds no record of an index with sha256 {index_sha} (expected a pack built by "
+                "`mlops evidence`; name its --model, --env and --version to see what was recorded for it)"
+            ),
+        )
+    return found, recorded_digests(registry, *found), None
+
+
+IDENTITY = ("model", "environment", "version")
+
+
+def _say_verified(
+    pack: Path, verdict: Any, anchored: tuple[str, str, int] | None, why: str | None, fmt: str
+) -> None:
     if fmt == "json":
         output.emit_json(
             "EvidenceVerification",
@@ -123,18 +182,26 @@ def evidence_verify(ctx: click.Context, pack: Path, digest: str | None, fmt: str
                 "ok": verdict.ok,
                 "problems": verdict.problems,
                 "index_sha256": verdict.digest,
-                "registry_checked": recorded is not None,
+                "anchored": anchored is not None,
+                "anchor": dict(zip(("model", "environment", "version"), anchored, strict=True))
+                if anchored
+                else None,
+                "registry_checked": anchored is not None,
                 "files": verdict.files,
                 "gaps": verdict.gaps,
             },
         )
-    else:
-        for problem in verdict.problems:
-            output.error(escape(f"{pack}: {problem}"))
-        if verdict.ok:
-            output.stdout.print(
-                f"{pack}: intact, {verdict.files} files match index.json (sha256 {verdict.digest})"
-                + (f"; {len(verdict.gaps)} gaps noted by its builder" if verdict.gaps else ""),
-                highlight=False,
-            )
-    sys.exit(int(ExitCode.OK if verdict.ok else ExitCode.FAILED))
+        return
+    for problem in verdict.problems:
+        output.error(escape(f"{pack}: {problem}"))
+    if verdict.ok:
+        where = (
+            f"anchored: {anchored[0]} v{anchored[2]} in {anchored[1]}, as the registry recorded it"
+            if anchored
+            else f"not anchored ({why}): its index and files may have been edited together"
+        )
+        output.stdout.print(
+            f"{pack}: intact, {verdict.files} files match index.json (sha256 {verdict.digest}); {where}"
+            + (f"; {len(verdict.gaps)} gaps noted by its builder" if verdict.gaps else ""),
+            highlight=False,
+        )

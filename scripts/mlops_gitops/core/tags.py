@@ -45,6 +45,12 @@ def evidence_digest(env: str) -> str:
     return f"{PREFIX}evidence.{env}.index_sha256"
 
 
+def evidence_digest_environment(key: str) -> str | None:
+    """The environment an `evidence_digest` tag is for; None for any other tag."""
+    head, tail = f"{PREFIX}evidence.", ".index_sha256"
+    return key[len(head) : -len(tail)] or None if key.startswith(head) and key.endswith(tail) else None
+
+
 def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
     """Flat version tags of a lineage document: scalars as text, structures as compact JSON."""
     fields: dict[str, Any] = {

@@ -68,6 +68,22 @@ def recorded_digests(registry: Any, model: str, env: str, version: int) -> list[
     return [str(d) for d in found] if isinstance(found, list) else []
 
 
+def anchored_by(registry: Any, models: list[str], digest: str) -> tuple[str, str, int] | None:
+    """The (model, environment, version) whose recorded pack digests hold `digest`: the anchor
+    found from the registry's side, never from what the pack says of itself."""
+    for model in models:
+        for version in registry.versions(model):
+            for key, value in dict(version.tags).items():
+                env = names.evidence_digest_environment(key)
+                try:
+                    kept = json.loads(value) if env else []
+                except ValueError:
+                    continue
+                if env and isinstance(kept, list) and digest in kept:
+                    return model, env, int(version.version)
+    return None
+
+
 def remember_digest(registry: Any, pack: Pack, digest: str) -> None:
     """Keep the pack's own digest in the registry, where `evidence verify` checks it: a pack
     whose files and index.json were edited together then no longer matches."""

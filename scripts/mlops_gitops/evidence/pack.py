@@ -104,67 +104,122 @@ class Verdict:
     gaps: list[str]
 
 
-def identity(path: Path) -> tuple[str, str, int] | None:
-    """(model, environment, version) its index.json names; None when it names none."""
+# What verification reads of a pack, decompressed: bounded, so a zip bomb (a small file that
+# inflates to gigabytes) is refused within a few megabytes of memory. Every member is hashed as
+# it streams; none is held whole.
+MAX_INDEX = 8 << 20
+MAX_MEMBER = 128 << 20
+MAX_TOTAL = 512 << 20
+_CHUNK = 1 << 20
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _streamed(archive: zipfile.ZipFile, name: str, limit: int, keep: bool = False) -> tuple[str, bytes]:
+    """(sha256, the bytes when `keep`) of one member, read in chunks; _TooLarge past `limit`
+    (whatever size its header declares)."""
+    import hashlib
+
+    digest, kept, size = hashlib.sha256(), [], 0
+    with archive.open(name) as member:
+        while chunk := member.read(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge(f"{name}: over {limit} bytes decompressed (refused: a zip bomb?)")
+            digest.update(chunk)
+            if keep:
+                kept.append(chunk)
+    return digest.hexdigest(), b"".join(kept)
+
+
+def index_of(path: Path) -> tuple[dict[str, Any], str]:
+    """The pack's index.json (parsed) and its sha256; MlopsError for what is not a pack."""
     try:
         with zipfile.ZipFile(path) as archive:
-            document = json.loads(archive.read("index.json"))
+            if "index.json" not in archive.namelist():
+                raise MlopsError(
+                    f"{path}: index.json missing (expected an evidence pack made by `mlops evidence`)"
+                )
+            digest, raw = _streamed(archive, "index.json", MAX_INDEX, keep=True)
+    except (OSError, zipfile.BadZipFile, _TooLarge) as exc:
+        raise MlopsError(f"{path}: not an evidence pack ({exc})") from None
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise MlopsError(f"{path}: index.json is not JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise MlopsError(f"{path}: index.json's format is not {FORMAT} (expected an evidence pack)")
+    return document, digest
+
+
+def claimed(document: dict[str, Any]) -> tuple[str, str, int] | None:
+    """(model, environment, version) an index names; None when it does not name all three."""
+    try:
         return str(document["model"]), str(document["environment"]), int(document["version"])
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+    except (KeyError, ValueError, TypeError):
         return None
 
 
-def verify(path: Path, digest: str | None = None, recorded: list[str] | None = None) -> Verdict:
+def verify(
+    path: Path,
+    digest: str | None = None,
+    recorded: list[str] | None = None,
+    anchored: tuple[str, str, int] | None = None,
+) -> Verdict:
     """Integrity (every file hashes to its index entry, nothing added or removed), completeness
-    (every required file present) and, given the digests the registry recorded when packs of
-    this version were built, that the index is one of them; raises MlopsError for what is not
-    a pack."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise MlopsError(f"{path}: not an evidence pack ({exc})") from None
-    with archive:
-        names = archive.namelist()
-        if "index.json" not in names:
-            raise MlopsError(
-                f"{path}: index.json missing (expected an evidence pack made by `mlops evidence`)"
-            )
-        raw = archive.read("index.json")
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            return Verdict(False, [f"index.json: not JSON ({exc})"], sha256(raw), 0, [])
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            return Verdict(False, [f"index.json: format is not {FORMAT}"], sha256(raw), 0, [])
-        listed = {entry["path"]: entry for entry in document.get("files", [])}
-        problems = (
-            [f"index.json: sha256 {sha256(raw)} (expected {digest})"]
-            if digest and sha256(raw) != digest
-            else []
+    (every required file present) and, given the anchor (`anchored`: the identity the caller or
+    the registry gives, never the pack; `recorded`: the index digests the registry kept when
+    packs of it were built), that the pack is that identity's and its index one of those; raises
+    MlopsError for what is not a pack."""
+    document, index_sha = index_of(path)
+    listed = {entry["path"]: entry for entry in document.get("files", []) if isinstance(entry, dict)}
+    problems = (
+        [f"index.json: sha256 {index_sha} (expected {digest})"] if digest and index_sha != digest else []
+    )
+    if anchored is not None and claimed(document) != anchored:
+        problems.append(
+            f"index.json names {_named(claimed(document))} (expected {_named(anchored)}, the anchor's)"
         )
-        if recorded is not None and sha256(raw) not in recorded:
-            problems.append(
-                f"index.json: sha256 {sha256(raw)} is not one the registry recorded when packs of "
-                f"{document.get('model')} v{document.get('version')} in {document.get('environment')} "
-                f"were built ({', '.join(d[:12] + '…' for d in recorded) or 'none'}): altered, or not "
-                "built by `mlops evidence`"
-            )
+    if recorded is not None and index_sha not in recorded:
+        problems.append(
+            f"index.json: sha256 {index_sha} is not one the registry recorded when packs of "
+            f"{_named(anchored)} were built ({', '.join(d[:12] + '…' for d in recorded) or 'none'}): "
+            "altered, or not built by `mlops evidence`"
+        )
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
         problems += _altered(archive, names, listed)
-        problems += [f"{name}: required, not in the pack" for name in REQUIRED if name not in listed]
-        if len(names) != len(set(names)):
-            problems.append("the zip holds a file twice")
-    return Verdict(not problems, problems, sha256(raw), len(listed), list(document.get("gaps", [])))
+    problems += [f"{name}: required, not in the pack" for name in REQUIRED if name not in listed]
+    if len(names) != len(set(names)):
+        problems.append("the zip holds a file twice")
+    return Verdict(not problems, problems, index_sha, len(listed), list(document.get("gaps", [])))
+
+
+def _named(identity: tuple[str, str, int] | None) -> str:
+    return (
+        f"{identity[0]} v{identity[2]} in {identity[1]}" if identity else "no model, environment and version"
+    )
 
 
 def _altered(archive: zipfile.ZipFile, names: list[str], listed: dict[str, Any]) -> list[str]:
-    problems = []
+    problems, total = [], 0
     for name, entry in sorted(listed.items()):
         if name not in names:
             problems.append(f"{name}: missing from the pack (listed in index.json)")
             continue
-        data = archive.read(name)
-        if sha256(data) != entry.get("sha256"):
-            problems.append(f"{name}: sha256 {sha256(data)} (expected {entry.get('sha256')}): altered")
+        try:
+            found, _ = _streamed(archive, name, min(MAX_MEMBER, MAX_TOTAL - total))
+        except _TooLarge as exc:
+            problems.append(str(exc))
+            break
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:  # a corrupt member
+            problems.append(f"{name}: unreadable ({exc})")
+            continue
+        total += archive.getinfo(name).file_size
+        if found != entry.get("sha256"):
+            problems.append(f"{name}: sha256 {found} (expected {entry.get('sha256')}): altered")
     problems += [
         f"{name}: not listed in index.json: added"
         for name in sorted(set(names) - set(listed) - {"index.json"})

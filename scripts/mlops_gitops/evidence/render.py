@@ -67,9 +67,70 @@ def _approval_words(counted: dict[str, Any] | None) -> str:
     return words + (f"; not counted: {'; '.join(left_out)}" if left_out else "")
 
 
+# A card template is the team's file, rendered in the sandbox and under bounds, so that no
+# template (a loop in a loop, a string multiplied by a billion) hangs `mlops evidence` or its job.
+CARD_SECONDS = 10.0
+CARD_BYTES = 1 << 20  # the template, and what it renders
+_LARGEST = 1 << 20  # the longest string or list one `*` may make
+
+
+class _Overrun(Exception):
+    pass
+
+
+def _sandbox() -> Any:
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class CardSandbox(SandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            sized = [v for v in (left, right) if isinstance(v, str | list | tuple)]
+            counts = [v for v in (left, right) if isinstance(v, int)]
+            if operator == "*" and sized and counts and len(sized[0]) * abs(counts[0]) > _LARGEST:
+                raise SecurityError(f"a value of over {_LARGEST} items")
+            if operator == "**" and isinstance(right, int) and abs(right) > 64:
+                raise SecurityError(f"a power of {right}")
+            return super().call_binop(context, operator, left, right)
+
+    import jinja2
+
+    return CardSandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _bounded(template: Any, context: dict[str, Any], display: str) -> str:
+    """The template's text, stopped past CARD_BYTES or CARD_SECONDS (an interval timer on the
+    main thread: Jinja's compiled loops are Python, which the timer's signal interrupts)."""
+    import signal
+    import threading
+
+    def overrun(signum: int, frame: Any) -> None:
+        raise _Overrun
+
+    timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if timed:
+        previous = signal.signal(signal.SIGALRM, overrun)
+        signal.setitimer(signal.ITIMER_REAL, CARD_SECONDS)
+    parts, size = [], 0
+    try:
+        for chunk in template.generate(context):
+            size += len(chunk)
+            if size > CARD_BYTES:
+                raise MlopsError(f"{display}: renders over {CARD_BYTES} bytes (expected a card)")
+            parts.append(chunk)
+    except _Overrun:
+        raise MlopsError(f"{display}: still rendering after {CARD_SECONDS:.0f} s (expected a card)") from None
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    return "".join(parts)
+
+
 def render_card(repo: Repo, model: str, context: dict[str, Any]) -> str:
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2.exceptions import SecurityError
 
     path = repo.root / MODELS_DIR / model / "card.md"
     display = path.relative_to(repo.root).as_posix()
@@ -79,15 +140,19 @@ def render_card(repo: Repo, model: str, context: dict[str, Any]) -> str:
         raise MlopsError(
             f"{display}: missing (expected the model card template; `mlops model add` writes one)"
         )
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    if path.stat().st_size > CARD_BYTES:
+        raise MlopsError(f"{display}: over {CARD_BYTES} bytes (expected a card template)")
     try:
-        return env.from_string(path.read_text(encoding="utf-8")).render(context)
+        template = _sandbox().from_string(path.read_text(encoding="utf-8"))
+        return _bounded(template, context, display)
     except jinja2.TemplateSyntaxError as exc:
         raise MlopsError(f"{display}:{exc.lineno}: {exc.message} (expected a Jinja template)") from None
     except jinja2.UndefinedError as exc:
         raise MlopsError(
             f"{display}: {exc.message} (expected one of: {', '.join(sorted(context))})"
         ) from None
+    except (SecurityError, OverflowError, ArithmeticError, TypeError, ValueError) as exc:
+        raise MlopsError(f"{display}: {type(exc).__name__}: {exc} (expected a card template)") from None
 
 
 def render_summary(pack: Pack, context: dict[str, Any]) -> str:

@@ -212,6 +212,13 @@ class Registry:
             return self._call(f"get {model} v{text}", self.client.get_model_version, model, text)
         return self._call(f"get {model}@{text}", self.client.get_model_version_by_alias, model, text)
 
+    def versions(self, model: str) -> list[Any]:
+        """Every version of `model` (none when it is not registered)."""
+        found = self._call(
+            f"list {model}", self.client.search_model_versions, f"name = '{model}'", max_results=10_000
+        )
+        return list(found)
+
     def has_version(self, model: str, number: int) -> bool:
         """Whether the registry holds version `number` of `model` (an unreachable one is an error)."""
         from mlflow.exceptions import MlflowException
