@@ -139,15 +139,16 @@ def test_a_model_server_runs_without_the_platform_s_secrets(repo: Path) -> None:
         "AWS_SECRET_ACCESS_KEY": "aws-secret-key-0123456789",
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE000",
         "GITHUB_TOKEN": "ghp_example_token_000",
+        "MLOPS_GATE_TOKEN": "gate-token-0123456",  # one of ours, but a secret by its name
     }
     set_manifest(repo, "staging", "v1", version=1)
-    proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra=secrets)
+    proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra={**secrets, "MLOPS_KNOB": "kept"})
     assert proc.returncode == 0, proc.stderr
     pid = json.loads((repo / ".mlops/servers/staging/churn.json").read_text())["pid"]
     environ = dict(
         item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
     )
-    assert "PATH" in environ and "PYTHONPATH" in environ
+    assert "PATH" in environ and "PYTHONPATH" in environ and environ.get("MLOPS_KNOB") == "kept"
     leaked = {k for k in environ if k in secrets} | {k for k, v in environ.items() if v in secrets.values()}
     assert leaked == set(), leaked
     assert "MLFLOW_TRACKING_URI" not in environ

@@ -44,11 +44,11 @@ if TYPE_CHECKING:
 # version's pyfunc imports), so it gets no credential: the reconciler fetched and verified the
 # artifact, and the server reads it from disk, needing no registry, cloud or GitHub access. Only
 # these names pass (the locale, the interpreter, the accelerator's and the math libraries'
-# settings, the server's own knobs), and none whose name says it is a secret.
+# settings, this project's own MLOPS_* knobs), and none whose name says it is a secret.
 SERVER_ENV = re.compile(
     r"PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TERM|TMPDIR|VIRTUAL_ENV|LD_LIBRARY_PATH|NO_COLOR|DO_NOT_TRACK"
     r"|PYTHON[A-Z0-9_]*|LC_[A-Z_]+|CUDA_[A-Z0-9_]+|NVIDIA_[A-Z0-9_]+|OMP_[A-Z0-9_]+|MKL_[A-Z0-9_]+"
-    r"|OPENBLAS_[A-Z0-9_]+|MLOPS_SERVE_[A-Z_]+|MLOPS_PROBATION_S|MLFLOW_DISABLE_TELEMETRY"
+    r"|OPENBLAS_[A-Z0-9_]+|MLOPS_[A-Z0-9_]+|MLFLOW_DISABLE_TELEMETRY"
 )
 
 
