@@ -48,7 +48,9 @@ def evidence_digest(env: str) -> str:
 def evidence_digest_environment(key: str) -> str | None:
     """The environment an `evidence_digest` tag is for; None for any other tag."""
     head, tail = f"{PREFIX}evidence.", ".index_sha256"
-    return key[len(head) : -len(tail)] or None if key.startswith(head) and key.endswith(tail) else None
+    if not (key.startswith(head) and key.endswith(tail)):
+        return None
+    return key[len(head) : -len(tail)] or None
 
 
 def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:

@@ -208,7 +208,7 @@ def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) ->
     judged = {
         "canary": len(canary_entries),
         "stable": len(stable_entries),
-        "min_requests": int({**analysis.DEFAULT_CHECKS, **(settings.get("checks") or {})}["min_requests"]),
+        "min_requests": int(next(c.limit for c in checks if c.name == "min_requests")),
         "since": progress.get("step_started_at"),
     }
     progress = {**progress, "judged_at": _now(), "analyses": int(progress.get("analyses", 0)) + 1}

@@ -60,7 +60,12 @@ KEPT_DIGESTS = 20  # the index sha256 of the last packs built, per version and e
 def recorded_digests(registry: Any, model: str, env: str, version: int) -> list[str]:
     """The index sha256 of every pack of (model, version, env) built lately, as the registry
     keeps them (oldest first)."""
-    raw = dict(registry.version(model, version).tags).get(names.evidence_digest(env), "[]")
+    return recorded_digests_of(registry.version(model, version), env)
+
+
+def recorded_digests_of(version: Any, env: str) -> list[str]:
+    """What a registry version's tag keeps of its packs' digests in `env`."""
+    raw = dict(version.tags).get(names.evidence_digest(env), "[]")
     try:
         found = json.loads(raw)
     except ValueError:
@@ -73,13 +78,9 @@ def anchored_by(registry: Any, models: list[str], digest: str) -> tuple[str, str
     found from the registry's side, never from what the pack says of itself."""
     for model in models:
         for version in registry.versions(model):
-            for key, value in dict(version.tags).items():
+            for key in dict(version.tags):
                 env = names.evidence_digest_environment(key)
-                try:
-                    kept = json.loads(value) if env else []
-                except ValueError:
-                    continue
-                if env and isinstance(kept, list) and digest in kept:
+                if env and digest in recorded_digests_of(version, env):
                     return model, env, int(version.version)
     return None
 

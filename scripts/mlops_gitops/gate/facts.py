@@ -284,6 +284,7 @@ def build(
     # a pull request's checkout is) has as its second parent; never a plain commit's parent
     commit, *parents = git(root, "rev-list", "--parents", "-n", "1", head_rev).split()
     heads = frozenset([commit, *parents[1:]])
+    approved = approvals(event, fetch, heads)  # once: GitHub's API and the event, whatever changed
     documents = []
     for path in changed_manifests(root, base_rev, head_rev):
         manifest, previous = _at(root, head_rev, path), _at(root, base_rev, path)
@@ -299,7 +300,7 @@ def build(
                 base_rev,
                 head_rev,
                 now,
-                approvals(event, fetch, heads),
+                approved,
                 members,
             )
         )
