@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from . import forkserver
-from .conftest import ROOT, base_env
+from .conftest import base_env
 
 pytestmark = pytest.mark.skipif(not forkserver.enabled(), reason="MLOPS_TESTS_FORK=0: fresh processes")
 
@@ -30,8 +30,20 @@ def test_a_forked_command_has_its_own_directory_environment_and_exit_code(tmp_pa
     forked = forkserver.run(["status"], tmp_path, fresh_env, base_env())
     assert fresh.returncode != 0 and (forked.returncode, forked.stderr) == (fresh.returncode, fresh.stderr)
     assert "nowhere" in forked.stderr  # the command read the environment it was given
-    ok = forkserver.run(["status", "-o", "json"], ROOT, base_env(), base_env())
-    assert ok.returncode == 0 and ok.stdout.lstrip().startswith("{"), ok.stderr
+    helped = [
+        subprocess.run(
+            [sys.executable, "-m", "mlops_gitops.cli", "--help"],
+            cwd=tmp_path,
+            env=base_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ),
+        forkserver.run(["--help"], tmp_path, base_env(), base_env()),
+    ]  # a command that reads no repository state: the same answer, byte for byte
+    fresh_help, forked_help = helped
+    assert (forked_help.returncode, forked_help.stdout) == (fresh_help.returncode, fresh_help.stdout)
+    assert forked_help.returncode == 0 and "Usage:" in forked_help.stdout
 
 
 def test_stdin_reaches_the_command_and_its_exceptions_stay_in_it(tmp_path: Path) -> None:
