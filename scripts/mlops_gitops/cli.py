@@ -6,7 +6,8 @@ gate      promote, facts, check, gate, comment, policy test, policy impact
 deploy    plan, reconcile, status, rollback, down
 serving   predict, serve
 publish   hydrate (the rendered manifests' branch, for Argo CD / Flux)
-watch     drift, feedback, alert, collect
+watch     drift, feedback, alert
+collect   collect (KServe's inference logger, received)
 evidence  evidence build, evidence verify
 operate   history, compare
 """

@@ -169,13 +169,23 @@ def test_kubectl_mode_applies_and_waits(registered: Path, tmp_path: Path) -> Non
     project = repo / "mlops.yaml"
     project.write_text(project.read_text().replace('kube_context: ""', "kube_context: kind-test"))
     git_commit_all(repo, "a cluster")
-    calls = tmp_path / "kubectl.calls"
-    path = kubectl_stand_in(tmp_path, "cat > /dev/null; echo applied", first=f'echo "$*" >> {calls}')
+    calls, applied = tmp_path / "kubectl.calls", tmp_path / "applied.yaml"
+    path = kubectl_stand_in(tmp_path, f"cat > {applied}; echo applied", first=f'echo "$*" >> {calls}')
     set_manifest(repo, "staging", "v1 to staging", version=1)
-    proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra=path)
+    token = "s3cret/token+with=odd"
+    proc = run_mlops(
+        "reconcile", "--env", "staging", cwd=repo, env_extra={**path, "MLOPS_COLLECT_TOKEN": token}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = calls.read_text().splitlines()
     assert lines[0].startswith("--context kind-test apply -f -")
+    # what kubectl applied gives KServe's logger the collector's token (user info: Go's client
+    # sends it as HTTP Basic); the rendered file, which may be committed or hydrated, never holds it
+    logger = yaml.safe_load(applied.read_text())["spec"]["predictor"]["logger"]["url"]
+    assert logger == "http://logger:s3cret%2Ftoken%2Bwith%3Dodd@mlops-collect.models.svc.cluster.local"
+    rendered = (repo / "deploy/kserve/staging/churn.yaml").read_text()
+    assert "s3cret" not in rendered and "mlops-collect.models.svc.cluster.local" in rendered
+    assert "s3cret" not in proc.stdout + proc.stderr
     assert any(
         line.startswith(
             "--context kind-test wait --for=condition=Ready inferenceservice/churn-staging -n models"

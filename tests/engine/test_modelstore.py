@@ -156,7 +156,7 @@ def test_the_collectors_manifests_pass_kubernetes_schemas(tmp_path: Path) -> Non
     proc = kubernetes_validate(collect)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(collect.read_text())]
-    assert kinds == ["PersistentVolumeClaim", "Deployment", "Service"]
+    assert kinds == ["PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"]
     # the validator validates: a misspelt field fails it
     broken = tmp_path / "broken.yaml"
     broken.write_text(collect.read_text().replace("containerPort: 8080", "containerPortt: 8080"))
@@ -177,6 +177,36 @@ def test_the_collectors_manifests_pass_kubernetes_schemas(tmp_path: Path) -> Non
     logger = yaml.safe_load((ROOT / "mlops.yaml").read_text())["deploy"]["kserve"]["logger_url"]
     service = documents["Service"]["metadata"]
     assert logger == f"http://{service['name']}.{service['namespace']}.svc.cluster.local"
+    # who may send: only KServe's predictor pods of this namespace (the labels KServe's
+    # controller sets: component, serving.kserve.io/inferenceservice), on the collector's port
+    pod = documents["Deployment"]["spec"]["template"]
+    policy = documents["NetworkPolicy"]
+    assert policy["metadata"]["namespace"] == service["namespace"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == pod["metadata"]["labels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": container["ports"][0]["containerPort"]}]
+    (source,) = rule["from"]
+    assert set(source) == {"podSelector"}  # no namespaceSelector, no ipBlock: this namespace's pods
+    assert source["podSelector"]["matchLabels"] == {"component": "predictor"}
+    assert source["podSelector"]["matchExpressions"] == [
+        {"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}
+    ]
+    # the token from a secret (none: the collector refuses to listen), never a literal value
+    token = next(e for e in container["env"] if e["name"] == "MLOPS_COLLECT_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"]["optional"] is True and "value" not in token
+    # --manifests reads the checkout the git-sync sidecar keeps current
+    args = container["args"]
+    sync = next(c for c in pod["spec"]["containers"] if c["name"] == "git-sync")
+    flags = dict(a.lstrip("-").split("=", 1) for a in sync["args"])
+    assert args[args.index("--manifests") + 1] == f"{flags['root']}/{flags['link']}"
+    mounts = {c["name"]: {m["name"]: m for m in c["volumeMounts"]} for c in pod["spec"]["containers"]}
+    assert (
+        mounts["collect"]["checkout"]["mountPath"]
+        == flags["root"]
+        == mounts["git-sync"]["checkout"]["mountPath"]
+    )
+    assert mounts["collect"]["checkout"]["readOnly"] is True
 
 
 def test_the_collectors_image_holds_what_mlops_collect_reads(tmp_path: Path) -> None:

@@ -6,10 +6,24 @@ May import: core, registry, gate, deploy, serving, monitor, evidence. Imported b
 
 from __future__ import annotations
 
-from . import deploy, evidence, gate, incident, models, operate, policies, publish, serving, train, watch
+from . import (
+    collect,
+    deploy,
+    evidence,
+    gate,
+    incident,
+    models,
+    operate,
+    policies,
+    publish,
+    serving,
+    train,
+    watch,
+)
 from .app import main
 
 __all__ = [
+    "collect",
     "deploy",
     "evidence",
     "gate",

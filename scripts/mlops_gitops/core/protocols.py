@@ -226,6 +226,10 @@ def _flatten(data: Any, depth: int = 8) -> list[Any] | None:
 # A client's request id is echoed in a response header (X-Request-Id) and logged: it is used only
 # when it is short and printable ASCII without spaces (no CR/LF to split the response with, no
 # character a header cannot carry); any other id is replaced by one the server makes.
+# The token KServe's logger presents to `mlops collect` (the password of the logger URL's user
+# info, sent by Go's HTTP client as HTTP Basic): in the collector's and the reconciler's
+# environments, never in a file.
+COLLECT_TOKEN = "MLOPS_COLLECT_TOKEN"
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 

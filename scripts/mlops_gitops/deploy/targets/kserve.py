@@ -25,15 +25,17 @@ manifest's shadow is ignored here with a note.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import yaml
 
-from ...core import yamlio
+from ...core import protocols, yamlio
 from ...core.config import outside
 from ...core.errors import MlopsError
 from ...core.gitinfo import git
@@ -172,6 +174,22 @@ def render(
     }
 
 
+def with_collect_token(text: str, document: dict[str, Any]) -> str:
+    """What kubectl applies: the rendered InferenceService, its logger URL given the collector's
+    token (`MLOPS_COLLECT_TOKEN`) as user info when the reconciler has one. Only applied, never
+    written: the rendered file (and the hydrated branch Argo CD or Flux reads) never holds it."""
+    token = os.environ.get(protocols.COLLECT_TOKEN, "")
+    logger = document["spec"]["predictor"].get("logger")
+    if not token or not logger:
+        return text
+    scheme, sep, rest = str(logger["url"]).partition("://")
+    if not sep:
+        return text
+    with_token = json.loads(json.dumps(document))
+    with_token["spec"]["predictor"]["logger"]["url"] = f"{scheme}://logger:{quote(token, safe='')}@{rest}"
+    return yaml.safe_dump(with_token, sort_keys=False)
+
+
 class KServeTarget:
     kind = "kserve"
 
@@ -297,7 +315,7 @@ class KServeTarget:
         document = render(desired, self.namespace, storage, self.revision, sha, self.serving)
         text = yaml.safe_dump(document, sort_keys=False)
         if self.context:
-            applied = self._kubectl("apply", "-f", "-", stdin=text)
+            applied = self._kubectl("apply", "-f", "-", stdin=with_collect_token(text, document))
             if applied.returncode != 0:
                 raise DeployFailed(
                     Reason.TARGET_UNAVAILABLE, f"kubectl apply: {applied.stderr.strip()[:300]}"
