@@ -46,3 +46,22 @@ def test_judge_waits_passes_and_names_the_failing_checks() -> None:
         "max_latency_p99_ms": 40.0,
         "max_class_shift": 1.0,
     }
+
+
+def test_min_callers_waits_out_one_client_s_flood_and_the_record_counts_callers() -> None:
+    from dataclasses import replace
+
+    from mlops_gitops.deploy.analysis import callers
+
+    rng = random.Random(7)
+    stable = entries(1, [rng.random() * 0.4 for _ in range(100)])
+    flood = [replace(e, caller="10.0.0.66") for e in entries(2, [0.9] * 100)]  # one client, shifted
+    checks = {"min_requests": 50, "min_callers": 3, "max_class_shift": 0.1}
+    verdict, found = judge(checks, flood, stable)
+    assert verdict == WAITING and [c.name for c in found if not c.passed] == ["min_callers"]
+    assert "from 1 distinct callers" in found[-1].detail
+    spread = [replace(e, caller=f"10.0.0.{i % 5}") for i, e in enumerate(flood)]
+    assert judge(checks, spread, stable)[0] == FAIL  # five callers: judged, and the shift fails it
+    assert callers(spread, stable) == {"canary": 5, "stable": 0}
+    assert callers(entries(2, [0.1]), stable) is None  # KServe's logger names no caller
+    assert judge({"min_requests": 50}, flood, stable)[0] == PASS  # not asked for: not checked

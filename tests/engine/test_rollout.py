@@ -201,6 +201,11 @@ def test_a_client_pinning_the_canary_does_not_steer_its_verdict(repo: Path) -> N
         json.loads(line) for line in state.inference_log(repo, "staging", "churn").read_text().splitlines()
     ]
     assert sum(1 for e in logged if e["role"] == "pinned" and e["version"] == 5) == 120
+    # every request came from this one client: the log says so, and so does what was judged
+    assert {e["caller"] for e in logged} == {"127.0.0.1"}
+    assert set(judged["requests"]["callers"].values()) <= {0, 1} and sum(
+        judged["requests"]["callers"].values()
+    )
     routed = inference_log.read(state.inference_log(repo, "staging", "churn")).entries
     assert routed and not any(e.request_id == "pinned" for e in routed)
 
@@ -217,6 +222,7 @@ def test_a_client_pinning_the_canary_does_not_steer_its_verdict(repo: Path) -> N
     proc = run_mlops("reconcile", "--env", "staging", "-o", "json", cwd=repo)
     assert json.loads(proc.stdout)["results"][0]["result"] == "progressing", proc.stdout
     assert [(a["verdict"], a["requests"]["canary"]) for a in analyses(repo)][-1] == ("waiting", 0)
+    assert analyses(repo)[-1]["requests"]["callers"] is None  # nothing judged, no caller known
     assert not any(r.get("result") == "rolled-back" for r in records(repo))
 
 

@@ -1,11 +1,12 @@
 """A generated repository, lived in: one project with non-default answers and a model that is not
 `churn`, driven by the product's own verbs through a model's whole life, with the repository's
 own checks run after every step, and its README's first walk run exactly as written. The checks:
-its validation and fast tests in every state (what those states change is what they read:
-manifests, models, policies, the registry); and, in the last state, its pr.yml under act, whose
-jobs are the whole `make test` and more (lint, types and the slow tests read the code and the
-configuration, which the life's verbs do not change but for a second model: the last state
-holds it, so the whole suite runs once, there).
+in every state, its validation and the fast tests that read what the life's verbs change (the
+configuration, the manifests, the models: `STATE_TESTS`); in the last state, its pr.yml under
+act, whose jobs are the whole `make test` and more. The rest of its tests read what no verb
+changes (the policies' own tests, the workflows' linters, the code's types and lint, the fork
+server) or hold a whole life of their own (the slow tests), so they run once, there, in the
+state that holds everything the life added.
 
 The life: generate; the README's walk (train, register, promote to staging, the gate, merge,
 reconcile, a prediction, traffic, drift, feedback, the evidence pack); production after the soak
@@ -94,6 +95,14 @@ REVIEWS = [
 ]
 
 
+# The generated repository's fast tests that read what the life's verbs change (selected by name,
+# so a test renamed in the template fails the `passed` count below rather than going unrun).
+STATE_TESTS = (
+    "tests/test_repository.py tests/test_scaffold.py"
+    " -k 'configuration_is_valid or manifests_and_workflows or test_scaffold'"
+)
+
+
 class Life:
     """The generated repository, and the commands a team runs in it."""
 
@@ -156,9 +165,10 @@ class Life:
         path.write_text(yaml.safe_dump(manifest, sort_keys=False))
 
     def check(self, stage: str, act: bool = False) -> None:
-        """The repository's own checks in its current state: its validation and fast tests; or its
-        pr.yml under act, asserting that every job ran and passed. pr.yml's jobs are `make lint
-        typecheck`, `make validate`, `make policy` and `make unit`: all of `make test` and more.
+        """The repository's own checks in its current state: its validation and the fast tests
+        that read the state (`STATE_TESTS`); or its pr.yml under act, asserting that every job ran
+        and passed. pr.yml's jobs are `make lint typecheck`, `make validate`, `make policy` and
+        `make unit`: all of `make test` and more.
 
         Checks other than act's run on a copy of the repository as it is now, in the background,
         while the life goes on (its next steps change the repository, never the copy);
@@ -170,7 +180,7 @@ class Life:
         copy = self.project.parent / f"check-{len(self.checked)}" / self.project.name
         copy.parent.mkdir()
         subprocess.run(["cp", "-a", str(self.project), str(copy)], check=True)
-        script = "make validate && make unit PYTEST_ARGS=\"-m 'not slow'\""
+        script = f"make validate && make unit PYTEST_ARGS=\"-m 'not slow' -n0 {STATE_TESTS}\""
         log = copy.parent / "log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -187,7 +197,7 @@ class Life:
             code = proc.wait(timeout=1800)
             text = log.read_text(errors="replace")
             assert code == 0, f"{stage}: the repository's checks exited {code}:\n{text[-8000:]}"
-            assert re.search(r"\d+ passed", text), stage
+            assert re.search(r"\b4 passed", text), f"{stage}: expected the 4 state tests:\n{text[-3000:]}"
         self.pending.clear()
 
     def stop_checks(self) -> None:

@@ -7,7 +7,8 @@ else. A line is one `Entry`:
 
     {"v": 1, "request_id", "at": "2026-01-01T00:00:00.000Z", "model", "environment",
      "version": 3, "role": "primary" | "shadow", "inputs": [{column: value}, ...],
-     "outputs": [...], "latency_ms": 4.2, "error": "..." (only when the request failed)}
+     "outputs": [...], "latency_ms": 4.2, "error": "..." (only when the request failed),
+     "caller": "10.0.0.7" (only where known: the model server's peer address)}
 
 Lines written before the format had a version (no "v") read as version 1: the fields are the same.
 
@@ -56,6 +57,7 @@ class Entry:
     outputs: Any
     latency_ms: float
     error: str | None = None
+    caller: str | None = None  # who sent it, where known (the peer address the server saw)
 
     @property
     def answered(self) -> bool:
@@ -81,6 +83,8 @@ class Entry:
         }
         if self.error is not None:
             found["error"] = self.error
+        if self.caller is not None:
+            found["caller"] = self.caller
         return found
 
     @classmethod
@@ -92,7 +96,7 @@ class Entry:
             inputs = raw["inputs"]
             if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
                 raise ValueError("inputs: expected a list of records")
-            error, at = raw.get("error"), str(raw["at"])
+            error, at, caller = raw.get("error"), str(raw["at"]), raw.get("caller")
             return cls(
                 request_id=str(raw["request_id"]),
                 at=at if STAMP.match(at) else stamp(parse_at(at)),
@@ -104,6 +108,7 @@ class Entry:
                 outputs=raw.get("outputs"),
                 latency_ms=float(raw.get("latency_ms") or 0.0),
                 error=str(error) if error else None,
+                caller=str(caller) if caller else None,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(str(exc)) from exc
@@ -132,6 +137,7 @@ def entry(
     outputs: Any,
     seconds: float,
     error: str | None = None,
+    caller: str | None = None,
 ) -> Entry:
     """One request's entry, stamped now; `spec` names the model and environment."""
     return Entry(
@@ -145,6 +151,7 @@ def entry(
         outputs=outputs,
         latency_ms=round(seconds * 1000, 3),
         error=error,
+        caller=caller,
     )
 
 

@@ -6,6 +6,8 @@ ones included, as the inference log's rule says (a failure is traffic, but no an
 after Flagger's and Argo Rollouts' metric analysis, plus two that judge the model itself:
 
     min_requests         the canary answered at least this many requests (else: no judgement)
+    min_callers          ... from at least this many distinct callers (else: no judgement;
+                         optional, where the log knows callers: the local target's servers)
     max_error_rate       the canary's share of failed requests
     max_latency_p99_ms   the canary's p99 prediction latency
     max_class_shift      the largest change in any predicted class's share, canary against stable
@@ -101,6 +103,17 @@ def psi(canary: list[float], stable: list[float], bins: int = 10) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def callers(canary: list[Entry], stable: list[Entry]) -> dict[str, int] | None:
+    """How many distinct callers sent each side's requests; None where the log knows none (KServe's
+    logger does not say who called)."""
+    if not any(e.caller for e in (*canary, *stable)):
+        return None
+    return {
+        "canary": len({e.caller for e in canary if e.caller}),
+        "stable": len({e.caller for e in stable if e.caller}),
+    }
+
+
 def judge(checks: dict[str, Any], canary: list[Entry], stable: list[Entry]) -> tuple[Verdict, list[Check]]:
     """(pass | fail | waiting, the checks). Waiting: fewer requests than min_requests on the
     canary (or, for the distribution checks, on the stable version): nothing is judged."""
@@ -114,6 +127,13 @@ def judge(checks: dict[str, Any], canary: list[Entry], stable: list[Entry]) -> t
         found[0].detail = f"canary {len(canary)}, stable {len(stable)} requests (expected {needed} each)"
         found[0].passed = False
         return WAITING, found
+    if "min_callers" in wanted:  # one client's flood is not a sample: wait for more callers
+        distinct = len({e.caller for e in canary if e.caller})
+        found.append(Check("min_callers", float(distinct), int(wanted["min_callers"]), True))
+        if distinct < int(wanted["min_callers"]):
+            found[-1].passed = False
+            found[-1].detail = f"the canary's {len(canary)} requests came from {distinct} distinct callers"
+            return WAITING, found
     failed = sum(1 for e in canary if not e.answered)
     rate = failed / len(canary)
     found.append(

@@ -210,6 +210,7 @@ def advance(reconciler: Reconciler, change: Change, progress: dict[str, Any]) ->
         "stable": len(stable_entries),
         "min_requests": int(next(c.limit for c in checks if c.name == "min_requests")),
         "since": progress.get("step_started_at"),
+        "callers": analysis.callers(canary_entries, stable_entries),
     }
     progress = {**progress, "judged_at": _now(), "analyses": int(progress.get("analyses", 0)) + 1}
     if verdict != analysis.WAITING:
@@ -317,7 +318,8 @@ def _note(
     judged: dict[str, Any],
 ) -> None:
     """The analysis, recorded: its verdict, its checks and what it judged (requests the split
-    routed to each version since the step began, pinned ones never among them; the minimum)."""
+    routed to each version since the step began, pinned ones never among them; from how many
+    distinct callers, where the log knows them; the minimum)."""
     reconciler.records.note(
         "analysis",
         desired.environment,

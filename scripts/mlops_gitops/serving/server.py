@@ -738,7 +738,9 @@ class Handler(BaseHTTPRequestHandler):
         error: str | None = None,
     ) -> None:
         role = "pinned" if self._pinned else "primary"  # a pinned request is not the split's traffic
-        entry = inference_log.entry(routing.spec, request_id, version, role, records, outputs, seconds, error)
+        entry = inference_log.entry(
+            routing.spec, request_id, version, role, records, outputs, seconds, error, self.client_address[0]
+        )
         self.server.log.write(entry)
 
     def _proof(self) -> dict[str, str]:
