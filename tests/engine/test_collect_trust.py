@@ -237,6 +237,21 @@ def test_bodies_are_bounded_in_time_and_memory(collector: Collector) -> None:
     assert grown < 40 << 20, f"{grown >> 20} MiB more after {40 * len(big) >> 20} MiB of requests held"
     counts = collector.health()
     assert counts["pending_bytes"] <= 4 << 20 and counts["expired"] >= 30, counts
+    # connections (a thread each) are bounded too: idle ones held open leave the next one a 503
+    from mlops_gitops.monitor.collect import MAX_CONNECTIONS
+
+    idle = [socket.create_connection(("127.0.0.1", collector.port)) for _ in range(MAX_CONNECTIONS)]
+    deadline = time.monotonic() + 10  # until the server has accepted them all
+    while (got := collector.post(REQUEST_BODY, event("request", "one-too-many")))[0] != 503:
+        assert time.monotonic() < deadline, got
+        time.sleep(0.2)
+    assert "too many connections" in got[1]["error"]
+    for sock in idle:
+        sock.close()
+    deadline = time.monotonic() + 10
+    while collector.post(REQUEST_BODY, event("request", "after"))[0] == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert collector.health()["status"] == "ok"
 
 
 def _rss(collector: Collector) -> int:

@@ -35,7 +35,8 @@ event names one, must be the one the kserve target renders for that model and en
 
 Bounds. A body up to 16 MiB, read whole within `body_timeout` seconds (a 408 after); at most
 `IN_FLIGHT_BYTES` of bodies being read at once (a 503 with Retry-After beyond); pending halves
-held as their raw bytes, at most `pending_bytes` in all (the oldest dropped first, counted).
+held as their raw bytes, at most `pending_bytes` in all (the oldest dropped first, counted);
+at most `MAX_CONNECTIONS` connections open at once (a 503 beyond).
 
 Names from an event reach a path (the log's): each is checked (a DNS label, and a model and
 environment of this repository) before anything is opened. An event that cannot be used is a
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import re
@@ -79,6 +81,12 @@ PENDING_LIMIT = 10_000  # and at most this many
 EXPIRE_S = 300.0  # a half without its other half after this long is dropped (counted)
 SEEN_LIMIT = 100_000  # joined ids remembered, to acknowledge a repeat without counting it
 BODY_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 256  # open at once (each a thread); beyond, a 503 and close
+_BUSY_BODY = b'{"error": "busy: too many connections (expected a retry)"}'
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 class Rejected(ValueError):
@@ -499,6 +507,7 @@ class CollectHandler(QuietHandler):
 
 class CollectServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -512,7 +521,27 @@ class CollectServer(ThreadingHTTPServer):
         self.token = token
         self.body_timeout = body_timeout
         self._in_flight = 0
+        self._connections = 0
         self._flight_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, at most `MAX_CONNECTIONS` at once: beyond, a 503 and close."""
+        with self._flight_lock:
+            full = self._connections >= MAX_CONNECTIONS
+            self._connections += 0 if full else 1
+        if full:
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._flight_lock:
+                self._connections -= 1
 
     def reserve(self, length: int) -> bool:
         """Room for one more body of `length` bytes being read (False: the bound is reached)."""
