@@ -46,6 +46,9 @@ def test_a_package_without_tests_fails_the_run(checkout: Path) -> None:
     proc = run_mlops("policy", "test", cwd=checkout)
     assert proc.returncode == 1
     assert "packages without tests: workflows" in proc.stderr
+    # named with --policy, as `conftest verify` runs: listed, not failed (conftest counts tests)
+    proc = run_mlops("policy", "test", "--policy", "policies", cwd=checkout)
+    assert proc.returncode == 0 and "packages without tests: workflows" in proc.stderr
 
 
 def test_a_policy_that_does_not_compile_names_file_and_line(checkout: Path) -> None:
@@ -134,6 +137,75 @@ def test_exit_codes_follow_conftest(tmp_path: Path) -> None:
     assert check(tmp_path, str(meh), "--fail-on-warn").returncode == 1
     assert check(tmp_path, str(bad), "--fail-on-warn").returncode == 2
     assert check(tmp_path, str(bad), "--no-fail").returncode == 0
+
+
+def test_check_speaks_conftest_s_command_line(tmp_path: Path) -> None:
+    """What conftest's own acceptance suite asks of `conftest test`, on this fixture: its default
+    lines when not on a terminal, standard input, an empty argument, --parser, TAP, --quiet and
+    --suppress-exceptions (tests/engine/peers/conftest_parity.py runs that suite itself)."""
+    bad, good = doc(tmp_path, "bad.yaml", kind="bad"), doc(tmp_path, "good.yaml", kind="good")
+    lines = check(tmp_path, str(bad)).stdout.splitlines()  # not a terminal: conftest's lines
+    assert lines[:4] == [
+        f"WARN - {bad} - main - style of bad",
+        f"FAIL - {bad} - main - plain deny",
+        f"FAIL - {bad} - main - suffixed deny, exempted below",
+        f"FAIL - {bad} - main - a violation with metadata",
+    ]
+    assert lines[4:] == ["", "5 tests, 1 passed, 1 warning, 3 failures, 0 exceptions"]
+    # standard input (YAML unless --parser says), an empty argument ignored, a parser forced
+    piped = run_mlops("check", "-p", str(CONVENTIONS), "-", "", cwd=tmp_path, input="kind: bad\n")
+    assert piped.returncode == 1 and "FAIL - - main - plain deny" in piped.stdout
+    as_json = run_mlops(
+        "check", "-p", str(CONVENTIONS), "--parser", "json", "-", cwd=tmp_path, input='{"kind": "good"}'
+    )
+    assert as_json.returncode == 0 and as_json.stdout.endswith(
+        "5 passed, 0 warnings, 0 failures, 0 exceptions\n"
+    )
+    (tmp_path / "settings.conf").write_text('kind = "bad"\n')
+    assert check(tmp_path, "settings.conf", "--parser", "toml").returncode == 1
+    missing = check(tmp_path, "nowhere.yaml")
+    assert missing.returncode == 2 and "nowhere.yaml: no such file" in missing.stderr
+    # TAP, as conftest writes it
+    tap = check(tmp_path, str(bad), "-o", "tap").stdout.splitlines()
+    assert tap[0] == "1..5" and tap[1] == f"not ok 1 - {bad} - main - plain deny"
+    assert "# warnings" in tap and tap[-2:] == ["# successes", f"ok 5 - {bad} - main - SUCCESS"]
+    # --quiet: nothing when all pass, the findings when not
+    assert check(tmp_path, str(good), "--quiet").stdout == ""
+    assert "FAIL" in check(tmp_path, str(bad), "--quiet").stdout
+    # --suppress-exceptions: no EXCP line, still counted
+    exempt = doc(tmp_path, "exempt.yaml", kind="bad", exempt=True)
+    shown = check(tmp_path, str(exempt), "--no-color").stdout
+    hidden = check(tmp_path, str(exempt), "--no-color", "--suppress-exceptions").stdout
+    assert "EXCP" in shown and "EXCP" not in hidden
+    assert shown.splitlines()[-1] == hidden.splitlines()[-1] and "1 exception" in hidden
+
+
+def test_policy_test_speaks_conftest_verify_s_command_line(tmp_path: Path) -> None:
+    """`mlops policy test` as `conftest verify`: anywhere with --policy, --namespace globs,
+    --data for the tests, TAP; a package without tests is listed, not failed."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "main.rego").write_text(
+        'package main\nimport rego.v1\ndeny contains msg if { input.kind == data.banned; msg := "banned" }\n'
+    )
+    (policies / "main_test.rego").write_text(
+        "package main_test\nimport rego.v1\nimport data.main\n"
+        'test_banned if { main.deny == {"banned"} with input as {"kind": "x"} }\n'
+    )
+    (policies / "team.rego").write_text('package team\nimport rego.v1\nwarn contains "w" if input.w\n')
+    (tmp_path / "banned.yaml").write_text("banned: x\n")
+    verify = ["policy", "test", "-p", str(policies)]
+    passed = run_mlops(*verify, "-d", str(tmp_path / "banned.yaml"), cwd=tmp_path)  # not a repository
+    assert passed.returncode == 0, passed.stderr
+    assert (
+        "1 test, 1 passed, 0 warnings, 0 failures" in passed.stderr and "without tests: team" in passed.stderr
+    )
+    without_data = run_mlops(*verify, cwd=tmp_path)
+    assert without_data.returncode == 1 and "1 failure" in without_data.stderr
+    none = run_mlops(*verify, "-d", str(tmp_path / "banned.yaml"), "--namespace", "nothing*", cwd=tmp_path)
+    assert none.returncode == 0 and "0 tests, 0 passed" in none.stderr
+    tap = run_mlops(*verify, "-d", str(tmp_path / "banned.yaml"), "-n", "main*", "-o", "tap", cwd=tmp_path)
+    assert tap.stdout.splitlines() == ["1..1", "ok 1 - main_test.test_banned"]
 
 
 def test_namespaces_select_packages(tmp_path: Path) -> None:
@@ -283,10 +355,10 @@ def test_tests_are_counted_as_conftest_counts_them(tmp_path: Path) -> None:
         (report,) = json.loads(proc.stdout)
         counts = [len(report.get(k) or []) for k in ("warnings", "failures", "exceptions")]
         assert [report["successes"], *counts] == [passed, warnings, failures, exceptions], kind
+        words = [f"{n} {w}{'' if n == 1 else 's'}" for n, w in ((warnings, "warning"), (failures, "failure"))]
         assert proc.stderr.strip().endswith(
-            f"{tests} tests, {passed} passed, {warnings} warnings, {failures} failures, "
-            f"{exceptions} exceptions (embedded OPA)"
-        ), proc.stderr
+            f"{tests} tests, {passed} passed, {words[0]}, {words[1]}, {exceptions} exceptions (embedded OPA)"
+        ), proc.stderr  # conftest's words: "1 warning", "3 failures"
 
 
 def test_a_multi_document_file_is_several_inputs(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ from rich.markup import escape
 from ..core import output
 from ..core.errors import ExitCode, MlopsError
 from . import options
-from .app import main, repo, root
+from .app import main, root
 
 
 @main.command()
-@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1)
 @options.policy_dirs
 @click.option(
     "--namespace", "-n", "namespaces", multiple=True, help="Namespace or glob (with FILES; default main)."
@@ -31,13 +31,22 @@ from .app import main, repo, root
     help="YAML/JSON data, merged into data.*; a directory is loaded as OPA loads one (repeatable).",
 )
 @click.option(
+    "--parser",
+    type=click.Choice(["yaml", "json", "toml"]),
+    default=None,
+    help="Parse every FILE (and - for standard input) as this, whatever its extension.",
+)
+@click.option(
     "--output",
     "-o",
     "fmt",
-    type=click.Choice(["table", "json", "junit", "github", "sarif", "markdown"]),
-    default="table",
-    show_default=True,
+    type=click.Choice(["stdout", "table", "json", "tap", "junit", "github", "sarif", "markdown"]),
+    default=None,
+    help="stdout is conftest's lines (the default when not on a terminal); table on a terminal.",
 )
+@click.option("--no-color", is_flag=True, help="No colour (conftest's flag; NO_COLOR works too).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing when every test passes (as conftest).")
+@click.option("--suppress-exceptions", is_flag=True, help="No EXCP lines (stdout, tap; still counted).")
 @click.option("--fail-on-warn", is_flag=True, help="Exit 1 on warnings only, 2 on failures (as conftest).")
 @click.option("--no-fail", is_flag=True, help="Always exit 0.")
 @click.option(
@@ -49,12 +58,16 @@ from .app import main, repo, root
 @click.pass_context
 def check(
     ctx: click.Context,
-    files: tuple[Path, ...],
+    files: tuple[str, ...],
     policy_dirs: tuple[Path, ...],
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     data_files: tuple[Path, ...],
-    fmt: str,
+    parser: str | None,
+    fmt: str | None,
+    no_color: bool,
+    quiet: bool,
+    suppress_exceptions: bool,
     fail_on_warn: bool,
     no_fail: bool,
     record: bool,
@@ -63,39 +76,50 @@ def check(
 
     Without FILES: every manifest (environments/*/*.yaml) against the `manifests`
     namespace and every workflow (.github/workflows/*.yml) against `workflows`. With
-    FILES: those files against --namespace (default main) or --all-namespaces, as
-    `conftest test`. Uses the real conftest when it is on PATH, else the embedded OPA.
+    FILES: those files (- for standard input) against --namespace (default main) or
+    --all-namespaces, as `conftest test`. Uses the real conftest when it is on PATH, else
+    the embedded OPA.
     """
     from ..gate import policy
 
+    given = [name for name in files if name != ""]  # conftest ignores an empty argument
+    missing = [name for name in given if name != "-" and not Path(name).is_file()]
+    if missing:
+        raise MlopsError(f"{missing[0]}: no such file (expected a file to test, or - for standard input)")
+    if no_color:
+        output.stdout.no_color = output.stderr.no_color = True
+    fmt = fmt or ("table" if sys.stdout.isatty() else "stdout")
     try:
         where = root(ctx)
     except MlopsError:
-        if not (files and policy_dirs):
+        if not (given and policy_dirs):
             raise
         where = Path.cwd()  # FILES and --policy: usable anywhere, like conftest
     # --policy and --data are the caller's paths (relative to where it stands, as conftest takes
     # them, FILES too: policy.run reads those from here), whichever folder of the repository
     policy_dirs = tuple(p.absolute() for p in policy_dirs)
     data_files = tuple(p.absolute() for p in data_files)
-    run = policy.run(where, list(files), list(policy_dirs), namespaces, all_namespaces, list(data_files))
-    if fmt == "table":
-        rows = [
-            (r.filename, r.namespace, f.kind.upper(), f.rule, f.msg) for r in run.results for f in r.findings
-        ]
+    inputs = [Path(name) for name in given]
+    run = policy.run(where, inputs, list(policy_dirs), namespaces, all_namespaces, list(data_files), parser)
+    shown = policy.shown(run.results, suppress_exceptions)
+    if quiet and not any(f.kind != "exception" for r in run.results for f in r.findings):
+        pass  # as conftest's --quiet: nothing to say when nothing failed or warned
+    elif fmt == "table":
+        rows = [(r.filename, r.namespace, f.kind.upper(), f.rule, f.msg) for r in shown for f in r.findings]
         if rows:
             output.table("policy findings", ["file", "namespace", "result", "rule", "message"], rows)
     else:
-        sys.stdout.write(policy.render(run.results, fmt))
-    output.stderr.print(run.summary(), highlight=False)
-    if record and files:  # after the verdict is out: a registry that fails cannot hide it
+        sys.stdout.write(policy.render(shown, fmt, run.summary(engine=False)))
+    if fmt not in ("stdout", "tap") and not quiet:  # (conftest's lines end with their own count)
+        output.stderr.print(run.summary(), highlight=False)
+    if record and given:  # after the verdict is out: a registry that fails cannot hide it
         from ..core.config import load_repo
         from ..gate.decisions import record_decisions
         from ..registry.client import Registry
 
         try:
             registry = Registry(load_repo(where))
-            pairs = [(f.resolve(), str(f)) for f in files]
+            pairs = [(f.resolve(), str(f)) for f in inputs if str(f) != "-"]
             kept = record_decisions(registry, where, pairs, run.results, run.policy_files, run.engine)
         except MlopsError as exc:
             output.error(escape(f"decision not recorded: {exc}"))
@@ -110,6 +134,31 @@ def policy_group() -> None:
     """The Rego policies in policies/: run their tests, see what a change to them would deny."""
 
 
+def _tables(outcomes: list[tuple[str, str, bool]], report: Any) -> None:
+    """The tests, and their coverage when measured, as tables."""
+    from ..gate import policy
+
+    output.table(
+        "policy tests",
+        ["package", "test", "result"],
+        [(p, n, "PASS" if ok else "FAIL") for p, n, ok in outcomes],
+    )
+    if report is not None:
+        output.table(
+            "policy coverage",
+            ["file", "covered lines", "not covered", "coverage"],
+            [
+                (
+                    name,
+                    str(f["covered_lines"]),
+                    policy.line_ranges(f["not_covered_lines"]),
+                    f"{f['coverage']}%",
+                )
+                for name, f in report.files().items()
+            ],
+        )
+
+
 @policy_group.command("test")
 @options.policy_dirs
 @click.option(
@@ -121,26 +170,61 @@ def policy_group() -> None:
     default=None,
     help="Fail when total coverage is below this percentage (implies --coverage).",
 )
-@options.output_format()
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, help="Only the tests of these packages (globs)."
+)
+@click.option(
+    "--data",
+    "-d",
+    "data_files",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="YAML/JSON data the tests read under data.* (a directory as OPA loads one; repeatable).",
+)
+@click.argument("ignored", nargs=-1, metavar="[FILES]...")  # as conftest verify: taken, not read
+@options.output_format("table", "json", "tap", help="table for people, json for machines, tap as conftest.")
 @click.pass_context
 def policy_test(
-    ctx: click.Context, policy_dirs: tuple[Path, ...], coverage: bool, min_coverage: float | None, fmt: str
+    ctx: click.Context,
+    policy_dirs: tuple[Path, ...],
+    coverage: bool,
+    min_coverage: float | None,
+    namespaces: tuple[str, ...],
+    data_files: tuple[Path, ...],
+    ignored: tuple[str, ...],
+    fmt: str,
 ) -> None:
     """Run every `test_*` rule in the *_test.rego files, like `conftest verify`.
 
-    Exit 1 when a test fails, a policy package has no tests, or coverage is below
-    --min-coverage. A policy that does not compile shows OPA's error with file and line.
+    Exit 1 when a test fails, coverage is below --min-coverage, or a package of the
+    repository's policies/ has no tests (with --policy, as conftest verify, such packages are
+    listed, not failed). A policy that does not compile shows OPA's error with file and line.
+    Outside a repository, --policy is required. FILES are taken and not read, as conftest
+    verify takes them.
     """
+    import fnmatch
+
     from ..gate import policy
 
-    where = root(ctx)
+    try:
+        where = root(ctx)
+    except MlopsError:
+        if not policy_dirs:
+            raise
+        where = Path.cwd()  # --policy: usable anywhere, like conftest verify
     files = policy.load_policies(list(policy_dirs) or [where / "policies"], where)
     report = policy.Coverage() if (coverage or min_coverage is not None) else None
-    outcomes = policy.verify(files, coverage=report)
+    outcomes = [
+        (pkg, name, ok)
+        for pkg, name, ok in policy.verify(files, policy.load_data(data_files), coverage=report)
+        if not namespaces or any(fnmatch.fnmatchcase(pkg, pattern) for pattern in namespaces)
+    ]
     failed = [f"{pkg}.{name}" for pkg, name, ok in outcomes if not ok]
     untested = sorted(
         {f.package for f in files if not f.is_test} - {p.removesuffix("_test") for p, _, _ in outcomes}
     )
+    if namespaces:
+        untested = [p for p in untested if any(fnmatch.fnmatchcase(p, n) for n in namespaces)]
     low = report is not None and min_coverage is not None and report.percent() < min_coverage
     if fmt == "json":
         document: dict[str, Any] = {
@@ -151,89 +235,21 @@ def policy_test(
         if report is not None:
             document["coverage"] = {"percent": report.percent(), "files": report.files()}
         output.emit_json("PolicyTestResult", document)
+    elif fmt == "tap":
+        lines = [f"1..{len(outcomes)}"] + [
+            f"{'ok' if ok else 'not ok'} {i} - {p}.{n}" for i, (p, n, ok) in enumerate(outcomes, 1)
+        ]
+        sys.stdout.write("".join(line + "\n" for line in lines))
     else:
-        output.table(
-            "policy tests",
-            ["package", "test", "result"],
-            [(p, n, "PASS" if ok else "FAIL") for p, n, ok in outcomes],
-        )
-        if report is not None:
-            output.table(
-                "policy coverage",
-                ["file", "covered lines", "not covered", "coverage"],
-                [
-                    (
-                        name,
-                        str(f["covered_lines"]),
-                        policy.line_ranges(f["not_covered_lines"]),
-                        f"{f['coverage']}%",
-                    )
-                    for name, f in report.files().items()
-                ],
-            )
+        _tables(outcomes, report)
         output.stderr.print(
-            f"{len(outcomes)} tests, {len(outcomes) - len(failed)} passed, {len(failed)} failed"
+            policy.counted(len(outcomes), "test")
+            + f", {len(outcomes) - len(failed)} passed, 0 warnings, {policy.counted(len(failed), 'failure')}"
+            + ", 0 exceptions"
             + (f"; packages without tests: {', '.join(untested)}" if untested else "")
             + (f"; coverage {report.percent()}%" if report is not None else "")
             + (f" (below --min-coverage {min_coverage}%)" if low else ""),
             highlight=False,
         )
-    if failed or untested or low:
-        sys.exit(int(ExitCode.FAILED))
-
-
-@policy_group.command("impact")
-@options.revisions
-@options.output_format("table", "json", "markdown")
-@click.option("--fail-on-impact", is_flag=True, help="Exit 1 when something deployed is newly denied.")
-@click.pass_context
-def policy_impact(
-    ctx: click.Context, base: str | None, head: str, now: str | None, fmt: str, fail_on_impact: bool
-) -> None:
-    """What a change to policies/ would deny among what is deployed now.
-
-    When --head changes .rego files under policies/, every manifest on --base (and the
-    promotion facts of every version deployed there, and every workflow) is judged by the
-    policies at --base and by those at --head. Lists what is newly denied, newly allowed, or
-    denied for other reasons. Prints nothing on stdout (markdown) when no policy changed.
-    """
-    from ..gate import facts as gathering
-    from ..gate import impact
-    from ..registry.client import Registry
-
-    loaded = repo(ctx)
-    result = impact.assess(
-        loaded,
-        Registry(loaded),
-        base or gathering.default_base(loaded.root),
-        head,
-        gathering.now_rfc3339(now),
-    )
-    if fmt == "json":
-        output.emit_json("PolicyImpact", result.to_dict())
-    if not result.changed:
-        output.stderr.print("no policy changed between base and head: no impact to assess", highlight=False)
-        return
-    if fmt == "markdown":
-        sys.stdout.write(impact.to_markdown(result))
-    elif fmt == "table":
-        output.table(
-            "impact of the policy change",
-            ["impact", "deployment", "file", "what differs (+ new, - gone)"],
-            [
-                (i.status, i.subject, i.filename, impact.differences(i))
-                for i in result.impacts
-                if i.status != "unchanged"
-            ],
-        )
-        for note in result.notes:
-            output.stderr.print(f"note: {note}", highlight=False)
-    counts = result.to_dict()["counts"]
-    output.stderr.print(
-        f"{len(result.changed)} policy file(s) changed; {counts['newly denied']} newly denied, "
-        f"{counts['newly allowed']} newly allowed, {counts['changed']} changed, "
-        f"{counts['unchanged']} unchanged",
-        highlight=False,
-    )
-    if fail_on_impact and counts["newly denied"]:
+    if failed or low or (untested and not policy_dirs):
         sys.exit(int(ExitCode.FAILED))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,11 +355,12 @@ def conftest_test(
     namespaces: Sequence[str],
     all_namespaces: bool,
     data_files: Sequence[Path],
+    parser: str | None = None,
 ) -> list[FileResult]:
     """The real conftest, when one is installed: same files, its JSON result mapped to ours."""
     import subprocess
 
-    cmd = [binary, "test", "--output", "json", "--no-fail"]
+    cmd = [binary, "test", "--output", "json", "--no-fail", *(["--parser", parser] if parser else [])]
     for directory in policy_dirs:
         cmd += ["--policy", str(directory)]
     for data_file in data_files:
@@ -366,7 +368,8 @@ def conftest_test(
     cmd += (
         ["--all-namespaces"] if all_namespaces else [arg for ns in namespaces for arg in ("--namespace", ns)]
     )
-    proc = subprocess.run([*cmd, *files], capture_output=True, text=True)
+    stdin = sys.stdin.read() if "-" in files else None
+    proc = subprocess.run([*cmd, *files], capture_output=True, text=True, input=stdin)
     try:
         reports = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -488,6 +491,11 @@ def to_markdown(results: Sequence[FileResult], title: str = "Policy gate") -> st
     return "\n".join(lines)
 
 
+def counted(number: int, word: str) -> str:
+    """ "1 test", "2 tests": conftest's counts."""
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
 @dataclass
 class Run:
     """What `mlops check` evaluated: the per-file results, the engine, the policy files."""
@@ -499,17 +507,20 @@ class Run:
     def counts(self) -> dict[str, int]:
         return {k: sum(len(r.of(k)) for r in self.results) for k in ("failure", "warning", "exception")}
 
-    def summary(self) -> str:
-        """conftest's closing line: tests, passed, warnings, failures, exceptions (and the engine)."""
+    def summary(self, engine: bool = True) -> str:
+        """conftest's closing line, word for word: tests, passed, warnings, failures, exceptions
+        (then, unless asked not to, the engine)."""
         counts = self.counts()
         tests = sum(r.successes + len(r.findings) for r in self.results)
-        return (
-            f"{tests} tests, {tests - sum(counts.values())} passed, {counts['warning']} warnings, "
-            f"{counts['failure']} failures, {counts['exception']} exceptions ({self.engine})"
+        line = (
+            f"{counted(tests, 'test')}, {tests - sum(counts.values())} passed, "
+            f"{counted(counts['warning'], 'warning')}, {counted(counts['failure'], 'failure')}, "
+            f"{counted(counts['exception'], 'exception')}"
         )
+        return f"{line} ({self.engine})" if engine else line
 
 
-CHECK_FORMATS = ("table", "json", "junit", "github", "sarif", "markdown")
+CHECK_FORMATS = ("stdout", "table", "json", "tap", "junit", "github", "sarif", "markdown")
 
 
 def run(
@@ -519,13 +530,15 @@ def run(
     namespaces: Sequence[str] = (),
     all_namespaces: bool = False,
     data_files: Sequence[Path] = (),
+    parser: str | None = None,
 ) -> Run:
     """`conftest test`, with the real conftest when it is on PATH, else OPA embedded.
 
     With `files`: those, against `namespaces` (default main) or all. Without: every manifest
     (environments/*/*.yaml) against `manifests` and every workflow against `workflows`, with
     mlops.yaml as data (the workflows policy reads its runners.hosted). YAML is read as conftest
-    reads it (YAML 1.2 booleans); `data_files` merge into data.*.
+    reads it (YAML 1.2 booleans); `data_files` merge into data.*. A file named "-" is standard
+    input; `parser` (yaml, json or toml) overrides the one chosen by extension.
     """
     import shutil
 
@@ -544,11 +557,11 @@ def run(
     results: list[FileResult] = []
     for names, wanted, every in groups:
         if binary:
-            results += conftest_test(binary, dirs, names, wanted, every, list(data_files))
+            results += conftest_test(binary, dirs, names, wanted, every, list(data_files), parser)
             continue
         # FILES as given, from where the caller stands; the repository's own, from its root
         base = Path.cwd() if files else root
-        inputs = [(name, parse_input(base / name, name)) for name in names]
+        inputs = [(name, read_input(base, name, parser)) for name in names]
         results += evaluate(policy_files, inputs, select_namespaces(policy_files, wanted, every), data)
     return Run(results, "conftest" if binary else "embedded OPA", policy_files)
 
@@ -556,12 +569,20 @@ def run(
 PARSERS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
 
 
-def parse_input(path: Path, display: str) -> Any:
-    """One input file, parsed by its extension as conftest chooses its parser: YAML (every
-    document of a multi-document file: a list, which is several inputs), JSON or TOML. Any
-    other kind is an error naming the file, never a silent pass."""
+def read_input(base: Path, name: str, parser: str | None = None) -> Any:
+    """One input as conftest reads it: "-" is standard input (YAML unless `parser` says
+    otherwise), anything else a file from `base`."""
+    if name == "-":
+        return _parse_text(sys.stdin.read(), parser or "yaml", "-")
+    return parse_input(base / name, name, parser)
 
-    kind = PARSERS.get(path.suffix.lower())
+
+def parse_input(path: Path, display: str, parser: str | None = None) -> Any:
+    """One input file, parsed by `parser` or else by its extension, as conftest chooses its
+    parser: YAML (every document of a multi-document file: a list, which is several inputs),
+    JSON or TOML. Any other kind is an error naming the file, never a silent pass."""
+
+    kind = parser or PARSERS.get(path.suffix.lower())
     if kind is None:
         raise MlopsError(
             f"{display}: no parser for this kind of file (expected .yaml, .yml, .json or .toml; "
@@ -632,8 +653,60 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             into[key] = value
 
 
-def render(results: Sequence[FileResult], fmt: str) -> str:
-    """The results in one of conftest's machine formats (or markdown, for a pull request)."""
+def shown(results: Sequence[FileResult], suppress_exceptions: bool = False) -> list[FileResult]:
+    """The results to print: all, or without their exceptions (conftest's --suppress-exceptions:
+    they still count)."""
+    if not suppress_exceptions:
+        return list(results)
+    return [
+        FileResult(r.filename, r.namespace, r.successes, [f for f in r.findings if f.kind != "exception"])
+        for r in results
+    ]
+
+
+def _where(result: FileResult) -> str:
+    return "-" if result.filename == "-" else f"- {result.filename}"
+
+
+def to_standard(results: Sequence[FileResult], summary: str) -> str:
+    """conftest's default output, line for line: WARN, FAIL and EXCP lines (`KIND - file - ns -
+    message`, "-" for standard input), a blank line, and the closing count."""
+    lines = []
+    for result in results:
+        for kind, word in (("warning", "WARN"), ("failure", "FAIL"), ("exception", "EXCP")):
+            lines += [f"{word} {_where(result)} - {result.namespace} - {f.msg}" for f in result.of(kind)]
+    return "\n".join([*lines, "", summary]) + "\n"
+
+
+def to_tap(results: Sequence[FileResult]) -> str:
+    """conftest's TAP output: per file, its plan, then failures (not ok), warnings (not ok),
+    exceptions (ok) and successes (ok), each group after its comment."""
+    lines = []
+    for result in results:
+        total = result.successes + len(result.findings)
+        if not total:
+            continue
+        lines.append(f"1..{total}")
+        counter = 0
+        groups = [("", "not ok", result.of("failure")), ("# warnings", "not ok", result.of("warning"))]
+        groups.append(("# exceptions", "ok", result.of("exception")))
+        groups.append(("# successes", "ok", [Finding("success", "", "SUCCESS")] * result.successes))
+        for comment, status, findings in groups:
+            if findings and comment:
+                lines.append(comment)
+            for finding in findings:
+                counter += 1
+                lines.append(f"{status} {counter} {_where(result)} - {result.namespace} - {finding.msg}")
+    return "".join(line + "\n" for line in lines)
+
+
+def render(results: Sequence[FileResult], fmt: str, summary: str = "") -> str:
+    """The results in one of conftest's formats (or markdown, for a pull request); `summary` is
+    the closing count conftest's default output ends with."""
+    if fmt == "stdout":
+        return to_standard(results, summary)
+    if fmt == "tap":
+        return to_tap(results)
     if fmt == "json":
         return json.dumps(to_conftest_json(results), indent=2) + "\n"
     if fmt == "github":
