@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Rendered by cookiecutter; see pre_gen_project.py for why any answer survives the raw string.
+# Rendered by cookiecutter. A JSON object never contains three double quotes in a row outside
+# an escape and ends with "}", so any answer survives this raw string.
 CONTEXT = json.loads(r"""{{ cookiecutter | jsonify }}""")
 # Set by local_extensions.TemplateRoot: the absolute root of the template checkout
 # (under cruft: its clone at the requested commit).
@@ -127,7 +128,7 @@ def write_cruft_state(dest: Path, root: Path) -> None:
     """
     if "_commit" not in CONTEXT or "_template" not in CONTEXT:
         return
-    order = [k for k in json.loads((root / "cookiecutter.json").read_text()) if not k.startswith("__")]
+    order = [k for k in json.loads((root / "cookiecutter.json").read_text()) if k != "__prompts__"]
     order += ["_template", "_commit"]
     answers = {k: CONTEXT[k] for k in order if k in CONTEXT}
     answers.update({k: v for k, v in sorted(CONTEXT.items()) if k not in answers})

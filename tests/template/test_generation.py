@@ -60,12 +60,25 @@ def test_golden_default_rendering_is_this_repository(tmp_path: Path) -> None:
     assert different == []
 
 
+def test_the_template_s_readme_opens_with_making_your_own_and_lists_every_question(tmp_path: Path) -> None:
+    """The template's own README (its default rendering) says how to make a team's repository
+    and what the generator asks, question for question; a team's README does not."""
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("## Make your own repository") < readme.index("## Your first model, step by step")
+    table = readme.split("<!-- questions:begin -->", 1)[1].split("<!-- questions:end -->", 1)[0]
+    asked = re.findall(r"^\| `(\w+)` \|", table, flags=re.M)
+    questions = [k for k in json.loads((ROOT / "cookiecutter.json").read_text()) if not k.startswith("_")]
+    assert asked == questions and len(questions) == 11
+    team = baked(ROOT, tmp_path, {"project_name": "Tidewater Parcel Returns"})
+    assert "## Make your own repository" not in (team / "README.md").read_text()
+
+
 def test_template_only_files_are_listed_in_one_place() -> None:
     for entry in TEMPLATE_ONLY:
         assert (ROOT / entry).exists(), f"_template_only names {entry}, which does not exist"
     for path in (
         "cookiecutter.json",
-        "hooks/pre_gen_project.py",
+        "hooks/post_gen_project.py",
         "tests/template/test_generation.py",
         ".ci/run",
         ".github/workflows/template.yml",
@@ -150,7 +163,33 @@ def test_a_bad_answer_fails_with_one_line_and_creates_nothing(tmp_path: Path, ke
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout and proc.returncode == 1
     assert list(out.iterdir()) == []
+
+
+def test_every_bad_answer_is_named_at_once_and_placeholder_owners_are_flagged(tmp_path: Path) -> None:
+    proc = bake(ROOT, tmp_path / "out", {"project_slug": "Bad Slug!", "model_name": "../x"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert [line.split("=")[0] for line in proc.stderr.splitlines() if line.startswith("error: ")] == [
+        "error: cookiecutter answer project_slug",
+        "error: cookiecutter answer model_name",
+    ]
+    # the template's placeholder owners are taken, with a warning each, and validate flags them
+    project = baked(ROOT, tmp_path / "defaults")
+    warned = bake(ROOT, tmp_path / "again")
+    assert [line.split("=")[0] for line in warned.stderr.splitlines() if line.startswith("warning: ")] == [
+        "warning: cookiecutter answer owning_team",
+        "warning: cookiecutter answer production_approvers",
+    ]
+    validated = run_mlops("validate", cwd=project)
+    assert validated.returncode == 0
+    assert "mlops.yaml: owners.team: @acme/ml-platform is the template's placeholder" in validated.stderr
+    assert "owners.production_approvers" in validated.stderr
+    own = baked(
+        ROOT, tmp_path / "own", {"owning_team": "@tidewater/ml", "production_approvers": "@tidewater/risk"}
+    )
+    quiet = run_mlops("validate", cwd=own)
+    assert quiet.returncode == 0 and "placeholder" not in quiet.stderr
 
 
 def test_generation_from_a_relative_path(tmp_path: Path) -> None:

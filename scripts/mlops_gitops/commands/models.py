@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from rich.markup import escape
 
 from ..core import output
-from ..core.config import collect, load_repo
+from ..core.config import collect, load_repo, placeholder_owners
 from ..core.errors import ExitCode
 from . import options
 from .app import main, repo, root
@@ -22,24 +23,33 @@ def validate(ctx: click.Context, fmt: str) -> None:
     parameters (a section for every model).
 
     Reports every problem at once, one per line, as `path: field: problem (expected ...)`,
-    and exits 1 if there is any. Never changes a file.
+    and exits 1 if there is any. Warns (exit 0) about owners that still name the template's
+    placeholder organisation. Never changes a file.
     """
-    _, problems, checked = collect(root(ctx))
+    loaded, problems, checked = collect(root(ctx))
+    warnings = placeholder_owners(loaded.project) if loaded is not None else []
     if fmt == "json":
+
+        def listed(found: list[Any]) -> list[dict[str, str]]:
+            return [
+                {"path": p.path, "field": p.field, "problem": p.problem, "expected": p.expected}
+                for p in found
+            ]
+
         output.emit_json(
             "ValidationResult",
             {
                 "valid": not problems,
                 "files": checked,
-                "problems": [
-                    {"path": p.path, "field": p.field, "problem": p.problem, "expected": p.expected}
-                    for p in problems
-                ],
+                "problems": listed(problems),
+                "warnings": listed(warnings),
             },
         )
     else:
         for problem in problems:
             output.stdout.print(escape(str(problem)), highlight=False)
+        for warning in warnings:
+            output.stderr.print(escape(f"warning: {warning}"), highlight=False)
         summary = (
             f"{len(problems)} problem(s) in {len({p.path for p in problems})} file(s)"
             if problems

@@ -276,6 +276,33 @@ def _yaml_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+PLACEHOLDER_OWNERS = "@acme/"  # the template's example organisation, in its default answers
+
+
+def placeholder_owners(project: dict[str, Any]) -> list[Problem]:
+    """Owners still naming the template's placeholder organisation: reported by `mlops validate`
+    as warnings (they make no approval count) until the team names its own."""
+    owners = project.get("owners") or {}
+    found = []
+    team = str(owners.get("team") or "")
+    if team.startswith(PLACEHOLDER_OWNERS):
+        found.append(
+            Problem(PROJECT_FILE, "owners.team", f"{team} is the template's placeholder", "your team")
+        )
+    approvers = [str(a) for a in owners.get("production_approvers") or []]
+    named = [a for a in approvers if a.startswith(PLACEHOLDER_OWNERS)]
+    if named:
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                "owners.production_approvers",
+                f"{', '.join(named)}: the template's placeholder",
+                "the teams that approve production, here and in .github/CODEOWNERS",
+            )
+        )
+    return found
+
+
 def collect(root: Path, deploying: bool = False) -> tuple[Repo | None, list[Problem], list[str]]:
     """Load and check every configuration file, one loader per kind of file.
 
