@@ -107,6 +107,30 @@ def test_a_v2_client_gets_the_predict_answers_under_both_names(served: Path) -> 
     assert sum(json.loads(line)["request_id"] == "req-v2-1" for line in log) == 2  # both names logged
 
 
+def test_predict_example_prints_a_request_each_protocol_takes(served: Path) -> None:
+    """`mlops predict --example`: a valid request for whatever model serves, from a row of the
+    input example logged with that version, in MLflow's form and in the v2 protocol's."""
+    repo = served
+    nothing = run_mlops("predict", "churn", "--env", "staging", "--example", cwd=repo)
+    assert nothing.returncode != 0 and "nothing promoted" in nothing.stderr
+    neither = run_mlops("predict", "churn", "--env", "staging", cwd=repo)
+    assert neither.returncode == 2 and "--example" in neither.stderr
+    url = deploy(repo, version=1)
+    printed = run_mlops("predict", "churn", "--env", "staging", "--example", cwd=repo)
+    assert printed.returncode == 0, printed.stderr
+    body = json.loads(printed.stdout)
+    assert body == {"dataframe_records": example(repo)[:1]}
+    for route in ("/predict", "/invocations"):  # ours, and MLflow's scoring protocol
+        status, answer = http("POST", f"{url}{route}", body)
+        assert status == 200 and len(answer["predictions"]) == 1, answer
+    v2 = json.loads(
+        run_mlops("predict", "churn", "--env", "staging", "--example", "--protocol", "v2", cwd=repo).stdout
+    )
+    assert [t["name"] for t in v2["inputs"]] == list(example(repo)[0])
+    status, answer = http("POST", f"{url}/v2/models/churn/infer", v2)
+    assert status == 200 and answer["model_version"] == "1", answer
+
+
 def mlflow_serve(model_dir: Path, log: Path) -> Any:
     port = free_port()
     command = [

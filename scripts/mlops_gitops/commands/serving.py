@@ -20,8 +20,21 @@ from .app import main, repo
     "--input",
     "input_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
+    default=None,
     help="Rows to send: CSV, JSON lines (.jsonl) or a JSON list (.json).",
+)
+@click.option(
+    "--example",
+    is_flag=True,
+    help="Send nothing: print a valid request body for the version ENV serves (a row of its input "
+    "example), for curl -d @-.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["mlflow", "v2"]),
+    default="mlflow",
+    show_default=True,
+    help="With --example: MLflow's dataframe_records (/predict, /invocations) or v2 tensors (/v2/.../infer).",
 )
 @click.option("--batch-size", type=int, default=50, show_default=True, help="Rows per request.")
 @click.option(
@@ -44,7 +57,9 @@ def predict(
     ctx: click.Context,
     model: str,
     env: str,
-    input_file: Path,
+    input_file: Path | None,
+    example: bool,
+    protocol: str,
     batch_size: int,
     out_file: Path | None,
     labels_file: Path | None,
@@ -55,11 +70,19 @@ def predict(
     Each batch is one /predict request with its own request id, logged by the server like
     any client's: enough rows (models/MODEL/model.yaml drift.min_rows, 200 by default) give
     `mlops drift` a verdict, and --labels-out gives `mlops feedback` its ground truth.
-    Exit 1 when a request failed.
+    Exit 1 when a request failed. With --example, sends nothing and prints a request body.
     """
+    import json
+
     from ..monitor import traffic
 
     loaded = repo(ctx)
+    if example == (input_file is not None):
+        raise click.UsageError("give --input FILE to send rows, or --example to print a request")
+    if example:
+        click.echo(json.dumps(traffic.example(loaded, model, env, protocol)))
+        return
+    assert input_file is not None
     rows = traffic.read_rows(input_file)
     with output.progress(f"{model} in {env}", len(rows)) as advance:
         sent = traffic.run(loaded, model, env, rows, batch_size, out_file, labels_file, advance)

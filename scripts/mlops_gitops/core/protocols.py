@@ -59,6 +59,31 @@ def input_example(model_dir: Path) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records")) if frame is not None else []
 
 
+def signature_columns(model_dir: Path) -> list[tuple[str, str]]:
+    """(name, MLflow type name) of a logged model's input signature, in order ([] without one)."""
+    from mlflow.models import Model
+
+    signature = Model.load(str(model_dir)).signature
+    if signature is None or not signature.inputs.has_input_names():
+        return []
+    return [(str(c.name), str(getattr(c.type, "name", c.type))) for c in signature.inputs.inputs]
+
+
+def v2_inputs(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Records as the Open Inference Protocol's input tensors: one [rows, 1] tensor per column,
+    typed as the signature says (what MLServer and this project's server both read)."""
+    return [
+        {
+            "name": name,
+            "shape": [len(rows), 1],
+            "datatype": V2_DATATYPES.get(kind, "BYTES"),
+            "parameters": {"content_type": V2_CONTENT_TYPES.get(V2_DATATYPES.get(kind, "BYTES"), "np")},
+            "data": [row[name] for row in rows],
+        }
+        for name, kind in columns
+    ]
+
+
 # MLflow's types -> the v2 datatype a column is sent as (what MLServer's metadata says).
 V2_DATATYPES = {
     "long": "INT64",

@@ -51,6 +51,30 @@ class Sent:
         }
 
 
+EMPTY = {"string": "", "boolean": False, "long": 0, "integer": 0, "double": 0.0, "float": 0.0}
+
+
+def example(loaded: Repo, model: str, env: str, protocol: str = "mlflow") -> dict[str, Any]:
+    """A valid request body for what `env`'s manifest serves of `model`: one row of the input
+    example logged with that version (its signature's columns, empty values when it logged
+    none), as MLflow's `dataframe_records` or the Open Inference Protocol's tensors."""
+    from ..core import protocols, state
+    from ..registry.client import Registry
+
+    manifest = loaded.manifests.get((env, model))
+    if manifest is None:
+        raise MlopsError(f"{model} in {env}: no manifest (expected environments/{env}/{model}.yaml)")
+    version = manifest.get("version")
+    if version is None:
+        raise MlopsError(f"{model} in {env}: nothing promoted (the manifest's version is null)")
+    model_dir = Registry(loaded).fetch_verified(model, int(version), state.artifacts_dir(loaded.root)).path
+    columns = protocols.signature_columns(model_dir)
+    rows = protocols.input_example(model_dir)[:1] or [{name: EMPTY.get(kind, "") for name, kind in columns}]
+    if protocol == "v2":
+        return {"inputs": protocols.v2_inputs(rows, columns or [(name, "string") for name in rows[0]])}
+    return {"dataframe_records": rows}
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a CSV, JSON lines (.jsonl) or JSON list (.json) file, as JSON-typed records."""
     if not path.is_file():
