@@ -180,6 +180,50 @@ def test_check_speaks_conftest_s_command_line(tmp_path: Path) -> None:
     assert shown.splitlines()[-1] == hidden.splitlines()[-1] and "1 exception" in hidden
 
 
+def test_print_output_and_traces_are_shown_as_conftest_shows_them(tmp_path: Path) -> None:
+    """Rego's print() output leads conftest's lines (PRNT, with the policy's file and line);
+    --trace prints the evaluation step by step instead, for `check` and for `policy test`."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "main.rego").write_text(
+        'package main\nimport rego.v1\n\nkind_is_bad if input.kind == "bad"\n\n'
+        'deny contains msg if {\n\tprint(input.name)\n\tkind_is_bad\n\tmsg := "bad kind"\n}\n'
+    )
+    (policies / "main_test.rego").write_text(
+        "package main_test\nimport rego.v1\nimport data.main\n"
+        'test_bad if { main.kind_is_bad with input as {"kind": "bad"} }\n'
+    )
+    (tmp_path / "thing.yaml").write_text("kind: bad\nname: widget\n")
+    shown = run_mlops("check", "-p", "policies", "thing.yaml", "--no-color", cwd=tmp_path)
+    assert shown.returncode == 1
+    assert shown.stdout.splitlines()[:2] == [
+        "PRNT   policies/main.rego:7: widget",
+        "FAIL - thing.yaml - main - bad kind",
+    ]
+    traced = run_mlops("check", "-p", "policies", "thing.yaml", "--trace", cwd=tmp_path)
+    assert traced.returncode == 1  # the verdict still decides the exit code
+    lines = traced.stdout.splitlines()
+    assert lines[0] == "file: thing.yaml | query: data.main"
+    assert any(line.startswith("TRAC") and "data.main.kind_is_bad" in line for line in lines), lines
+    verified = run_mlops("policy", "test", "-p", "policies", "--trace", cwd=tmp_path)
+    assert verified.returncode == 0
+    assert "query: x := data.main_test.test_bad" in verified.stdout and "TRAC   " in verified.stdout
+    # --report, as `opa test --verbose` (conftest verify --report): a failing test with its note
+    (policies / "more_test.rego").write_text(
+        "package more_test\nimport rego.v1\nimport data.main\n"
+        'test_wrong if {\n\ttrace("checking the good kind")\n'
+        '\tmain.kind_is_bad with input as {"kind": "good"}\n}\n'
+    )
+    reported = run_mlops("policy", "test", "-p", "policies", "--report", "notes", cwd=tmp_path)
+    assert reported.returncode == 1
+    text = reported.stdout
+    assert text.startswith("FAILURES\n") and "data.more_test.test_wrong: FAIL" in text
+    assert 'Note "checking the good kind"' in text and "data.main_test.test_bad: PASS" in text
+    assert text.rstrip().endswith("FAIL: 1/2")
+    refused = run_mlops("policy", "test", "-p", "policies", "--report", "fails", "-o", "json", cwd=tmp_path)
+    assert refused.returncode == 2 and "report flag is supported with stdout only" in refused.stderr
+
+
 def test_policy_test_speaks_conftest_verify_s_command_line(tmp_path: Path) -> None:
     """`mlops policy test` as `conftest verify`: anywhere with --policy, --namespace globs,
     --data for the tests, TAP; a package without tests is listed, not failed."""

@@ -14,7 +14,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def output_format(
-    *choices: str, default: str = "table", help: str = "table for people, json for machines."
+    *choices: str, default: str | None = "table", help: str = "table for people, json for machines."
 ) -> Callable[[F], F]:
     """--output/-o: how the result is printed (bound to the parameter `fmt`)."""
     return click.option(
@@ -23,7 +23,7 @@ def output_format(
         "fmt",
         type=click.Choice(choices or output.OUTPUT_FORMATS),
         default=default,
-        show_default=True,
+        show_default=default is not None,
         help=help,
     )
 

@@ -46,6 +46,7 @@ from .app import main, root
 )
 @click.option("--no-color", is_flag=True, help="No colour (conftest's flag; NO_COLOR works too).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when every test passes (as conftest).")
+@click.option("--trace", is_flag=True, help="Print the evaluation step by step instead (embedded OPA).")
 @click.option("--suppress-exceptions", is_flag=True, help="No EXCP lines (stdout, tap; still counted).")
 @click.option("--fail-on-warn", is_flag=True, help="Exit 1 on warnings only, 2 on failures (as conftest).")
 @click.option("--no-fail", is_flag=True, help="Always exit 0.")
@@ -67,6 +68,7 @@ def check(
     fmt: str | None,
     no_color: bool,
     quiet: bool,
+    trace: bool,
     suppress_exceptions: bool,
     fail_on_warn: bool,
     no_fail: bool,
@@ -100,7 +102,10 @@ def check(
     policy_dirs = tuple(p.absolute() for p in policy_dirs)
     data_files = tuple(p.absolute() for p in data_files)
     inputs = [Path(name) for name in given]
-    run = policy.run(where, inputs, list(policy_dirs), namespaces, all_namespaces, list(data_files), parser)
+    run = policy.run(
+        where, inputs, list(policy_dirs), namespaces, all_namespaces, list(data_files), parser, trace
+    )
+    fmt = "stdout" if trace else fmt
     shown = policy.shown(run.results, suppress_exceptions)
     if quiet and not any(f.kind != "exception" for r in run.results for f in r.findings):
         pass  # as conftest's --quiet: nothing to say when nothing failed or warned
@@ -181,8 +186,18 @@ def _tables(outcomes: list[tuple[str, str, bool]], report: Any) -> None:
     type=click.Path(exists=True, path_type=Path),
     help="YAML/JSON data the tests read under data.* (a directory as OPA loads one; repeatable).",
 )
+@click.option("--trace", is_flag=True, help="Print each test's evaluation step by step.")
+@click.option(
+    "--report",
+    "report_mode",
+    type=click.Choice(["fails", "notes", "full"]),
+    default=None,
+    help="Report as `opa test --verbose` (conftest verify --report): with failures' notes or steps.",
+)
 @click.argument("ignored", nargs=-1, metavar="[FILES]...")  # as conftest verify: taken, not read
-@options.output_format("table", "json", "tap", help="table for people, json for machines, tap as conftest.")
+@options.output_format(
+    "table", "json", "tap", default=None, help="table (the default) for people, json for machines, tap."
+)
 @click.pass_context
 def policy_test(
     ctx: click.Context,
@@ -191,8 +206,10 @@ def policy_test(
     min_coverage: float | None,
     namespaces: tuple[str, ...],
     data_files: tuple[Path, ...],
+    trace: bool,
+    report_mode: str | None,
     ignored: tuple[str, ...],
-    fmt: str,
+    fmt: str | None,
 ) -> None:
     """Run every `test_*` rule in the *_test.rego files, like `conftest verify`.
 
@@ -213,10 +230,17 @@ def policy_test(
             raise
         where = Path.cwd()  # --policy: usable anywhere, like conftest verify
     files = policy.load_policies(list(policy_dirs) or [where / "policies"], where)
+    if report_mode is not None:
+        if fmt is not None:
+            raise click.UsageError("report flag is supported with stdout only")
+        text, passed = policy.report(files, policy.load_data(data_files), report_mode)
+        sys.stdout.write(text)
+        sys.exit(0 if passed else int(ExitCode.FAILED))
+    fmt = fmt or "table"
     report = policy.Coverage() if (coverage or min_coverage is not None) else None
     outcomes = [
         (pkg, name, ok)
-        for pkg, name, ok in policy.verify(files, policy.load_data(data_files), coverage=report)
+        for pkg, name, ok in policy.verify(files, policy.load_data(data_files), report, trace)
         if not namespaces or any(fnmatch.fnmatchcase(pkg, pattern) for pattern in namespaces)
     ]
     failed = [f"{pkg}.{name}" for pkg, name, ok in outcomes if not ok]

@@ -53,6 +53,8 @@ class FileResult:
     namespace: str
     successes: int = 0
     findings: list[Finding] = field(default_factory=list)
+    prints: list[str] = field(default_factory=list)  # Rego print() output: "file.rego:LINE: message"
+    traces: list[str] = field(default_factory=list)  # with --trace: the evaluation, step by step
 
     def of(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -218,6 +220,8 @@ class EmbeddedOpa:
             ) from None
         self._error = OpaError
         self.engine = OpaEngine()
+        self.prints: list[str] = []  # print() output of the evaluations since it was last emptied
+        self.engine.print_handler = lambda message, where: self.prints.append(f"{where}: {message}")
         try:
             ConftestBuiltins(files).register(self.engine)
             for policy in files:
@@ -229,16 +233,32 @@ class EmbeddedOpa:
             self.close()
             raise PolicyError(_opa_message(exc)) from None
 
-    def query(self, query: str, input: Any = None, coverage: bool = False) -> list[dict[str, Any]]:
+    def query(
+        self, query: str, input: Any = None, coverage: bool = False, trace: bool = False
+    ) -> list[dict[str, Any]]:
         try:
-            result: list[dict[str, Any]] = self.engine.eval_query(query, input=input, coverage=coverage)
+            result: list[dict[str, Any]] = self.engine.eval_query(
+                query, input=input, coverage=coverage, trace=trace
+            )
             return result
         except self._error as exc:
             raise PolicyError(_opa_message(exc)) from None
 
-    def package(self, namespace: str, input: Any) -> dict[str, Any]:
-        rows = self.query(f"x := data.{namespace}", input)
+    def package(self, namespace: str, input: Any, trace: bool = False) -> dict[str, Any]:
+        rows = self.query(f"x := data.{namespace}", input, trace=trace)
         return rows[0]["x"] if rows and isinstance(rows[0].get("x"), dict) else {}
+
+    def trace(self) -> list[str]:
+        """The last traced evaluation as lines, each step indented by how deep its query is (as
+        OPA's pretty trace): `Enter data.main.deny = _`, `| Eval ...`."""
+        depth: dict[int, int] = {}
+        lines = []
+        for event in self.engine.last_trace or []:
+            query, parent = int(event.get("query_id", 0)), int(event.get("parent_id", 0))
+            depth.setdefault(query, 0 if query == parent else depth.get(parent, 0) + 1)
+            said = json.dumps(event.get("message")) if event.get("op") == "Note" else event.get("node")
+            lines.append(f"{'| ' * depth[query]}{event.get('op')} {said}")
+        return lines
 
     def close(self) -> None:
         self.engine.close()
@@ -265,6 +285,7 @@ def evaluate(
     inputs: Sequence[tuple[str, Any]],
     namespaces: Sequence[str],
     data: dict[str, Any] | None = None,
+    trace: bool = False,
 ) -> list[FileResult]:
     """Every namespace over every input: conftest test semantics. An input that is a list (a
     multi-document YAML file, a JSON array) is several inputs, their results under one file."""
@@ -275,9 +296,13 @@ def evaluate(
             for namespace in namespaces:
                 merged = FileResult(filename, namespace)
                 for part in document if isinstance(document, list) else [document]:
-                    one = results_for(namespace, opa.package(namespace, part), filename, rules[namespace])
+                    opa.prints.clear()
+                    found = opa.package(namespace, part, trace)
+                    one = results_for(namespace, found, filename, rules[namespace])
                     merged.successes += one.successes
                     merged.findings += one.findings
+                    merged.prints += opa.prints
+                    merged.traces += opa.trace() if trace else []
                 results.append(merged)
     return results
 
@@ -329,11 +354,15 @@ class Coverage:
 
 
 def verify(
-    files: Sequence[PolicyFile], data: dict[str, Any] | None = None, coverage: Coverage | None = None
+    files: Sequence[PolicyFile],
+    data: dict[str, Any] | None = None,
+    coverage: Coverage | None = None,
+    trace: bool = False,
 ) -> list[tuple[str, str, bool]]:
     """Run every `test_*` rule of the *_test.rego files, like `conftest verify`: (package, rule, passed).
 
     With `coverage`, each test is evaluated traced and the lines it reached are added to it.
+    With `trace`, each test's evaluation is written out (TRAC lines), as `conftest verify --trace`.
     """
     outcomes = []
     with EmbeddedOpa(files, data) as opa:
@@ -341,11 +370,54 @@ def verify(
             if not policy.is_test:
                 continue
             for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE):
-                rows = opa.query(f"x := data.{policy.package}.{name}", coverage=coverage is not None)
+                query = f"x := data.{policy.package}.{name}"
+                rows = opa.query(query, coverage=coverage is not None, trace=trace)
+                if trace:
+                    sys.stdout.write(f"file: {policy.display} | query: {query}\n")
+                    sys.stdout.write("".join(f"TRAC   {line}\n" for line in opa.trace()))
+                for printed in opa.prints:  # a test's print() output, as opa test shows it
+                    print(printed, file=sys.stderr)
+                opa.prints.clear()
                 if coverage is not None:
                     coverage.add(opa.engine.last_coverage)
                 outcomes.append((policy.package, name, bool(rows) and rows[0].get("x") is True))
     return sorted(set(outcomes))
+
+
+SEPARATOR = "-" * 80  # opa test --verbose's
+
+
+def report(files: Sequence[PolicyFile], data: dict[str, Any] | None, mode: str) -> tuple[str, bool]:
+    """The tests as `opa test --verbose` reports them (conftest verify --report): each test PASS
+    or FAIL under its file with its print() output, the failures again with their trace
+    (`notes`: its trace() notes only; `full`: every step; `fails`: none), and PASS: n/n or
+    FAIL: failed/n. (text, all passed)."""
+    done: list[tuple[PolicyFile, str, bool, list[str], list[str]]] = []
+    with EmbeddedOpa(files, data) as opa:
+        for policy in (f for f in files if f.is_test):
+            for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE):
+                opa.prints.clear()
+                rows = opa.query(f"x := data.{policy.package}.{name}", trace=mode != "fails")
+                steps = opa.trace() if mode == "full" else [t for t in opa.trace() if "Note " in t]
+                passed = bool(rows) and rows[0].get("x") is True
+                done.append((policy, name, passed, list(opa.prints), steps if mode != "fails" else []))
+    lines: list[str] = []
+    failed = [d for d in done if not d[2]]
+    if failed:
+        lines += ["FAILURES", SEPARATOR]
+        for policy, name, _, _, steps in failed:
+            lines += [f"data.{policy.package}.{name}: FAIL", "", *(f"  {s}" for s in steps), ""]
+        lines += ["SUMMARY", SEPARATOR]
+    last = None
+    for policy, name, passed, prints, _ in done:
+        if policy.display != last:
+            lines += ([""] if last else []) + [f"{policy.display}:"]
+            last = policy.display
+        lines.append(f"data.{policy.package}.{name}: {'PASS' if passed else 'FAIL'}")
+        lines += [f"  {printed}" for printed in prints]
+    lines.append(SEPARATOR)
+    lines.append(f"FAIL: {len(failed)}/{len(done)}" if failed else f"PASS: {len(done)}/{len(done)}")
+    return "\n".join(lines) + "\n", not failed
 
 
 def conftest_test(
@@ -531,6 +603,7 @@ def run(
     all_namespaces: bool = False,
     data_files: Sequence[Path] = (),
     parser: str | None = None,
+    trace: bool = False,
 ) -> Run:
     """`conftest test`, with the real conftest when it is on PATH, else OPA embedded.
 
@@ -562,7 +635,7 @@ def run(
         # FILES as given, from where the caller stands; the repository's own, from its root
         base = Path.cwd() if files else root
         inputs = [(name, read_input(base, name, parser)) for name in names]
-        results += evaluate(policy_files, inputs, select_namespaces(policy_files, wanted, every), data)
+        results += evaluate(policy_files, inputs, select_namespaces(policy_files, wanted, every), data, trace)
     return Run(results, "conftest" if binary else "embedded OPA", policy_files)
 
 
@@ -669,9 +742,15 @@ def _where(result: FileResult) -> str:
 
 
 def to_standard(results: Sequence[FileResult], summary: str) -> str:
-    """conftest's default output, line for line: WARN, FAIL and EXCP lines (`KIND - file - ns -
-    message`, "-" for standard input), a blank line, and the closing count."""
-    lines = []
+    """conftest's default output, line for line: the policies' print() output (PRNT lines), WARN,
+    FAIL and EXCP lines (`KIND - file - ns - message`, "-" for standard input), a blank line, and
+    the closing count."""
+    if any(result.traces for result in results):  # as conftest --trace: the trace, not the findings
+        return "".join(
+            f"file: {r.filename} | query: data.{r.namespace}\n" + "".join(f"TRAC   {t}\n" for t in r.traces)
+            for r in results
+        )
+    lines = [f"PRNT   {printed}" for result in results for printed in result.prints]
     for result in results:
         for kind, word in (("warning", "WARN"), ("failure", "FAIL"), ("exception", "EXCP")):
             lines += [f"{word} {_where(result)} - {result.namespace} - {f.msg}" for f in result.of(kind)]
