@@ -82,3 +82,16 @@ def revisions(f: F) -> F:
     return click.option(
         "--base", default=None, help="Base revision (default: merge base with the PR's base or main)."
     )(f)
+
+
+def data_files(help: str) -> Callable[[F], F]:
+    """--data/-d: YAML/JSON files or directories merged into the policies' data.* (as OPA loads
+    them), repeatable (bound to the parameter `data_files`)."""
+    return click.option(
+        "--data",
+        "-d",
+        "data_files",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help=help,
+    )

@@ -22,13 +22,8 @@ from .app import main, root
     "--namespace", "-n", "namespaces", multiple=True, help="Namespace or glob (with FILES; default main)."
 )
 @click.option("--all-namespaces", is_flag=True, help="Evaluate every namespace (with FILES).")
-@click.option(
-    "--data",
-    "-d",
-    "data_files",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="YAML/JSON data, merged into data.*; a directory is loaded as OPA loads one (repeatable).",
+@options.data_files(
+    "YAML/JSON data, merged into data.*; a directory is loaded as OPA loads one (repeatable)."
 )
 @click.option(
     "--parser",
@@ -178,14 +173,7 @@ def _tables(outcomes: list[tuple[str, str, bool]], report: Any) -> None:
 @click.option(
     "--namespace", "-n", "namespaces", multiple=True, help="Only the tests of these packages (globs)."
 )
-@click.option(
-    "--data",
-    "-d",
-    "data_files",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="YAML/JSON data the tests read under data.* (a directory as OPA loads one; repeatable).",
-)
+@options.data_files("YAML/JSON data the tests read under data.* (a directory as OPA loads one; repeatable).")
 @click.option("--trace", is_flag=True, help="Print each test's evaluation step by step.")
 @click.option(
     "--report",
