@@ -108,7 +108,10 @@ def mlflow_server(workdir: Path, timeout: float = 90.0, backend: str | None = No
         "1",
     ]
     log = (workdir / "server.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=workdir, env=base_env(), stdout=log, stderr=subprocess.STDOUT)
+    # MLflow 3's job runner (huey consumers for GenAI scoring jobs: eight more interpreters) is
+    # off, as MLflow's own setting allows: a registry needs none of it.
+    env = {**base_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

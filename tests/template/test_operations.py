@@ -31,7 +31,7 @@ import pytest
 from ..conftest import ROOT
 from ..engine.registered import register_version
 from .conftest import baked
-from .test_life import Life
+from .test_life import STATE_TESTS, Life
 
 pytestmark = pytest.mark.slow
 
@@ -231,5 +231,7 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     (again,) = life.mlops("register", A)["versions"]
     assert (again["result"], again["version"]) == ("unchanged", clean["version"])
 
-    # the repository's own checks, in the state these verbs left it
-    life.sh("make validate && make unit PYTEST_ARGS=\"-m 'not slow'\"")
+    # the repository's own checks that read what these verbs changed, in the state they left it
+    # (the rest read nothing a verb changes: the template life runs them, under act)
+    checked = life.sh(f"make validate && make unit PYTEST_ARGS=\"-m 'not slow' -n0 {STATE_TESTS}\"")
+    assert re.search(r"\b4 passed", checked.stdout), checked.stdout[-2000:]
