@@ -250,6 +250,11 @@ def test_policy_test_speaks_conftest_verify_s_command_line(tmp_path: Path) -> No
     assert none.returncode == 0 and "0 tests, 0 passed" in none.stderr
     tap = run_mlops(*verify, "-d", str(tmp_path / "banned.yaml"), "-n", "main*", "-o", "tap", cwd=tmp_path)
     assert tap.stdout.splitlines() == ["1..1", "ok 1 - main_test.test_banned"]
+    junit = run_mlops(*verify, "-n", "main*", "-o", "junit", cwd=tmp_path)  # no data: the test fails
+    assert junit.returncode == 1
+    suite = ET.fromstring(junit.stdout)
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "1")
+    assert suite.find("testcase").get("name") == "data.main_test.test_banned"
 
 
 def test_namespaces_select_packages(tmp_path: Path) -> None:

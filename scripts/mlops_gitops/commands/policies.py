@@ -184,7 +184,7 @@ def _tables(outcomes: list[tuple[str, str, bool]], report: Any) -> None:
 )
 @click.argument("ignored", nargs=-1, metavar="[FILES]...")  # as conftest verify: taken, not read
 @options.output_format(
-    "table", "json", "tap", default=None, help="table (the default) for people, json for machines, tap."
+    "table", "json", "tap", "junit", default=None, help="table (the default) for people; json, tap, junit."
 )
 @click.pass_context
 def policy_test(
@@ -247,11 +247,8 @@ def policy_test(
         if report is not None:
             document["coverage"] = {"percent": report.percent(), "files": report.files()}
         output.emit_json("PolicyTestResult", document)
-    elif fmt == "tap":
-        lines = [f"1..{len(outcomes)}"] + [
-            f"{'ok' if ok else 'not ok'} {i} - {p}.{n}" for i, (p, n, ok) in enumerate(outcomes, 1)
-        ]
-        sys.stdout.write("".join(line + "\n" for line in lines))
+    elif fmt in ("junit", "tap"):
+        sys.stdout.write(policy.tests_as(fmt, outcomes))
     else:
         _tables(outcomes, report)
         output.stderr.print(

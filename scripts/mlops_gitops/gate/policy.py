@@ -513,6 +513,27 @@ def to_junit(results: Sequence[FileResult]) -> str:
     )
 
 
+def tests_as(fmt: str, outcomes: Sequence[tuple[str, str, bool]]) -> str:
+    """`policy test`'s outcomes (package, test, passed) as TAP or JUnit, as conftest verify writes
+    them: one line, or one test case, per test."""
+    if fmt == "tap":
+        lines = [f"1..{len(outcomes)}"] + [
+            f"{'ok' if ok else 'not ok'} {i} - {p}.{n}" for i, (p, n, ok) in enumerate(outcomes, 1)
+        ]
+        return "".join(line + "\n" for line in lines)
+    cases = [
+        f'  <testcase classname="{p}" name="data.{p}.{n}">'
+        + ("" if ok else '<failure message="the test failed"/>')
+        + "</testcase>"
+        for p, n, ok in outcomes  # package and rule names: Rego identifiers, nothing to escape
+    ]
+    failed = sum(1 for *_, ok in outcomes if not ok)
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="mlops policy test" '
+        f'tests="{len(cases)}" failures="{failed}">\n' + "".join(c + "\n" for c in cases) + "</testsuite>\n"
+    )
+
+
 def to_sarif(results: Sequence[FileResult]) -> dict[str, Any]:
     rules: dict[str, dict[str, Any]] = {}
     found = []
