@@ -138,8 +138,14 @@ def _check_version(uri: str, model: str, version: int, repo: Path) -> None:
     )
     assert mv.tags["mlops.device"] == "cpu"
     assert "mlflow" in json.loads(mv.tags["mlops.packages"])
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: put back as it was, or every later test
+    # in this process would talk to this (stopped) server
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(repo / "download"))
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(repo / "download"))
+    finally:
+        mlflow.set_tracking_uri(before)  # None: unset, the variable too
     assert sha256_tree(Path(local)) == mv.tags["mlops.artifact_sha256"]
     mlmodel = yaml.safe_load((Path(local) / "MLmodel").read_text())
     assert "signature" in mlmodel and "inputs" in mlmodel["signature"]
