@@ -183,6 +183,17 @@ def test_only_a_version_that_serves_is_logged_and_each_event_once(collector: Col
     assert collector.post(REQUEST_BODY, three)[0] == 200
     assert collector.post(REQUEST_BODY, event("request", "v2-late", "canary"))[0] == 200
     assert collector.post(REQUEST_BODY, event("request", "v4", endpoints={"default": 4}))[0] == 400
+    # an analysed rollout promoting v6: the manifest names v6 alone; its stable (here v5, which
+    # this collector never saw routed) is an earlier version, and is taken; a later one is not
+    route(collector.repo, version=6, rollout={"steps": [20, 50]})
+    stable = event("request", "stable-5", endpoints={"default": 5, "canary": 6})
+    assert collector.post(REQUEST_BODY, stable)[:2] == (200, {"status": "waiting"})
+    assert collector.post(REQUEST_BODY, event("request", "v7", "canary", endpoints={"canary": 7}))[0] == 400
+    # the rollout over (v6 alone, no rollout): v5's answers in flight are still taken, an older
+    # version never seen is not
+    route(collector.repo, version=6, rollout=None)
+    assert collector.post(REQUEST_BODY, event("request", "late-5", endpoints={"default": 5}))[0] == 200
+    assert collector.post(REQUEST_BODY, event("request", "old-4", endpoints={"default": 4}))[0] == 400
 
 
 def test_bodies_are_bounded_in_time_and_memory(collector: Collector) -> None:

@@ -27,11 +27,13 @@ with a CA it trusts, and presents no client certificate. Two fences, then:
   Listening beyond loopback without a token is refused unless asked for in words.
 
 What is taken. An event counts only for a (model, environment, version) that serves now: the
-manifest's version, split or shadow, or the split the kserve target last rendered (during an
-analysed rollout, its stable and canary). A version that stops serving stays accepted for
-`EXPIRE_S`, for the answers still in flight. A repeated ce-id is acknowledged and not counted
-twice (the CloudEvents rule: id and source name an event once). Its InferenceService, when the
-event names one, must be the one the kserve target renders for that model and environment.
+manifest's version, split or shadow, or the split the kserve target last rendered. During an
+analysed rollout the manifest names only the version it promotes: an earlier version is its
+stable one (the one that served before the promotion merged), and is taken too. A version that
+stops serving stays accepted for `EXPIRE_S`, for the answers still in flight. A repeated ce-id
+is acknowledged and not counted twice (the CloudEvents rule: id and source name an event once).
+Its InferenceService, when the event names one, must be the one the kserve target renders for
+that model and environment.
 
 Bounds. A body up to 16 MiB, read whole within `body_timeout` seconds (a 408 after); at most
 `IN_FLIGHT_BYTES` of bodies being read at once (a 503 with Retry-After beyond); pending halves
@@ -268,7 +270,7 @@ class Routes:
     def __init__(self, root: Path, rendered: Path):
         self.root = root
         self.rendered = rendered
-        self._cache: dict[tuple[str, str], tuple[Any, set[int]]] = {}
+        self._cache: dict[tuple[str, str], tuple[Any, set[int], int | None]] = {}
         self._last: dict[tuple[str, str, int], float] = {}
         self._lock = threading.Lock()
 
@@ -278,10 +280,14 @@ class Routes:
             self.rendered / environment / f"{model}.yaml",
         )
 
-    def _read(self, manifest: Path, rendered: Path) -> set[int]:
+    def _read(self, manifest: Path, rendered: Path) -> tuple[set[int], int | None]:
+        """(the versions routed, the version an analysed rollout is promoting, if one is)."""
         found: set[Any] = set()
         loaded = yaml.safe_load(manifest.read_text()) or {}
+        promoting = None
         if isinstance(loaded, dict):
+            if isinstance(loaded.get("rollout"), dict) and isinstance(loaded.get("version"), int):
+                promoting = int(loaded["version"])
             found.add(loaded.get("version"))
             found.update(t.get("version") for t in loaded.get("traffic") or [] if isinstance(t, dict))
             shadow = loaded.get("shadow")
@@ -295,10 +301,12 @@ class Routes:
                     found.update(with_versions.values())
                 else:
                     found.update(t.get("version") for t in with_versions if isinstance(t, dict))
-        return {v for v in found if isinstance(v, int) and not isinstance(v, bool)}
+        return {v for v in found if isinstance(v, int) and not isinstance(v, bool)}, promoting
 
     def check(self, model: str, environment: str, version: int) -> None:
-        """Refuses a version that does not serve there (a Rejected naming it)."""
+        """Refuses a version that does not serve there (a Rejected naming it). During an analysed
+        rollout an earlier version is its stable one, which the manifest does not name (it is the
+        version that served before the promotion merged): it is taken too."""
         manifest, rendered = self._files(model, environment)
         if not manifest.is_file():
             raise Rejected(
@@ -312,14 +320,16 @@ class Routes:
             cached = self._cache.get((model, environment))
             if cached is None or cached[0] != stamp:
                 try:
-                    cached = self._cache[(model, environment)] = (stamp, self._read(manifest, rendered))
+                    cached = self._cache[(model, environment)] = (stamp, *self._read(manifest, rendered))
                 except (OSError, ValueError, AttributeError, yaml.YAMLError):
                     raise Rejected(f"environments/{environment}/{model}.yaml: cannot be read now") from None
-            for served in cached[1]:
+            _, routed, promoting = cached
+            stable = promoting is not None and version < promoting
+            for served in [*routed, *([version] if stable else [])]:
                 self._last[(model, environment, served)] = now
             last = self._last.get((model, environment, version))
         if last is None or now - last > EXPIRE_S:
-            serving = ", ".join(f"v{v}" for v in sorted(cached[1])) or "nothing"
+            serving = ", ".join(f"v{v}" for v in sorted(routed)) or "nothing"
             raise Rejected(
                 f"ce-annotations: {model} v{version} does not serve in {environment} "
                 f"(expected a version its manifest routes: {serving})"
