@@ -128,20 +128,21 @@ class Life:
         )
         return proc
 
-    def mlops(self, *args: str, ok: tuple[int, ...] = (0,), **extra: str) -> Any:
-        """`mlops ARGS --output json` in the repository, its answer parsed (forked from the tests'
-        fork server: the same CLI on the repository's own engine, its imports already made)."""
+    def cli(self, *args: str, ok: tuple[int, ...] = (0,), **extra: str) -> subprocess.CompletedProcess[str]:
+        """`mlops ARGS` in the repository, its exit code checked (forked from the tests' fork
+        server: the same CLI on the repository's own engine, its imports already made)."""
         from .. import forkserver
 
         if not forkserver.enabled():
-            proc = self.sh(" ".join(["mlops", *map(_quote, args), "--output", "json"]), ok=ok, **extra)
-            return json.loads(proc.stdout)
-        found = forkserver.run(
-            [*args, "--output", "json"], self.project, {**self.env, **extra}, base_env(), timeout=1800
-        )
+            return self.sh(" ".join(["mlops", *map(_quote, args)]), ok=ok, **extra)
+        found = forkserver.run([*args], self.project, {**self.env, **extra}, base_env(), timeout=1800)
         said = f"{found.stdout[-6000:]}\n{found.stderr[-6000:]}"
         assert found.returncode in ok, f"mlops {' '.join(args)}\nexited {found.returncode}:\n{said}"
-        return json.loads(found.stdout)
+        return found
+
+    def mlops(self, *args: str, ok: tuple[int, ...] = (0,), **extra: str) -> Any:
+        """`mlops ARGS --output json` in the repository, its answer parsed."""
+        return json.loads(self.cli(*args, "--output", "json", ok=ok, **extra).stdout)
 
     def answer_reviews(self, head: str, reviews: list[dict[str, Any]]) -> None:
         """What the GitHub stand-in answers for pull request 7: its head, and its reviews."""
@@ -279,7 +280,7 @@ def life(tmp_path: Path) -> Any:
     life.answer_reviews("0" * 40, [])  # until a pull request is opened
     yield life
     life.stop_checks()
-    life.sh("mlops down", ok=(0, 1, 2))
+    life.cli("down", ok=(0, 1, 2))
 
 
 def test_a_generated_repository_stays_green_through_a_models_whole_life(life: Life, tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def life(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     (project / ".venv").symlink_to(Path(sys.prefix))  # same constraints: `make install` finds its stamp
     life = Life(project, tmp_path / "tools", tmp_path)
     yield life
-    life.sh("mlops down", ok=(0, 1, 2))
+    life.cli("down", ok=(0, 1, 2))
 
 
 def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
@@ -115,9 +115,9 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     )
     again = life.mlops("rollback", A, "--env", "staging", "--to-record", split["id"], "--no-pr")
     assert again["change"] == "v1 100% -> v2 50% + v1 50%"
-    never = life.sh(f"mlops rollback {A} --env staging --to-version 7 --no-pr", ok=(2,))
+    never = life.cli("rollback", A, "--env", "staging", "--to-version", "7", "--no-pr", ok=(2,))
     assert "--to-version 7: never served here (expected one of v1, v2)" in never.stderr
-    same = life.sh(f"mlops rollback {A} --env staging --to-version 1 --no-pr", ok=(2,))
+    same = life.cli("rollback", A, "--env", "staging", "--to-version", "1", "--no-pr", ok=(2,))
     assert "main asks for v1 100% already (nothing to roll back in git)" in same.stderr
 
     # 2. break-glass in production; reconcile from main; one --watch interval; the revert merged
@@ -128,7 +128,7 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     assert life.sh("git branch --show-current").stdout.strip() == "main"
     held = life.mlops("reconcile")["results"]
     assert {(r["environment"], r["model"]): r["result"] for r in held}[("production", A)] == "held"
-    life.sh("mlops reconcile --env production --watch --interval 0.2 --iterations 2")
+    life.cli("reconcile", "--env", "production", "--watch", "--interval", "0.2", "--iterations", "2")
     assert serving(life, "production", A) == [1]
     (row,) = life.mlops("status", A, "--env", "production")["deployments"]
     assert row["hold"]["reason"] == "INC-77" and "git asks for v2 100%" in row["held"]
@@ -145,14 +145,14 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     life.mlops("rollback", A, "--env", "production", "--now", "--no-pr", "--reason", "INC-78")
     life.sh("make reconcile ENV=production")
     assert serving(life, "production", A) == [1]
-    assert "resumed" in life.sh(f"mlops resume {A} --env production --reason 'fixed upstream'").stdout
+    assert "resumed" in life.cli("resume", A, "--env", "production", "--reason", "fixed upstream").stdout
     life.sh("make reconcile ENV=production")
     assert serving(life, "production", A) == [2]
     told = life.mlops("history", A, "--env", "production")["stretches"]
     assert [(h["action"], h["how"]) for s in told for h in s["holds"]] == [
         ("placed", None), ("ended", "git-agrees"), ("placed", None), ("ended", "resume"),
     ]  # fmt: skip
-    assert "nothing to resume" in life.sh(f"mlops resume {A} --env production").stdout
+    assert "nothing to resume" in life.cli("resume", A, "--env", "production").stdout
 
     # 3. a typo merged into A's staging manifest; production reconciled; B rolled back in staging
     set_version(life, "staging", B, 2, f"Promote {B} v2 to staging")
@@ -173,11 +173,11 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     assert {(r["environment"], r["model"]): r["reason"] for r in everything if r["result"] == "invalid"} == {
         ("staging", A): "InvalidSpec"
     }
-    life.sh("mlops reconcile --prune", ok=(1,))  # never "manifest is gone": it is there, broken
+    life.cli("reconcile", "--prune", ok=(1,))  # never "manifest is gone": it is there, broken
     assert serving(life, "staging", A) == [1]
     invalid = [e for e in records(life, "staging", A) if e.get("result") == "invalid"]
     assert len(invalid) == 1  # recorded once per problem, however many rounds
-    refused = life.sh(f"mlops promote {A} --to staging --version 2 --no-pr", ok=(2,))
+    refused = life.cli("promote", A, "--to", "staging", "--version", "2", "--no-pr", ok=(2,))
     assert f"environments/staging/{A}.yaml: version" in refused.stderr
     # a typo in B's model definition: only B's deployments
     definition = project / f"models/{B}/model.yaml"
@@ -193,11 +193,11 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
         (project / "mlops.yaml").read_text().replace("kind: Project", "kind: Projekt")
     )
     for verb in ("status", "plan", "reconcile"):
-        stopped = life.sh(f"mlops {verb}", ok=(1, 2))
+        stopped = life.cli(verb, ok=(1, 2))
         said = stopped.stderr
         assert said.count("\n") == 1 and said.startswith("error: mlops.yaml"), said
     life.sh("git checkout -- mlops.yaml")
-    life.sh(f"mlops resume {B} --env staging")
+    life.cli("resume", B, "--env", "staging")
     set_version(life, "staging", A, 1, "Fix the typo")
 
     # 4. a promotion through a stale merged branch
@@ -213,13 +213,13 @@ def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     params.write_text(params.read_text() + "# a note on the last run, not committed\n")
     definition = project / f"models/{A}/model.yaml"
     definition.write_text(definition.read_text() + "# thresholds under review, not committed\n")
-    registered = life.sh(f"mlops register {A} --output json")
+    registered = life.cli("register", A, "--output", "json")
     files = f"models/{A}/model.yaml, pipelines/dvc.lock, pipelines/params.yaml"
     assert f"warning: {A} is registered from uncommitted work ({files})" in registered.stderr
     (dirty,) = json.loads(registered.stdout)["versions"]
     life.sh("git stash --quiet")  # not on the promotion's branch
     life.mlops("promote", A, "--to", "production", "--version", str(dirty["version"]), "--no-pr")
-    gate = life.sh("mlops gate --base main --min-coverage 0", ok=(1,))
+    gate = life.cli("gate", "--base", "main", "--min-coverage", "0", ok=(1,))
     assert f"{A} v{dirty['version']} to production: trained from uncommitted work: {files}" in gate.stdout
     life.sh("git switch --quiet main && git stash pop --quiet && git checkout -- pipelines/params.yaml")
     life.commit("Train, with the thresholds reviewed", "pipelines", "models")
