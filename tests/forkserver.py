@@ -123,7 +123,10 @@ def _command(conn: socket.socket) -> None:
 
     atexit.register(report)
     try:
-        runpy.run_module("mlops_gitops.cli", run_name="__main__", alter_sys=True)
+        if request.get("script"):  # as the `mlops` console script runs it (the shim's calls)
+            importlib.import_module("mlops_gitops.cli").main()
+        else:  # as `python -m mlops_gitops.cli` runs it
+            runpy.run_module("mlops_gitops.cli", run_name="__main__", alter_sys=True)
         outcome["code"] = 0
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
@@ -208,6 +211,43 @@ def run(
             raise subprocess.TimeoutExpired(["mlops", *args], timeout) from None
         out, err = (_text(f) for f in (stdout, stderr))
     return subprocess.CompletedProcess([sys.executable, "-m", "mlops_gitops.cli", *args], code, out, err)
+
+
+def shim(folder: Path, server_env: dict[str, str]) -> Path:
+    """An executable `mlops` in `folder` for shell scripts (a runbook's commands): each call runs
+    the real CLI forked from this pytest process's server, with the shell's own working
+    directory, environment, stdin, stdout and stderr, and exits with the command's code. A
+    SIGTERM or SIGINT to the shim reaches the command. Returns `folder`, to put first on PATH."""
+    global _server
+    if _server is None or _server.proc.poll() is not None:
+        _server = _Server(server_env)
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "mlops"
+    script.write_text(
+        f"#!{sys.executable} -S\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+        "from tests.forkserver import client\n"
+        f"sys.exit(client({_server.path!r}, sys.argv[1:]))\n"
+    )
+    script.chmod(0o755)
+    return folder
+
+
+def client(path: str, args: list[str]) -> int:
+    """The shim's side: this process's stdin, stdout and stderr passed to a forked command; its
+    exit code (128 + the signal for one killed before reporting, as a shell says)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        payload = json.dumps({"args": args, "cwd": os.getcwd(), "env": dict(os.environ), "script": True})
+        payload = payload.encode()
+        conn.connect(path)
+        socket.send_fds(conn, [_HEAD.pack(len(payload))], [0, 1, 2])
+        conn.sendall(payload)
+        pid = _HEAD.unpack(_exact(conn, _HEAD.size))[0]
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda number, _: os.kill(pid, number))
+        code = _finished(conn)
+    return 128 + signal.SIGKILL if code == -signal.SIGKILL else code
 
 
 def _finished(conn: socket.socket) -> int:

@@ -70,3 +70,21 @@ def test_stdin_reaches_the_command_and_its_exceptions_stay_in_it(tmp_path: Path)
         forkserver.run([], tmp_path, env, base_env(), input="hang", timeout=3)
     assert forkserver.run([], tmp_path, env, base_env(), input="0").returncode == 0  # the server lives on
     assert os.environ.get("PROBE") is None  # nothing leaked into this process
+
+
+def test_the_shim_runs_a_shell_s_mlops_with_its_directory_streams_and_exit_codes(tmp_path: Path) -> None:
+    """A shell script's `mlops` (the runbooks'), forked through the shim, against the real
+    console script: the same files written, the same stderr, the same exit code."""
+    folder = forkserver.shim(tmp_path / "bin", base_env())
+    script = 'cd "$1" && mlops --help > help.txt && mlops no-such-verb 2> err.txt; echo "exit $?"'
+    seen = {}
+    for name, first in (("shim", folder), ("real", Path(sys.executable).parent)):
+        where = tmp_path / name
+        where.mkdir()
+        env = {**base_env(), "PATH": f"{first}{os.pathsep}{os.environ['PATH']}"}
+        proc = subprocess.run(
+            ["bash", "-c", script, "-", str(where)], env=env, capture_output=True, text=True
+        )
+        seen[name] = (proc.stdout, (where / "help.txt").read_bytes(), (where / "err.txt").read_text())
+    assert seen["shim"] == seen["real"] and seen["shim"][0] == "exit 2\n"
+    assert b"Usage: mlops" in seen["shim"][1] and "No such command 'no-such-verb'" in seen["shim"][2]

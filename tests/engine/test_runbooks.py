@@ -52,8 +52,15 @@ def script(runbook: Path) -> str:
 
 
 def run_runbook(name: str, repo: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The runbook's commands in one shell, `mlops` among them the real CLI forked from the tests'
+    fork server (its shim first on PATH), the rest of this environment's tools after it."""
+    from .. import forkserver
+
     environment = {**base_env(), **(env or {})}
     environment["PATH"] = f"{Path(sys.executable).parent}:{environment['PATH']}"
+    if forkserver.enabled():
+        shim = forkserver.shim(repo.parent / "shim-bin", base_env())
+        environment["PATH"] = f"{shim}:{environment['PATH']}"
     return subprocess.run(
         ["bash", "-c", script(RUNBOOKS / name)], cwd=repo, env=environment, capture_output=True, text=True,
         timeout=600,
