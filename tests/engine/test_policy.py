@@ -200,6 +200,8 @@ def test_print_output_and_traces_are_shown_as_conftest_shows_them(tmp_path: Path
         "PRNT   policies/main.rego:7: widget",
         "FAIL - thing.yaml - main - bad kind",
     ]
+    suppressed = run_mlops("check", "-p", "policies", "thing.yaml", "--suppress-exceptions", cwd=tmp_path)
+    assert suppressed.stdout.startswith("PRNT   policies/main.rego:7: widget\n")  # only EXCP lines go
     traced = run_mlops("check", "-p", "policies", "thing.yaml", "--trace", cwd=tmp_path)
     assert traced.returncode == 1  # the verdict still decides the exit code
     lines = traced.stdout.splitlines()
@@ -220,6 +222,9 @@ def test_print_output_and_traces_are_shown_as_conftest_shows_them(tmp_path: Path
     assert text.startswith("FAILURES\n") and "data.more_test.test_wrong: FAIL" in text
     assert 'Note "checking the good kind"' in text and "data.main_test.test_bad: PASS" in text
     assert text.rstrip().endswith("FAIL: 1/2")
+    only = run_mlops("policy", "test", "-p", "policies", "--report", "fails", "-n", "main_*", cwd=tmp_path)
+    assert only.returncode == 0 and only.stdout.rstrip().endswith("PASS: 1/1")  # --namespace holds
+    assert "more_test" not in only.stdout
     refused = run_mlops("policy", "test", "-p", "policies", "--report", "fails", "-o", "json", cwd=tmp_path)
     assert refused.returncode == 2 and "report flag is supported with stdout only" in refused.stderr
 

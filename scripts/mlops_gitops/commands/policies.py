@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from ..core import output
 from ..core.errors import ExitCode, MlopsError
+from ..gate.policy import CHECK_FORMATS, TestRun
 from . import options
 from .app import main, root
 
@@ -35,7 +36,7 @@ from .app import main, root
     "--output",
     "-o",
     "fmt",
-    type=click.Choice(["stdout", "table", "json", "tap", "junit", "github", "sarif", "markdown"]),
+    type=click.Choice(CHECK_FORMATS),
     default=None,
     help="stdout is conftest's lines (the default when not on a terminal); table on a terminal.",
 )
@@ -159,6 +160,18 @@ def _tables(outcomes: list[tuple[str, str, bool]], report: Any) -> None:
         )
 
 
+def _traces_and_prints(tests: list[TestRun], trace: bool) -> None:
+    """Each test's trace on stdout (with --trace, as conftest verify --trace writes it) and its
+    print() output on stderr (as opa test shows it)."""
+    for test in tests:
+        if trace:
+            query = f"x := data.{test.package}.{test.name}"
+            sys.stdout.write(f"file: {test.file.display} | query: {query}\n")
+            sys.stdout.write("".join(f"TRAC   {line}\n" for line in test.steps))
+        for printed in test.prints:
+            print(printed, file=sys.stderr)
+
+
 @policy_group.command("test")
 @options.policy_dirs
 @click.option(
@@ -218,23 +231,23 @@ def policy_test(
             raise
         where = Path.cwd()  # --policy: usable anywhere, like conftest verify
     files = policy.load_policies(list(policy_dirs) or [where / "policies"], where)
-    if report_mode is not None:
-        if fmt is not None:
-            raise click.UsageError("report flag is supported with stdout only")
-        text, passed = policy.report(files, policy.load_data(data_files), report_mode)
-        sys.stdout.write(text)
-        sys.exit(0 if passed else int(ExitCode.FAILED))
-    fmt = fmt or "table"
+    if report_mode is not None and fmt is not None:
+        raise click.UsageError("report flag is supported with stdout only")
     report = policy.Coverage() if (coverage or min_coverage is not None) else None
-    outcomes = [
-        (pkg, name, ok)
-        for pkg, name, ok in policy.verify(files, policy.load_data(data_files), report, trace)
-        if not namespaces or any(fnmatch.fnmatchcase(pkg, pattern) for pattern in namespaces)
+    traced = trace or report_mode in ("notes", "full")
+    tests = [
+        t
+        for t in policy.run_tests(files, policy.load_data(data_files), report, traced)
+        if not namespaces or any(fnmatch.fnmatchcase(t.package, pattern) for pattern in namespaces)
     ]
+    if report_mode is not None:
+        sys.stdout.write(policy.report(tests, report_mode))
+        sys.exit(int(ExitCode.FAILED) if any(not t.passed for t in tests) else 0)
+    _traces_and_prints(tests, trace)
+    fmt = fmt or "table"
+    outcomes = sorted({(t.package, t.name, t.passed) for t in tests})
     failed = [f"{pkg}.{name}" for pkg, name, ok in outcomes if not ok]
-    untested = sorted(
-        {f.package for f in files if not f.is_test} - {p.removesuffix("_test") for p, _, _ in outcomes}
-    )
+    untested = policy.untested_packages(files, outcomes)
     if namespaces:
         untested = [p for p in untested if any(fnmatch.fnmatchcase(p, n) for n in namespaces)]
     low = report is not None and min_coverage is not None and report.percent() < min_coverage

@@ -83,9 +83,7 @@ def run(
     report = policy.Coverage()
     gate.tests = policy.verify(files, coverage=report)
     gate.coverage = report.percent()
-    gate.untested = sorted(
-        {f.package for f in files if not f.is_test} - {p.removesuffix("_test") for p, _, _ in gate.tests}
-    )
+    gate.untested = policy.untested_packages(files, gate.tests)
     gate.checked = policy.run(root, [])
 
     since = base or facts.default_base(root)

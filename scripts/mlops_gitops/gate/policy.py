@@ -18,7 +18,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -248,16 +248,19 @@ class EmbeddedOpa:
         rows = self.query(f"x := data.{namespace}", input, trace=trace)
         return rows[0]["x"] if rows and isinstance(rows[0].get("x"), dict) else {}
 
-    def trace(self) -> list[str]:
+    def trace(self, notes_only: bool = False) -> list[str]:
         """The last traced evaluation as lines, each step indented by how deep its query is (as
-        OPA's pretty trace): `Enter data.main.deny = _`, `| Eval ...`."""
+        OPA's pretty trace): `Enter data.main.deny = _`, `| Eval ...`, `| Note "..."` for Rego's
+        trace() calls (the only ones, with `notes_only`)."""
         depth: dict[int, int] = {}
         lines = []
         for event in self.engine.last_trace or []:
             query, parent = int(event.get("query_id", 0)), int(event.get("parent_id", 0))
             depth.setdefault(query, 0 if query == parent else depth.get(parent, 0) + 1)
-            said = json.dumps(event.get("message")) if event.get("op") == "Note" else event.get("node")
-            lines.append(f"{'| ' * depth[query]}{event.get('op')} {said}")
+            note = event.get("op") == "Note"
+            if note or not notes_only:
+                said = json.dumps(event.get("message")) if note else event.get("node")
+                lines.append(f"{'| ' * depth[query]}{event.get('op')} {said}")
         return lines
 
     def close(self) -> None:
@@ -353,71 +356,89 @@ class Coverage:
         return round(100.0 * covered / total, 1) if total else 100.0
 
 
-def verify(
+@dataclass(frozen=True)
+class TestRun:
+    """One `test_*` rule evaluated: where it is, whether it passed, what it printed, and (when
+    traced) its steps and its trace() notes."""
+
+    __test__ = False  # not a pytest class, whatever its name
+
+    file: PolicyFile
+    name: str
+    passed: bool
+    prints: tuple[str, ...] = ()
+    steps: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def package(self) -> str:
+        return self.file.package
+
+
+def run_tests(
     files: Sequence[PolicyFile],
     data: dict[str, Any] | None = None,
     coverage: Coverage | None = None,
     trace: bool = False,
-) -> list[tuple[str, str, bool]]:
-    """Run every `test_*` rule of the *_test.rego files, like `conftest verify`: (package, rule, passed).
-
-    With `coverage`, each test is evaluated traced and the lines it reached are added to it.
-    With `trace`, each test's evaluation is written out (TRAC lines), as `conftest verify --trace`.
-    """
-    outcomes = []
+) -> list[TestRun]:
+    """Every `test_*` rule of the *_test.rego files, evaluated once each, like `conftest verify`.
+    With `coverage`, the lines each test reached are added to it; with `trace`, each test's
+    evaluation is kept, step by step."""
+    done = []
     with EmbeddedOpa(files, data) as opa:
-        for policy in files:
-            if not policy.is_test:
-                continue
+        for policy in (f for f in files if f.is_test):
             for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE):
-                query = f"x := data.{policy.package}.{name}"
-                rows = opa.query(query, coverage=coverage is not None, trace=trace)
-                if trace:
-                    sys.stdout.write(f"file: {policy.display} | query: {query}\n")
-                    sys.stdout.write("".join(f"TRAC   {line}\n" for line in opa.trace()))
-                for printed in opa.prints:  # a test's print() output, as opa test shows it
-                    print(printed, file=sys.stderr)
                 opa.prints.clear()
+                rows = opa.query(
+                    f"x := data.{policy.package}.{name}", coverage=coverage is not None, trace=trace
+                )
                 if coverage is not None:
                     coverage.add(opa.engine.last_coverage)
-                outcomes.append((policy.package, name, bool(rows) and rows[0].get("x") is True))
-    return sorted(set(outcomes))
+                passed = bool(rows) and rows[0].get("x") is True
+                steps, notes = (opa.trace(), opa.trace(notes_only=True)) if trace else ([], [])
+                done.append(TestRun(policy, name, passed, tuple(opa.prints), tuple(steps), tuple(notes)))
+    return done
+
+
+def verify(
+    files: Sequence[PolicyFile], data: dict[str, Any] | None = None, coverage: Coverage | None = None
+) -> list[tuple[str, str, bool]]:
+    """(package, rule, passed) of every test, as `conftest verify` counts them."""
+    return sorted({(t.package, t.name, t.passed) for t in run_tests(files, data, coverage)})
+
+
+def untested_packages(files: Sequence[PolicyFile], outcomes: Iterable[tuple[str, str, bool]]) -> list[str]:
+    """The policy packages no test package (`<package>_test`) tests."""
+    tested = {package.removesuffix("_test") for package, _, _ in outcomes}
+    return sorted({f.package for f in files if not f.is_test} - tested)
 
 
 SEPARATOR = "-" * 80  # opa test --verbose's
 
 
-def report(files: Sequence[PolicyFile], data: dict[str, Any] | None, mode: str) -> tuple[str, bool]:
+def report(tests: Sequence[TestRun], mode: str) -> str:
     """The tests as `opa test --verbose` reports them (conftest verify --report): each test PASS
     or FAIL under its file with its print() output, the failures again with their trace
     (`notes`: its trace() notes only; `full`: every step; `fails`: none), and PASS: n/n or
-    FAIL: failed/n. (text, all passed)."""
-    done: list[tuple[PolicyFile, str, bool, list[str], list[str]]] = []
-    with EmbeddedOpa(files, data) as opa:
-        for policy in (f for f in files if f.is_test):
-            for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE):
-                opa.prints.clear()
-                rows = opa.query(f"x := data.{policy.package}.{name}", trace=mode != "fails")
-                steps = opa.trace() if mode == "full" else [t for t in opa.trace() if "Note " in t]
-                passed = bool(rows) and rows[0].get("x") is True
-                done.append((policy, name, passed, list(opa.prints), steps if mode != "fails" else []))
+    FAIL: failed/n. The tests must have been run traced for `notes` and `full`."""
     lines: list[str] = []
-    failed = [d for d in done if not d[2]]
+    failed = [t for t in tests if not t.passed]
     if failed:
         lines += ["FAILURES", SEPARATOR]
-        for policy, name, _, _, steps in failed:
-            lines += [f"data.{policy.package}.{name}: FAIL", "", *(f"  {s}" for s in steps), ""]
+        for test in failed:
+            steps = {"full": test.steps, "notes": test.notes}.get(mode, ())
+            lines += [f"data.{test.package}.{test.name}: FAIL", "", *(f"  {s}" for s in steps), ""]
         lines += ["SUMMARY", SEPARATOR]
     last = None
-    for policy, name, passed, prints, _ in done:
-        if policy.display != last:
-            lines += ([""] if last else []) + [f"{policy.display}:"]
-            last = policy.display
-        lines.append(f"data.{policy.package}.{name}: {'PASS' if passed else 'FAIL'}")
-        lines += [f"  {printed}" for printed in prints]
+    for test in tests:
+        if test.file.display != last:
+            lines += ([""] if last else []) + [f"{test.file.display}:"]
+            last = test.file.display
+        lines.append(f"data.{test.package}.{test.name}: {'PASS' if test.passed else 'FAIL'}")
+        lines += [f"  {printed}" for printed in test.prints]
     lines.append(SEPARATOR)
-    lines.append(f"FAIL: {len(failed)}/{len(done)}" if failed else f"PASS: {len(done)}/{len(done)}")
-    return "\n".join(lines) + "\n", not failed
+    lines.append(f"FAIL: {len(failed)}/{len(tests)}" if failed else f"PASS: {len(tests)}/{len(tests)}")
+    return "\n".join(lines) + "\n"
 
 
 def conftest_test(
@@ -752,10 +773,7 @@ def shown(results: Sequence[FileResult], suppress_exceptions: bool = False) -> l
     they still count)."""
     if not suppress_exceptions:
         return list(results)
-    return [
-        FileResult(r.filename, r.namespace, r.successes, [f for f in r.findings if f.kind != "exception"])
-        for r in results
-    ]
+    return [replace(r, findings=[f for f in r.findings if f.kind != "exception"]) for r in results]
 
 
 def _where(result: FileResult) -> str:
