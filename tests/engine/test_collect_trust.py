@@ -68,30 +68,26 @@ class Collector:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def rendered() -> dict[str, Any]:
+    """churn's staging InferenceService as the kserve target renders it: v1 (default) with v2 (canary)
+    at 10%, its logger pointed at the collector."""
+    from mlops_gitops.deploy.targets import Desired
+    from mlops_gitops.deploy.targets.kserve import Serving, render
+
+    desired = Desired("churn", "staging", "environments/staging/churn.yaml", 1, ((1, 90), (2, 10)))
+    storage = {1: "s3://models/1", 2: "s3://models/2"}
+    return render(desired, "models", storage, "0" * 40, {}, Serving(logger_url="http://mlops-collect"))
+
+
 def event(kind: str, ce_id: str, endpoint: str = "default", **changed: Any) -> dict[str, str]:
-    """KServe's logger's headers for churn in staging, whose InferenceService serves v1 (default)
-    and v2 (canary); `changed` replaces annotations (endpoints, model) or headers."""
-    annotations = {
-        "mlops-gitops.dev/model": "churn",
-        "mlops-gitops.dev/environment": "staging",
-        "mlops-gitops.dev/endpoints": json.dumps(changed.pop("endpoints", {"default": 1, "canary": 2})),
-        **changed.pop("annotations", {}),
-    }
-    return {
-        "Ce-Specversion": "1.0",
-        "Ce-Id": ce_id,
-        "Ce-Type": f"org.kubeflow.serving.inference.{kind}",
-        "Ce-Source": "http://localhost:9081/",
-        "Ce-Time": "2026-12-03T12:00:00.000Z" if kind == "request" else "2026-12-03T12:00:00.015Z",
-        "Ce-Inferenceservicename": "churn-staging",
-        "Ce-Namespace": "models",
-        "Ce-Component": "predictor",
-        "Ce-Endpoint": endpoint,
-        "Ce-Metadata": "{}",
-        "Ce-Annotations": json.dumps(annotations),
-        "Content-Type": "application/json",
-        **changed,
-    }
+    """KServe's logger's headers (peers.cloudevent) for the rendered churn in staging; `changed`
+    replaces annotations (`endpoints`, or any in `annotations`) or headers."""
+    headers = peers.cloudevent(kind, ce_id, rendered(), endpoint)
+    annotations = json.loads(headers["Ce-Annotations"])
+    if "endpoints" in changed:
+        annotations["mlops-gitops.dev/endpoints"] = json.dumps(changed.pop("endpoints"))
+    annotations.update(changed.pop("annotations", {}))
+    return {**headers, "Ce-Annotations": json.dumps(annotations), **changed}
 
 
 def route(repo: Path, **fields: Any) -> None:

@@ -159,28 +159,6 @@ def tensors(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str, 
     ]
 
 
-def cloudevent(kind: str, ce_id: str, isvc: dict[str, Any], endpoint: str = "default") -> dict[str, str]:
-    """The headers KServe's logger sends (binary content mode; kserve/kserve pkg/logger/worker.go:
-    the type, ce-id shared by request and response, the inferenceservicename, namespace,
-    component, endpoint, metadata and annotations extensions, the original Content-Type)."""
-    annotations = isvc["metadata"]["annotations"]
-    listed = isvc["spec"]["predictor"]["logger"]["metadataAnnotations"]
-    return {
-        "Ce-Specversion": "1.0",
-        "Ce-Id": ce_id,
-        "Ce-Type": f"org.kubeflow.serving.inference.{kind}",
-        "Ce-Source": "http://localhost:9081/",
-        "Ce-Time": "2026-11-30T12:00:00.000Z" if kind == "request" else "2026-11-30T12:00:00.021Z",
-        "Ce-Inferenceservicename": isvc["metadata"]["name"],
-        "Ce-Namespace": isvc["metadata"]["namespace"],
-        "Ce-Component": "predictor",
-        "Ce-Endpoint": endpoint,
-        "Ce-Metadata": "{}",
-        "Ce-Annotations": json.dumps({key: annotations[key] for key in listed}),
-        "Content-Type": "application/json",
-    }
-
-
 def test_kserve_fetches_loads_answers_like_the_local_target_and_its_traffic_gives_drift(
     registered: Path, tmp_path: Path, bucket: dict[str, str]
 ) -> None:
@@ -266,13 +244,13 @@ def test_kserve_fetches_loads_answers_like_the_local_target_and_its_traffic_give
                 else [("request", request), ("response", response)]
             )
             for kind, body in order:
-                status, answer = post_json(base, body, cloudevent(kind, ce_id, isvc))
+                status, answer = post_json(base, body, peers.cloudevent(kind, ce_id, isvc))
                 assert status == 200, answer
         status, answer = post_json(
             base, exchanges[0][1], {"Ce-Specversion": "1.0", "Ce-Id": "x", "Ce-Type": "other"}
         )
         assert status == 400 and "ce-type" in answer["error"]
-        bad = cloudevent("request", "y", isvc)
+        bad = peers.cloudevent("request", "y", isvc)
         bad["Ce-Annotations"] = json.dumps(
             {"mlops-gitops.dev/model": "../../etc", "mlops-gitops.dev/environment": "staging"}
         )

@@ -140,6 +140,7 @@ def test_a_model_server_runs_without_the_platform_s_secrets(repo: Path) -> None:
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE000",
         "GITHUB_TOKEN": "ghp_example_token_000",
         "MLOPS_GATE_TOKEN": "gate-token-0123456",  # one of ours, but a secret by its name
+        "MLOPS_COLLECT_TOKEN": "collect-token-0123456",  # reconcile.yml's, for the logger URL
     }
     set_manifest(repo, "staging", "v1", version=1)
     proc = run_mlops("reconcile", "--env", "staging", cwd=repo, env_extra={**secrets, "MLOPS_KNOB": "kept"})

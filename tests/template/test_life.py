@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ..conftest import ROOT, base_env
+from ..conftest import ROOT, base_env, run_mlops
 from ..engine.workflows import shared_tools
 from .conftest import BIN, baked
 
@@ -129,13 +129,9 @@ class Life:
         return proc
 
     def cli(self, *args: str, ok: tuple[int, ...] = (0,), **extra: str) -> subprocess.CompletedProcess[str]:
-        """`mlops ARGS` in the repository, its exit code checked (forked from the tests' fork
-        server: the same CLI on the repository's own engine, its imports already made)."""
-        from .. import forkserver
-
-        if not forkserver.enabled():
-            return self.sh(" ".join(["mlops", *map(_quote, args)]), ok=ok, **extra)
-        found = forkserver.run([*args], self.project, {**self.env, **extra}, base_env(), timeout=1800)
+        """`mlops ARGS` in the repository (`run_mlops`: on the repository's own engine, through
+        PYTHONPATH, forked from the tests' fork server), its exit code checked."""
+        found = run_mlops(*args, cwd=self.project, env_extra={**self.env, **extra}, timeout=1800)
         said = f"{found.stdout[-6000:]}\n{found.stderr[-6000:]}"
         assert found.returncode in ok, f"mlops {' '.join(args)}\nexited {found.returncode}:\n{said}"
         return found

@@ -59,14 +59,20 @@ def input_example(model_dir: Path) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records")) if frame is not None else []
 
 
+def columns_of(schema: Any) -> list[tuple[str, str]]:
+    """(name, MLflow type name) of an input schema's columns, in order ([] without named ones):
+    what the server checks requests against and what a request example is built from."""
+    if schema is None or not schema.has_input_names():
+        return []
+    return [(str(c.name), str(getattr(c.type, "name", c.type))) for c in schema.inputs]
+
+
 def signature_columns(model_dir: Path) -> list[tuple[str, str]]:
-    """(name, MLflow type name) of a logged model's input signature, in order ([] without one)."""
+    """The columns of a logged model's input signature (`columns_of`), read from its MLmodel."""
     from mlflow.models import Model
 
     signature = Model.load(str(model_dir)).signature
-    if signature is None or not signature.inputs.has_input_names():
-        return []
-    return [(str(c.name), str(getattr(c.type, "name", c.type))) for c in signature.inputs.inputs]
+    return columns_of(signature.inputs if signature is not None else None)
 
 
 def v2_inputs(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -248,13 +254,14 @@ def _flatten(data: Any, depth: int = 8) -> list[Any] | None:
     return flat
 
 
-# A client's request id is echoed in a response header (X-Request-Id) and logged: it is used only
-# when it is short and printable ASCII without spaces (no CR/LF to split the response with, no
-# character a header cannot carry); any other id is replaced by one the server makes.
 # The token KServe's logger presents to `mlops collect` (the password of the logger URL's user
 # info, sent by Go's HTTP client as HTTP Basic): in the collector's and the reconciler's
 # environments, never in a file.
 COLLECT_TOKEN = "MLOPS_COLLECT_TOKEN"
+
+# A client's request id is echoed in a response header (X-Request-Id) and logged: it is used only
+# when it is short and printable ASCII without spaces (no CR/LF to split the response with, no
+# character a header cannot carry); any other id is replaced by one the server makes.
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 

@@ -103,15 +103,16 @@ def psi(canary: list[float], stable: list[float], bins: int = 10) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def distinct_callers(entries: list[Entry]) -> int:
+    return len({e.caller for e in entries if e.caller})
+
+
 def callers(canary: list[Entry], stable: list[Entry]) -> dict[str, int] | None:
     """How many distinct callers sent each side's requests; None where the log knows none (KServe's
     logger does not say who called)."""
     if not any(e.caller for e in (*canary, *stable)):
         return None
-    return {
-        "canary": len({e.caller for e in canary if e.caller}),
-        "stable": len({e.caller for e in stable if e.caller}),
-    }
+    return {"canary": distinct_callers(canary), "stable": distinct_callers(stable)}
 
 
 def judge(checks: dict[str, Any], canary: list[Entry], stable: list[Entry]) -> tuple[Verdict, list[Check]]:
@@ -128,7 +129,7 @@ def judge(checks: dict[str, Any], canary: list[Entry], stable: list[Entry]) -> t
         found[0].passed = False
         return WAITING, found
     if "min_callers" in wanted:  # one client's flood is not a sample: wait for more callers
-        distinct = len({e.caller for e in canary if e.caller})
+        distinct = distinct_callers(canary)
         found.append(Check("min_callers", float(distinct), int(wanted["min_callers"]), True))
         if distinct < int(wanted["min_callers"]):
             found[-1].passed = False

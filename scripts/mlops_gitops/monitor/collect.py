@@ -70,10 +70,11 @@ import yaml
 
 from ..core import inference_log, protocols, state
 from ..deploy.probe import QuietHandler
+from ..deploy.reconcile import desired_of
+from ..deploy.targets.kserve import ANNOTATION, rendered_routing
 
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"
-ANNOTATION = "mlops-gitops.dev"
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 TOKEN_ENV = protocols.COLLECT_TOKEN
 MAX_BODY = 16 << 20
@@ -280,28 +281,19 @@ class Routes:
             self.rendered / environment / f"{model}.yaml",
         )
 
-    def _read(self, manifest: Path, rendered: Path) -> tuple[set[int], int | None]:
-        """(the versions routed, the version an analysed rollout is promoting, if one is)."""
-        found: set[Any] = set()
-        loaded = yaml.safe_load(manifest.read_text()) or {}
-        promoting = None
-        if isinstance(loaded, dict):
-            if isinstance(loaded.get("rollout"), dict) and isinstance(loaded.get("version"), int):
-                promoting = int(loaded["version"])
-            found.add(loaded.get("version"))
-            found.update(t.get("version") for t in loaded.get("traffic") or [] if isinstance(t, dict))
-            shadow = loaded.get("shadow")
-            found.add(shadow.get("version") if isinstance(shadow, dict) else None)
+    def _read(
+        self, model: str, environment: str, manifest: Path, rendered: Path
+    ) -> tuple[set[int], int | None]:
+        """(the versions routed, the version an analysed rollout is promoting, if one is): the
+        manifest as the reconciler reads it, and the split the kserve target rendered."""
+        desired = desired_of(environment, model, yaml.safe_load(manifest.read_text()) or {})
+        routed = set(desired.versions)
         if rendered.is_file():
             document = yaml.safe_load(rendered.read_text()) or {}
-            annotations = (document.get("metadata") or {}).get("annotations") or {}
-            for key in ("traffic", "endpoints"):
-                with_versions = json.loads(annotations.get(f"{ANNOTATION}/{key}") or "[]")
-                if isinstance(with_versions, dict):
-                    found.update(with_versions.values())
-                else:
-                    found.update(t.get("version") for t in with_versions if isinstance(t, dict))
-        return {v for v in found if isinstance(v, int) and not isinstance(v, bool)}, promoting
+            routed.update(
+                v for v, _ in rendered_routing((document.get("metadata") or {}).get("annotations") or {})
+            )
+        return routed, desired.version if desired.rollout else None
 
     def check(self, model: str, environment: str, version: int) -> None:
         """Refuses a version that does not serve there (a Rejected naming it). During an analysed
@@ -320,8 +312,9 @@ class Routes:
             cached = self._cache.get((model, environment))
             if cached is None or cached[0] != stamp:
                 try:
-                    cached = self._cache[(model, environment)] = (stamp, *self._read(manifest, rendered))
-                except (OSError, ValueError, AttributeError, yaml.YAMLError):
+                    found = self._read(model, environment, manifest, rendered)
+                    cached = self._cache[(model, environment)] = (stamp, *found)
+                except (OSError, ValueError, TypeError, AttributeError, KeyError, yaml.YAMLError):
                     raise Rejected(f"environments/{environment}/{model}.yaml: cannot be read now") from None
             _, routed, promoting = cached
             stable = promoting is not None and version < promoting

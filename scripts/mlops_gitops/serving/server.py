@@ -221,13 +221,9 @@ def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None 
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(path)
-    schema = model.metadata.get_input_schema()
-    if schema is None or not schema.has_input_names():
+    columns = protocols.columns_of(model.metadata.get_input_schema())
+    if not columns:
         raise RuntimeError(f"v{version}: the model has no named input signature (expected columns)")
-    columns = [
-        (spec.name, spec.type.name if hasattr(spec.type, "name") else str(spec.type))
-        for spec in schema.inputs
-    ]
     example = protocols.input_example(Path(path))
     tags_file = Path(path).parent / "mlops-version.json"
     tags = json.loads(tags_file.read_text()) if tags_file.exists() else {}

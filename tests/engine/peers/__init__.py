@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shlex
 import signal
@@ -22,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ...conftest import ROOT, base_env
 
@@ -128,3 +130,25 @@ def serving(
 def bin_of(name: str) -> str:
     """A console script of the peers' environment (mlserver, moto_server)."""
     return str(python().parent / name)
+
+
+def cloudevent(kind: str, ce_id: str, isvc: dict[str, Any], endpoint: str = "default") -> dict[str, str]:
+    """The headers KServe's logger sends (binary content mode; kserve/kserve pkg/logger/worker.go:
+    the type, ce-id shared by request and response, the inferenceservicename, namespace,
+    component, endpoint, metadata and annotations extensions, the original Content-Type)."""
+    annotations = isvc["metadata"]["annotations"]
+    listed = isvc["spec"]["predictor"]["logger"]["metadataAnnotations"]
+    return {
+        "Ce-Specversion": "1.0",
+        "Ce-Id": ce_id,
+        "Ce-Type": f"org.kubeflow.serving.inference.{kind}",
+        "Ce-Source": "http://localhost:9081/",
+        "Ce-Time": "2026-11-30T12:00:00.000Z" if kind == "request" else "2026-11-30T12:00:00.021Z",
+        "Ce-Inferenceservicename": isvc["metadata"]["name"],
+        "Ce-Namespace": isvc["metadata"]["namespace"],
+        "Ce-Component": "predictor",
+        "Ce-Endpoint": endpoint,
+        "Ce-Metadata": "{}",
+        "Ce-Annotations": json.dumps({key: annotations[key] for key in listed}),
+        "Content-Type": "application/json",
+    }

@@ -24,6 +24,7 @@ manifest's shadow is ignored here with a note.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -174,20 +175,27 @@ def render(
     }
 
 
-def with_collect_token(text: str, document: dict[str, Any]) -> str:
+def rendered_routing(annotations: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """(version, percent) pairs a rendered InferenceService routes, from its traffic annotation
+    (during an analysed rollout: the stable and the canary at its step)."""
+    return tuple(
+        (int(t["version"]), int(t["percent"]))
+        for t in json.loads(annotations.get(f"{ANNOTATION}/traffic", "[]"))
+    )
+
+
+def with_collect_token(document: dict[str, Any]) -> dict[str, Any]:
     """What kubectl applies: the rendered InferenceService, its logger URL given the collector's
     token (`MLOPS_COLLECT_TOKEN`) as user info when the reconciler has one. Only applied, never
     written: the rendered file (and the hydrated branch Argo CD or Flux reads) never holds it."""
     token = os.environ.get(protocols.COLLECT_TOKEN, "")
     logger = document["spec"]["predictor"].get("logger")
-    if not token or not logger:
-        return text
-    scheme, sep, rest = str(logger["url"]).partition("://")
-    if not sep:
-        return text
-    with_token = json.loads(json.dumps(document))
-    with_token["spec"]["predictor"]["logger"]["url"] = f"{scheme}://logger:{quote(token, safe='')}@{rest}"
-    return yaml.safe_dump(with_token, sort_keys=False)
+    scheme, sep, rest = str((logger or {}).get("url", "")).partition("://")
+    if not (token and sep):
+        return document
+    applied = copy.deepcopy(document)
+    applied["spec"]["predictor"]["logger"]["url"] = f"{scheme}://logger:{quote(token, safe='')}@{rest}"
+    return applied
 
 
 class KServeTarget:
@@ -263,10 +271,7 @@ class KServeTarget:
         # a thousand deployments cheap.
         rendered = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         annotations = rendered["metadata"].get("annotations", {})
-        routing = tuple(
-            (int(t["version"]), int(t["percent"]))
-            for t in json.loads(annotations.get(f"{ANNOTATION}/traffic", "[]"))
-        )
+        routing = rendered_routing(annotations)
         if self.context:
             got = self._kubectl(
                 "get", "inferenceservice", rendered["metadata"]["name"], "-n", self.namespace, "-o", "json"
@@ -315,7 +320,9 @@ class KServeTarget:
         document = render(desired, self.namespace, storage, self.revision, sha, self.serving)
         text = yaml.safe_dump(document, sort_keys=False)
         if self.context:
-            applied = self._kubectl("apply", "-f", "-", stdin=with_collect_token(text, document))
+            applied = self._kubectl(
+                "apply", "-f", "-", stdin=yaml.safe_dump(with_collect_token(document), sort_keys=False)
+            )
             if applied.returncode != 0:
                 raise DeployFailed(
                     Reason.TARGET_UNAVAILABLE, f"kubectl apply: {applied.stderr.strip()[:300]}"
