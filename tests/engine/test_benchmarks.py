@@ -76,3 +76,18 @@ def test_what_a_run_started_is_stopped_when_it_crashes(tmp_path: Path) -> None:
         finally:
             os.environ.pop(CRASH)
     assert marked(mark) == [] and not work.exists()
+
+
+@pytest.mark.parametrize("package", ["mlflow", "sklearn", "pandas"])
+def test_the_installed_tool_set_is_compiled_to_bytecode(package: str) -> None:
+    """`make install` compiles every module (uv's --compile-bytecode): where PYTHONDONTWRITEBYTECODE
+    is set, as in CI, a module compiled at install is the only kind that is ever cached, and each
+    process importing mlflow, pandas and scikit-learn would otherwise compile them again (about
+    three times the start). Modules no test imports count too, so this holds wherever it runs."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin is not None
+    sources = list(Path(spec.origin).parent.rglob("*.py"))
+    missing = [s for s in sources if not Path(importlib.util.cache_from_source(str(s))).exists()]
+    assert len(sources) > 100 and missing == [], f"{len(missing)} of {len(sources)} not compiled: {missing[:3]}"

@@ -34,7 +34,8 @@ VENV = ROOT / ".venv-peers"
 def python() -> Path:
     """The peers' Python, installed first when requirements or constraints changed."""
     files = [HERE / "requirements.txt", HERE / "constraints.txt"]
-    want = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+    # (bytecode compiled at install, as `make install` does: part of the stamp)
+    want = hashlib.sha256(b"".join(f.read_bytes() for f in files) + b"bytecode").hexdigest()[:16]
     stamp = VENV / ".installed"
     binary = VENV / "bin" / "python"
     VENV.parent.mkdir(parents=True, exist_ok=True)
@@ -56,10 +57,12 @@ def python() -> Path:
 
 
 def installer(python: Path) -> list[str]:
-    """uv when the tool set has it (`make install` puts it there; about 10x faster), else pip."""
+    """uv when the tool set has it (`make install` puts it there; about 5x faster), else pip. Both
+    compile bytecode (pip by default): processes that import the peers start in a third the time
+    where PYTHONDONTWRITEBYTECODE is set."""
     uv = Path(sys.executable).parent / "uv"
     if uv.is_file():
-        return [str(uv), "pip", "install", "--quiet", "--python", str(python)]
+        return [str(uv), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python)]
     return [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
 
 
