@@ -90,4 +90,5 @@ def test_the_installed_tool_set_is_compiled_to_bytecode(package: str) -> None:
     assert spec is not None and spec.origin is not None
     sources = list(Path(spec.origin).parent.rglob("*.py"))
     missing = [s for s in sources if not Path(importlib.util.cache_from_source(str(s))).exists()]
-    assert len(sources) > 100 and missing == [], f"{len(missing)} of {len(sources)} not compiled: {missing[:3]}"
+    assert len(sources) > 100
+    assert missing == [], f"{len(missing)} of {len(sources)} not compiled: {missing[:3]}"
