@@ -1,4 +1,5 @@
-"""Paths and parameters shared by the stages (all relative to pipelines/, DVC's wdir)."""
+"""Paths, parameters and the model's definition, shared by the stages (all relative to
+pipelines/, DVC's wdir)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mlops_gitops.core.tasks import Task
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -18,6 +20,34 @@ def params(model: str) -> dict[str, Any]:
         )
     section: dict[str, Any] = models[model]
     return section
+
+
+def definition(model: str) -> dict[str, Any]:
+    """models/<model>/model.yaml, as written (`mlops validate` checks it)."""
+    path = HERE.parent / "models" / model / "model.yaml"
+    found: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    return found
+
+
+def task(model: str) -> Task:
+    return Task(definition(model).get("task", Task.BINARY.value))
+
+
+def target(model: str) -> str:
+    column = definition(model).get("target_column")
+    if not column:
+        raise SystemExit(f"models/{model}/model.yaml: target_column: missing (expected the label column)")
+    return str(column)
+
+
+def id_columns(model: str) -> list[str]:
+    """The columns that identify a row (model.yaml's `id_columns`): never features."""
+    return [str(c) for c in definition(model).get("id_columns") or []]
+
+
+def features_of(model: str, frame: Any) -> Any:
+    """A prepared frame's features: every column but the target and the ids."""
+    return frame.drop(columns=[c for c in (target(model), *id_columns(model)) if c in frame.columns])
 
 
 def data_dir(model: str) -> Path:

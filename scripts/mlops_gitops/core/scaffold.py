@@ -10,6 +10,11 @@ tier, thresholds, drift and fairness settings, its pipeline parameters and each 
 `target:`. A model's words (description, intended use, out of scope, limitations) are never
 copied: they start as TODO placeholders, which the promotion policy keeps out of production.
 
+`--data` (a core.tables.Table) wires the model to the team's own table instead of the example's:
+its task, target and id columns, the task's metrics and thresholds (core.tasks.DEFAULTS), no
+fairness check until the team names its sensitive features, and `data.source` in the pipeline's
+parameters pointing at the table under pipelines/sources/.
+
 Everything is rendered and validated in memory first; files are then written atomically, and
 a re-run after an interruption finishes the job instead of failing on what is there.
 """
@@ -36,12 +41,14 @@ from .config import (
     schema_problems,
 )
 from .errors import MlopsError
+from .tables import Table
+from .tasks import DEFAULTS
 
 TEMPLATES_DIR = "templates"
 MAX_PURPOSE = 200
 # What `--like` copies from the other model's definition (its words stay behind).
 LIKE_SETTINGS = ("owner", "task", "risk_tier", "target_column", "metrics", "drift", "fairness")
-PARAMS_HEADER = "# Parameters of the example pipeline (dvc.yaml): one section per model it trains.\nmodels:\n"
+PARAMS_HEADER = "# Parameters of the pipeline (dvc.yaml): one section per model it trains.\nmodels:\n"
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,68 @@ def _like_model(rendered: str, other: str) -> str:
     for key in LIKE_SETTINGS:
         rendered = yamlio.replace_entry(rendered, key, other)
     return rendered
+
+
+SOURCES_DIR = "sources"  # under pipelines/: the teams' tables, tracked by DVC
+
+
+def source_of(name: str, suffix: str) -> str:
+    """A model's table, relative to pipelines/ (DVC's wdir)."""
+    return f"{SOURCES_DIR}/{name}{suffix.lower()}"
+
+
+def _own_model(rendered: str, table: Table) -> str:
+    """The rendered definition, set for the team's table: its task, target, ids, the task's
+    metrics and live metric, and the fairness check offered, not guessed."""
+    defaults = DEFAULTS[table.task]
+    thresholds = "".join(
+        f"    {metric}: " + "{" + ", ".join(f"{k}: {v}" for k, v in bound.items()) + "}\n"
+        for metric, bound in defaults.thresholds.items()
+    )
+    ids = ", ".join(table.ids)
+    own = (
+        f"task: {table.task.value}\n"
+        f"target_column: {table.target}\n"
+        f"id_columns: [{ids}]\n"
+        "metrics:\n"
+        f"  primary: {defaults.primary}\n"
+        "  # The candidate must reach every threshold on the evaluation data. Starting values for a\n"
+        f"  # {table.task.value} model: set what the decision needs.\n"
+        "  thresholds:\n"
+        f"{thresholds}"
+        "  # Largest tolerated drop of the primary metric against the version in production.\n"
+        "  max_regression: 0.01\n"
+    )
+    text = rendered
+    for key in ("task", "target_column", "id_columns", "metrics"):
+        text = yamlio.replace_entry(text, key, own)
+    text = re.sub(r"(live_performance: \{metric: )[a-z_0-9]+", rf"\g<1>{defaults.live_metric}", text, count=1)
+    offered = ", ".join(table.sensitive_candidates) or "none found: name any column"
+    fairness = (
+        "# Sensitive features to check (a binary classifier's): none named yet. Columns that may be one:\n"
+        f"# {offered}. For example:\n"
+        "# fairness:\n"
+        "#   sensitive_features:\n"
+        "#     <column>: {}               # a number: {bins: [lower edges]}\n"
+        "#   max_demographic_parity_difference: 0.2\n"
+        "#   max_equalized_odds_difference: 0.2\n"
+    )
+    text = yamlio.replace_entry(text, "fairness", None)
+    return text.rstrip("\n") + "\n" + fairness
+
+
+def _own_params(section: str, name: str, source: str) -> str:
+    """The template's parameter section with its data block pointing at the team's table."""
+    data = (
+        "  data:\n"
+        f"    # {name}'s own table, tracked by DVC ({source}.dvc): `dvc push` sends it to\n"
+        "    # the team's remote, `dvc pull` fetches it on another machine.\n"
+        f"    source: {source}\n"
+    )
+    own, count = re.subn(r"^  data:\n(?:    .*\n|\s*\n)*", data, section, count=1, flags=re.M)
+    if count != 1:
+        raise MlopsError(f"{TEMPLATES_DIR}/model/params.yaml.j2: no `data:` block to point at {source}")
+    return own
 
 
 def _like_manifest(rendered: str, other: str | None) -> str:
@@ -135,9 +204,15 @@ def _render(env: jinja2.Environment, template: str, context: dict[str, Any]) -> 
         raise MlopsError(f"{TEMPLATES_DIR}/{template}: cannot render: {exc}") from None
 
 
-def plan_model(repo: Repo, name: str, like: str | None = None, purpose: str = "") -> list[PlannedFile]:
+def plan_model(
+    repo: Repo, name: str, like: str | None = None, purpose: str = "", table: Table | None = None
+) -> list[PlannedFile]:
     check_name(name)
     check_purpose(purpose)
+    if like is not None and table is not None:
+        raise MlopsError(
+            "--like and --data: one or the other (expected another model's settings, or a table)"
+        )
     if like is not None:
         repo.require_model(like)
         if like == name:
@@ -147,6 +222,8 @@ def plan_model(repo: Repo, name: str, like: str | None = None, purpose: str = ""
     model_text = _render(env, "model/model.yaml.j2", context)
     if like is not None:
         model_text = _like_model(model_text, repo.model_path(like).read_text(encoding="utf-8"))
+    if table is not None:
+        model_text = _own_model(model_text, table)
     files: list[tuple[Path, str, str]] = [(repo.model_path(name), model_text, "model")]
     files.append(
         (repo.model_path(name).parent / "card.md", _render(env, "model/card.md.j2", context), "card")
@@ -170,14 +247,20 @@ def plan_model(repo: Repo, name: str, like: str | None = None, purpose: str = ""
                 f"models: {', '.join(sorted(repo.models)) or 'none'})"
             )
         planned.append(PlannedFile(path, text, exists))
-    planned.append(_plan_params(repo, env, context, name, like))
+    source = source_of(name, table.path.suffix) if table is not None else None
+    planned.append(_plan_params(repo, env, context, name, like, source))
     if all(p.exists for p in planned) and name in repo.models:
         raise MlopsError(f"{MODELS_DIR}/{name}: model {name!r} already exists (expected a new model name)")
     return planned
 
 
 def _plan_params(
-    repo: Repo, env: jinja2.Environment, context: dict[str, Any], name: str, like: str | None
+    repo: Repo,
+    env: jinja2.Environment,
+    context: dict[str, Any],
+    name: str,
+    like: str | None,
+    source: str | None = None,
 ) -> PlannedFile:
     """The pipeline's parameters with a section for `name`: the template's, or `like`'s copied."""
     path = repo.root / PIPELINE_PARAMS
@@ -196,6 +279,8 @@ def _plan_params(
         wanted = (sections or {}).get(like)
     else:
         section = _render(env, "model/params.yaml.j2", context)
+        if source is not None:
+            section = _own_params(section, name, source)
         wanted = (yamlio.loads(section, f"{TEMPLATES_DIR}/model/params.yaml.j2") or {}).get(name)
     text = _params_text(current, name, section)
     written = yamlio.loads(text, PIPELINE_PARAMS)
@@ -207,9 +292,11 @@ def _plan_params(
     return PlannedFile(path, text, False, section=True)
 
 
-def add_model(repo: Repo, name: str, like: str | None = None, purpose: str = "") -> list[PlannedFile]:
+def add_model(
+    repo: Repo, name: str, like: str | None = None, purpose: str = "", table: Table | None = None
+) -> list[PlannedFile]:
     """Write the planned files that are not there yet; returns the plan."""
-    planned = plan_model(repo, name, like, purpose)
+    planned = plan_model(repo, name, like, purpose, table)
     for item in planned:
         if not item.exists:
             yamlio.write_atomic(item.path, item.text)

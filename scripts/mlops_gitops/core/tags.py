@@ -66,6 +66,7 @@ def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
         "device": lineage["training"]["device"],
         "device_name": lineage["training"]["device_name"],
         "learner": lineage["training"]["learner"],
+        **({"classes": lineage["training"]["classes"]} if "classes" in lineage["training"] else {}),
         "runner.name": lineage["runner"]["name"],
         "runner.labels": lineage["runner"]["labels"],
         "python": lineage["python"],
@@ -110,6 +111,13 @@ def fingerprint_query(model: str, fingerprint: str) -> str:
 
 
 # -- artifact: what was registered, byte for byte ----------------------------------------------
+def classes_of(tags: dict[str, str]) -> list[Any] | None:
+    """A classifier version's classes, in the order of its probabilities (None: a regressor, or
+    a version registered before classes were recorded)."""
+    value = tags.get(f"{PREFIX}classes")
+    return json.loads(value) if value else None
+
+
 def artifact_tags(sha256: str) -> dict[str, str]:
     return {ARTIFACT_SHA256: sha256, SIGNATURE: "true"}
 

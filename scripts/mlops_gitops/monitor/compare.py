@@ -5,14 +5,16 @@ It reads the inference log of E over the stretch where both versions answered (a
 or an analysed rollout's steps) and, with `--labels`, the ground truth `mlops feedback` joins.
 For each measure, the challenger minus the baseline, with a 95% interval:
 
-    live metric   the model's `drift.live_performance.metric` (roc_auc by default) on labelled
+    live metric   the model's `drift.live_performance.metric` (its task's default) on labelled
                   rows: a percentile bootstrap over the requests (scipy.stats.bootstrap)
     errors        the share of failed requests: Newcombe's interval for a difference of two
                   proportions (statsmodels confint_proportions_2indep)
     latency       the median's difference: a bootstrap interval; Mann-Whitney U's p-value beside it;
                   a difference under 0.5 ms or 10% of the baseline's median does not count
-    predictions   each class's share: a chi-square test of the two distributions
-                  (scipy.stats.chi2_contingency), and the positive share's Newcombe interval
+    predictions   a classifier: each class's share, a chi-square test of the two distributions
+                  (scipy.stats.chi2_contingency), and the last class's Newcombe interval; a
+                  regressor: the median prediction's difference (a bootstrap interval) and
+                  Mann-Whitney U's p-value
 
 A measure is better or worse only when its whole interval is on one side of zero; else it is
 not enough data, with about how many more samples per version would settle a difference the
@@ -30,12 +32,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..core import inference_log, state
+from ..core import inference_log, state, tasks
 from ..core import tags as names
 from ..core.config import Repo
 from ..core.errors import MlopsError
 from ..core.inference_log import Entry
 from ..core.records import RecordLog, utcnow
+from ..core.tasks import LOWER_IS_BETTER, Task
 from ..deploy import analysis
 
 
@@ -133,7 +136,9 @@ def latency(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
     )
 
 
-def predictions(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
+def predictions(base: list[Entry], chal: list[Entry], task: Task = Task.BINARY) -> dict[str, Any] | None:
+    if task is Task.REGRESSION:
+        return predicted_values(base, chal)
     from scipy.stats import chi2_contingency
     from statsmodels.stats.proportion import confint_proportions_2indep
 
@@ -171,15 +176,56 @@ def predictions(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
     return measured
 
 
+def predicted_values(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
+    """A regressor's predictions: the median's difference with a bootstrap interval."""
+    import numpy as np
+    from scipy.stats import bootstrap, mannwhitneyu
+
+    def values(entries: list[Entry]) -> Any:
+        found = [analysis.score(r) for r in analysis.answered_rows(entries)]
+        return np.array([v for v in found if v is not None], dtype=float)
+
+    a, b = values(base), values(chal)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    result = bootstrap(
+        (b, a),
+        lambda x, y, axis=-1: np.median(x, axis=axis) - np.median(y, axis=axis),
+        n_resamples=RESAMPLES,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        random_state=0,
+        vectorized=True,
+    )
+    measured = _measure(
+        "prediction_median",
+        float(np.median(b) - np.median(a)),
+        float(result.confidence_interval.low),
+        float(result.confidence_interval.high),
+        min(len(a), len(b)),
+        True,
+        mann_whitney_p=round(float(mannwhitneyu(b, a).pvalue), 6),
+        floor=1e-6,
+    )
+    p = measured["mann_whitney_p"]
+    measured["verdict"] = "differs" if p < 1 - CONFIDENCE else "no difference shown"
+    return measured
+
+
 def live_metric(
-    metric: str, base: list[Entry], chal: list[Entry], labels: dict[str, list[int]]
+    metric: str,
+    base: list[Entry],
+    chal: list[Entry],
+    labels: dict[str, list[Any]],
+    task: Task = Task.BINARY,
+    classes: tuple[list[Any] | None, list[Any] | None] = (None, None),
 ) -> dict[str, Any] | None:
-    """The live metric's difference on labelled rows, a bootstrap over requests."""
+    """The live metric's difference on labelled rows, a bootstrap over requests; each side is
+    measured with its own classes (`classes`: the baseline's, the challenger's)."""
     import numpy as np
     from scipy.stats import bootstrap
 
-    from ..core.metrics import classification_metrics
-    from .feedback import MIN_LABELS, _score
+    from .feedback import MIN_LABELS, _output, live_value
 
     def joined(entries: list[Entry]) -> tuple[Any, Any]:
         y, s = [], []
@@ -189,11 +235,14 @@ def live_metric(
                 truth = truth * len(outputs) if len(truth) == 1 else truth
                 for label, out in zip(truth, outputs, strict=False):
                     y.append(label)
-                    s.append(_score(out))
-        return np.array(y), np.array(s)
+                    s.append(_output(out))
+        ys, ss = np.empty(len(y), dtype=object), np.empty(len(s), dtype=object)
+        ys[:], ss[:] = y, s
+        return ys, ss
 
     (ya, sa), (yb, sb) = joined(base), joined(chal)
-    if min(len(ya), len(yb)) < MIN_LABELS or len(set(ya)) < 2 or len(set(yb)) < 2:
+    one_class = task.classifies and (len(set(ya)) < 2 or len(set(yb)) < 2)
+    if min(len(ya), len(yb)) < MIN_LABELS or one_class:
         few = int(min(len(ya), len(yb)))
         return {
             "measure": metric,
@@ -203,13 +252,12 @@ def live_metric(
             "detail": "too few labelled rows",
         }
 
-    def value(y: Any, s: Any) -> float:
-        if len(set(y.tolist())) < 2:
-            return float("nan")
-        return float(classification_metrics(y, s).get(metric, float("nan")))
+    def value(y: Any, s: Any, side: int) -> float:
+        found = live_value(task, metric, list(y), list(s), classes[side])
+        return float("nan") if found is None else found
 
     def statistic(i: Any, j: Any) -> float:
-        return value(yb[i.astype(int)], sb[i.astype(int)]) - value(ya[j.astype(int)], sa[j.astype(int)])
+        return value(yb[i.astype(int)], sb[i.astype(int)], 1) - value(ya[j.astype(int)], sa[j.astype(int)], 0)
 
     result = bootstrap(
         (np.arange(len(yb)), np.arange(len(ya))),
@@ -220,7 +268,7 @@ def live_metric(
         random_state=0,
         vectorized=False,
     )
-    diff = value(yb, sb) - value(ya, sa)
+    diff = value(yb, sb, 1) - value(ya, sa, 0)
     low, high = (
         float(np.nan_to_num(result.confidence_interval.low)),
         float(np.nan_to_num(result.confidence_interval.high)),
@@ -231,8 +279,8 @@ def live_metric(
         low,
         high,
         int(min(len(ya), len(yb))),
-        True,
-        baseline_value=round(value(ya, sa), 6),
+        metric not in LOWER_IS_BETTER,
+        baseline_value=round(value(ya, sa, 0), 6),
         floor=0.005,
     )
 
@@ -268,6 +316,23 @@ def side_by_side(
     return baseline, challenger, window
 
 
+def classes(repo: Repo, model: str, versions: tuple[int, int]) -> tuple[list[Any] | None, list[Any] | None]:
+    """Each version's classes (registry tags), for a classifier's live metric."""
+    if not tasks.of(repo.require_model(model)).classifies:
+        return None, None
+    from ..registry.client import Registry
+
+    task = tasks.of(repo.require_model(model))
+    try:
+        registry = Registry(repo)
+        base, chal = (names.classes_of(dict(registry.version(model, v).tags)) for v in versions)
+    except MlopsError:
+        if task is Task.MULTICLASS:
+            raise
+        return None, None  # a binary classifier's 0/1 labels are read without them
+    return base, chal
+
+
 def _stable(repo: Repo, model: str, env: str) -> int | None:
     """The version a comparison is against by default: an analysed rollout's stable version,
     else the `version` of a manifest that splits traffic (the stable side of a split, beside its
@@ -286,7 +351,7 @@ def compare(
     repo: Repo,
     model: str,
     env: str,
-    labels: dict[str, list[int]] | None = None,
+    labels: dict[str, list[Any]] | None = None,
     since: datetime | None = None,
     baseline: int | None = None,
     challenger: int | None = None,
@@ -297,14 +362,23 @@ def compare(
     base_v, chal_v, window = side_by_side(entries, baseline, challenger, _stable(repo, model, env))
     base = [e for e in window if e.version == base_v]
     chal = [e for e in window if e.version == chal_v]
-    metric = ((definition.get("drift") or {}).get("live_performance") or {}).get("metric", "roc_auc")
+    task = tasks.of(definition)
+    live = (definition.get("drift") or {}).get("live_performance") or {}
+    metric = live.get("metric", tasks.DEFAULTS[task].live_metric)
     measures = [
-        live_metric(metric, base, chal, labels)
+        live_metric(
+            metric,
+            base,
+            chal,
+            labels,
+            task,
+            classes(repo, model, (base_v, chal_v)) if labels else (None, None),
+        )
         if labels
         else {"measure": metric, "verdict": UNDECIDED, "detail": "no labels (expected --labels)"},
         errors(base, chal),
         latency(base, chal),
-        predictions(base, chal),
+        predictions(base, chal, task),
     ]
     found = [m for m in measures if m is not None]
     judged = [m for m in found if m["measure"] in (metric, "error_rate", "latency_median_ms")]

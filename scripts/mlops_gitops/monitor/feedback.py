@@ -1,11 +1,13 @@
 """`mlops feedback`: ground truth joined to logged predictions, live performance per version.
 
 Labels arrive later than predictions (a customer churns, or does not, weeks after the
-score). A labels file (CSV with `request_id,label`, or JSON lines with those keys) is joined
+score). A labels file (CSV with `request_id,label`, or JSON lines with those keys; a label is a
+class, as the table has it, or a classifier's 0/1, or a regressor's number) is joined
 to the inference log by request id; every logged row of a request gets that request's label
 (a batch request takes one label per row only when the file gives `row`). Live performance
-is the model's `drift.live_performance.metric`, computed with the same code the pipeline's
-evaluation uses (`metrics.py`), per version and per day, and compared with the version's
+is the model's `drift.live_performance.metric` (its task's default otherwise: core.tasks),
+computed with the same code the pipeline's evaluation uses (`metrics.of_task`), per version
+and per day, and compared with the version's
 registered value of that metric: a drop beyond `max_drop` is a finding, as drift is (concept
 drift: the inputs may look the same while what they mean has moved).
 
@@ -23,12 +25,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ..core import inference_log, state
+from ..core import inference_log, state, tasks
 from ..core import tags as names
 from ..core.config import Repo
 from ..core.errors import MlopsError
 from ..core.pages import display, report_stem, title
 from ..core.records import RecordLog, utcnow
+from ..core.tasks import LOWER_IS_BETTER, Task
+
+Label = int | float | str
 
 MIN_LABELS = 50
 
@@ -62,7 +67,18 @@ class FeedbackResult:
         return asdict(self)
 
 
-def read_labels(path: Path) -> dict[str, list[int]]:
+def label_of(value: Any) -> Label:
+    """A label as written: a whole number (`1`, `1.0`) as an int, another number as a float, else
+    the text (a class such as `gold`)."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() else number
+
+
+def read_labels(path: Path) -> dict[str, list[Label]]:
     """{request_id: [label per row]} from CSV (request_id,label[,row]) or JSON lines."""
     if not path.is_file():
         raise MlopsError(f"{path}: no such labels file (expected CSV request_id,label or JSON lines)")
@@ -80,19 +96,28 @@ def read_labels(path: Path) -> dict[str, list[int]]:
             rows = list(csv.DictReader(text.splitlines()))
         except csv.Error as exc:
             raise MlopsError(f"{path}: not CSV request_id,label ({exc})") from None
-    labels: dict[str, dict[int, int]] = defaultdict(dict)
+    labels: dict[str, dict[int, Label]] = defaultdict(dict)
     for number, row in enumerate(rows, 1):
         try:
             label, index = str(row["label"]), str(row.get("row") or 0)
             if len(label) > 32 or len(index) > 12:
                 raise ValueError("too long")
-            labels[str(row["request_id"])][int(index)] = int(float(label))
+            if not label.strip():
+                raise ValueError("empty")
+            labels[str(row["request_id"])][int(index)] = label_of(label)
         except (KeyError, ValueError, TypeError, OverflowError, AttributeError):
             shown = repr(row)[:120]
-            raise MlopsError(
-                f"{path}: record {number}: {shown} (expected request_id and a numeric label)"
-            ) from None
+            raise MlopsError(f"{path}: record {number}: {shown} (expected request_id and a label)") from None
     return {rid: [by_row[i] for i in sorted(by_row)] for rid, by_row in labels.items()}
+
+
+def _output(output: Any) -> Any:
+    """One logged output as numbers: a classifier's probabilities, or a regressor's value."""
+    if isinstance(output, list):
+        return [float(v) for v in output]
+    if isinstance(output, dict):
+        return [float(v) for v in output.values()]
+    return float(output)
 
 
 def _score(output: Any) -> float:
@@ -110,10 +135,10 @@ class Verdict(StrEnum):
     INSUFFICIENT = "insufficient-data"  # too few labelled rows (or one class only) to judge
 
 
-Joined = dict[int, list[tuple[str, int, float]]]  # version -> (day, label, score) per labelled row
+Joined = dict[int, list[tuple[str, Label, Any]]]  # version -> (day, label, output) per labelled row
 
 
-def join(entries: list[inference_log.Entry], labels: dict[str, list[int]]) -> tuple[Joined, set[str], int]:
+def join(entries: list[inference_log.Entry], labels: dict[str, list[Label]]) -> tuple[Joined, set[str], int]:
     """Each labelled row beside the prediction the log holds for it (answered requests only: a
     failed request predicted nothing), the request ids joined, and how many did not match."""
     joined: Joined = defaultdict(list)
@@ -130,7 +155,7 @@ def join(entries: list[inference_log.Entry], labels: dict[str, list[int]]) -> tu
             if len(truth) == 1 and len(outputs) > 1:
                 truth = truth * len(outputs)
             day = entry.at[:10]
-            pairs = [(day, label, _score(out)) for label, out in zip(truth, outputs, strict=True)]
+            pairs = [(day, label, _output(out)) for label, out in zip(truth, outputs, strict=True)]
         except (ValueError, TypeError, IndexError):  # rows that do not match, an unreadable output
             skipped += 1
             continue
@@ -143,8 +168,10 @@ def run(
     repo: Repo, registry: Any, model: str, env: str, labels_file: Path, out_dir: Path | None = None
 ) -> FeedbackResult:
     repo.require_environment(env)  # a mistyped environment is an error, not "not enough data"
-    live = (repo.require_model(model).get("drift") or {}).get("live_performance") or {
-        "metric": "roc_auc",
+    definition = repo.require_model(model)
+    task = tasks.of(definition)
+    live = (definition.get("drift") or {}).get("live_performance") or {
+        "metric": tasks.DEFAULTS[task].live_metric,
         "max_drop": 0.05,
     }
     labels = read_labels(labels_file)
@@ -162,31 +189,53 @@ def run(
         skipped_lines=log.skipped + skipped,
         checked_at=utcnow(),
     )
-    judge(result, joined, registry)
+    judge(result, joined, registry, task)
     if result.versions:
         write_report(repo.root, result, out_dir or state.feedback_reports(repo.root, env, model))
     return result
 
 
-def _value(metric: str, rows: list[tuple[str, int, float]]) -> float | None:
-    import numpy as np
+def live_value(
+    task: Task, metric: str, labels: list[Label], outputs: list[Any], classes: list[Any] | None
+) -> float | None:
+    """`metric` of a version's answers on labelled rows, as the pipeline's evaluation measures it;
+    None with too few rows, one class only, or a label the version does not know."""
+    from ..core.metrics import of_task
 
-    from ..core.metrics import classification_metrics
-
-    y = np.array([r[1] for r in rows])
-    if len(rows) < MIN_LABELS or len(set(y.tolist())) < 2:
+    if len(labels) < MIN_LABELS or (task.classifies and len(set(labels)) < 2):
         return None  # too few, or one class only: the metric means nothing yet
-    return classification_metrics(y, np.array([r[2] for r in rows])).get(metric)
+    known = [label_of(c) for c in classes] if classes is not None else None
+    try:
+        if task is Task.REGRESSION:
+            found = of_task(task, [float(v) for v in labels], outputs)
+        elif task is Task.MULTICLASS:
+            if known is None or not set(labels) <= set(known):
+                return None
+            found = of_task(task, labels, outputs, known)
+        else:
+            truth = [int(v == known[-1]) for v in labels] if known is not None else labels
+            found = of_task(task, truth, [_score(o) for o in outputs])
+    except (TypeError, ValueError):  # answers of another shape than the task's
+        return None
+    value = found.get(metric)
+    return None if value is None else float(value)
 
 
-def judge(result: FeedbackResult, joined: Joined, registry: Any) -> None:
+def judge(result: FeedbackResult, joined: Joined, registry: Any, task: Task = Task.BINARY) -> None:
     """Each version's live metric against its registered one, overall and per day; the verdict."""
     degraded = False
+    lower = result.metric in LOWER_IS_BETTER
     for version, rows in sorted(joined.items()):
-        registered = names.metrics_of(dict(registry.version(result.model, version).tags)).get(result.metric)
-        now_value = _value(result.metric, rows)
+        tags = dict(registry.version(result.model, version).tags)
+        registered = names.metrics_of(tags).get(result.metric)
+        classes = names.classes_of(tags)
+
+        def value(rows: list[tuple[str, Label, Any]], classes: list[Any] | None = classes) -> float | None:
+            return live_value(task, result.metric, [r[1] for r in rows], [r[2] for r in rows], classes)
+
+        now_value = value(rows)
         drop = (
-            round(float(registered) - now_value, 6)
+            round((now_value - float(registered)) if lower else (float(registered) - now_value), 6)
             if registered is not None and now_value is not None
             else None
         )
@@ -204,7 +253,7 @@ def judge(result: FeedbackResult, joined: Joined, registry: Any) -> None:
         )
         for day in sorted({r[0] for r in rows}):
             day_rows = [r for r in rows if r[0] == day]
-            result.by_day.append(Slice(version, day, len(day_rows), _value(result.metric, day_rows)))
+            result.by_day.append(Slice(version, day, len(day_rows), value(day_rows)))
     if any(v["live"] is not None for v in result.versions):
         result.status = Verdict.DEGRADED if degraded else Verdict.OK
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core import state
+from ..core import state, tasks
 from ..core import tags as names
 from ..core.config import Repo
 from ..core.errors import ExitCode, MlopsError
@@ -33,6 +33,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 # What a logged model needs to load; naming them spares MLflow its slow requirement inference.
 PIP_REQUIREMENTS_PACKAGES = ("scikit-learn", "pandas", "numpy", "skops")
+LEARNER_PACKAGES = ("xgboost", "lightgbm")
 
 
 def tracking_uri(repo: Repo) -> str:
@@ -54,6 +55,37 @@ class Registered:
     created: bool
     run_id: str
     tags: dict[str, str]
+
+
+def _log_model(
+    estimator: Any, signature: Any, example: Any, requirements: list[str], task: tasks.Task, root: Path
+) -> Any:
+    """Log what the training contract returned (pipelines/learners/): a PythonModel with
+    mlflow.pyfunc, the learners folder shipped with it; anything else with mlflow.sklearn (skops
+    format), serving `predict_proba` for a classifier and `predict` for a regressor."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    import skops.io
+
+    if isinstance(estimator, mlflow.pyfunc.PythonModel):
+        learners = root / "pipelines" / "learners"
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=estimator,
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements,
+            code_paths=[str(learners)] if learners.is_dir() else None,
+        )
+    return mlflow.sklearn.log_model(
+        estimator,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=requirements,
+        pyfunc_predict_fn=task.predict_fn,
+        skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(estimator)),
+    )
 
 
 class Registry:
@@ -142,26 +174,31 @@ class Registry:
     def _log_and_register(self, model: str, lineage: dict[str, Any], tags: dict[str, str]) -> Registered:
         import joblib
         import mlflow
+        import mlflow.pyfunc
         import mlflow.sklearn
         import pandas as pd
-        import skops.io
         from mlflow.models import infer_signature
 
         outputs = PipelineOutputs(model, self.repo.root)
         estimator = joblib.load(outputs.estimator)
-        target = self.repo.models[model].get("target_column", "churned")
+        definition = self.repo.models[model]
+        task = tasks.of(definition)
+        target = definition.get("target_column", "churned")
         test = pd.read_csv(outputs.test_data)
-        features = test.drop(columns=[c for c in (target, "customer_id") if c in test.columns])
+        ids = [target, *(definition.get("id_columns") or [])]
+        features = test.drop(columns=[c for c in ids if c in test.columns])
         example = features.head(5)
+        custom = isinstance(estimator, mlflow.pyfunc.PythonModel)
+        answer = estimator.predict if custom else getattr(estimator, task.predict_fn)
         with warnings.catch_warnings():
             # MLflow hints that integer columns cannot hold missing values: the prepare stage
             # refuses rows with missing values, so integer columns are the true schema.
             warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
-            signature = infer_signature(example, estimator.predict_proba(example))
-        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+            signature = infer_signature(example, answer(example))
+        learner = lineage["training"]["learner"]  # a built-in's library is the model's too
         requirements = [
             f"{name}=={lineage['packages'][name]}"
-            for name in PIP_REQUIREMENTS_PACKAGES
+            for name in (*PIP_REQUIREMENTS_PACKAGES, *([learner] if learner in LEARNER_PACKAGES else []))
             if name in lineage["packages"]
         ]
         experiment = self.experiment_id()
@@ -183,15 +220,7 @@ class Registry:
             mlflow.log_metrics(lineage["metrics"])
             mlflow.set_tags({k: v for k, v in tags.items() if len(v) <= names.MAX_TAG})
             info = self._call(
-                "log model",
-                mlflow.sklearn.log_model,
-                estimator,
-                name="model",
-                signature=signature,
-                input_example=example,
-                pip_requirements=requirements,
-                pyfunc_predict_fn="predict_proba",
-                skops_trusted_types=trusted,
+                "log model", _log_model, estimator, signature, example, requirements, task, self.repo.root
             )
         tags.update(names.artifact_tags(stored_sha256(info.model_uri)))
         version = self._call(

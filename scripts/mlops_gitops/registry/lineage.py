@@ -23,7 +23,7 @@ from ..core.errors import MlopsError
 from ..core.gitinfo import head_info
 
 PIPELINE_DIR = "pipelines"
-PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "dvc", "skops", "xgboost")
+PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "dvc", "skops", "xgboost", "lightgbm")
 
 
 def sha256_file(path: Path) -> str:
@@ -182,6 +182,7 @@ def collect(root: Path, model: str) -> dict[str, Any]:
             "device_name": info["device_name"],
             "rows": info["rows"],
             "fit_seconds": info["fit_seconds"],
+            **({"classes": info["classes"]} if "classes" in info else {}),
         },
         "runner": runner(),
         "python": platform.python_version(),

@@ -1,9 +1,10 @@
 """Champion/challenger: a candidate version against a baseline on the same evaluation data.
 
 Metrics with deltas, pass/fail against the thresholds in models/<model>/model.yaml and
-a regression check of the primary metric, PNG plots (ROC, precision-recall, confusion
-matrix), as markdown fit for a pull-request comment and as JSON.  The result is also
-written to the candidate's version tags, where `mlops facts` reads it.
+a regression check of the primary metric, PNG plots (a binary classifier: ROC,
+precision-recall, confusion matrix; a multiclass one: its confusion matrix; a regressor:
+predicted against actual, and its residuals), as markdown fit for a pull-request comment and
+as JSON. The result is also written to the candidate's version tags, where `mlops facts` reads it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core import tags as names
+from ..core import tasks
 from ..core.config import Repo
 from ..core.errors import MlopsError
-from ..core.metrics import classification_metrics
+from ..core.metrics import of_task, positive_scores
+from ..core.tasks import LOWER_IS_BETTER, Task
 from .client import Registry
 from .lineage import PipelineOutputs
-
-LOWER_IS_BETTER = {"log_loss"}
 
 
 @dataclass
@@ -62,15 +63,16 @@ class Report:
         }
 
 
-def _scores(registry: Registry, model: str, version: int, features: Any) -> Any:
+def _outputs(registry: Registry, model: str, version: int, features: Any) -> Any:
+    """What the version answers for `features`: class probabilities, or predictions."""
     import mlflow.pyfunc
+    import numpy as np
 
     loaded = registry._call(
         f"load {model} v{version}", mlflow.pyfunc.load_model, f"models:/{model}/{version}"
     )
     out = loaded.predict(features)
-    values = out.to_numpy() if hasattr(out, "to_numpy") else out
-    return values[:, 1] if getattr(values, "ndim", 1) == 2 else values
+    return np.asarray(out.to_numpy() if hasattr(out, "to_numpy") else out, dtype=float)
 
 
 def judge(
@@ -99,6 +101,61 @@ def judge(
 
 
 def _plots(
+    out_dir: Path,
+    task: Task,
+    y: Any,
+    outputs: tuple[Any, Any | None],
+    classes: list[Any] | None,
+    labels: tuple[str, str],
+) -> dict[str, str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if task is Task.BINARY:
+        truth = y if classes is None else (y == classes[-1]).astype(int)
+        baseline = positive_scores(outputs[1]) if outputs[1] is not None else None
+        return _binary_plots(out_dir, truth, positive_scores(outputs[0]), baseline, labels)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    if task is Task.MULTICLASS:
+        predicted = np.asarray(classes)[np.asarray(outputs[0]).argmax(axis=1)]
+        fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+        ConfusionMatrixDisplay.from_predictions(y, predicted, labels=classes, ax=ax, colorbar=False)
+        ax.set_title(f"Confusion matrix, {labels[0]}")
+        return {"confusion": _saved(fig, out_dir / "confusion.png")}
+    predicted = np.asarray(outputs[0]).reshape(len(y))
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.scatter(y, predicted, s=6, alpha=0.5, label=labels[0])
+    if outputs[1] is not None:
+        ax.scatter(y, np.asarray(outputs[1]).reshape(len(y)), s=6, alpha=0.5, label=labels[1])
+    ends = [float(np.min(y)), float(np.max(y))]
+    ax.plot(ends, ends, color="grey", linewidth=1)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title("Predicted against actual")
+    ax.legend()
+    paths = {"predicted": _saved(fig, out_dir / "predicted.png")}
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.hist(predicted - np.asarray(y, dtype=float), bins=40)
+    ax.set_xlabel("predicted - actual")
+    ax.set_title(f"Residuals, {labels[0]}")
+    paths["residuals"] = _saved(fig, out_dir / "residuals.png")
+    return paths
+
+
+def _saved(fig: Any, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path.name
+
+
+def _binary_plots(
     out_dir: Path, y: Any, candidate: Any, baseline: Any | None, labels: tuple[str, str]
 ) -> dict[str, str]:
     import matplotlib
@@ -107,7 +164,6 @@ def _plots(
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for kind, display in (("roc", RocCurveDisplay), ("pr", PrecisionRecallDisplay)):
         fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
@@ -157,14 +213,19 @@ def build(
             )
     else:
         note = "No baseline asked for; judged against the thresholds alone."
+    task = tasks.of(definition)
     target = definition.get("target_column", "churned")
     test = pd.read_csv(outputs.test_data)
     y = test[target].to_numpy()
-    features = test.drop(columns=[c for c in (target, "customer_id") if c in test.columns])
-    cand_scores = _scores(registry, model, int(cand.version), features)
-    metrics = classification_metrics(y, cand_scores)
-    base_scores = _scores(registry, model, int(base.version), features) if base is not None else None
-    base_metrics = classification_metrics(y, base_scores) if base_scores is not None else None
+    ids = [target, *(definition.get("id_columns") or [])]
+    features = test.drop(columns=[c for c in ids if c in test.columns])
+    classes = names.classes_of(dict(cand.tags))
+    cand_out = _outputs(registry, model, int(cand.version), features)
+    metrics = of_task(task, y, cand_out, classes)
+    base_out = _outputs(registry, model, int(base.version), features) if base is not None else None
+    # a baseline's own classes (a class the candidate added or dropped leaves it unjudged)
+    base_classes = names.classes_of(dict(base.tags)) if base is not None else None
+    base_metrics = of_task(task, y, base_out, base_classes or classes) if base_out is not None else None
     labels = (f"v{cand.version} (candidate)", f"v{base.version} (baseline)" if base is not None else "")
     report = Report(
         model,
@@ -176,7 +237,7 @@ def build(
         judge(definition, metrics, base_metrics),
         note=note,
     )
-    report.plots = _plots(out_dir, y, cand_scores, base_scores, labels)
+    report.plots = _plots(out_dir, task, y, (cand_out, base_out), classes, labels)
     return report
 
 
