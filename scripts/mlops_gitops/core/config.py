@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-from . import state, yamlio
+from . import state, tasks, yamlio
 from .errors import ExitCode, MlopsError
 
 PROJECT_FILE = "mlops.yaml"
@@ -454,6 +454,8 @@ def _manifest_problems(root: Path, display: str, path: Path, data: dict[str, Any
     elif not (root / MODELS_DIR / data["model"] / "model.yaml").is_file():
         expected = f"a model defined in {MODELS_DIR}/{data['model']}/model.yaml"
         found.append(Problem(display, "model", f"no model {data['model']!r}", expected))
+    else:
+        found.extend(_check_fits_task(root, display, data))
     found.extend(_routing_problems(display, data))
     traffic = data.get("traffic")
     if traffic:
@@ -464,6 +466,31 @@ def _manifest_problems(root: Path, display: str, path: Path, data: dict[str, Any
             expected = f"version {data['version']} among the traffic entries"
             found.append(Problem(display, "traffic", "does not name the manifest's version", expected))
     return found
+
+
+def _check_fits_task(root: Path, display: str, data: dict[str, Any]) -> list[Problem]:
+    """A rollout's prediction checks fit the model's task (a regressor has no classes; a
+    multiclass classifier has no one score to take a PSI of)."""
+    checks = (data.get("rollout") or {}).get("checks") or {}
+    if not checks:
+        return []
+    try:
+        definition = yamlio.load(root / MODELS_DIR / data["model"] / "model.yaml") or {}
+        task = tasks.Task(definition.get("task", tasks.Task.BINARY.value))
+    except (MlopsError, ValueError, AttributeError):
+        return []  # the model's own file reports what is wrong with it
+    allowed = tasks.PREDICTION_CHECKS[task]
+    every = {name for names in tasks.PREDICTION_CHECKS.values() for name in names}
+    return [
+        Problem(
+            display,
+            f"rollout.checks.{name}",
+            f"set for a {task.value} model",
+            f"the prediction checks of its task: {', '.join(allowed)}",
+        )
+        for name in sorted(checks)
+        if name in every and name not in allowed
+    ]
 
 
 def _missing_manifests(root: Path, models: dict[str, Any], environments: list[str]) -> list[Problem]:

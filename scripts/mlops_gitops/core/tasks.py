@@ -65,6 +65,15 @@ DEFAULTS = {
 }
 
 
+# The canary's prediction checks (deploy.analysis) that mean something for each task: a
+# classifier's class shares; a binary classifier's or a regressor's score distribution (PSI).
+PREDICTION_CHECKS = {
+    Task.BINARY: ("max_class_shift", "max_score_psi"),
+    Task.MULTICLASS: ("max_class_shift",),
+    Task.REGRESSION: ("max_score_psi",),
+}
+
+
 def of(definition: dict[str, Any]) -> Task:
     """The task of a loaded model definition (validated by its schema)."""
     return Task(definition.get("task", Task.BINARY.value))

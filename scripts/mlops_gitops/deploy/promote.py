@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..core import yamlio
+from ..core import tasks, yamlio
 from ..core.config import Repo
 from ..core.errors import MlopsError
 from ..core.gitinfo import default_branch, git, show_file
 from ..core.records import Routing
+from ..core.tasks import PREDICTION_CHECKS, Task
 from .propose import propose
 
 VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
@@ -64,7 +65,7 @@ def resolve_version(repo: Repo, model: str, env: str, version: int | None, sourc
 
 
 # What `promote --rollout` writes when the manifest has no rollout settings of its own.
-DEFAULT_ROLLOUT = {
+DEFAULT_ROLLOUT: dict[str, Any] = {
     "steps": [10, 25, 50],
     "interval": 60,
     "threshold": 2,
@@ -72,8 +73,26 @@ DEFAULT_ROLLOUT = {
 }
 
 
+ALL_PREDICTION_CHECKS = {name for names in PREDICTION_CHECKS.values() for name in names}
+
+
+def default_rollout(task: Task) -> dict[str, Any]:
+    """The default rollout with the prediction checks that fit the model's task."""
+    checks = {
+        k: v
+        for k, v in DEFAULT_ROLLOUT["checks"].items()
+        if k not in ALL_PREDICTION_CHECKS or k in PREDICTION_CHECKS[task]
+    }
+    return {**DEFAULT_ROLLOUT, "checks": checks}
+
+
 def edit_manifest(
-    text: str, version: int, display: str, canary: int | None = None, rollout: bool = False
+    text: str,
+    version: int,
+    display: str,
+    canary: int | None = None,
+    rollout: bool = False,
+    task: Task = Task.BINARY,
 ) -> str:
     """The manifest asking for `version` as its stable one, the whole traffic to it (a split and a
     shadow of that same version go); or, with `canary` (a percent), `version` beside the stable one
@@ -90,7 +109,7 @@ def edit_manifest(
     text = yamlio.replace_entry(text, "canary", None)
     loaded = yamlio.loads(text, display) or {}
     if rollout and not loaded.get("rollout"):
-        text = yamlio.replace_entry(text, "rollout", yamlio.flow_entry("rollout", DEFAULT_ROLLOUT))
+        text = yamlio.replace_entry(text, "rollout", yamlio.flow_entry("rollout", default_rollout(task)))
     shadow = loaded.get("shadow") or {}
     return yamlio.replace_entry(text, "shadow", None) if shadow.get("version") == version else text
 
@@ -134,7 +153,7 @@ def promote(
             f"{display}: --canary needs a stable version beside v{number} "
             f"(expected {start} to ask for another version first; it asks for {previous})"
         )
-    new_text = edit_manifest(text, number, display, canary, rollout)
+    new_text = edit_manifest(text, number, display, canary, rollout, tasks.of(repo.require_model(model)))
     if Routing.of_manifest(yamlio.loads(new_text, display) or {}) == Routing.of_manifest(asked) and (
         bool(asked.get("rollout")) or not rollout
     ):

@@ -57,6 +57,21 @@ class Registered:
     tags: dict[str, str]
 
 
+def _load_trained(path: Path, pipelines: Path) -> Any:
+    """The pipeline's trained model: a team's own learner (pipelines/learners/) may have returned
+    a class of its own, importable from the pipeline's folder as the train stage imported it."""
+    import joblib
+
+    added = str(pipelines) not in sys.path
+    if added:
+        sys.path.insert(0, str(pipelines))
+    try:
+        return joblib.load(path)
+    finally:
+        if added:
+            sys.path.remove(str(pipelines))
+
+
 def _log_model(
     estimator: Any, signature: Any, example: Any, requirements: list[str], task: tasks.Task, root: Path
 ) -> Any:
@@ -172,7 +187,6 @@ class Registry:
         return self._log_and_register(model, lineage, tags)
 
     def _log_and_register(self, model: str, lineage: dict[str, Any], tags: dict[str, str]) -> Registered:
-        import joblib
         import mlflow
         import mlflow.pyfunc
         import mlflow.sklearn
@@ -180,7 +194,7 @@ class Registry:
         from mlflow.models import infer_signature
 
         outputs = PipelineOutputs(model, self.repo.root)
-        estimator = joblib.load(outputs.estimator)
+        estimator = _load_trained(outputs.estimator, outputs.base)
         definition = self.repo.models[model]
         task = tasks.of(definition)
         target = definition.get("target_column", "churned")
