@@ -3,7 +3,8 @@
 # description: >-
 #   A version reaches an environment only with its evidence: metric thresholds met, a passing
 #   champion/challenger report, complete and clean lineage, an artifact hash and a signature, a model
-#   card (its words written, not placeholders, for a protected environment), enough approvals for a high-risk model, a healthy soak in the environment below, no
+#   card (its words written, not placeholders, for a protected environment), owners that are not
+#   the template's placeholders (for a protected environment), enough approvals for a high-risk model, a healthy soak in the environment below, no
 #   regression beyond tolerance against production, fairness gaps within the model's maxima
 #   for its sensitive features, no open critical drift alert unless the manifest carries
 #   an unexpired exception for it, and, for a protected environment, no A/B comparison that
@@ -159,6 +160,15 @@ deny_model_card contains msg if {
 	msg := sprintf("%s: the model's words are still placeholders: %s (expected them written in models/%s/model.yaml before a protected environment)", [where, concat(", ", sort(placeholder_fields)), input.change.model])
 }
 
+# The template's placeholder owners (@acme/...) in mlops.yaml: fine for a first try, never for a
+# protected environment, whose approvals must come from the teams the organisation really has.
+deny_owners contains msg if {
+	is_promotion
+	object.get(input.environment, "protected", false) == true
+	some owner in object.get(input, ["project", "placeholder_owners"], [])
+	msg := sprintf("%s: mlops.yaml %s: %s (expected your organisation's teams, here and in .github/CODEOWNERS, before a protected environment)", [where, owner.field, owner.found])
+}
+
 # Approvals count only from records the approvers control (GitHub's reviews, read at decision
 # time), each from a distinct code owner of the manifest who neither opened the pull request nor
 # trained the version: the facts list who did not count, and why.
@@ -208,15 +218,31 @@ soak_end(history) := time.parse_rfc3339_ns(history.healthy_until) if {
 	history.healthy_until != ""
 } else := time.parse_rfc3339_ns(input.now)
 
+# Metrics where less is better (an error, a loss): a regression is a rise (core/tasks.py says the same).
+lower_is_better := {"log_loss", "rmse", "mae"}
+
 deny_regression contains msg if {
 	is_promotion
 	primary := input.model.metrics.primary
+	not primary in lower_is_better
 	baseline := input.baseline.metrics[primary]
 	value := input.version.metrics[primary]
 	tolerance := object.get(input.model.metrics, "max_regression", 0)
 	value < baseline - tolerance
 	drop := round((baseline - value) * 10000) / 10000
 	msg := sprintf("%s: %s is %v, %v below v%v in %s (expected a drop of at most %v)", [where, primary, value, drop, input.baseline.version, input.baseline.environment, tolerance])
+}
+
+deny_regression contains msg if {
+	is_promotion
+	primary := input.model.metrics.primary
+	primary in lower_is_better
+	baseline := input.baseline.metrics[primary]
+	value := input.version.metrics[primary]
+	tolerance := object.get(input.model.metrics, "max_regression", 0)
+	value > baseline + tolerance
+	rise := round((value - baseline) * 10000) / 10000
+	msg := sprintf("%s: %s is %v, %v above v%v in %s (expected a rise of at most %v: less is better)", [where, primary, value, rise, input.baseline.version, input.baseline.environment, tolerance])
 }
 
 deny_drift contains msg if {

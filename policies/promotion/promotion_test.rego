@@ -29,7 +29,7 @@ facts(overrides) := object.union({
 }, overrides)
 
 denials(input_doc) := {msg |
-	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_approvals", "deny_soak", "deny_regression", "deny_drift", "deny_fairness", "deny_ab"]
+	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_owners", "deny_approvals", "deny_soak", "deny_regression", "deny_drift", "deny_fairness", "deny_ab"]
 	some msg in promotion[rule] with input as input_doc
 }
 
@@ -163,6 +163,29 @@ test_allow_a_drop_within_tolerance if {
 test_deny_a_regression_against_production if {
 	some msg in promotion.deny_regression with input as facts({"version": {"metrics": {"roc_auc": 0.8}}})
 	msg == "churn v2 to production: roc_auc is 0.8, 0.045 below v1 in production (expected a drop of at most 0.01)"
+}
+
+placeholder_owners := {"project": {"placeholder_owners": [{"field": "owners.production_approvers", "found": "@acme/model-risk: the template's placeholder"}]}}
+
+test_placeholder_owners_are_denied_a_protected_environment_only if {
+	some msg in promotion.deny_owners with input as facts(placeholder_owners)
+	msg == "churn v2 to production: mlops.yaml owners.production_approvers: @acme/model-risk: the template's placeholder (expected your organisation's teams, here and in .github/CODEOWNERS, before a protected environment)"
+	staging := {"change": {"environment": "staging"}, "environment": {"name": "staging", "protected": false}}
+	count(promotion.deny_owners) == 0 with input as facts(object.union(placeholder_owners, staging))
+	count(promotion.deny_owners) == 0 with input as facts({"project": {"placeholder_owners": []}})
+}
+
+rmse_primary(value) := facts({
+	"model": {"metrics": {"primary": "rmse", "thresholds": {}, "max_regression": 0.5}},
+	"version": {"metrics": {"rmse": value}},
+	"baseline": {"metrics": {"rmse": 10}},
+})
+
+test_a_lower_is_better_primary_regresses_when_it_rises if {
+	some msg in promotion.deny_regression with input as rmse_primary(11)
+	msg == "churn v2 to production: rmse is 11, 1 above v1 in production (expected a rise of at most 0.5: less is better)"
+	count(promotion.deny_regression) == 0 with input as rmse_primary(10.4)
+	count(promotion.deny_regression) == 0 with input as rmse_primary(6)
 }
 
 test_allow_without_a_version_in_production if {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from mlops_gitops.core.inference_log import Entry, entry
 from mlops_gitops.deploy.analysis import FAIL, PASS, WAITING, judge, psi
@@ -65,3 +66,72 @@ def test_min_callers_waits_out_one_client_s_flood_and_the_record_counts_callers(
     assert callers(spread, stable) == {"canary": 5, "stable": 0}
     assert callers(entries(2, [0.1]), stable) is None  # KServe's logger names no caller
     assert judge({"min_requests": 50}, flood, stable)[0] == PASS  # not asked for: not checked
+
+
+def test_a_regressors_canary_is_judged_on_its_predictions_distribution() -> None:
+    """A regressor answers one number per row: max_score_psi compares those numbers (its class
+    shares would mean nothing, and `mlops validate` refuses max_class_shift for it)."""
+    rng = random.Random(11)
+
+    def answers(version: int, values: list[float]) -> list[Entry]:
+        return [
+            entry(SPEC, f"v{version}-{i}", version, "primary", [{}], [v], 0.002) for i, v in enumerate(values)
+        ]
+
+    stable = answers(1, [rng.gauss(40, 8) for _ in range(240)])
+    checks = {"min_requests": 50, "max_score_psi": 0.2}
+    assert judge(checks, answers(2, [rng.gauss(40, 8) for _ in range(80)]), stable)[0] == PASS
+    verdict, found = judge(checks, answers(2, [rng.gauss(55, 8) for _ in range(80)]), stable)
+    assert verdict == FAIL and next(c for c in found if c.name == "max_score_psi").value > 1.0
+
+
+def test_a_multiclass_canary_is_judged_on_its_class_shares() -> None:
+    rng = random.Random(13)
+
+    def answers(version: int, favourite: int, share: float, n: int) -> list[Entry]:
+        rows = []
+        for i in range(n):
+            top = favourite if rng.random() < share else rng.choice([0, 1, 2])
+            probabilities = [0.1, 0.1, 0.1]
+            probabilities[top] = 0.8
+            rows.append(entry(SPEC, f"v{version}-{i}", version, "primary", [{}], [probabilities], 0.002))
+        return rows
+
+    stable = answers(1, 0, 0.5, 240)
+    checks = {"min_requests": 50, "max_class_shift": 0.15}
+    assert judge(checks, answers(2, 0, 0.5, 120), stable)[0] == PASS
+    verdict, found = judge(checks, answers(2, 2, 0.9, 120), stable)
+    assert verdict == FAIL and next(c for c in found if c.name == "max_class_shift").value > 0.4
+
+
+def test_a_rollouts_prediction_checks_must_fit_the_models_task(repo: Path) -> None:
+    """validate names a check that means nothing for the model's task; promote --rollout writes
+    only those that fit it."""
+    from mlops_gitops.core.config import collect
+    from mlops_gitops.core.tasks import Task
+    from mlops_gitops.deploy.promote import default_rollout
+
+    model = repo / "models" / "churn" / "model.yaml"
+    model.write_text(model.read_text().replace("task: binary-classification", "task: regression"))
+    manifest = repo / "environments" / "staging" / "churn.yaml"
+    rollout = (
+        "rollout: {steps: [10, 50], checks: {min_requests: 50, max_class_shift: 0.1, max_score_psi: 0.2}}\n"
+    )
+    manifest.write_text(manifest.read_text() + rollout)
+    _, problems, _ = collect(repo)
+    said = [f"{p.path}: {p.field}: {p.problem} (expected {p.expected})" for p in problems]
+    assert said == [
+        "environments/staging/churn.yaml: rollout.checks.max_class_shift: set for a regression model "
+        "(expected the prediction checks of its task: max_score_psi)"
+    ]
+    assert set(default_rollout(Task.REGRESSION)["checks"]) == {
+        "min_requests",
+        "max_error_rate",
+        "max_score_psi",
+    }
+    assert set(default_rollout(Task.MULTICLASS)["checks"]) == {
+        "min_requests",
+        "max_error_rate",
+        "max_class_shift",
+    }
+    assert set(default_rollout(Task.BINARY)["checks"]) >= {"max_class_shift", "max_score_psi"}

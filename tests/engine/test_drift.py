@@ -21,19 +21,29 @@ pytestmark = pytest.mark.slow
 sys.path.insert(0, str(ROOT / "pipelines" / "stages"))
 
 
-def log_lines(rows: int, seed: int, shift: float, version: int = 1, batch: int = 1) -> tuple[list[str], Any]:
+def log_lines(
+    rows: int, seed: int, shift: float, version: int = 1, batch: int = 1, answered_by: Path | None = None
+) -> tuple[list[str], Any]:
     """Inference-log lines (inference_log's format) for `rows` customers, `batch` per request;
-    and the frame they came from (with its churned column, the ground truth)."""
+    and the frame they came from (with its churned column, the ground truth). The answers are
+    registered v1's own (`answered_by`: the repository whose registry holds it), else 0.5 each."""
     from churn_data import make_customers
     from mlops_gitops.core.inference_log import entry as log_entry
 
     frame = make_customers(rows, seed, shift)
     features = frame.drop(columns=["customer_id", "churned"])
+    answers = [[0.5, 0.5]] * rows
+    if answered_by is not None:
+        import mlflow
+
+        uri = f"sqlite:///{answered_by / 'mlflow.db'}"
+        source = mlflow.MlflowClient(uri).get_model_version("churn", "1").source
+        answers = mlflow.pyfunc.load_model(source).predict(features).tolist()
     lines = []
     spec = {"model": "churn", "environment": "staging"}
     for start in range(0, rows, batch):
         chunk = features.iloc[start : start + batch].to_dict(orient="records")
-        outputs = [[0.5, 0.5]] * len(chunk)
+        outputs = answers[start : start + len(chunk)]
         entry = log_entry(spec, f"r{seed}-{start}", version, "primary", chunk, outputs, 0.001)
         lines.append(json.dumps(entry.to_dict()))
     return lines, frame
@@ -78,7 +88,7 @@ def model_tags(repo: Path) -> dict[str, str]:
 
 
 def test_a_shifted_stream_is_detected_and_the_shifted_columns_named(serving: Path) -> None:
-    lines, _ = log_lines(400, seed=11, shift=0.9, batch=4)
+    lines, _ = log_lines(400, seed=11, shift=0.9, batch=4, answered_by=serving)
     write_log(serving, [*lines[:50], "{not json", '{"request_id": "cut short', *lines[50:]])
     proc = run_mlops("drift", "--env", "staging", "-o", "json", "--summary-file", "drift.md", cwd=serving)
     assert proc.returncode == 1, proc.stderr
@@ -114,11 +124,16 @@ def test_a_shifted_stream_is_detected_and_the_shifted_columns_named(serving: Pat
     assert (
         tags["mlops.drift.staging.status"] == "drift" and tags["mlops.drift.staging.severity"] == "critical"
     )
-    assert set(tags["mlops.drift.staging.columns"].split(",")) == drifted
+    assert result["prediction"]["drifted"]  # the shifted customers churn more: the scores moved too
+    assert set(tags["mlops.drift.staging.columns"].split(",")) == drifted | {"prediction"}
     from mlops_gitops.core.tags import drift_of
 
     facts = drift_of(tags, "staging")  # what the promotion gate reads
-    assert (facts["status"], facts["severity"], set(facts["columns"])) == ("drift", "critical", drifted)
+    assert (facts["status"], facts["severity"], set(facts["columns"])) == (
+        "drift",
+        "critical",
+        drifted | {"prediction"},
+    )
     from mlops_gitops.core.records import RecordLog
 
     (history,) = RecordLog(serving).entries("staging", "churn", "drift")  # the deployment's one log
@@ -130,7 +145,7 @@ def test_an_unshifted_stream_is_not_drift(serving: Path) -> None:
     from mlops_gitops.monitor.drift import run
     from mlops_gitops.registry.client import Registry
 
-    lines, _ = log_lines(400, seed=11, shift=0.0)
+    lines, _ = log_lines(400, seed=11, shift=0.0, answered_by=serving)
     shadow = json.loads(lines[0]) | {"role": "shadow", "inputs": [{"age": 999}]}
     failed = json.loads(lines[0]) | {"error": "boom", "inputs": [{"age": -5}]}
     write_log(serving, [*lines, json.dumps(shadow), json.dumps(failed)])
@@ -138,6 +153,9 @@ def test_an_unshifted_stream_is_not_drift(serving: Path) -> None:
     result = run(repo, Registry(repo), "churn", "staging")
     assert (result.status, result.severity, result.drifted, result.rows) == ("no-drift", None, [], 400)
     assert len(result.columns) == 9 and result.skipped_lines == 0
+    # the model's answers, judged beside the features: v1's scores on the training rows
+    assert result.prediction is not None and result.prediction.kind == "numerical"
+    assert not result.prediction.drifted and result.prediction_note == ""
 
 
 def test_too_little_data_says_so(serving: Path) -> None:
@@ -158,16 +176,9 @@ def test_too_little_data_says_so(serving: Path) -> None:
 def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path, tmp_path: Path) -> None:
     """Predictions logged with real scores (the registered v1's own predict_proba); labels
     that agree with the world the model learned, then labels of a world that has changed."""
-    import mlflow
-
-    lines, frame = log_lines(300, seed=21, shift=0.0)
-    source = mlflow.MlflowClient(f"sqlite:///{serving / 'mlflow.db'}").get_model_version("churn", "1").source
-    model = mlflow.pyfunc.load_model(source)
-    scores = model.predict(frame.drop(columns=["customer_id", "churned"]))
+    lines, frame = log_lines(300, seed=21, shift=0.0, answered_by=serving)
+    write_log(serving, lines)
     entries = [json.loads(line) for line in lines]
-    for entry, score in zip(entries, scores.tolist() if hasattr(scores, "tolist") else scores, strict=True):
-        entry["outputs"] = [score]
-    write_log(serving, [json.dumps(e) for e in entries])
     labels = tmp_path / "labels.csv"
     labels.write_text(
         "request_id,label\n"

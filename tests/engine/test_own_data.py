@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +188,9 @@ def test_a_regression_table_of_the_teams_own_with_lightgbm(team: Team, tmp_path:
     assert definition["metrics"]["primary"] == "r2" and "fairness" not in definition
     assert definition["drift"]["live_performance"]["metric"] == "r2"
     assert (team.repo / "pipelines" / "sources" / "parcel-cost.csv.dvc").is_file()
-    text = "\n".join(p.read_text() for p in (team.repo / "models" / model).iterdir())
-    assert "churn" not in text.lower()
+    ours = [*(team.repo / "models" / model).iterdir(), *(team.repo / "environments").glob(f"*/{model}.yaml")]
+    section = (team.repo / "pipelines" / "params.yaml").read_text().partition(f"\n  {model}:\n")[2]
+    assert "churn" not in "\n".join([section, *(p.read_text() for p in ours)]).lower()  # its own words only
     team.set_train(model, learner="lightgbm")
     team.train(model)
 
@@ -210,6 +212,7 @@ def test_a_regression_table_of_the_teams_own_with_lightgbm(team: Team, tmp_path:
     assert feedback["versions"][0]["live"] == pytest.approx(report["metrics"]["r2"], abs=1e-6)
     drift = team.mlops("drift", model, "--env", "staging", ok=(0, 1))["results"][0]
     assert drift["status"] == "no-drift", drift
+    assert drift["prediction"]["kind"] == "numerical" and not drift["prediction"]["drifted"], drift
 
     # A challenger: another seed, half the traffic, compared on the same requests.
     team.set_train(model, seed=11)
@@ -229,6 +232,15 @@ def test_a_regression_table_of_the_teams_own_with_lightgbm(team: Team, tmp_path:
     assert evidence["findings"] == [] and evidence["version"] == 1  # the stable one, beside its canary
     verified = team.mlops("evidence", "verify", str(pack))
     assert verified["ok"] and verified["anchored"], verified
+
+    # Heavier parcels sent further: the inputs move, and the model's answers with them.
+    shifted = pd.read_csv(team.repo / rows).assign(weight_kg=lambda f: f.weight_kg * 3, distance_km=390.0)
+    shifted.to_csv(tmp_path / "shifted.csv", index=False)
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    team.mlops("predict", model, "--env", "staging", "--input", str(tmp_path / "shifted.csv"))
+    drift = team.mlops("drift", model, "--env", "staging", "--since", since, ok=(0, 1))["results"][0]
+    assert drift["status"] == "drift" and drift["prediction"]["drifted"], drift
+    assert {"weight_kg", "distance_km"} <= set(drift["drifted_columns"]), drift
 
 
 def test_a_multiclass_table_with_text_labels_and_the_teams_own_learner(team: Team, tmp_path: Path) -> None:
@@ -261,6 +273,7 @@ def test_a_multiclass_table_with_text_labels_and_the_teams_own_learner(team: Tea
     assert feedback["versions"][0]["live"] == pytest.approx(metrics["accuracy"], abs=1e-6)
     drift = team.mlops("drift", model, "--env", "staging", ok=(0, 1))["results"][0]
     assert drift["status"] == "no-drift", drift
+    assert drift["prediction"]["kind"] == "categorical" and not drift["prediction"]["drifted"], drift
 
     team.set_train(model, seed=12)
     team.train(model)

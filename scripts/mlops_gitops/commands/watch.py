@@ -89,6 +89,7 @@ def drift(
             output.stdout.print(
                 f"{r.model} v{r.version} in {r.environment}: {r.status}"
                 + (f" ({r.severity}): {', '.join(r.drifted)}" if r.drifted else "")
+                + (" (the model's answers moved)" if r.prediction and r.prediction.drifted else "")
                 + f" - {r.rows} rows logged (min {r.min_rows}), {r.skipped_lines} corrupt line(s) skipped"
                 + (f"; report {r.report_html}" if r.report_html else ""),
                 highlight=False,
@@ -106,7 +107,10 @@ def drift(
                             "-" if c.score is None else f"{c.score:.4g}",
                             "DRIFT" if c.drifted else "ok",
                         )
-                        for c in sorted(r.columns, key=lambda c: (not c.drifted, c.column))
+                        for c in [
+                            *sorted(r.columns, key=lambda c: (not c.drifted, c.column)),
+                            *([r.prediction] if r.prediction else []),
+                        ]
                     ],
                 )
     statuses = {r.status for r in results}

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from ..core import tags as names
 from ..core import yamlio
-from ..core.config import ENVIRONMENTS_DIR, Repo
+from ..core.config import ENVIRONMENTS_DIR, Repo, placeholder_owners
 from ..core.errors import MlopsError
 from ..core.github import codeowners
 from ..core.gitinfo import git
@@ -348,6 +348,12 @@ def document(
         "manifest": manifest,
         "previous": previous,
         "model": repo.models[model],
+        # owners in mlops.yaml that still name the template's placeholder organisation
+        "project": {
+            "placeholder_owners": [
+                {"field": p.field, "found": p.problem} for p in placeholder_owners(repo.project)
+            ]
+        },
         "environment": next(e for e in repo.project["environments"] if e["name"] == env),
         "version": proposed,
         "history": history,

@@ -15,6 +15,13 @@
     test       evidently's DataDriftPreset, one test per column chosen by type (numeric,
                categorical) with the method and threshold of `models/<model>/model.yaml`
                (`drift:`), per-column overrides under `drift.columns`
+    prediction the model's answers judged the same way, as one more column (`prediction`;
+               `drift.columns.prediction` overrides its test): the logged answers against the
+               serving version's answers on the reference sample. What the answer is follows
+               the model's task: a binary classifier's positive score and a regressor's number
+               (numeric), a multiclass classifier's predicted class (categorical). It drifts
+               when the model's outputs move, whichever inputs moved them; it does not count
+               in the share of drifted columns
 
 The result: drift (severity critical when the share of drifted columns reaches
 `drift.drift_share`, else warning), no drift, or not enough data (fewer than
@@ -36,7 +43,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ..core import state
+from ..core import state, tasks
 from ..core import tags as names
 from ..core.config import Repo
 from ..core.errors import MlopsError
@@ -93,6 +100,8 @@ class DriftResult:
     drifted_share: float = 0.0
     sampled_rows: int = 0  # logged rows judged (at most drift.sample_rows; `rows` were read)
     columns: list[ColumnDrift] = field(default_factory=list)
+    prediction: ColumnDrift | None = None  # the model's answers (None: nothing to compare, see note)
+    prediction_note: str = ""
     report_html: str = ""
     report_json: str = ""
 
@@ -257,16 +266,72 @@ def run(
     result.sampled_rows = len(log.rows)
     ref, cur, kinds = _aligned(ref, log.frame(), definition.get("target_column"), reference)
     result.reference = display(repo.root, reference)
+    answers = _answers(repo, registry, model, version, ref, log.outputs, tasks.of(definition))
+    if isinstance(answers, str):
+        result.prediction_note = answers
+    else:
+        ref[PREDICTION], cur[PREDICTION] = answers[0], answers[1]
+        kinds[PREDICTION] = answers[2]
     snapshot = _evidently(ref, cur, kinds, config, config.get("columns") or {}, drift_share)
-    result.columns = _columns(snapshot.dict(), kinds)
-    result.drifted_share = round(len(result.drifted) / len(kinds), 4)
-    if result.drifted:
+    found = _columns(snapshot.dict(), kinds)
+    result.columns = [c for c in found if c.column != PREDICTION]
+    result.prediction = next((c for c in found if c.column == PREDICTION), None)
+    result.drifted_share = round(len(result.drifted) / len(result.columns), 4)
+    if result.drifted or (result.prediction and result.prediction.drifted):
         result.status = Verdict.DRIFT
         result.severity = Severity.CRITICAL if result.drifted_share >= drift_share else Severity.WARNING
     else:
         result.status = Verdict.OK
     _write_reports(repo.root, result, snapshot, out_dir or state.drift_reports(repo.root, env, model))
     return result
+
+
+PREDICTION = "prediction"
+
+
+def answer_of(task: tasks.Task, output: Any, classes: list[Any] | None) -> Any:
+    """One answer as drift judges it: a binary classifier's positive score, a multiclass one's
+    predicted class, a regressor's number (None when the output has another shape)."""
+    values = output if isinstance(output, list) else [output]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    if not numbers:
+        return None
+    if task is tasks.Task.MULTICLASS:
+        best = max(range(len(numbers)), key=numbers.__getitem__)
+        return str(classes[best]) if classes and best < len(classes) else str(best)
+    return numbers[-1]
+
+
+def _answers(
+    repo: Repo, registry: Any, model: str, version: int | None, ref: Any, logged: list[Any], task: tasks.Task
+) -> tuple[list[Any], list[Any], str] | str:
+    """(the serving version's answers on the reference rows, the logged answers, their kind), or
+    why the answers cannot be compared."""
+    if PREDICTION in ref.columns:
+        return f"a feature is named {PREDICTION!r}: the answers are not judged beside it"
+    if version is None or not any(o is not None for o in logged):
+        return "no version or no logged answers to judge"
+    import mlflow.pyfunc
+
+    try:
+        tags = dict(registry.version(model, version).tags)
+        path = registry.fetch_verified(model, version, state.artifacts_dir(repo.root)).path
+        loaded = mlflow.pyfunc.load_model(str(path))
+        schema = loaded.metadata.get_input_schema()
+        inputs = schema.input_names() if schema is not None else list(ref.columns)
+        out = loaded.predict(ref[[n for n in inputs if n in ref.columns]])
+    except Exception as exc:
+        return (
+            f"v{version}'s answers on the reference rows could not be had: {str(exc).splitlines()[0][:200]}"
+        )
+    classes = names.classes_of(tags)
+    rows = out.tolist() if hasattr(out, "tolist") else list(out)
+    reference = [answer_of(task, row, classes) for row in rows]
+    current = [answer_of(task, row, classes) for row in logged]
+    return reference, current, "categorical" if task is tasks.Task.MULTICLASS else "numerical"
 
 
 def _reference(repo: Repo, registry: Any, model: str, env: str, version: int | None) -> Path:
@@ -429,7 +494,7 @@ def record(root: Path, registry: Any, result: DriftResult) -> None:
             result.status,
             result.severity,
             result.checked_at,
-            result.drifted,
+            [*result.drifted, *([PREDICTION] if result.prediction and result.prediction.drifted else [])],
             result.report_html,
         ),
     )

@@ -78,8 +78,34 @@ def label_of(value: Any) -> Label:
     return int(number) if number.is_integer() else number
 
 
-def read_labels(path: Path) -> dict[str, list[Label]]:
-    """{request_id: [label per row]} from CSV (request_id,label[,row]) or JSON lines."""
+class LabelRule:
+    """Which labels a model's ground truth may hold: a regressor's numbers; a classifier's
+    classes (the version's, recorded at registration), or 0/1 for a binary one registered
+    without them."""
+
+    def __init__(self, task: Task, classes: list[Any] | None):
+        self.task = task
+        self.classes = [label_of(c) for c in classes] if classes and task.classifies else None
+
+    def accepts(self, label: Label) -> bool:
+        if self.task is Task.REGRESSION or (self.classes is None and self.task is Task.MULTICLASS):
+            return isinstance(label, int | float)
+        if self.classes is None:
+            return label in (0, 1)
+        return label in self.classes
+
+    @property
+    def expected(self) -> str:
+        if self.task is Task.REGRESSION:
+            return "request_id and a numeric label"
+        if self.classes is None:
+            return "request_id and a numeric label" + (", 0 or 1" if self.task is Task.BINARY else "")
+        return f"request_id and a label among {', '.join(map(str, self.classes))}"
+
+
+def read_labels(path: Path, rule: LabelRule | None = None) -> dict[str, list[Label]]:
+    """{request_id: [label per row]} from CSV (request_id,label[,row]) or JSON lines; each label
+    as `rule` allows (any label without one)."""
     if not path.is_file():
         raise MlopsError(f"{path}: no such labels file (expected CSV request_id,label or JSON lines)")
     rows: list[dict[str, Any]] = []
@@ -104,10 +130,14 @@ def read_labels(path: Path) -> dict[str, list[Label]]:
                 raise ValueError("too long")
             if not label.strip():
                 raise ValueError("empty")
-            labels[str(row["request_id"])][int(index)] = label_of(label)
+            value = label_of(label)
+            if rule is not None and not rule.accepts(value):
+                raise ValueError("not a label of the model")
+            labels[str(row["request_id"])][int(index)] = value
         except (KeyError, ValueError, TypeError, OverflowError, AttributeError):
             shown = repr(row)[:120]
-            raise MlopsError(f"{path}: record {number}: {shown} (expected request_id and a label)") from None
+            expected = rule.expected if rule is not None else "request_id and a label"
+            raise MlopsError(f"{path}: record {number}: {shown} (expected {expected})") from None
     return {rid: [by_row[i] for i in sorted(by_row)] for rid, by_row in labels.items()}
 
 
@@ -174,7 +204,7 @@ def run(
         "metric": tasks.DEFAULTS[task].live_metric,
         "max_drop": 0.05,
     }
-    labels = read_labels(labels_file)
+    labels = read_labels(labels_file, label_rule(registry, model, env, task))
     log = inference_log.read(state.inference_log(repo.root, env, model))
     joined, seen, skipped = join(log.entries, labels)
     result = FeedbackResult(
@@ -193,6 +223,13 @@ def run(
     if result.versions:
         write_report(repo.root, result, out_dir or state.feedback_reports(repo.root, env, model))
     return result
+
+
+def label_rule(registry: Any, model: str, env: str, task: Task) -> LabelRule:
+    """The labels the version serving in `env` knows (its classes), for reading ground truth."""
+    version = registry.aliases().get(model, {}).get(env) if task.classifies else None
+    classes = names.classes_of(dict(registry.version(model, version).tags)) if version is not None else None
+    return LabelRule(task, classes)
 
 
 def live_value(

@@ -30,6 +30,7 @@ from ..core import inference_log
 class LogSample:
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # the sample, in `columns` order
+    outputs: list[Any] = field(default_factory=list)  # what the model answered for each sampled row
     total: int = 0  # logged rows in the window (all of them, sampled or not)
     versions: Counter[int] = field(default_factory=Counter)  # logged rows per version
     skipped: int = 0  # unreadable lines
@@ -52,14 +53,18 @@ def sample_log(path: Path, since: datetime | None, cap: int, seed: int = 0) -> L
         if not entry.answered:  # a failed request: traffic, but no row the model answered
             continue
         found.versions[entry.version] += len(entry.inputs)
-        for record in entry.inputs:
+        outputs = entry.outputs if isinstance(entry.outputs, list) else []
+        for number, record in enumerate(entry.inputs):
             found.total += 1
+            answer = outputs[number] if number < len(outputs) else None
             if len(found.rows) < cap:
                 found.rows.append(_row(record, found, index))
+                found.outputs.append(answer)
             else:
                 slot = chance.randrange(found.total)
                 if slot < cap:
                     found.rows[slot] = _row(record, found, index)
+                    found.outputs[slot] = answer
     width = len(found.columns)
     found.rows = [row + (None,) * (width - len(row)) for row in found.rows]  # columns seen later
     return found
