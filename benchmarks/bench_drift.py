@@ -104,12 +104,12 @@ def main() -> None:
             "numeric": {"method": "psi", "threshold": 0.2},
             "categorical": {"method": "jensenshannon", "threshold": 0.1},
         }
-        drift._evidently(reference.head(1000), current.head(1000), kinds, config, {}, 0.5)  # import, warm up
+        drift.evidently_report(reference.head(1000), current.head(1000), kinds, config, {}, 0.5)  # import, warm up
 
         started = time.perf_counter()
-        snapshot = drift._evidently(reference, current, kinds, config, {}, 0.5)
+        snapshot = drift.evidently_report(reference, current, kinds, config, {}, 0.5)
         alone = time.perf_counter() - started
-        alone_drifted = sum(1 for c in drift._columns(snapshot.dict(), kinds) if c.drifted)
+        alone_drifted = sum(1 for c in drift.column_drifts(snapshot.dict(), kinds) if c.drifted)
 
         registry = Registry(repo)
         registry.aliases()  # the registry's client made: a per-process cost

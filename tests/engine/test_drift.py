@@ -191,6 +191,12 @@ def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path,
     result = healthy = json.loads(good.stdout)
     (v1,) = result["versions"]
     assert result["status"] == "ok" and result["joined"] == 300 and v1["live"] > 0.75 and not v1["degraded"]
+    # the labels judged as drift judges a column: the world's churn rate is the training data's
+    assert (result["target"]["column"], result["target"]["kind"], result["target"]["drifted"]) == (
+        "target",
+        "categorical",
+        False,
+    )
 
     flipped = tmp_path / "flipped.jsonl"  # the relationship inverted: what was churn no longer is
     flipped.write_text(
@@ -207,6 +213,7 @@ def test_feedback_tracks_live_performance_and_flags_concept_drift(serving: Path,
     assert bad.returncode == 1, bad.stderr
     result = json.loads(bad.stdout)
     assert result["status"] == "degraded" and result["unmatched"] == 1
+    assert result["target"]["drifted"]  # churn is now the common answer: the labels moved (prior shift)
     assert result["versions"][0]["drop"] > result["max_drop"]
     assert model_tags(serving)["mlops.performance.staging.status"] == "degraded"
     page = serving / healthy["report_html"]

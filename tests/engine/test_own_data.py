@@ -209,6 +209,7 @@ def test_a_regression_table_of_the_teams_own_with_lightgbm(team: Team, tmp_path:
     rows = f"pipelines/data/{model}/test.csv"
     feedback = live(team, model, tmp_path, rows)
     assert feedback["status"] == "ok" and feedback["metric"] == "r2", feedback
+    assert feedback["target"]["kind"] == "numerical" and not feedback["target"]["drifted"], feedback
     assert feedback["versions"][0]["live"] == pytest.approx(report["metrics"]["r2"], abs=1e-6)
     drift = team.mlops("drift", model, "--env", "staging", ok=(0, 1))["results"][0]
     assert drift["status"] == "no-drift", drift
@@ -270,6 +271,7 @@ def test_a_multiclass_table_with_text_labels_and_the_teams_own_learner(team: Tea
     rows = f"pipelines/data/{model}/test.csv"
     feedback = live(team, model, tmp_path, rows)
     assert feedback["status"] == "ok" and feedback["metric"] == "accuracy", feedback
+    assert feedback["target"]["kind"] == "categorical" and not feedback["target"]["drifted"], feedback
     assert feedback["versions"][0]["live"] == pytest.approx(metrics["accuracy"], abs=1e-6)
     drift = team.mlops("drift", model, "--env", "staging", ok=(0, 1))["results"][0]
     assert drift["status"] == "no-drift", drift

@@ -183,6 +183,17 @@ def feedback(
             + (f"; report {result.report_html}" if result.report_html else ""),
             highlight=False,
         )
+        target = result.target
+        output.stderr.print(
+            (
+                f"labels against the training target: {'DRIFT' if target['drifted'] else 'no drift'} "
+                f"({target['method']} {target['score']} vs threshold {target['threshold']}, "
+                f"{target['rows']} labels)"
+            )
+            if target
+            else f"labels against the training target: not judged ({result.target_note})",
+            highlight=False,
+        )
     if result.status == "degraded":
         sys.exit(int(ExitCode.FAILED))
     if result.status == "insufficient-data":

@@ -261,7 +261,7 @@ def run(
     )
     if result.rows < min_rows:
         return result
-    reference = reference or _reference(repo, registry, model, env, version)
+    reference = reference or reference_data(repo, registry, model, env, version)
     ref, result.reference_rows = sample_csv(reference, cap)  # sampled like the log, in chunks
     result.sampled_rows = len(log.rows)
     ref, cur, kinds = _aligned(ref, log.frame(), definition.get("target_column"), reference)
@@ -272,8 +272,8 @@ def run(
     else:
         ref[PREDICTION], cur[PREDICTION] = answers[0], answers[1]
         kinds[PREDICTION] = answers[2]
-    snapshot = _evidently(ref, cur, kinds, config, config.get("columns") or {}, drift_share)
-    found = _columns(snapshot.dict(), kinds)
+    snapshot = evidently_report(ref, cur, kinds, config, config.get("columns") or {}, drift_share)
+    found = column_drifts(snapshot.dict(), kinds)
     result.columns = [c for c in found if c.column != PREDICTION]
     result.prediction = next((c for c in found if c.column == PREDICTION), None)
     result.drifted_share = round(len(result.drifted) / len(result.columns), 4)
@@ -334,7 +334,7 @@ def _answers(
     return reference, current, "categorical" if task is tasks.Task.MULTICLASS else "numerical"
 
 
-def _reference(repo: Repo, registry: Any, model: str, env: str, version: int | None) -> Path:
+def reference_data(repo: Repo, registry: Any, model: str, env: str, version: int | None) -> Path:
     """The serving version's training data, from its lineage (at the commit that trained it)."""
     if version is None:
         raise MlopsError(f"{model} in {env}: no version serves there (no @{env} alias, nothing logged)")
@@ -398,7 +398,7 @@ def _write_reports(root: Path, result: DriftResult, snapshot: Any, folder: Path)
     )
 
 
-def _evidently(
+def evidently_report(
     ref: Any, cur: Any, kinds: dict[str, str], config: dict[str, Any], overrides: dict[str, Any], share: float
 ) -> Any:
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -432,7 +432,7 @@ def _evidently(
         )
 
 
-def _columns(document: dict[str, Any], kinds: dict[str, str]) -> list[ColumnDrift]:
+def column_drifts(document: dict[str, Any], kinds: dict[str, str]) -> list[ColumnDrift]:
     """Per-column method, threshold, score and verdict out of evidently's snapshot."""
     scores = {m["id"]: m.get("value") for m in document.get("metrics", [])}
     found: dict[str, ColumnDrift] = {}

@@ -11,6 +11,12 @@ and per day, and compared with the version's
 registered value of that metric: a drop beyond `max_drop` is a finding, as drift is (concept
 drift: the inputs may look the same while what they mean has moved).
 
+The labels are also judged as drift judges a column (`target`): their distribution against the
+target column of the serving version's training data (the same reference `mlops drift` reads),
+with the method and threshold of `drift:` for a number (a regressor) or a class (a classifier),
+`drift.columns.target` overriding them. The world's answers moving (prior shift) is a finding
+beside the live metric; it does not change the verdict.
+
 Each run is appended to `<state>/feedback/<env>/<model>.jsonl` (the trend over time) and its
 verdict recorded as the registered model's tags `mlops.performance.<env>.*`.
 """
@@ -59,6 +65,8 @@ class FeedbackResult:
     skipped_lines: int
     checked_at: str
     versions: list[dict[str, Any]] = field(default_factory=list)  # per version: rows, live, registered, drop
+    target: dict[str, Any] | None = None  # the labels against the training target (drift's test)
+    target_note: str = ""  # why the labels were not judged
     by_day: list[Slice] = field(default_factory=list)
     report_html: str = ""
     report_json: str = ""
@@ -220,9 +228,47 @@ def run(
         checked_at=utcnow(),
     )
     judge(result, joined, registry, task)
+    labelled = [r[1] for rows in joined.values() for r in rows]
+    result.target, result.target_note = target_drift(repo, registry, model, env, labelled, task)
     if result.versions:
         write_report(repo.root, result, out_dir or state.feedback_reports(repo.root, env, model))
     return result
+
+
+TARGET = "target"
+
+
+def target_drift(
+    repo: Repo, registry: Any, model: str, env: str, labels: list[Label], task: Task
+) -> tuple[dict[str, Any] | None, str]:
+    """The joined labels against the training data's target, as `mlops drift` tests a column;
+    (None, why) when they cannot be judged."""
+    from . import drift
+    from .logsample import sample_csv
+
+    definition = repo.require_model(model)
+    config = definition.get("drift") or {}
+    if len(labels) < MIN_LABELS:
+        return None, f"{len(labels)} labelled rows joined (expected at least {MIN_LABELS})"
+    target = definition.get("target_column")
+    version = registry.aliases().get(model, {}).get(env)
+    try:
+        reference = drift.reference_data(repo, registry, model, env, version)
+        frame, _ = sample_csv(reference, int(config.get("sample_rows", drift.SAMPLE_ROWS)))
+    except MlopsError as exc:
+        return None, str(exc)
+    if not target or target not in frame.columns:
+        return None, f"{reference.name}: no target column {target!r} to compare the labels with"
+    import pandas as pd
+
+    kind = "numerical" if task is Task.REGRESSION else "categorical"
+    cast = float if kind == "numerical" else str
+    ref = pd.DataFrame({TARGET: [cast(label_of(v)) for v in frame[target]]})
+    cur = pd.DataFrame({TARGET: [cast(v) for v in labels]})
+    overrides = {TARGET: (config.get("columns") or {}).get(TARGET) or {}}
+    snapshot = drift.evidently_report(ref, cur, {TARGET: kind}, config, overrides, 1.0)
+    (found,) = drift.column_drifts(snapshot.dict(), {TARGET: kind})
+    return {**asdict(found), "rows": len(labels), "reference_rows": len(frame)}, ""
 
 
 def label_rule(registry: Any, model: str, env: str, task: Task) -> LabelRule:
@@ -348,6 +394,13 @@ def write_report(root: Path, result: FeedbackResult, folder: Path) -> None:
     summary = (
         f"{result.status}: {result.joined} labelled rows joined, {result.unmatched} label(s) without a "
         f"logged prediction; tolerated drop {result.max_drop}; checked {result.checked_at}."
+    )
+    target = result.target
+    summary += (
+        f" The labels against the training target: {'drift' if target['drifted'] else 'no drift'} "
+        f"({target['method']} {target['score']}, threshold {target['threshold']})."
+        if target
+        else f" The labels against the training target: not judged ({result.target_note})."
     )
     page.write_text(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
