@@ -324,3 +324,40 @@ def test_a_table_that_does_not_fit_is_one_line_and_writes_nothing(
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and said in lines[0], proc.stderr
     assert tree_digest(repo) == before
+
+
+def test_a_table_at_a_url_is_imported_with_where_it_came_from(team: Team, tmp_path: Path) -> None:
+    """`--data URL`: looked at once (`dvc get-url`), then tracked with `dvc import-url`, whose
+    .dvc file keeps the URL for `dvc update`; served here by a real HTTP server on loopback."""
+    import time
+
+    from .mlflow_server import free_port
+
+    served = tmp_path / "served"
+    served.mkdir()
+    multiclass_table().to_csv(served / "tiers.csv", index=False)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(served)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/tiers.csv"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        added = team.mlops("model", "add", "tiers", "--data", url, "--target", "tier")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert added["data"]["task"] == "multiclass-classification" and added["data"]["rows"] == 1500
+    tracked = yaml.safe_load((team.repo / "pipelines" / "sources" / "tiers.csv.dvc").read_text())
+    assert tracked["deps"][0]["path"] == url  # an import: `dvc update` fetches it again
+    copy = pd.read_csv(team.repo / "pipelines" / "sources" / "tiers.csv")
+    assert copy.equals(pd.read_csv(served / "tiers.csv"))
+    section = yaml.safe_load((team.repo / "pipelines" / "params.yaml").read_text())["models"]["tiers"]
+    assert section["data"] == {"source": "sources/tiers.csv"}
