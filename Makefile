@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # checks, and part of the install stamp so existing environments pick it up.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install tools-path demo test lint typecheck unit train policy validate ci-config plan reconcile status down register hydrate kubeconfig act-pr act-train act-reconcile act-drift drift drift-alert lock clean distclean
+.PHONY: help install tools-path demo test lint typecheck unit train sources policy validate ci-config plan reconcile status down register hydrate kubeconfig act-pr act-train act-reconcile act-drift drift drift-alert lock clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -84,8 +84,12 @@ typecheck: install ## mypy --strict over the engine
 unit: install ## pytest (PYTEST_ARGS passes options)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-train: install ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
+train: install sources ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
 	$(BIN)/dvc repro pipelines/dvc.yaml
+
+sources: install ## fetch the teams' own tables (pipelines/sources/*.dvc) that this checkout lacks, from the DVC remote
+	@missing=$$(for f in pipelines/sources/*.dvc; do if [ -e "$$f" ] && [ ! -e "$${f%.dvc}" ]; then echo "$${f%.dvc}"; fi; done); \
+	if [ -n "$$missing" ]; then $(BIN)/dvc pull $$missing; fi
 
 policy: install ## the pull request's gate: policy tests (90% coverage), manifests and workflows, the promotion gate on changed manifests, a policy change's impact (RECORD=1 keeps decisions)
 	$(BIN)/mlops gate $(if $(RECORD),--record)

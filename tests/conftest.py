@@ -107,6 +107,20 @@ def instance_files(root: Path = ROOT) -> list[str]:
     ]
 
 
+def dvc_tracked_tables(root: Path = ROOT) -> list[str]:
+    """The teams' own tables (pipelines/sources/, tracked by DVC: git holds their .dvc files, not
+    them), as paths under root. Missing ones are named in one line: `dvc pull` fetches them."""
+    found = []
+    for tracked in sorted((root / "pipelines" / "sources").glob("*.dvc")):
+        outs = (yaml.safe_load(tracked.read_text()) or {}).get("outs") or []
+        for out in outs:
+            rel = (tracked.parent / str(out["path"])).relative_to(root).as_posix()
+            if not (root / rel).is_file():
+                pytest.fail(f"{rel}: missing (expected the table {tracked.name} tracks: `dvc pull {rel}`)")
+            found.append(rel)
+    return found
+
+
 def copy_files(files: list[str], src: Path, dest: Path) -> Path:
     for rel in files:
         target = dest / rel
@@ -184,10 +198,11 @@ def pristine(repo: Path) -> None:
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Path:
-    """This repository's files (as git has them, uncommitted ones included) in a temporary git
-    repository, pristine: no version promoted anywhere, no registry, no pipeline output, no
-    deployment. Tests build the state they need there, never in the live repository."""
-    repo = copy_files(git_files(), ROOT, tmp_path / "repo")
+    """This repository's files (as git has them, uncommitted ones included, and the tables DVC
+    tracks for its models) in a temporary git repository, pristine: no version promoted
+    anywhere, no registry, no pipeline output, no deployment. Tests build the state they need
+    there, never in the live repository."""
+    repo = copy_files([*git_files(), *dvc_tracked_tables()], ROOT, tmp_path / "repo")
     pristine(repo)
     git_commit_all(repo, "scratch copy")
     return repo

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ..conftest import base_env, git_commit_all, pristine, run_mlops, tree_digest
+from ..conftest import base_env, dvc_tracked_tables, git_commit_all, pristine, run_mlops, tree_digest
 from .workflows import sandbox
 
 pytestmark = pytest.mark.slow
@@ -361,3 +361,5 @@ def test_a_table_at_a_url_is_imported_with_where_it_came_from(team: Team, tmp_pa
     assert copy.equals(pd.read_csv(served / "tiers.csv"))
     section = yaml.safe_load((team.repo / "pipelines" / "params.yaml").read_text())["models"]["tiers"]
     assert section["data"] == {"source": "sources/tiers.csv"}
+    # the repository's own life test (tests/test_life.py) copies it with git's files
+    assert dvc_tracked_tables(team.repo) == ["pipelines/sources/tiers.csv"]
