@@ -104,7 +104,8 @@ def main() -> None:
             "numeric": {"method": "psi", "threshold": 0.2},
             "categorical": {"method": "jensenshannon", "threshold": 0.1},
         }
-        drift.evidently_report(reference.head(1000), current.head(1000), kinds, config, {}, 0.5)  # import, warm up
+        # import, warm up
+        drift.evidently_report(reference.head(1000), current.head(1000), kinds, config, {}, 0.5)
 
         started = time.perf_counter()
         snapshot = drift.evidently_report(reference, current, kinds, config, {}, 0.5)
