@@ -135,3 +135,27 @@ def test_a_rollouts_prediction_checks_must_fit_the_models_task(repo: Path) -> No
         "max_class_shift",
     }
     assert set(default_rollout(Task.BINARY)["checks"]) >= {"max_class_shift", "max_score_psi"}
+
+
+def test_compare_judges_a_regressors_predictions_by_their_median() -> None:
+    """`mlops compare` on a regressor: the median prediction's shift with its interval (a class
+    share of numbers would mean nothing)."""
+    from mlops_gitops.core.tasks import Task
+    from mlops_gitops.monitor.compare import predictions
+
+    rng = random.Random(17)
+
+    def answers(version: int, centre: float) -> list[Entry]:
+        return [
+            entry(SPEC, f"v{version}-{i}", version, "primary", [{}], [rng.gauss(centre, 1.0)], 0.002)
+            for i in range(120)
+        ]
+
+    base = answers(1, 10.0)
+    moved = predictions(base, answers(2, 12.0), Task.REGRESSION)
+    assert moved is not None and moved["measure"] == "prediction_median" and moved["verdict"] == "differs"
+    assert 1.5 < moved["difference"] < 2.5 and moved["ci_low"] > 1.0
+    same = predictions(base, answers(2, 10.0), Task.REGRESSION)
+    assert (
+        same is not None and same["verdict"] == "no difference shown" and same["ci_low"] < 0 < same["ci_high"]
+    )

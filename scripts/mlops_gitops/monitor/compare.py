@@ -103,14 +103,11 @@ def errors(base: list[Entry], chal: list[Entry]) -> dict[str, Any]:
     )
 
 
-def latency(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
+def _median_shift(a: Any, b: Any) -> tuple[float, float, float, float]:
+    """b's median minus a's, its percentile-bootstrap interval, and Mann-Whitney U's p-value."""
     import numpy as np
     from scipy.stats import bootstrap, mannwhitneyu
 
-    a = np.array([e.latency_ms for e in base if e.answered])
-    b = np.array([e.latency_ms for e in chal if e.answered])
-    if len(a) < 2 or len(b) < 2:
-        return None
     result = bootstrap(
         (b, a),
         lambda x, y, axis=-1: np.median(x, axis=axis) - np.median(y, axis=axis),
@@ -121,13 +118,23 @@ def latency(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
         vectorized=True,
     )
     interval = result.confidence_interval
-    diff = float(np.median(b) - np.median(a))
     p = float(mannwhitneyu(b, a).pvalue)
+    return float(np.median(b) - np.median(a)), float(interval.low), float(interval.high), p
+
+
+def latency(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
+    import numpy as np
+
+    a = np.array([e.latency_ms for e in base if e.answered])
+    b = np.array([e.latency_ms for e in chal if e.answered])
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff, low, high, p = _median_shift(a, b)
     return _measure(
         "latency_median_ms",
         diff,
-        float(interval.low),
-        float(interval.high),
+        low,
+        high,
         min(len(a), len(b)),
         False,
         mann_whitney_p=round(p, 6),
@@ -179,7 +186,6 @@ def predictions(base: list[Entry], chal: list[Entry], task: Task = Task.BINARY) 
 def predicted_values(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | None:
     """A regressor's predictions: the median's difference with a bootstrap interval."""
     import numpy as np
-    from scipy.stats import bootstrap, mannwhitneyu
 
     def values(entries: list[Entry]) -> Any:
         found = [analysis.score(r) for r in analysis.answered_rows(entries)]
@@ -188,26 +194,17 @@ def predicted_values(base: list[Entry], chal: list[Entry]) -> dict[str, Any] | N
     a, b = values(base), values(chal)
     if len(a) < 2 or len(b) < 2:
         return None
-    result = bootstrap(
-        (b, a),
-        lambda x, y, axis=-1: np.median(x, axis=axis) - np.median(y, axis=axis),
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        random_state=0,
-        vectorized=True,
-    )
+    diff, low, high, p = _median_shift(a, b)
     measured = _measure(
         "prediction_median",
-        float(np.median(b) - np.median(a)),
-        float(result.confidence_interval.low),
-        float(result.confidence_interval.high),
+        diff,
+        low,
+        high,
         min(len(a), len(b)),
         True,
-        mann_whitney_p=round(float(mannwhitneyu(b, a).pvalue), 6),
+        mann_whitney_p=round(p, 6),
         floor=1e-6,
     )
-    p = measured["mann_whitney_p"]
     measured["verdict"] = "differs" if p < 1 - CONFIDENCE else "no difference shown"
     return measured
 
