@@ -413,6 +413,8 @@ def test_production_waits_for_the_soak_that_the_staging_record_proves(repo: Path
     the soak is the question."""
     model_yaml = repo / "models/churn/model.yaml"
     model_yaml.write_text(model_yaml.read_text().replace("risk_tier: high", "risk_tier: medium"))
+    project = repo / "mlops.yaml"  # the teams named, as production needs (no placeholder owners)
+    project.write_text(project.read_text().replace("@acme/", "@lend-co/"))
     set_manifest(repo, "staging", "Promote churn v1 to staging", version=1)
     assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     healthy_since = records(repo)[-1]["at"]

@@ -87,13 +87,17 @@ def compare(
 
     Exit codes: 0 better or no worse, 1 worse, 2 error, 3 not enough data.
     """
+    from ..core import tasks
     from ..deploy.history import parse_time
     from ..monitor import compare as ab
-    from ..monitor.feedback import read_labels
+    from ..monitor.feedback import label_rule, read_labels
     from ..registry.client import Registry
 
     loaded = repo(ctx)
-    labels = read_labels(labels_file) if labels_file else None
+    labels = None
+    if labels_file:
+        task = tasks.of(loaded.require_model(model))
+        labels = read_labels(labels_file, label_rule(Registry(loaded), model, env, task))
     since = parse_time(since_text) if since_text else None
     result = ab.compare(loaded, model, env, labels, since, baseline, challenger)
     if record:
