@@ -281,7 +281,11 @@ def test_nothing_a_client_sends_reaches_a_response_header_raw(repo: Path) -> Non
         "POST", f"{url}/predict", {"dataframe_records": [good]}, headers={"X-Request-Id": "ok-42"}
     )
     assert status == 200 and answer["request_id"] == "ok-42"
-    log = state.inference_log(repo, "staging", "churn").read_text()
+    # the server writes its log after the answer (off the request's critical path): wait for it
+    path, deadline = state.inference_log(repo, "staging", "churn"), time.monotonic() + 10
+    while "ok-42" not in path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = path.read_text()
     assert "ok-42" in log and "Set-Cookie" not in log
 
 
