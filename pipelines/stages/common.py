@@ -40,14 +40,13 @@ def target(model: str) -> str:
     return str(column)
 
 
-def id_columns(model: str) -> list[str]:
-    """The columns that identify a row (model.yaml's `id_columns`): never features."""
-    return [str(c) for c in definition(model).get("id_columns") or []]
-
-
 def features_of(model: str, frame: Any) -> Any:
-    """A prepared frame's features: every column but the target and the ids."""
-    return frame.drop(columns=[c for c in (target(model), *id_columns(model)) if c in frame.columns])
+    """A prepared frame's features: every column but the target and the ids (the same rule
+    registration and the report apply: core.tasks.features_of)."""
+    from mlops_gitops.core.tasks import features_of as of_definition
+
+    target(model)  # a missing target_column is one clear line here
+    return of_definition(definition(model), frame)
 
 
 def data_dir(model: str) -> Path:

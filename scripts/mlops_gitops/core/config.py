@@ -480,7 +480,6 @@ def _check_fits_task(root: Path, display: str, data: dict[str, Any]) -> list[Pro
     except (MlopsError, ValueError, AttributeError):
         return []  # the model's own file reports what is wrong with it
     allowed = tasks.PREDICTION_CHECKS[task]
-    every = {name for names in tasks.PREDICTION_CHECKS.values() for name in names}
     return [
         Problem(
             display,
@@ -489,7 +488,7 @@ def _check_fits_task(root: Path, display: str, data: dict[str, Any]) -> list[Pro
             f"the prediction checks of its task: {', '.join(allowed)}",
         )
         for name in sorted(checks)
-        if name in every and name not in allowed
+        if name in tasks.ALL_PREDICTION_CHECKS and name not in allowed
     ]
 
 

@@ -74,6 +74,15 @@ PREDICTION_CHECKS = {
 }
 
 
+ALL_PREDICTION_CHECKS = frozenset(name for names in PREDICTION_CHECKS.values() for name in names)
+
+
+def features_of(definition: dict[str, Any], frame: Any) -> Any:
+    """A table's features for a model: every column but its target and its id columns."""
+    dropped = [definition.get("target_column"), *(definition.get("id_columns") or [])]
+    return frame.drop(columns=[c for c in dropped if c in frame.columns])
+
+
 def of(definition: dict[str, Any]) -> Task:
     """The task of a loaded model definition (validated by its schema)."""
     return Task(definition.get("task", Task.BINARY.value))

@@ -23,7 +23,7 @@ from ..core.config import Repo
 from ..core.errors import MlopsError
 from ..core.gitinfo import default_branch, git, show_file
 from ..core.records import Routing
-from ..core.tasks import PREDICTION_CHECKS, Task
+from ..core.tasks import ALL_PREDICTION_CHECKS, PREDICTION_CHECKS, Task
 from .propose import propose
 
 VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
@@ -71,9 +71,6 @@ DEFAULT_ROLLOUT: dict[str, Any] = {
     "threshold": 2,
     "checks": {"min_requests": 50, "max_error_rate": 0.01, "max_class_shift": 0.1, "max_score_psi": 0.2},
 }
-
-
-ALL_PREDICTION_CHECKS = {name for names in PREDICTION_CHECKS.values() for name in names}
 
 
 def default_rollout(task: Task) -> dict[str, Any]:

@@ -197,10 +197,7 @@ class Registry:
         estimator = _load_trained(outputs.estimator, outputs.base)
         definition = self.repo.models[model]
         task = tasks.of(definition)
-        target = definition.get("target_column", "churned")
-        test = pd.read_csv(outputs.test_data)
-        ids = [target, *(definition.get("id_columns") or [])]
-        features = test.drop(columns=[c for c in ids if c in test.columns])
+        features = tasks.features_of(definition, pd.read_csv(outputs.test_data))
         example = features.head(5)
         custom = isinstance(estimator, mlflow.pyfunc.PythonModel)
         answer = estimator.predict if custom else getattr(estimator, task.predict_fn)

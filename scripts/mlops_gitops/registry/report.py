@@ -217,8 +217,7 @@ def build(
     target = definition.get("target_column", "churned")
     test = pd.read_csv(outputs.test_data)
     y = test[target].to_numpy()
-    ids = [target, *(definition.get("id_columns") or [])]
-    features = test.drop(columns=[c for c in ids if c in test.columns])
+    features = tasks.features_of(definition, test)
     classes = names.classes_of(dict(cand.tags))
     cand_out = _outputs(registry, model, int(cand.version), features)
     metrics = of_task(task, y, cand_out, classes)
