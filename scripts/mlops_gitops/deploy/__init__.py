@@ -9,6 +9,8 @@
                                     Reconciler's public `deploy`/`record`; its checks over the
                                     inference log
     history, probe                  what served when and why; the watching loop's /healthz
+    events                          registry events (MLflow's webhooks, or a poll) that open
+                                    promotions, by mlops.yaml's registry.promotions
     targets/                        local model servers (run as processes, never imported);
                                     KServe, with cluster health from Argo CD or kubectl
 

@@ -48,6 +48,25 @@ def is_local(uri: str) -> bool:
     return urllib.parse.urlparse(uri).scheme in ("sqlite", "file", "")
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a sqlite registry URI (None for any other kind)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(urllib.parse.unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
+
+
+def no_registry(uri: str) -> str:
+    """The one line for a registry that is not there: a sqlite file never made (a fresh clone, act's
+    copy of the working tree, another machine), which MLflow would make empty and then answer
+    "not found" from."""
+    path = sqlite_file(uri)
+    return (
+        f"registry {uri}: no registry here ({path.name if path else uri} does not exist; the first "
+        "`mlops register` makes it). A team's registry: set MLFLOW_TRACKING_URI, with "
+        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (`make act-pr` passes them to act)"
+    )
+
+
 @dataclass(frozen=True)
 class Registered:
     model: str
@@ -108,13 +127,23 @@ class Registry:
         self.repo = repo
         self.uri = tracking_uri(repo)
         self._client: MlflowClient | None = None
+        # Only registration may make a sqlite registry file; every other verb reading a file that
+        # is not there says so (`no_registry`) instead of letting MLflow make an empty one.
+        self._creating = False
         # each registered model's own tags, as the last `aliases()` listing found them (holds
         # are read from there: one listing, not one call per model)
         self.listed_tags: dict[str, dict[str, str]] | None = None
 
+    def missing(self) -> bool:
+        """A sqlite registry whose file does not exist (nothing was ever registered here)."""
+        path = sqlite_file(self.uri)
+        return path is not None and not path.exists()
+
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
+            if not self._creating and self.missing():
+                raise MlopsError(no_registry(self.uri))
             import mlflow
             from mlflow import MlflowClient
 
@@ -143,6 +172,7 @@ class Registry:
             raise MlopsError(f"registry {self.uri}: {what}: {exc}") from None
 
     def experiment_id(self) -> str:
+        self._creating = True
         name = self.repo.project["project"]["slug"]
         found = self._call("get experiment", self.client.get_experiment_by_name, name)
         if found is not None:
@@ -157,6 +187,7 @@ class Registry:
 
         definition = self.repo.models[model]
         tags = names.model_tags(definition)
+        self._creating = True
         try:
             self.client.create_registered_model(
                 model, tags=tags, description=definition.get("description", "")
@@ -173,6 +204,7 @@ class Registry:
             )
         lineage = collect(self.repo.root, model)
         tags = names.lineage_tags(lineage)
+        self._creating = True
         query = names.fingerprint_query(model, lineage["fingerprint"])
         found = sorted(
             self._call("search versions", self.client.search_model_versions, query),
@@ -254,6 +286,8 @@ class Registry:
 
     def versions(self, model: str) -> list[Any]:
         """Every version of `model` (none when it is not registered)."""
+        if self.missing():
+            return []
         found = self._call(
             f"list {model}", self.client.search_model_versions, f"name = '{model}'", max_results=10_000
         )
@@ -276,6 +310,8 @@ class Registry:
     def alias_version(self, model: str, alias: str) -> Any | None:
         from mlflow.exceptions import MlflowException
 
+        if self.missing():
+            return None
         try:
             return self.client.get_model_version_by_alias(model, alias)
         except MlflowException as exc:
@@ -312,9 +348,9 @@ class Registry:
         them): MLflow's client then answers. A registry file not made yet holds nothing."""
         import sqlite3
 
-        if not self.uri.startswith("sqlite:///") or self._client is not None:
+        path = sqlite_file(self.uri)
+        if path is None or self._client is not None:
             return None
-        path = Path(urllib.parse.unquote(self.uri.removeprefix("sqlite:///").split("?", 1)[0]))
         if not path.exists():
             self.listed_tags = {}
             return {}
@@ -344,6 +380,8 @@ class Registry:
         """The registered model's own tags (drift status lives there), {} when it is not registered."""
         from mlflow.exceptions import MlflowException
 
+        if self.missing():
+            return {}
         try:
             return dict(self.client.get_registered_model(model).tags or {})
         except MlflowException:

@@ -1,0 +1,133 @@
+"""`mlops webhook`, `mlops watch --registry`, `mlops registry`: the team's registry, and the
+registry events that open promotions (deploy.events)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+from ..core import output
+from ..core.errors import ExitCode, MlopsError
+from . import options
+from .app import main, repo
+
+ROLE_VARS = {"trainer": "MLFLOW_TRAINER", "gate": "MLFLOW_GATE", "reconciler": "MLFLOW_RECONCILER"}
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8790, show_default=True, help="Port.")
+@click.pass_context
+def webhook(ctx: click.Context, host: str, port: int) -> None:
+    """Receive MLflow's registry webhooks and open the promotions mlops.yaml asks for.
+
+    Each delivery must carry MLflow's v1 signature made with MLOPS_WEBHOOK_SECRET (the secret
+    given to MLflow's create_webhook; from the environment only), a timestamp within 5 minutes,
+    and a delivery id not seen before. model_version.created and model_version_alias.created
+    events are matched against registry.promotions in mlops.yaml; a match opens `mlops promote`'s
+    pull request (a branch and its next step, without gh). GET /healthz counts what it did. Runs
+    until stopped; `mlops watch --registry` finds what a missed delivery would have done.
+    """
+    import signal
+    import threading
+
+    from ..deploy.events import Receiver, rules_of, secret
+    from ..registry.client import Registry
+
+    key = secret()
+    loaded = repo(ctx)
+    if not rules_of(loaded):
+        raise MlopsError("mlops.yaml: registry.promotions: none (expected at least one rule to act on)")
+    try:
+        server = Receiver((host, port), loaded, Registry(loaded), key)
+    except OSError as exc:
+        raise MlopsError(f"--port {port}: cannot listen on {host} ({exc.strerror})") from None
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    output.stderr.print(
+        f"receiving MLflow webhooks on http://{host}:{server.server_address[1]}/", highlight=False
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@main.command()
+@click.option(
+    "--registry", "registry_events", is_flag=True, required=True, help="Poll the registry (required)."
+)
+@click.option("--once", is_flag=True, help="Poll once and exit (for cron or a CI schedule).")
+@click.option(
+    "--interval", type=click.IntRange(min=5), default=60, show_default=True, help="Seconds between polls."
+)
+@options.output_format("table", "json")
+@click.pass_context
+def watch(ctx: click.Context, registry_events: bool, once: bool, interval: int, fmt: str) -> None:
+    """The webhook's backstop: find in the registry what registry.promotions would act on.
+
+    For a model_version.created rule, the newest version of each model whose tags match; for an
+    alias rule, the version the alias names. Each is proposed once for its environment, whether
+    the webhook or the poll saw it first, and never when the environment already asks for it or
+    a newer version. Exit code 0; 2 when the registry cannot be read.
+    """
+    from ..deploy.events import poll, rules_of, sync
+    from ..registry.client import Registry
+
+    loaded = repo(ctx)
+    if not rules_of(loaded):
+        raise MlopsError("mlops.yaml: registry.promotions: none (expected at least one rule to act on)")
+    while True:
+        sync(loaded.root)
+        outcomes = poll(loaded, Registry(loaded))
+        if fmt == "json":
+            output.emit_json("watch", {"outcomes": [o.to_dict() for o in outcomes]})
+        else:
+            rows = [(o.model, o.version, o.environment, o.result, o.pull_request or "") for o in outcomes]
+            output.table("registry events", ["model", "version", "to", "result", "pull request"], rows)
+        if once:
+            return
+        time.sleep(interval)
+
+
+@main.group()
+def registry() -> None:
+    """The registry this checkout uses: where it is, and what act's copy needs to reach it."""
+
+
+@registry.command("act-args")
+@click.option("--role", type=click.Choice(sorted(ROLE_VARS)), default="gate", show_default=True)
+@click.pass_context
+def act_args(ctx: click.Context, role: str) -> None:
+    """The act options that give a workflow this checkout's registry (what `make act-pr` adds).
+
+    act copies the working tree without the git-ignored sqlite file, so its jobs would find no
+    registry. In order: `.actrc` naming MLFLOW_TRACKING_URI (nothing added); MLFLOW_TRACKING_URI
+    in the environment, with MLFLOW_TRACKING_USERNAME as the role's user and the password passed
+    as the role's secret (its value from MLFLOW_<ROLE>_PASSWORD, never on the command line); this
+    checkout's own sqlite registry by its absolute path. None of them: one line saying what to
+    set, exit code 2.
+    """
+    from ..registry.client import Registry, no_registry
+
+    loaded = repo(ctx)
+    actrc = loaded.root / ".actrc"
+    if actrc.is_file() and "MLFLOW_TRACKING_URI" in actrc.read_text(encoding="utf-8", errors="replace"):
+        return
+    prefix = ROLE_VARS[role]
+    words: list[str] = []
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri:
+        words += ["--var", f"MLFLOW_TRACKING_URI={uri}"]
+        if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+            words += ["--var", f"{prefix}_USERNAME={os.environ['MLFLOW_TRACKING_USERNAME']}"]
+            words += ["--secret", f"{prefix}_PASSWORD"]
+    else:
+        found = Registry(loaded)
+        if found.missing():
+            raise MlopsError(no_registry(found.uri), ExitCode.ERROR)
+        words += ["--var", f"MLFLOW_TRACKING_URI={found.uri}"]
+    click.echo(" ".join(words))
