@@ -129,18 +129,43 @@ class Host:
                 os.chown(self.pgdata, account.pw_uid, account.pw_gid)
                 os.chown(pwfile, account.pw_uid, account.pw_gid)
             made = self._as_pg(
-                [pg_bin("initdb"), "-D", str(self.pgdata), "-U", "mlflow", "--pwfile", str(pwfile),
-                 "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"]  # fmt: skip
+                [
+                    pg_bin("initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    "mlflow",
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]
             )
             pwfile.unlink()
             if made.returncode != 0:
                 fail(f"initdb {self.pgdata}: {made.stderr.strip()[-500:]}")
         status = self._as_pg([pg_bin("pg_ctl"), "-D", str(self.pgdata), "status"])
         if status.returncode != 0:
-            options = f"-c listen_addresses=127.0.0.1 -p {known['pg_port']} -c unix_socket_directories={self.pgdata}"
+            options = (
+                f"-c listen_addresses=127.0.0.1 -p {known['pg_port']} "
+                f"-c unix_socket_directories={self.pgdata}"
+            )
             started = self._as_pg(
-                [pg_bin("pg_ctl"), "-D", str(self.pgdata), "-o", options, "-l", str(self.pgdata / "log"),
-                 "-w", "-t", "60", "start"]  # fmt: skip
+                [
+                    pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.pgdata),
+                    "-o",
+                    options,
+                    "-l",
+                    str(self.pgdata / "log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
             )
             if started.returncode != 0:
                 fail(f"pg_ctl start: {started.stderr.strip()[-500:]} (log: {self.pgdata / 'log'})")
