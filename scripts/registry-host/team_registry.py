@@ -378,4 +378,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from mlops_gitops.core.errors import MlopsError
+
+    try:
+        main()
+    except MlopsError as exc:  # a repository or registry problem: its one line
+        fail(str(exc))

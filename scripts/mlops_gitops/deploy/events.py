@@ -42,7 +42,7 @@ from typing import Any
 
 from ..core import state, yamlio
 from ..core.config import Repo
-from ..core.errors import MlopsError
+from ..core.errors import ExitCode, MlopsError
 from ..core.gitinfo import default_branch, git, show_file
 from .probe import QuietHandler
 
@@ -52,6 +52,13 @@ MAX_BODY = 1 << 20
 CREATED = "model_version.created"
 ALIASED = "model_version_alias.created"
 EVENTS = (CREATED, ALIASED)
+
+
+class BadRule(MlopsError):
+    """A rule of registry.promotions naming what the repository does not have (as a schema error:
+    the configuration is invalid, exit code 1)."""
+
+    exit_code = ExitCode.FAILED
 
 
 class Refused(Exception):
@@ -108,17 +115,15 @@ def rules_of(repo: Repo) -> list[Rule]:
     for index, entry in enumerate(repo.project["registry"].get("promotions") or []):
         where = f"mlops.yaml: registry.promotions[{index}]"
         if entry["to"] not in envs:
-            raise MlopsError(
+            raise BadRule(
                 f"{where}.to: {entry['to']!r} is not an environment (expected one of {', '.join(envs)})"
             )
         unknown = [m for m in entry.get("models", []) if m not in repo.models]
         if unknown:
-            raise MlopsError(
-                f"{where}.models: {', '.join(unknown)} not defined (expected models under models/)"
-            )
+            raise BadRule(f"{where}.models: {', '.join(unknown)} not defined (expected models under models/)")
         found.append(
             Rule(
-                event=entry["on"],
+                event=entry["event"],
                 to=entry["to"],
                 models=tuple(entry.get("models", [])),
                 tags=tuple(sorted((str(k), str(v)) for k, v in (entry.get("tags") or {}).items())),
@@ -177,7 +182,7 @@ def parse(body: bytes) -> Event | None:
         return None
     try:
         model, version = state.name("model", data["name"]), int(data["version"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, MlopsError) as exc:
         raise Refused(400, f"data: {exc} (expected a model name and a version number)") from None
     tags = data.get("tags") if kind == CREATED else {}
     alias = str(data.get("alias")) if kind == ALIASED else None
@@ -242,7 +247,9 @@ def handle(repo: Repo, registry: Any, event: Event, via: str) -> list[Outcome]:
     """Every rule `event` matches, acted on: the promotion proposed, or why not."""
     from ..deploy.promote import promote
 
-    outcomes = []
+    outcomes: list[Outcome] = []
+    if event.model not in repo.models:  # another project's model in a shared registry
+        return outcomes
     for rule in rules_of(repo):
         if not rule.matches(event):
             continue
