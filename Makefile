@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # checks, and part of the install stamp so existing environments pick it up.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
-.PHONY: help install tools-path demo test lint typecheck unit train sources policy validate ci-config plan reconcile status down register hydrate kubeconfig act-pr act-train act-reconcile act-drift drift drift-alert lock clean distclean
+.PHONY: help install tools-path demo test lint typecheck unit train push sources team-registry team-registry-down policy validate ci-config plan reconcile status down register hydrate kubeconfig act-pr act-train act-reconcile act-drift drift drift-alert lock clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -87,6 +87,9 @@ unit: install ## pytest (PYTEST_ARGS passes options)
 train: install sources ## run the DVC pipeline (dvc repro): what changed is rebuilt, the rest is skipped
 	$(BIN)/dvc repro pipelines/dvc.yaml
 
+push: install ## send what the pipeline made to the DVC remote (dvc push): CI, the deploy host and drift fetch it there
+	$(BIN)/dvc push
+
 sources: install ## fetch the teams' own tables (pipelines/sources/*.dvc) that this checkout lacks, from the DVC remote
 	@missing=$$(for f in pipelines/sources/*.dvc; do if [ -e "$$f" ] && [ ! -e "$${f%.dvc}" ]; then echo "$${f%.dvc}"; fi; done); \
 	if [ -n "$$missing" ]; then $(BIN)/dvc pull $$missing; fi
@@ -142,8 +145,16 @@ kubeconfig: ## CI: write $$KUBECONFIG_DATA (a secret) to a private file and expo
 	file="$${RUNNER_TEMP:-$${TMPDIR:-/tmp}}/kubeconfig"; (umask 077; printf '%s\n' "$$KUBECONFIG_DATA" > "$$file"); \
 	echo "KUBECONFIG=$$file" >> "$${GITHUB_ENV:-/dev/null}"; echo "kubeconfig written to $$file"
 
-act-pr: install ## run .github/workflows/pr.yml locally under act (host mode)
-	$(BIN)/act pull_request -W .github/workflows/pr.yml -e tests/fixtures/events/pull_request.json
+act-pr: install ## run .github/workflows/pr.yml locally under act (host mode); its gate reads MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD), .actrc's, or this checkout's registry
+	@args="$$($(BIN)/mlops registry act-args)" && \
+	MLFLOW_GATE_PASSWORD="$${MLFLOW_TRACKING_PASSWORD:-}" $(BIN)/act pull_request -W .github/workflows/pr.yml -e tests/fixtures/events/pull_request.json $$args
+
+TEAM_REGISTRY_PORT ?= 5000
+team-registry: install ## a team registry to try: MLflow on PostgreSQL with a user per role (ARTIFACTS=s3://bucket/prefix; scripts/registry-host/)
+	$(BIN)/python scripts/registry-host/team_registry.py up --port $(TEAM_REGISTRY_PORT) $(if $(ARTIFACTS),--artifacts $(ARTIFACTS))
+
+team-registry-down: ## stop the team registry `make team-registry` started
+	$(BIN)/python scripts/registry-host/team_registry.py down --port $(TEAM_REGISTRY_PORT)
 
 act-train: install ## run .github/workflows/train.yml locally under act, GPU labels mapped to this host
 	$(BIN)/act workflow_dispatch -W .github/workflows/train.yml -e tests/fixtures/events/workflow_dispatch.json

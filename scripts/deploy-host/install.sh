@@ -7,7 +7,9 @@
 # The checkout must exist (git clone it first, as any user); it is handed to the `mlops` user.
 # Re-running converges: the user, tool set, unit and (if absent) environment file are made
 # once; an existing /etc/mlops/reconcile.env is never overwritten. Paths can be moved for
-# packaging and tests: SYSTEMD_DIR, ETC_DIR, STATE_DIR.
+# packaging and tests: SYSTEMD_DIR, ETC_DIR, STATE_DIR. WITH_WEBHOOK=1 also installs
+# mlops-webhook.service (`mlops webhook`: registry events that open promotions), enabled once
+# /etc/mlops/webhook.env has its secret.
 set -euo pipefail
 
 fail() { echo "error: $*" >&2; exit 2; }
@@ -45,3 +47,21 @@ sed -e "s|@REPO@|$repo|g" -e "s|@ENV_FILE@|$env_file|g" -e "s|@STATE@|$state_dir
 systemctl daemon-reload
 systemctl enable --now mlops-reconcile.service
 echo "installed mlops-reconcile.service; health: curl -s http://127.0.0.1:\${MLOPS_HEALTH_PORT:-9464}/healthz"
+
+if [ "${WITH_WEBHOOK:-}" = 1 ]; then
+  hook_env="$etc_dir/webhook.env"
+  if [ ! -f "$hook_env" ]; then
+    sed "s|^MLOPS_STATE_DIR=.*|MLOPS_STATE_DIR=$state_dir|" "$here/webhook.env" > "$hook_env"
+    chmod 0600 "$hook_env"
+    echo "wrote $hook_env: set MLOPS_WEBHOOK_SECRET, the registry's credentials and GH_TOKEN there"
+  fi
+  sed -e "s|@REPO@|$repo|g" -e "s|@ENV_FILE@|$hook_env|g" -e "s|@STATE@|$state_dir|g" \
+    "$here/mlops-webhook.service" > "$systemd_dir/mlops-webhook.service"
+  systemctl daemon-reload
+  if grep -q '^MLOPS_WEBHOOK_SECRET=.\{16,\}' "$hook_env"; then
+    systemctl enable --now mlops-webhook.service
+    echo "installed mlops-webhook.service; health: curl -s http://127.0.0.1:\${MLOPS_WEBHOOK_PORT:-8790}/healthz"
+  else
+    echo "installed mlops-webhook.service, not started: set MLOPS_WEBHOOK_SECRET in $hook_env, then systemctl enable --now mlops-webhook"
+  fi
+fi

@@ -138,8 +138,9 @@ def checkout(tmp_path: Path) -> Path:
     return repo
 
 
-def install(repo: Path, tmp_path: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+def install(repo: Path, tmp_path: Path, bin_dir: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {
+        **extra,
         **base_env(),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "SYSTEMD_DIR": str(tmp_path / "systemd"),
@@ -178,6 +179,23 @@ def test_install_sh_installs_the_service_and_a_rerun_converges(tmp_path: Path) -
     assert again.returncode == 0, again.stderr
     assert "MLFLOW_TRACKING_TOKEN=kept" in env_file.read_text()  # never overwritten
     assert calls.read_text().count("useradd") == 1  # the user exists now
+    assert not (tmp_path / "systemd/mlops-webhook.service").exists()  # asked for, below
+
+    # The webhook receiver: installed, but started only once its secret is set.
+    hooked = install(repo, tmp_path, bin_dir, WITH_WEBHOOK="1")
+    assert hooked.returncode == 0 and "not started: set MLOPS_WEBHOOK_SECRET" in hooked.stdout
+    hook_unit = tmp_path / "systemd/mlops-webhook.service"
+    assert "@" not in hook_unit.read_text().replace("multi-user", "")
+    verify = subprocess.run(["systemd-analyze", "verify", str(hook_unit)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    hook_env = tmp_path / "etc/webhook.env"
+    assert (hook_env.stat().st_mode & 0o777) == 0o600
+    assert "enable --now mlops-webhook" not in calls.read_text()
+    hook_env.write_text(
+        hook_env.read_text().replace("MLOPS_WEBHOOK_SECRET=\n", "MLOPS_WEBHOOK_SECRET=" + "s" * 32 + "\n")
+    )
+    assert install(repo, tmp_path, bin_dir, WITH_WEBHOOK="1").returncode == 0
+    assert "systemctl enable --now mlops-webhook.service" in calls.read_text()
 
 
 def test_install_sh_refuses_what_is_not_a_checkout_with_one_line(tmp_path: Path) -> None:
