@@ -43,6 +43,14 @@ def sha256_tree(root: Path) -> str:
     return digest.hexdigest()
 
 
+def _fit_seconds(outputs: PipelineOutputs) -> float | None:
+    """The train stage's timing, kept beside its outputs (fit.json), when this machine trained."""
+    try:
+        return float(json.loads((outputs.estimator.parent / "fit.json").read_text())["fit_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class PipelineOutputs:
     """Where the pipeline put one model's artifacts."""
@@ -181,7 +189,7 @@ def collect(root: Path, model: str) -> dict[str, Any]:
             "device": info["device"],
             "device_name": info["device_name"],
             "rows": info["rows"],
-            "fit_seconds": info["fit_seconds"],
+            "fit_seconds": _fit_seconds(outputs),
             **({"classes": info["classes"]} if "classes" in info else {}),
         },
         "runner": runner(),
