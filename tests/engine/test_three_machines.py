@@ -87,8 +87,9 @@ def test_a_life_on_three_machines_that_share_only_the_remote_the_registry_and_th
     parts: dict[str, float] = {}
     seed = sandbox(tmp_path / "seed")
     # The team's DVC remote: the bucket (the endpoint reaches DVC through AWS_ENDPOINT_URL).
-    subprocess.run([str(Path(sys.executable).parent / "dvc"), "remote", "add", "-f", "-d", "team", f"s3://{BUCKET}/dvc"], cwd=seed, check=True,
-                   env=base_env(), capture_output=True)  # fmt: skip
+    dvc = str(Path(sys.executable).parent / "dvc")
+    remote = [dvc, "remote", "add", "-f", "-d", "team", f"s3://{BUCKET}/dvc"]
+    subprocess.run(remote, cwd=seed, check=True, env=base_env(), capture_output=True)
     # As the README's day-to-day has it, the pipeline's lock is committed with the change that
     # moved it (a developer's `make train`): the GPU runner's retraining then reproduces it, and
     # the version it registers has a clean lineage.
