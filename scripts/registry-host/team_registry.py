@@ -50,11 +50,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-ROLES = {
-    "trainer": {"experiment": "EDIT", "models": "EDIT"},
-    "gate": {"experiment": "EDIT", "models": "READ"},
-    "reconciler": {"experiment": "READ", "models": "EDIT"},
-}
+from mlops_gitops.registry.roles import ROLES  # noqa: E402  (after the path is set)
+
 PG_BIN_DIRS = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15", "14")]
 
 
@@ -256,6 +253,21 @@ def admin_env(url: str, known: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def grant(auth: Any, user: str, kind: str, name: str, permission: str) -> None:
+    """The user's permission on one resource, made what it should be (MLflow's grant does not
+    replace an existing one: that one is revoked first)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        auth.grant_user_permission(user, kind, name, permission)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+        if auth.get_user_permission(user, kind, name).permission != permission:
+            auth.revoke_user_permission(user, kind, name)
+            auth.grant_user_permission(user, kind, name, permission)
+
+
 def grant_roles(url: str, known: dict[str, Any], repo_root: Path) -> dict[str, str]:
     """The experiment and every model made (as the engine makes them), each role's user made and
     granted ROLES; {role: username}."""
@@ -278,9 +290,9 @@ def grant_roles(url: str, known: dict[str, Any], repo_root: Path) -> dict[str, s
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                 raise
             auth.update_user_password(role, known["roles"][role])
-        auth.grant_user_permission(role, "experiment", experiment, grants["experiment"])
+        grant(auth, role, "experiment", experiment, grants["experiment"])
         for model in sorted(registry.repo.models):
-            auth.grant_user_permission(role, "registered_model", model, grants["models"])
+            grant(auth, role, "registered_model", model, grants["models"])
     return {role: role for role in ROLES}
 
 

@@ -176,6 +176,37 @@ def test_a_team_registry_on_postgresql_with_a_user_per_role(
     registry_of(repo).fetch_verified("churn", 1, tmp_path / "verified")
     assert local_state(repo) == []  # nothing fell back to a local sqlite registry
 
+    # `mlops doctor`, as the registry's admin: the registry, each role's grants, the DVC remote.
+    subprocess.run([str(Path(sys.executable).parent / "dvc"), "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc"],
+                   cwd=repo, check=True, capture_output=True)  # fmt: skip
+    admin = {
+        **team.role("trainer"),
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": team.secrets["admin_password"],
+        **{k: v for k, v in team.env.items() if k.startswith("AWS_")},
+        "AWS_ENDPOINT_URL": team.env["MLFLOW_S3_ENDPOINT_URL"],
+    }
+
+    def doctor() -> tuple[int, dict[str, dict[str, str]]]:
+        done = run_mlops("doctor", "--offline", "-o", "json", cwd=repo, env_extra=admin)
+        return done.returncode, {f["check"]: f for f in json.loads(done.stdout)["findings"]}
+
+    code, found = doctor()
+    assert code == 0 and {f["status"] for f in found.values()} == {"ok"}, found
+    assert {"role trainer", "role gate", "role reconciler", "model churn", "DVC remote team"} <= set(found)
+    from mlflow.server.auth.client import AuthServiceClient
+
+    for key, value in admin.items():
+        monkeypatch.setenv(key, value)
+    auth = AuthServiceClient(team.url)
+    auth.revoke_user_permission("reconciler", "registered_model", "churn")
+    auth.grant_user_permission("reconciler", "registered_model", "churn", "READ")
+    code, found = doctor()
+    assert code == 1 and found["role reconciler"]["detail"] == "registered_model churn: READ (expected EDIT)"
+    assert found["role reconciler"]["fix"] == "team_registry.py roles"
+    assert team.script("roles", repo=repo).returncode == 0  # the grants converge again
+    assert doctor()[0] == 0
+
 
 def test_a_checkout_without_a_registry_says_what_to_set(tmp_path: Path) -> None:
     """act's copy, a fresh clone, another machine: no sqlite file and no team registry. Reading

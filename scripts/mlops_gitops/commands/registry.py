@@ -131,3 +131,46 @@ def act_args(ctx: click.Context, role: str) -> None:
             raise MlopsError(no_registry(found.uri), ExitCode.ERROR)
         words += ["--var", f"MLFLOW_TRACKING_URI={found.uri}"]
     click.echo(" ".join(words))
+
+
+@main.command()
+@click.option("--repository", default=None, help="OWNER/NAME on GitHub (default: the origin remote's).")
+@click.option(
+    "--offline", is_flag=True, help="Skip GitHub (its settings and runners): registry and storage only."
+)
+@options.output_format("table", "json")
+@click.pass_context
+def doctor(ctx: click.Context, repository: str | None, offline: bool, fmt: str) -> None:
+    """What this repository's surroundings lack, each with its fix.
+
+    GitHub (through gh, authenticated with a token that reads the repository's settings): the
+    variables and secrets the workflows read, the environments and their reviewers, the default
+    branch's protection (pr.yml's checks required, stale approvals dismissed, code owners'
+    review) and CODEOWNERS, a runner online for each self-hosted label set of mlops.yaml. The
+    registry: reachable with this machine's credentials, every model readable, and as its admin
+    each role's permissions. The DVC remote and the kserve model store: a team's, reachable.
+    Exit code 0 when nothing is missing, 1 otherwise (warnings alone: 0).
+    """
+    from ..core.github import GhCli
+    from ..deploy import doctor as checks
+    from ..registry.client import Registry
+
+    loaded = repo(ctx)
+    found: list[checks.Finding] = []
+    if not offline:
+        name = checks.repository_of(loaded.root, repository)
+        try:
+            github = GhCli()
+            found += checks.check_settings(loaded, github, name) + checks.check_runners(loaded, github, name)
+        except MlopsError as exc:
+            found.append(
+                checks.Finding("github", name, checks.MISSING, str(exc), "gh auth login, or GH_TOKEN")
+            )
+    found += checks.check_registry(loaded, Registry(loaded)) + checks.check_storage(loaded)
+    if fmt == "json":
+        output.emit_json("doctor", {"findings": [f.to_dict() for f in found]})
+    else:
+        rows = [(f.area, f.check, f.status, f.detail, f.fix) for f in found]
+        output.table("mlops doctor", ["area", "check", "status", "detail", "fix"], rows)
+    if any(f.status == checks.MISSING for f in found):
+        raise SystemExit(int(ExitCode.FAILED))

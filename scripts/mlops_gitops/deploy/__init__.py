@@ -11,6 +11,8 @@
     history, probe                  what served when and why; the watching loop's /healthz
     events                          registry events (MLflow's webhooks, or a poll) that open
                                     promotions, by mlops.yaml's registry.promotions
+    doctor                          what the surroundings lack (GitHub's settings, runners,
+                                    the registry and its roles, the DVC remote, the model store)
     targets/                        local model servers (run as processes, never imported);
                                     KServe, with cluster health from Argo CD or kubectl
 

@@ -6,6 +6,7 @@
     report, registration            champion/challenger reports; register + report (+ the
                                     caller's promotion, passed in: the registry never deploys)
     modelstore                      where KServe fetches models (content-addressed)
+    roles                           the team registry's users and their least permissions
 
 May import: core.
 """
