@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core import state
 from ..core.config import Repo
 from ..core.errors import MlopsError
 from ..core.github import GitHub
@@ -36,7 +37,7 @@ OPTIONAL = {
     "MLOPS_GATE_TOKEN": "reviewers counted by team membership (else listed, not counted)",
     "KUBECONFIG": "kubectl for the kserve target (not needed for Argo CD / Flux, nor the local target)",
     "MLOPS_COLLECT_TOKEN": "the collector's token in KServe's logger URL (kserve target)",
-    "MLOPS_STATE_DIR": "records and servers outside the runner's work tree (deploy runner)",
+    state.STATE_DIR_ENV: "records and servers outside the runner's work tree (deploy runner)",
     "AWS_ENDPOINT_URL": "an S3-compatible store other than AWS (MinIO)",
     "ARGOCD_SERVER": "health from Argo CD (kserve target, directory mode)",
     "ARGOCD_AUTH_TOKEN": "health from Argo CD (kserve target, directory mode)",
