@@ -35,33 +35,30 @@ chown -R mlops:mlops "$repo" "$state_dir"
 # the tool set, as the service's user (re-runs only when constraints.txt changes)
 runuser -u mlops -- make -C "$repo" -s install
 
-env_file="$etc_dir/reconcile.env"
-if [ ! -f "$env_file" ]; then
-  sed "s|^MLOPS_STATE_DIR=.*|MLOPS_STATE_DIR=$state_dir|" "$here/reconcile.env" > "$env_file"
-  chmod 0600 "$env_file"
-  echo "wrote $env_file: set MLFLOW_TRACKING_URI (and credentials) there"
-fi
+# install_unit NAME WHAT: /etc/mlops/NAME.env from NAME.env here (once, mode 0600: an admin's
+# edits are never overwritten; WHAT says what to set in it) and mlops-NAME.service, filled in.
+install_unit() {
+  local env_file="$etc_dir/$1.env"
+  if [ ! -f "$env_file" ]; then
+    sed "s|^MLOPS_STATE_DIR=.*|MLOPS_STATE_DIR=$state_dir|" "$here/$1.env" > "$env_file"
+    chmod 0600 "$env_file"
+    echo "wrote $env_file: set $2 there"
+  fi
+  sed -e "s|@REPO@|$repo|g" -e "s|@ENV_FILE@|$env_file|g" -e "s|@STATE@|$state_dir|g" \
+    "$here/mlops-$1.service" > "$systemd_dir/mlops-$1.service"
+  systemctl daemon-reload
+}
 
-sed -e "s|@REPO@|$repo|g" -e "s|@ENV_FILE@|$env_file|g" -e "s|@STATE@|$state_dir|g" \
-  "$here/mlops-reconcile.service" > "$systemd_dir/mlops-reconcile.service"
-systemctl daemon-reload
+install_unit reconcile "MLFLOW_TRACKING_URI (and credentials)"
 systemctl enable --now mlops-reconcile.service
 echo "installed mlops-reconcile.service; health: curl -s http://127.0.0.1:\${MLOPS_HEALTH_PORT:-9464}/healthz"
 
 if [ "${WITH_WEBHOOK:-}" = 1 ]; then
-  hook_env="$etc_dir/webhook.env"
-  if [ ! -f "$hook_env" ]; then
-    sed "s|^MLOPS_STATE_DIR=.*|MLOPS_STATE_DIR=$state_dir|" "$here/webhook.env" > "$hook_env"
-    chmod 0600 "$hook_env"
-    echo "wrote $hook_env: set MLOPS_WEBHOOK_SECRET, the registry's credentials and GH_TOKEN there"
-  fi
-  sed -e "s|@REPO@|$repo|g" -e "s|@ENV_FILE@|$hook_env|g" -e "s|@STATE@|$state_dir|g" \
-    "$here/mlops-webhook.service" > "$systemd_dir/mlops-webhook.service"
-  systemctl daemon-reload
-  if grep -q '^MLOPS_WEBHOOK_SECRET=.\{16,\}' "$hook_env"; then
+  install_unit webhook "MLOPS_WEBHOOK_SECRET, the registry's credentials and GH_TOKEN"
+  if grep -q '^MLOPS_WEBHOOK_SECRET=.\{16,\}' "$etc_dir/webhook.env"; then
     systemctl enable --now mlops-webhook.service
     echo "installed mlops-webhook.service; health: curl -s http://127.0.0.1:\${MLOPS_WEBHOOK_PORT:-8790}/healthz"
   else
-    echo "installed mlops-webhook.service, not started: set MLOPS_WEBHOOK_SECRET in $hook_env, then systemctl enable --now mlops-webhook"
+    echo "installed mlops-webhook.service, not started: set MLOPS_WEBHOOK_SECRET in $etc_dir/webhook.env, then systemctl enable --now mlops-webhook"
   fi
 fi

@@ -8,6 +8,7 @@ import click
 
 from ..core import output
 from ..core.errors import MlopsError
+from . import options
 from .app import main, repo
 
 
@@ -69,8 +70,6 @@ def collect(
     """
     import ipaddress
     import os
-    import signal
-    import threading
 
     from ..core import state
     from ..monitor.collect import TOKEN_ENV, Collector, CollectServer, Routes
@@ -94,17 +93,10 @@ def collect(
         server = CollectServer((host, port), collector, token, body_timeout)
     except OSError as exc:
         raise MlopsError(f"--port {port}: cannot listen on {host} ({exc.strerror})") from None
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     output.stderr.print(
         f"collecting on http://{host}:{server.server_address[1]} "
         f"({'token required' if token else 'no token'}; "
         f"inference logs under {state.state_dir(loaded.root) / 'inference'})",
         highlight=False,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        collector.close()
+    options.serve(server, collector.close)

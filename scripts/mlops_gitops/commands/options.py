@@ -95,3 +95,20 @@ def data_files(help: str) -> Callable[[F], F]:
         type=click.Path(exists=True, path_type=Path),
         help=help,
     )
+
+
+def serve(server: Any, *closing: Callable[[], None]) -> None:
+    """Serve until SIGTERM (a clean shutdown, from another thread) or ^C, then close the server
+    and whatever `closing` names (`mlops collect`, `mlops webhook`)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        for close in closing:
+            close()

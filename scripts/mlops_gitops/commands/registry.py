@@ -30,9 +30,6 @@ def webhook(ctx: click.Context, host: str, port: int) -> None:
     pull request (a branch and its next step, without gh). GET /healthz counts what it did. Runs
     until stopped; `mlops watch --registry` finds what a missed delivery would have done.
     """
-    import signal
-    import threading
-
     from ..deploy.events import Receiver, rules_of, secret
     from ..registry.client import Registry
 
@@ -44,16 +41,10 @@ def webhook(ctx: click.Context, host: str, port: int) -> None:
         server = Receiver((host, port), loaded, Registry(loaded), key)
     except OSError as exc:
         raise MlopsError(f"--port {port}: cannot listen on {host} ({exc.strerror})") from None
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     output.stderr.print(
         f"receiving MLflow webhooks on http://{host}:{server.server_address[1]}/", highlight=False
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    options.serve(server)
 
 
 @main.command()

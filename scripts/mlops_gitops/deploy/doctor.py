@@ -57,6 +57,11 @@ class Finding:
         return asdict(self)
 
 
+def judged(area: str, check: str, ok: bool, said: tuple[str, str], fix: str) -> Finding:
+    """A yes-or-no check: ok with said[0], or missing with said[1] and its fix."""
+    return Finding(area, check, OK if ok else MISSING, said[0] if ok else said[1], "" if ok else fix)
+
+
 def repository_of(root: Path, given: str | None) -> str:
     """OWNER/NAME: given, else the origin remote's (github.com URLs, https or ssh)."""
     if given:
@@ -168,23 +173,12 @@ def _protection(repo: Repo, github: GitHub, repository: str) -> list[Finding]:
         ("require_code_owner_reviews", "require review from code owners"),
     ):
         on = bool(reviews.get(key))
-        found.append(
-            Finding(
-                "github",
-                f"{where}: {what}",
-                OK if on else MISSING,
-                "on" if on else "off",
-                "" if on else f"{fix}; {what}",
-            )
-        )
-    owners = repo.root / ".github" / "CODEOWNERS"
+        found.append(judged("github", f"{where}: {what}", on, ("on", "off"), f"{fix}; {what}"))
+    owners = (repo.root / ".github" / "CODEOWNERS").is_file()
+    said = (".github/CODEOWNERS", "no .github/CODEOWNERS")
     found.append(
-        Finding(
-            "github",
-            "CODEOWNERS",
-            OK if owners.is_file() else MISSING,
-            ".github/CODEOWNERS" if owners.is_file() else "no .github/CODEOWNERS",
-            "" if owners.is_file() else "write .github/CODEOWNERS (the template's names the owners)",
+        judged(
+            "github", "CODEOWNERS", owners, said, "write .github/CODEOWNERS (the template's names the owners)"
         )
     )
     return found
@@ -208,16 +202,9 @@ def check_runners(repo: Repo, github: GitHub, repository: str) -> list[Finding]:
     for role, labels in sets.items():
         wanted = set(labels)
         ok = any(wanted <= have for have in online)
-        script = "scripts/runners/register-runner.sh"
-        found.append(
-            Finding(
-                "github",
-                f"{role} runner [{', '.join(labels)}]",
-                OK if ok else MISSING,
-                "online" if ok else "no runner online with these labels",
-                "" if ok else f"RUNNER_ROLE={role} {script} on that machine",
-            )
-        )
+        fix = f"RUNNER_ROLE={role} scripts/runners/register-runner.sh on that machine"
+        said = ("online", "no runner online with these labels")
+        found.append(judged("github", f"{role} runner [{', '.join(labels)}]", ok, said, fix))
     return found
 
 
