@@ -87,7 +87,7 @@ def no_op(work: Path, count: int) -> dict[str, Any]:
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     repo = load_repo(repo_dir)
     registry = Registry(repo)
-    client: MlflowClient = registry.client
+    client: MlflowClient = registry.writer()
     print(f"registering {len(names)} models with their aliases ...", flush=True)
     for name in names:
         client.create_registered_model(name)

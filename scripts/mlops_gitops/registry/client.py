@@ -159,6 +159,12 @@ class Registry:
             self._client = MlflowClient(self.uri)
         return self._client
 
+    def writer(self) -> MlflowClient:
+        """The MLflow client for making models and versions (a sqlite registry's file is made when
+        it is not there yet: the one case where that is wanted)."""
+        self._creating = True
+        return self.client
+
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Call MLflow; an unreachable or broken registry is one clear line, not a traceback."""
         from mlflow.exceptions import MlflowException
