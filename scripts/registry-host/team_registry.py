@@ -3,6 +3,7 @@ authentication app (one user per role) and artifacts in S3 (or a directory, for 
 
     python scripts/registry-host/team_registry.py up [--dir D] [--port 5000] [--artifacts s3://b/p]
     python scripts/registry-host/team_registry.py roles     # grant the roles on every model (again)
+    . "$(MLFLOW_ROLE=gate python scripts/registry-host/team_registry.py env)"   # a role's env
     python scripts/registry-host/team_registry.py copy --from sqlite:///mlflow.db
     python scripts/registry-host/team_registry.py down
 
@@ -381,12 +382,16 @@ def main() -> None:
             fail("copy: --from: missing (expected the registry to copy, such as sqlite:///mlflow.db)")
         for line in copy(args.source, url, known, args.repo):
             print(line)
-    elif args.verb == "env":  # one role's environment, to source: MLFLOW_ROLE=trainer
+    elif args.verb == "env":  # one role's environment in a private file; its path, to source
         role = os.environ.get("MLFLOW_ROLE", "trainer")
         if role not in ROLES:
             fail(f"MLFLOW_ROLE: {role!r} (expected one of {', '.join(ROLES)})")
-        print(f"export MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_USERNAME={role}")
-        print(f"export MLFLOW_TRACKING_PASSWORD={known['roles'][role]}")
+        path = host.dir / f"{role}.env"  # the password never reaches the terminal
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"export MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_USERNAME={role}\n")
+            out.write(f"export MLFLOW_TRACKING_PASSWORD={known['roles'][role]}\n")
+        print(path)
 
 
 if __name__ == "__main__":

@@ -159,6 +159,20 @@ def test_a_team_registry_on_postgresql_with_a_user_per_role(
     with pytest.raises(MlopsError, match=r"401|Unauthorized|credentials"):
         registry_of(repo).versions("churn")
 
+    # A role's environment for a person's shell: a file only its owner reads, never the password
+    # on the terminal.
+    said = subprocess.run(
+        [sys.executable, str(SCRIPT), "env", "--dir", str(team.host), "--port", team.url.rsplit(":", 1)[1]],
+        env={**team.env, "MLFLOW_ROLE": "gate"}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert team.secrets["roles"]["gate"] not in said.stdout + said.stderr
+    private = Path(said.stdout.strip())
+    assert private.stat().st_mode & 0o777 == 0o600
+    show = f'. "{private}" && echo "$MLFLOW_TRACKING_USERNAME $MLFLOW_TRACKING_PASSWORD"'
+    sourced = subprocess.run(["bash", "-c", show],
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert sourced == ["gate", team.secrets["roles"]["gate"]]
+
     # The reconciler deploys v3, promoted by pull request, from the server; a copied version
     # still verifies against the sha256 recorded when it was registered on the laptop.
     reconciler = team.role("reconciler")

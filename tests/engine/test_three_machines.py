@@ -32,6 +32,7 @@ import pytest
 
 from ..conftest import base_env, git_commit_all, run_mlops
 from .conftest import EVENTS
+from .helpers import git
 from .test_team_registry import BUCKET, Team, local_state, start_team
 from .workflows import run_act, sandbox
 
@@ -43,12 +44,6 @@ echo "$*" >> "$(dirname "$0")/gh.log"
 exit 1
 """
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=base_env())
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def act_as(team: Team, role: str, machine: Path, *args: str, fake: Path) -> tuple[dict[str, Any], str]:

@@ -72,7 +72,7 @@ def watch(ctx: click.Context, registry_events: bool, once: bool, interval: int, 
     if not rules_of(loaded):
         raise MlopsError("mlops.yaml: registry.promotions: none (expected at least one rule to act on)")
     while True:
-        sync(loaded.root)
+        loaded = sync(loaded.root)  # each round reads the repository as its remote has it now
         outcomes = poll(loaded, Registry(loaded))
         if fmt == "json":
             output.emit_json("watch", {"outcomes": [o.to_dict() for o in outcomes]})

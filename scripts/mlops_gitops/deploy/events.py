@@ -235,22 +235,29 @@ def asked_version(repo: Repo, model: str, env: str) -> int | None:
     return int(version) if isinstance(version, int) else None
 
 
-def sync(root: Path) -> None:
+def sync(root: Path) -> Repo:
     """Bring the default branch up to its remote before proposing from it (a receiver's checkout
-    lives long); without a remote, or off that branch, nothing to do."""
+    lives long; without a remote, or off that branch, nothing to pull), then read the repository
+    as it is now: a rule or a model added since the start counts."""
+    from ..core.config import load_repo
+
     branch = default_branch(root)
     if git(root, "remote", check=False) and git(root, "rev-parse", "--abbrev-ref", "HEAD") == branch:
         git(root, "pull", "--ff-only", "--quiet", "origin", branch, check=False)
+    return load_repo(root)
 
 
-def handle(repo: Repo, registry: Any, event: Event, via: str) -> list[Outcome]:
-    """Every rule `event` matches, acted on: the promotion proposed, or why not."""
+def handle(
+    repo: Repo, registry: Any, event: Event, via: str, rules: list[Rule] | None = None
+) -> list[Outcome]:
+    """Every rule `event` matches (of `rules`, default mlops.yaml's), acted on: the promotion
+    proposed, or why not."""
     from ..deploy.promote import promote
 
     outcomes: list[Outcome] = []
     if event.model not in repo.models:  # another project's model in a shared registry
         return outcomes
-    for rule in rules_of(repo):
+    for rule in rules_of(repo) if rules is None else rules:
         if not rule.matches(event):
             continue
         key = f"{event.model}/{rule.to}/{event.version}"
@@ -293,7 +300,8 @@ def poll(repo: Repo, registry: Any) -> list[Outcome]:
                 number = aliases.get(model, {}).get(rule.alias or "")
                 events = [Event(ALIASED, model, number, {}, rule.alias)] if number else []
             for event in events:
-                outcomes += [o for o in handle(repo, registry, event, "poll") if o.environment == rule.to]
+                found_now = handle(repo, registry, event, "poll", rules)
+                outcomes += [o for o in found_now if o.environment == rule.to]
     return outcomes
 
 
@@ -335,7 +343,8 @@ class Receiver(ThreadingHTTPServer):
             return {"delivery": delivery, "outcomes": [], "note": "an event no rule acts on"}
         with self.acting:
             try:
-                sync(self.repo.root)
+                # the checkout lives long: its rules and models are read again after the pull
+                self.repo = sync(self.repo.root)
                 outcomes = handle(self.repo, self.registry, event, "webhook")
             except MlopsError:
                 self.memory.forget(delivery)
