@@ -2,7 +2,8 @@
 # title: Promotion gate
 # description: >-
 #   A version reaches an environment only with its evidence: metric thresholds met, a passing
-#   champion/challenger report, complete and clean lineage, an artifact hash and a signature, a model
+#   champion/challenger report, complete and clean lineage, an artifact hash and a signature, a
+#   verified signing by an allowed signer where the environment requires one, a model
 #   card (its words written, not placeholders, for a protected environment), owners that are not
 #   the template's placeholders (for a protected environment), enough approvals for a high-risk model, a healthy soak in the environment below, no
 #   regression beyond tolerance against production, fairness gaps within the model's maxima
@@ -132,6 +133,28 @@ deny_artifact contains msg if {
 	is_promotion
 	input.version.signature != true
 	msg := sprintf("%s: the model has no signature (expected inputs and outputs declared)", [where])
+}
+
+# Signed by whom (registry/signing.py): checked as the reconciler checks before serving, against
+# the head's mlops.yaml trust policy. A protected environment (or one with require_signature)
+# takes only a verified signature by a signer it allows; a signature that fails is denied anywhere.
+signature_required if input.environment.protected == true
+
+signature_required if input.environment.require_signature == true
+
+deny_signing contains msg if {
+	is_promotion
+	signature_required
+	object.get(input.version, ["signing", "verified"], false) != true
+	msg := sprintf("%s: %s requires a verified signature by one of its signers; %s (expected the version signed at registration: keyless on GitHub, or the team's key)", [where, input.change.environment, object.get(input.version, ["signing", "detail"], "no signature facts")])
+}
+
+deny_signing contains msg if {
+	is_promotion
+	not signature_required
+	input.version.signing.signed == true
+	input.version.signing.verified != true
+	msg := sprintf("%s: its signature does not verify: %s (expected a signature over exactly the registered files, by a signer mlops.yaml lists)", [where, input.version.signing.detail])
 }
 
 deny_model_card contains msg if {

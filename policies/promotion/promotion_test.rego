@@ -19,6 +19,7 @@ facts(overrides) := object.union({
 		"artifact_sha256": concat("", [x | some _ in numbers.range(1, 64); x := "a"]),
 		"artifact_sha256_actual": concat("", [x | some _ in numbers.range(1, 64); x := "a"]),
 		"signature": true,
+		"signing": {"signed": true, "verified": true, "status": "verified", "signer": "team", "detail": "signed by team"},
 	},
 	"history": {"staging": {"healthy_since": "2026-11-20T10:00:00Z", "healthy_until": null}},
 	"baseline": {"environment": "production", "version": 1, "metrics": {"roc_auc": 0.845}},
@@ -29,7 +30,7 @@ facts(overrides) := object.union({
 }, overrides)
 
 denials(input_doc) := {msg |
-	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_model_card", "deny_owners", "deny_approvals", "deny_soak", "deny_regression", "deny_drift", "deny_fairness", "deny_ab"]
+	some rule in ["deny_thresholds", "deny_report", "deny_lineage", "deny_artifact", "deny_signing", "deny_model_card", "deny_owners", "deny_approvals", "deny_soak", "deny_regression", "deny_drift", "deny_fairness", "deny_ab"]
 	some msg in promotion[rule] with input as input_doc
 }
 
@@ -283,4 +284,35 @@ test_allow_a_version_no_worse_or_undecided if {
 test_an_ab_result_binds_only_protected_environments if {
 	staging := object.union(ab("worse"), {"environment": {"name": "staging", "protected": false}})
 	count(promotion.deny_ab) == 0 with input as staging
+}
+
+test_deny_unsigned_in_a_protected_environment if {
+	unsigned := {"signed": false, "verified": false, "status": "unsigned", "detail": "the version is unsigned"}
+	msgs := promotion.deny_signing with input as facts({"version": {"signing": unsigned}})
+	count(msgs) == 1
+	some msg in msgs
+	contains(msg, "production requires a verified signature")
+	contains(msg, "the version is unsigned")
+}
+
+test_deny_a_signer_the_environment_does_not_allow if {
+	other := {"signed": true, "verified": false, "status": "not-allowed", "detail": "signed by ci (key sha256:ab…), not one of this environment's signers"}
+	count(promotion.deny_signing) == 1 with input as facts({"version": {"signing": other}})
+}
+
+test_allow_unsigned_in_a_scratch_environment if {
+	unsigned := {"signed": false, "verified": false, "status": "unsigned", "detail": "the version is unsigned"}
+	scratch := {"name": "dev", "protected": false}
+	count(promotion.deny_signing) == 0 with input as facts({"version": {"signing": unsigned}, "environment": scratch})
+}
+
+test_deny_an_altered_signed_version_even_in_a_scratch_environment if {
+	altered := {"signed": true, "verified": false, "status": "altered", "detail": "the files differ from what team signed"}
+	scratch := {"name": "dev", "protected": false}
+	count(promotion.deny_signing) == 1 with input as facts({"version": {"signing": altered}, "environment": scratch})
+}
+
+test_deny_a_required_signature_without_facts if {
+	required := {"name": "staging", "require_signature": true}
+	count(promotion.deny_signing) == 1 with input as facts({"version": {"signing": null}, "environment": required})
 }

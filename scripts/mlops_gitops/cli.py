@@ -10,6 +10,7 @@ watch     drift, feedback, alert
 collect   collect (KServe's inference logger, received)
 evidence  evidence build, evidence verify
 operate   history, compare
+supply    keys init, verify (signatures and provenance)
 """
 
 from __future__ import annotations

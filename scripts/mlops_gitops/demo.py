@@ -26,6 +26,7 @@ from .core import tags as names
 from .core.config import load_repo
 from .core.protocols import input_example
 from .deploy.targets.local import http_json
+from .registry import attestation
 from .registry.client import Registry, stored_sha256
 
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -143,7 +144,13 @@ class Demo:
             result=r"(models/[\w-]+/model\.yaml)",
         )
         self.run("list the models", [*MLOPS, "model", "list"], show=True, result=r"(?!)")
-        self.run("commit the new model", ["git", "add", "--all"], result=r"(?!)")
+        self.run(
+            "make the team's signing key (its public half is committed)",
+            [*MLOPS, "keys", "init"],
+            show=True,
+            result=r"(keys/team\.pub)",
+        )
+        self.run("commit the new model and the key", ["git", "add", "--all"], result=r"(?!)")
         self.run("commit", ["git", "commit", "--quiet", "-m", f"Add {SECOND_MODEL}"], result=r"(?!)")
         self.run(
             "lint, types and fast tests of this repository",
@@ -637,6 +644,7 @@ def register_code(registry: Registry, model: str, predict_body: str, name: str =
     version = registry.client.create_model_version(
         model, info.model_uri, tags=names.artifact_tags(stored_sha256(info.model_uri)), model_id=info.model_id
     )
+    attestation.sign_version(registry, model, int(version.version))  # as `mlops register` does
     return int(version.version)
 
 

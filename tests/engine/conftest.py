@@ -66,7 +66,19 @@ def repo(tmp_path: Path) -> Path:
     dest = tmp_path / "repo"
     copy_files([f for f in instance_files() if f.split("/", 1)[0] in CONFIG_PATHS], ROOT, dest)
     add_model(load_for_add(dest, "churn"), "churn")
+    with_key(dest)
     return dest
+
+
+def with_key(repo: Path) -> Path:
+    """The team's signing key, made as `mlops keys init` makes it: its public half in the
+    repository (what mlops.yaml's signing.keys.team names), its private half in the state
+    directory; `register_version` and the demo's helpers then sign what they register."""
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.registry import signing
+
+    signing.init_key(load_repo(repo), "team")
+    return repo
 
 
 def describe(repo: Path, model: str) -> None:
@@ -97,7 +109,8 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     repo = sandbox(tmp_path_factory.mktemp("registered") / "repo")  # the default rendering: churn, local
     describe(repo, "churn")
-    git_commit_all(repo, "Describe churn")
+    with_key(repo)
+    git_commit_all(repo, "Describe churn and add the team's key")
     assert register_version(repo, "churn", seed=7) == 1
     assert register_version(repo, "churn", seed=3) == 2
     assert register_broken(registry_of(repo), "churn") == 3

@@ -54,6 +54,7 @@ def register_version(repo: Path, model: str, seed: int = 7) -> int:
     """Log and register one scikit-learn version of `model` in repo's registry; its number."""
     import mlflow
     from mlflow.models import infer_signature
+    from mlops_gitops.registry import attestation
     from mlops_gitops.registry.client import stored_sha256
     from sklearn.compose import make_column_transformer
     from sklearn.linear_model import LogisticRegression
@@ -101,6 +102,7 @@ def register_version(repo: Path, model: str, seed: int = 7) -> int:
         },
         model_id=info.model_id,
     )
+    attestation.sign_version(registry, model, int(version.version))  # with the repo's key, if any
     return int(version.version)
 
 

@@ -19,6 +19,7 @@ from . import (
     publish,
     registry,
     serving,
+    supply,
     train,
     watch,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "publish",
     "registry",
     "serving",
+    "supply",
     "train",
     "watch",
 ]

@@ -45,8 +45,10 @@ def register(
 
     Each version carries its lineage as `mlops.*` tags: git commit and dirty flag, branch,
     dvc.lock and data hashes, params, metrics, runner, device, Python and package versions,
-    and the sha256 of the model artifact. Registering the same pipeline output again
-    returns the existing version. Without MODELS: every model the pipeline has trained.
+    and the sha256 of the model artifact. Each new version is signed (OpenSSF model-signing)
+    with its SLSA provenance: keyless on GitHub Actions, else with MLOPS_SIGNING_KEY or the
+    key `mlops keys init` made. Registering the same pipeline output again returns the
+    existing version (signing it, if it is not yet). Without MODELS: every model the pipeline has trained.
     The registry is mlops.yaml's tracking_uri unless MLFLOW_TRACKING_URI is set.
     With --report, the report of each version against --baseline is written to
     reports/<model>/v<N>/ (and to the job summary on GitHub Actions); with --promote-to,
@@ -80,19 +82,22 @@ def register(
     else:
         output.table(
             f"registry {registry.uri}",
-            ["model", "version", "result", "artifact sha256", "report"],
+            ["model", "version", "result", "artifact sha256", "signed by", "report"],
             [
                 (
                     r.model,
                     r.version,
                     r.to_dict()["result"],
                     r.artifact_sha256[:16],
+                    (r.signature["signer"][:40] if r.signature else "unsigned"),
                     ("passed" if r.report["passed"] else "FAILED") if r.report else "-",
                 )
                 for r in rows
             ],
         )
     for r in rows:
+        for warning in dict.fromkeys(r.warnings):
+            output.stderr.print(f"warning: {warning}", highlight=False)
         if r.promotion:
             output.stderr.print(
                 f"promotion of {r.model} v{r.version}: branch {r.promotion['branch']}; "

@@ -337,6 +337,14 @@ def _load_project(root: Path, problems: list[Problem], checked: list[str]) -> di
         problems.append(Problem(PROJECT_FILE, "", "missing", "the project configuration file"))
     if not (_check_document(loaded, "mlops", PROJECT_FILE, problems) and isinstance(loaded, dict)):
         return None
+    problems.extend(_environment_problems(loaded))
+    return loaded
+
+
+def _environment_problems(loaded: dict[str, Any]) -> list[Problem]:
+    """What a schema cannot say of mlops.yaml's environments: names once, protected ones strict,
+    signers named in the trust policy, promotion only from an environment listed before."""
+    problems: list[Problem] = []
     seen: set[str] = set()
     for i, env in enumerate(loaded["environments"]):
         at = f"environments[{i}]"
@@ -353,6 +361,29 @@ def _load_project(root: Path, problems: list[Problem], checked: list[str]) -> di
                     "false or absent: a protected environment takes clean lineages only",
                 )
             )
+        if env.get("protected") and env.get("require_signature") is False:
+            problems.append(
+                Problem(
+                    PROJECT_FILE,
+                    f"{at}.require_signature",
+                    "false in a protected environment",
+                    "true or absent: a protected environment serves signed versions only",
+                )
+            )
+        listed = {
+            *((loaded.get("signing") or {}).get("keys") or {}),
+            *((loaded.get("signing") or {}).get("identities") or {}),
+        }
+        for name in env.get("signers") or []:
+            if name not in listed:
+                problems.append(
+                    Problem(
+                        PROJECT_FILE,
+                        f"{at}.signers",
+                        f"{name!r} is not a signer",
+                        "a name under signing.keys or signing.identities",
+                    )
+                )
         source = env.get("promote_from")
         if source is not None and source not in seen:
             problems.append(
@@ -364,7 +395,7 @@ def _load_project(root: Path, problems: list[Problem], checked: list[str]) -> di
                 )
             )
         seen.add(env["name"])
-    return loaded
+    return problems
 
 
 def _load_models(

@@ -15,6 +15,7 @@ Each family below has one writer and one reader; nothing else spells a tag name.
     decisions    run artifacts mlops/decisions/<env>/  decision_artifact DECISIONS
     compare      version tag mlops.compare.<env>       compare_tags     compare_of
     hold         model tag mlops.hold.<env>    holds.Holds.place        holds.Holds.get
+    signing      mlops.signing.* + artifacts   signing_tags             signing_of
 """
 
 from __future__ import annotations
@@ -134,6 +135,32 @@ def metrics_of(tags: dict[str, str]) -> dict[str, Any]:
 def data_of(tags: dict[str, str]) -> dict[str, str] | None:
     """{path: md5} of the data the version's pipeline read (None when not recorded)."""
     return json.loads(tags[DATA]) if tags.get(DATA) else None
+
+
+# -- signing: who made it (registry.signing writes the bundles; these tags only point at them) ----
+SIGNING_BUNDLES = "mlops/signing"  # run artifacts: <model_id>/model.sig, provenance/, provenance.sig
+
+
+def signing_tags(folder: str, signer: str, method: str) -> dict[str, str]:
+    """The version's signature: the run-artifact folder of its bundles and the signer it claims
+    (a claim: verification reads the bundle, never these tags)."""
+    return {
+        f"{PREFIX}signing.bundle": folder,
+        f"{PREFIX}signing.signer": signer,
+        f"{PREFIX}signing.method": method,
+    }
+
+
+def signing_of(tags: dict[str, str]) -> dict[str, str] | None:
+    """{bundle, signer, method} of a signed version; None for an unsigned one."""
+    folder = tags.get(f"{PREFIX}signing.bundle")
+    if not folder:
+        return None
+    return {
+        "bundle": folder,
+        "signer": tags.get(f"{PREFIX}signing.signer", ""),
+        "method": tags.get(f"{PREFIX}signing.method", ""),
+    }
 
 
 # -- model: the registered model's own tags ----------------------------------------------------

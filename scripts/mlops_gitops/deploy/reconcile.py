@@ -367,8 +367,12 @@ class Reconciler:
 
     def verify(self, desired: Desired) -> dict[int, Verified]:
         """The loop's verify step: every version the manifest routes to (or mirrors), fetched into
-        the store and re-hashed against the sha256 recorded at registration (VerifyFailed else)."""
-        return {v: self.registry.fetch_verified(desired.model, v, self.store) for v in desired.versions}
+        the store, re-hashed against the sha256 recorded at registration, and its signature checked
+        against the environment's trust policy (VerifyFailed else), before any server loads it."""
+        return {
+            v: self.registry.fetch_admitted(desired.model, v, self.store, desired.environment)
+            for v in desired.versions
+        }
 
     def deploy(self, change: Change) -> Outcome:
         """Apply one change: verify, admit, deploy, smoke or await health, alias, record; roll

@@ -48,6 +48,7 @@ def build(repo: Repo, registry: Any, model: str, env: str, version: int | None =
     deployments = gatherers.deployments_json(pack, src, decisions)
     monitoring = gatherers.monitoring_json(pack, src)
     gatherers.history_json(pack, src)
+    gatherers.supply_chain(pack, src, lineage, metrics)
     context = card_context(src, lineage, metrics, decisions, approvals, deployments, monitoring)
     pack.add("model-card.md", render_card(repo, model, context).encode())
     pack.add("summary.html", render_summary(pack, context).encode())

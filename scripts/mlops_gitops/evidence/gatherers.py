@@ -152,6 +152,27 @@ def metrics_json(pack: Pack, src: Sources) -> dict[str, Any]:
     return {**document, "all": metrics}
 
 
+def supply_chain(
+    pack: Pack, src: Sources, lineage: dict[str, Any], metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """supply-chain/: the signature checked as the reconciler checks it for this environment, the
+    bundles and the provenance statement kept with the version, and its ML-BOM (CycloneDX 1.6)."""
+    from . import mlbom
+
+    facts: dict[str, Any] = src.registry.signing_facts(src.model, src.number, src.env)
+    claimed = names.signing_of(src.tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _download(src, claimed["bundle"], Path(tmp)) if claimed else None
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder else []:
+            pack.add(f"supply-chain/{path.relative_to(folder).as_posix()}", path.read_bytes())  # type: ignore[arg-type]
+    pack.add("supply-chain/signature.json", facts)
+    if not facts["verified"] and (facts["signed"] or facts["required"]):
+        pack.gaps.append(f"supply-chain/signature.json: {facts['status']}: {facts['detail']}")
+    bom = mlbom.build(src.model, src.number, src.definition, lineage, metrics.get("all") or {}, facts)
+    pack.add("supply-chain/ml-bom.cdx.json", bom)
+    return facts
+
+
 def when(decision: dict[str, Any]) -> str:
     """When a decision was made: recorded_at (wall clock), else the time it judged at."""
     return str(decision.get("recorded_at") or decision.get("decided_at") or "")

@@ -24,6 +24,8 @@ REQUIRED = (
     "monitoring/summary.json",
     "model-card.md",
     "summary.html",
+    "supply-chain/signature.json",
+    "supply-chain/ml-bom.cdx.json",
 )
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 TEXT_SUFFIXES = (".json", ".jsonl", ".html", ".md", ".txt", ".yaml", ".yml", ".csv", ".log")

@@ -36,6 +36,8 @@ class VersionSource(Protocol):
 
     def artifact_digest(self, source: str) -> str | None: ...
 
+    def signing_facts(self, model: str, version: int, env: str) -> dict[str, Any]: ...
+
 
 def changed_manifests(root: Path, base: str, head: str) -> list[str]:
     out = git(root, "diff", "--name-only", "--no-renames", base, head, "--", ENVIRONMENTS_DIR)
@@ -327,6 +329,8 @@ def document(
         raise MlopsError(f"{path}: model {model!r} has no definition (expected models/{model}/model.yaml)")
     to_version = manifest.get("version")
     proposed, history = version_facts(registry, model, to_version)
+    if proposed is not None:  # checked as the reconciler checks it before serving, for this env
+        proposed["signing"] = registry.signing_facts(model, int(proposed["number"]), env)
     last_env = repo.environments[-1]
     baseline_manifest = _at(repo.root, base_rev, f"{ENVIRONMENTS_DIR}/{last_env}/{model}.yaml") or {}
     baseline_version = baseline_manifest.get("version")

@@ -219,7 +219,10 @@ class Registry:
         clean = [v for v in found if not names.dirty_inputs(dict(v.tags))]
         existing = (clean or ([] if not lineage["git"]["uncommitted"] else found) or [None])[0]
         if existing is not None:
-            return Registered(model, int(existing.version), False, existing.run_id, dict(existing.tags))
+            tags = dict(existing.tags)
+            if names.signing_of(tags) is None:  # registered, then killed before it was signed
+                tags.update(self._sign(model, int(existing.version)))
+            return Registered(model, int(existing.version), False, existing.run_id, tags)
         # new, or the same output as a version from uncommitted work, now committed: registered
         # again, so a clean lineage exists for the gate to promote
         return self._log_and_register(model, lineage, tags)
@@ -281,7 +284,15 @@ class Registry:
             tags=tags,
             model_id=info.model_id,
         )
+        tags.update(self._sign(model, int(version.version)))
         return Registered(model, int(version.version), True, run.info.run_id, tags)
+
+    def _sign(self, model: str, version: int) -> dict[str, str]:
+        """Sign a version with this machine's signer: the tags it got ({} when unsigned)."""
+        from . import attestation
+
+        made = attestation.sign_version(self, model, version)
+        return {} if made is None else dict(self.version(model, version).tags)
 
     def version(self, model: str, ref: str | int) -> Any:
         """A version by number or by alias (`staging`, `production`, `@staging`)."""
@@ -446,7 +457,61 @@ class Registry:
         text = json.dumps(dict(sorted(found.tags.items())), indent=2)
         if not info.exists() or info.read_text() != text:
             info.write_text(text)
-        return Verified(local, actual)
+        return Verified(local, actual, self._signing_folder(found, base))
+
+    def fetch_admitted(self, model: str, version: int, store: Path, env: str) -> Verified:
+        """`fetch_verified`, then `env`'s trust policy on its signature (registry.signing):
+        VerifyFailed, with the one line that names the version, the signers expected and what was
+        found, when the environment does not take it. Nothing is served before this passes."""
+        from . import attestation
+
+        verified = self.fetch_verified(model, version, store)
+        result = attestation.check(self.repo, env, verified)
+        refused = attestation.refusal(self.repo, env, model, version, result)
+        if refused:
+            raise VerifyFailed(refused)
+        return verified
+
+    def signing_facts(self, model: str, version: int, env: str) -> dict[str, Any]:
+        """The gate's facts of a version's signature in `env`, found as `fetch_admitted` finds
+        them: signed (a bundle is named), verified (over exactly the registered files, by a signer
+        `env` takes), status, signer (the policy's name), found (whom the bundle names), detail."""
+        from . import attestation, signing
+
+        signed = names.signing_of(dict(self.version(model, version).tags)) is not None
+        facts: dict[str, Any] = {"signed": signed, "required": signing.required(self.repo, env)}
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                verified = self.fetch_verified(model, version, Path(tmp))
+            except MlopsError as exc:
+                return {
+                    **facts,
+                    "verified": False,
+                    "status": "unreadable",
+                    "signer": "",
+                    "found": "",
+                    "detail": str(exc),
+                }
+            result = attestation.check(self.repo, env, verified)
+        return {**facts, "verified": result.ok, **result.to_dict()}
+
+    def _signing_folder(self, found: Any, base: Path) -> Path | None:
+        """The version's signature and provenance, downloaded again on every call (a bundle
+        removed or replaced in the registry since the last one counts)."""
+        import shutil
+
+        from . import attestation
+
+        folder = base / "signing"
+        shutil.rmtree(folder, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=base) as tmp:
+            got = attestation.fetch(self, found, Path(tmp))
+            if got is None:
+                return None
+            if got.is_dir():
+                got.rename(folder)
+                return folder
+        return folder  # named but not there: the check says the bundle is missing
 
     def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
@@ -522,6 +587,7 @@ class Verified:
 
     path: Path
     sha256: str
+    signing: Path | None = None  # its signature and provenance (None: an unsigned version)
 
 
 def stored_sha256(uri: str) -> str:

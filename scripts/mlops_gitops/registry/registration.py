@@ -9,6 +9,7 @@ that work is committed, the same output registers again as a clean version.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ class Registered:
     created: bool
     run_id: str
     artifact_sha256: str
+    signature: dict[str, str] | None = None  # bundle, signer, method (None: unsigned)
     report: dict[str, Any] | None = None  # passed, path
     promotion: dict[str, str] | None = None  # branch, pull_request
     warnings: list[str] = field(default_factory=list)
@@ -39,6 +41,7 @@ class Registered:
             "result": "registered" if self.created else "unchanged",
             "run_id": self.run_id,
             "artifact_sha256": self.artifact_sha256,
+            "signed_by": self.signature["signer"] if self.signature else None,
         }
         if self.report is not None:
             row["report"] = self.report
@@ -76,6 +79,17 @@ def register(
             made.run_id,
             names.artifact_of(made.tags)["sha256"] or "",
         )
+        row.signature = names.signing_of(made.tags)
+        if row.signature is None:
+            row.warnings.append(
+                f"{name} v{made.version}: unsigned (no signing key here: `mlops keys init`, or "
+                "MLOPS_SIGNING_KEY from the team's secret); protected environments refuse it"
+            )
+        if os.environ.get("ACT"):
+            row.warnings.append(
+                "GitHub's artifact attestation (actions/attest-build-provenance) runs on GitHub only: "
+                "skipped under act (the version's own provenance statement is signed all the same)"
+            )
         if with_report:
             result, _, folder = reporting.write(repo, registry, name, str(made.version), baseline)
             row.report = {"passed": result.passed, "path": str(folder / "report.md")}

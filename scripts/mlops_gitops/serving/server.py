@@ -796,7 +796,7 @@ def spec_for(repo: Any, registry: Any, model: str, version: str | None, env: str
     repo.require_model(model)
     ref = version or (repo.manifests.get((env, model)) or {}).get("version") or env
     number = int(registry.version(model, ref).version)
-    verified = registry.fetch_verified(model, number, state.artifacts_dir(repo.root))
+    verified = registry.fetch_admitted(model, number, state.artifacts_dir(repo.root), env)
     return {
         "model": model,
         "environment": env,
