@@ -88,7 +88,8 @@ def life(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_a_team_s_second_and_third_day(life: Life, tmp_path: Path) -> None:
     project = life.project
     life.mlops("model", "add", B, "--like", A, "--purpose", "Flag loans likely to be repaid early")
-    life.commit(f"Add {B}")
+    assert life.mlops("keys", "init")["result"] == "created"  # production serves signed versions only
+    life.commit(f"Add {B} and the team's signing key")
     for model in (A, B):
         assert [register_version(project, model, seed=s) for s in (7, 3)] == [1, 2]
     for env in ("staging", "production"):

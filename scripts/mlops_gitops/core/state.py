@@ -126,6 +126,12 @@ def gate_comment(root: Path) -> Path:
     return workspace(root) / "policy-gate.md"
 
 
+def signed_models(root: Path) -> Path:
+    """The model files `mlops register` signed in this checkout, <model>/v<N>/: what the
+    training job hands GitHub's artifact attestation (train.yml)."""
+    return workspace(root) / "signed"
+
+
 def drift_handoff(root: Path, env: str, what: str) -> Path:
     """What `make drift` hands the next step of its job: `summary.md` (the drift issue's body),
     `models.txt` (the drifted models, to retrain) and `status` (the verdict's exit code)."""
@@ -137,7 +143,12 @@ def drift_handoff(root: Path, env: str, what: str) -> Path:
 def named(root: Path, env: str | None = None) -> dict[str, Path]:
     """The paths the Makefile and the workflows use, by name (`mlops paths` prints them): the
     one layout of both roots, never spelled a second time outside this module."""
-    found = {"state": state_dir(root), "workspace": workspace(root), "gate_comment": gate_comment(root)}
+    found = {
+        "state": state_dir(root),
+        "workspace": workspace(root),
+        "gate_comment": gate_comment(root),
+        "signed_models": signed_models(root),
+    }
     if env is not None:
         found.update(
             evidence=evidence_dir(root, env),

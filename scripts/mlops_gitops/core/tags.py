@@ -138,7 +138,7 @@ def data_of(tags: dict[str, str]) -> dict[str, str] | None:
 
 
 # -- signing: who made it (registry.signing writes the bundles; these tags only point at them) ----
-SIGNING_BUNDLES = "mlops/signing"  # run artifacts: <model_id>/model.sig, provenance/, provenance.sig
+SIGNING_BUNDLES = "mlops/signing"  # run artifacts: <model>-v<N>/model.sig, provenance/, provenance.sig
 
 
 def signing_tags(folder: str, signer: str, method: str) -> dict[str, str]:

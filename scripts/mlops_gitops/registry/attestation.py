@@ -4,8 +4,10 @@ verifies; this module decides what is signed and where it is kept).
     sign_version(registry, model, version)   sign the registered files and an in-toto statement
                                               with a SLSA provenance predicate, keep both bundles
                                               with the version's run, tag the version
-    fetch(registry, version, dest)            the version's signing folder, downloaded
-    check(repo, env, verified)                what an environment's trust policy says of it
+    audit(registry, model, version, envs)     the reconciler's checks alone (`mlops verify`)
+
+What an environment's trust policy says of a verified artifact is registry.signing's
+(`check`, `refusal`), which the registry adapter applies before anything serves it.
 
 The provenance statement (https://slsa.dev/provenance/v1) names the model's files as subjects
 (sha256 each), the builder (the workflow run on GitHub, the host elsewhere) and as resolved
@@ -18,11 +20,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import state
 from ..core import tags as names
 from ..core.config import Repo
 from . import signing
@@ -106,7 +110,7 @@ def sign_version(registry: Registry, model: str, version: int) -> signing.Signat
     import mlflow
 
     found = registry.version(model, version)
-    folder = f"{names.SIGNING_BUNDLES}/{found.model_id or f'{model}-v{version}'}"
+    folder = f"{names.SIGNING_BUNDLES}/{model}-v{int(version)}"
     with tempfile.TemporaryDirectory() as tmp:
         files = Path(mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=f"{tmp}/files"))
         out = Path(tmp) / "signing"
@@ -122,39 +126,11 @@ def sign_version(registry: Registry, model: str, version: int) -> signing.Signat
         (out / "provenance" / STATEMENT).write_text(text + "\n")
         signing.sign(registry.repo, out / "provenance", out / "provenance.sig")
         registry.log_artifacts(found.run_id, out, folder)
+        kept = state.signed_models(registry.repo.root) / state.name("model", model) / f"v{int(version)}"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(files, kept)  # for GitHub's artifact attestation (train.yml)
     registry.set_tags(model, version, names.signing_tags(folder, made.signer, made.method))
     return made
-
-
-def fetch(registry: Registry, version: Any, dest: Path) -> Path | None:
-    """The version's signing folder under `dest` (None when it is unsigned; a folder without
-    its bundle when the bundle was removed: the check says so)."""
-    claimed = names.signing_of(dict(version.tags))
-    if claimed is None:
-        return None
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        got = registry.download(version.run_id, claimed["bundle"], dest)
-    except Exception:  # a folder that cannot be read is a missing bundle
-        got = None
-    return got if got is not None else dest / "absent"
-
-
-def check(repo: Repo, env: str, verified: Verified) -> signing.Check:
-    """What `env`'s trust policy says of a verified artifact (its files already match the sha256
-    recorded at registration)."""
-    return signing.verify(verified.path, _bundle(verified), signing.allowed(repo, env), signing.signers(repo))
-
-
-def refusal(repo: Repo, env: str, model: str, version: int, result: signing.Check) -> str | None:
-    """The one line that keeps a version out of `env`; None when `env` takes it."""
-    if result.ok or (result.status == signing.Status.UNSIGNED and not signing.required(repo, env)):
-        return None
-    expected = ", ".join(s.describe() for s in signing.allowed(repo, env)) or "none listed: `mlops keys init`"
-    return (
-        f"{model} v{version}: refused by {env}'s trust policy ({result.status}): {result.detail} "
-        f"(expected a signature by {expected})"
-    )
 
 
 def provenance_check(
@@ -199,13 +175,13 @@ def audit(registry: Registry, model: str, version: int, envs: list[str]) -> list
             return [{"check": "artifact sha256", "result": "fail", "detail": str(exc)}]
         rows.append({"check": "artifact sha256", "result": "pass", "detail": verified.sha256})
         listed = signing.signers(repo)
-        overall = signing.verify(verified.path, _bundle(verified), list(listed.values()), listed)
+        overall = signing.verify(verified.path, signing.bundle_of(verified), list(listed.values()), listed)
         rows.append(
             {"check": "signature", "result": "pass" if overall.ok else "fail", "detail": overall.detail}
         )
         for env in envs:
-            result = check(repo, env, verified)
-            refused = refusal(repo, env, model, version, result)
+            result = signing.check(repo, env, verified)
+            refused = signing.refusal(repo, env, model, version, result)
             said = refused or (
                 result.detail if result.ok else f"{result.detail}; {env} takes unsigned versions"
             )
@@ -229,7 +205,3 @@ def audit(registry: Registry, model: str, version: int, envs: list[str]) -> list
             {"check": "provenance", "result": "pass" if document is not None else "fail", "detail": detail}
         )
     return rows
-
-
-def _bundle(verified: Verified) -> Path | None:
-    return verified.signing / signing.BUNDLE if verified.signing is not None else None

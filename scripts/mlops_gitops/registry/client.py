@@ -219,10 +219,7 @@ class Registry:
         clean = [v for v in found if not names.dirty_inputs(dict(v.tags))]
         existing = (clean or ([] if not lineage["git"]["uncommitted"] else found) or [None])[0]
         if existing is not None:
-            tags = dict(existing.tags)
-            if names.signing_of(tags) is None:  # registered, then killed before it was signed
-                tags.update(self._sign(model, int(existing.version)))
-            return Registered(model, int(existing.version), False, existing.run_id, tags)
+            return Registered(model, int(existing.version), False, existing.run_id, dict(existing.tags))
         # new, or the same output as a version from uncommitted work, now committed: registered
         # again, so a clean lineage exists for the gate to promote
         return self._log_and_register(model, lineage, tags)
@@ -284,15 +281,7 @@ class Registry:
             tags=tags,
             model_id=info.model_id,
         )
-        tags.update(self._sign(model, int(version.version)))
         return Registered(model, int(version.version), True, run.info.run_id, tags)
-
-    def _sign(self, model: str, version: int) -> dict[str, str]:
-        """Sign a version with this machine's signer: the tags it got ({} when unsigned)."""
-        from . import attestation
-
-        made = attestation.sign_version(self, model, version)
-        return {} if made is None else dict(self.version(model, version).tags)
 
     def version(self, model: str, ref: str | int) -> Any:
         """A version by number or by alias (`staging`, `production`, `@staging`)."""
@@ -463,11 +452,11 @@ class Registry:
         """`fetch_verified`, then `env`'s trust policy on its signature (registry.signing):
         VerifyFailed, with the one line that names the version, the signers expected and what was
         found, when the environment does not take it. Nothing is served before this passes."""
-        from . import attestation
+        from . import signing
 
         verified = self.fetch_verified(model, version, store)
-        result = attestation.check(self.repo, env, verified)
-        refused = attestation.refusal(self.repo, env, model, version, result)
+        result = signing.check(self.repo, env, verified)
+        refused = signing.refusal(self.repo, env, model, version, result)
         if refused:
             raise VerifyFailed(refused)
         return verified
@@ -476,7 +465,7 @@ class Registry:
         """The gate's facts of a version's signature in `env`, found as `fetch_admitted` finds
         them: signed (a bundle is named), verified (over exactly the registered files, by a signer
         `env` takes), status, signer (the policy's name), found (whom the bundle names), detail."""
-        from . import attestation, signing
+        from . import signing
 
         signed = names.signing_of(dict(self.version(model, version).tags)) is not None
         facts: dict[str, Any] = {"signed": signed, "required": signing.required(self.repo, env)}
@@ -492,7 +481,7 @@ class Registry:
                     "found": "",
                     "detail": str(exc),
                 }
-            result = attestation.check(self.repo, env, verified)
+            result = signing.check(self.repo, env, verified)
         return {**facts, "verified": result.ok, **result.to_dict()}
 
     def _signing_folder(self, found: Any, base: Path) -> Path | None:
@@ -500,18 +489,19 @@ class Registry:
         removed or replaced in the registry since the last one counts)."""
         import shutil
 
-        from . import attestation
-
+        claimed = names.signing_of(dict(found.tags))
         folder = base / "signing"
         shutil.rmtree(folder, ignore_errors=True)
+        if claimed is None:
+            return None
         with tempfile.TemporaryDirectory(dir=base) as tmp:
-            got = attestation.fetch(self, found, Path(tmp))
-            if got is None:
-                return None
-            if got.is_dir():
+            try:
+                got = self.download(found.run_id, claimed["bundle"], Path(tmp))
+            except MlopsError:  # a folder that cannot be read is a missing bundle
+                got = None
+            if got is not None and got.is_dir():
                 got.rename(folder)
-                return folder
-        return folder  # named but not there: the check says the bundle is missing
+        return folder  # when not there, the check says the bundle is missing
 
     def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():

@@ -4,7 +4,10 @@ Content-addressed: a version's model directory lands under `<store>/sha256/<dige
 the sha256 recorded at registration, so what is there is immutable (a path never changes
 content) and checkable (it hashes to its own name). Publishing is idempotent: a digest already
 there is downloaded and re-hashed, never trusted; a copy that does not hash to its name is
-refused (VerifyFailed) and nothing points at it.
+refused (VerifyFailed) and nothing points at it. A signed version's bundle (model-signing's
+Sigstore bundle over the model's files) is written beside it, as
+`<store>/signatures/sha256/<digest>.sig`: outside the model's directory (which still hashes to
+its name) and outside its key prefix (which KServe's storage initializer downloads whole).
 
     deploy.kserve.model_store   s3://bucket/prefix   S3 (AWS_ENDPOINT_URL for S3-compatible ones)
                                 gs://bucket/prefix   Google Cloud Storage, through its
@@ -32,6 +35,7 @@ from urllib.parse import urlparse
 from ..core.errors import MlopsError
 from .client import Verified, VerifyFailed
 from .lineage import sha256_tree
+from .signing import BUNDLE
 
 GCS_INTEROP = "https://storage.googleapis.com"
 
@@ -40,10 +44,19 @@ class Store(Protocol):
     def uri(self, digest: str) -> str: ...
     def put(self, source: Path, digest: str) -> None: ...
     def fetch(self, digest: str, dest: Path) -> bool: ...  # False when the digest is not there
+    def put_signature(self, source: Path, digest: str) -> str: ...  # its URI
+    def signature_uri(self, digest: str) -> str: ...
 
 
 def _key(prefix: str, digest: str) -> str:
     return "/".join(p for p in (prefix.strip("/"), "sha256", digest) if p)
+
+
+def _signature_key(prefix: str, digest: str) -> str:
+    """Where a model's bundle lies: in a tree of its own, never under the model's key, which
+    KServe's storage initializer fetches as a prefix (a `<digest>.sig` beside `<digest>/` would
+    land in the pod's model directory as a file `.sig`)."""
+    return "/".join(p for p in (prefix.strip("/"), "signatures", "sha256", f"{digest}.sig") if p)
 
 
 @dataclass
@@ -67,6 +80,17 @@ class DirectoryStore:
             except OSError:  # another reconciler published it first: it is checked like any other
                 if not target.is_dir():
                     raise
+
+    def signature_uri(self, digest: str) -> str:
+        return f"{self.shown.rstrip('/')}/{_signature_key('', digest)}"
+
+    def put_signature(self, source: Path, digest: str) -> str:
+        target = self.base / _signature_key("", digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+            tmp.write(source.read_bytes())
+        Path(tmp.name).replace(target)
+        return self.signature_uri(digest)
 
     def fetch(self, digest: str, dest: Path) -> bool:
         found = self.base / "sha256" / digest
@@ -98,6 +122,13 @@ class BucketStore:
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             key = f"{_key(self.prefix, digest)}/{path.relative_to(source).as_posix()}"
             client.upload_file(str(path), self.bucket, key)
+
+    def signature_uri(self, digest: str) -> str:
+        return f"{self.scheme}://{self.bucket}/{_signature_key(self.prefix, digest)}"
+
+    def put_signature(self, source: Path, digest: str) -> str:
+        self._client().upload_file(str(source), self.bucket, _signature_key(self.prefix, digest))
+        return self.signature_uri(digest)
 
     def fetch(self, digest: str, dest: Path) -> bool:
         client = self._client()
@@ -163,4 +194,7 @@ def publish(store: Store, verified: Verified) -> str:
             f"{store.uri(digest)}: hashes to {actual[:12]}…, not {digest[:12]}… "
             "(expected the store's copy unaltered; content-addressed paths never change)"
         )
+    bundle = verified.signing / BUNDLE if verified.signing is not None else None
+    if bundle is not None and bundle.is_file():  # beside the model: what an in-cluster verifier reads
+        store.put_signature(bundle, digest)
     return store.uri(digest)

@@ -17,6 +17,7 @@ from typing import Any
 from ..core import tags as names
 from ..core.config import Repo
 from ..core.errors import MlopsError
+from . import attestation
 from . import report as reporting
 from .client import Registry
 from .lineage import PipelineOutputs
@@ -80,6 +81,10 @@ def register(
             names.artifact_of(made.tags)["sha256"] or "",
         )
         row.signature = names.signing_of(made.tags)
+        if row.signature is None:  # new, or registered and then killed before it was signed
+            signed = attestation.sign_version(registry, made.model, made.version)
+            if signed is not None:
+                row.signature = {"bundle": "", "signer": signed.signer, "method": signed.method}
         if row.signature is None:
             row.warnings.append(
                 f"{name} v{made.version}: unsigned (no signing key here: `mlops keys init`, or "

@@ -3,9 +3,9 @@
 A version's signature is one Sigstore bundle over every file of its model directory, made by
 `model-signing` when `mlops register` registers it and kept with the version's run:
 
-    mlops/signing/<model_id>/model.sig        the bundle over the model's files
-    mlops/signing/<model_id>/provenance/       the in-toto statement (registry.provenance)
-    mlops/signing/<model_id>/provenance.sig    its bundle, signed the same way
+    mlops/signing/<model>-v<N>/model.sig        the bundle over the model's files
+    mlops/signing/<model>-v<N>/provenance/       the in-toto statement (registry.attestation)
+    mlops/signing/<model>-v<N>/provenance.sig    its bundle, signed the same way
 
 The version's tags only point at them (core.tags, signing family): verification reads the
 bundle, never a tag. Who may sign is mlops.yaml's trust policy:
@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..core import state
 from ..core.config import Repo, outside
@@ -369,3 +369,35 @@ def _check_files(directory: Path, bundle: Path, signer: Signer, found: str) -> C
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= 240 else text[:237] + "..."
+
+
+# -- the policy applied to a verified artifact ------------------------------------------------
+class Verified(Protocol):
+    """A model directory that hashed to its registered sha256 (registry.client.Verified)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def signing(self) -> Path | None: ...
+
+
+def bundle_of(verified: Verified) -> Path | None:
+    return verified.signing / BUNDLE if verified.signing is not None else None
+
+
+def check(repo: Repo, env: str, verified: Verified) -> Check:
+    """What `env`'s trust policy says of a verified artifact (its files already match the sha256
+    recorded at registration)."""
+    return verify(verified.path, bundle_of(verified), allowed(repo, env), signers(repo))
+
+
+def refusal(repo: Repo, env: str, model: str, version: int, result: Check) -> str | None:
+    """The one line that keeps a version out of `env`; None when `env` takes it."""
+    if result.ok or (result.status == Status.UNSIGNED and not required(repo, env)):
+        return None
+    expected = ", ".join(s.describe() for s in allowed(repo, env)) or "none listed: `mlops keys init`"
+    return (
+        f"{model} v{version}: refused by {env}'s trust policy ({result.status}): {result.detail} "
+        f"(expected a signature by {expected})"
+    )

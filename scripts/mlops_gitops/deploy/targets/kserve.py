@@ -42,6 +42,7 @@ from ...core.errors import MlopsError
 from ...core.gitinfo import git
 from ...core.health import Health, Reason
 from ...core.state import NAME, name
+from . import validation
 from .base import DeployFailed, Desired, Live
 from .cluster import ClusterHealth, ready_condition
 
@@ -318,6 +319,7 @@ class KServeTarget:
             raise DeployFailed(Reason.TARGET_UNAVAILABLE, f"model store: {exc}") from None
         sha = {v: verified.sha256 for v, verified in artifacts.items()}
         document = render(desired, self.namespace, storage, self.revision, sha, self.serving)
+        companions = self._signing(desired, document, artifacts)
         text = yaml.safe_dump(document, sort_keys=False)
         if self.context:
             applied = self._kubectl(
@@ -329,8 +331,37 @@ class KServeTarget:
                 )
         path = self.path(desired.environment, desired.model)
         path.parent.mkdir(parents=True, exist_ok=True)
+        signing_file = self.signing_path(desired.environment, desired.model)
+        if companions:
+            yamlio.write_atomic(signing_file, yaml.safe_dump_all(companions, sort_keys=False))
+        else:
+            signing_file.unlink(missing_ok=True)
         yamlio.write_atomic(path, text)
         return self.observe(desired.environment, desired.model)
+
+    def signing_path(self, env: str, model: str) -> Path:
+        """The in-cluster verifier's resources beside the InferenceService (targets/validation.py)."""
+        return self.path(env, model).with_suffix(".signing.yaml")
+
+    def _signing(
+        self, desired: Desired, document: dict[str, Any], artifacts: dict[int, Verified]
+    ) -> list[Any]:
+        """The served version's signature on the InferenceService (where its bundle lies in the
+        store, who signed it), and with deploy.kserve.verifier what the in-cluster verifier needs."""
+        from ...registry import signing
+
+        served = next((v for v, _ in desired.routing if v != desired.version), int(desired.version or 0))
+        verified = artifacts[served]
+        result = signing.check(self.registry.repo, desired.environment, verified)
+        if verified.signing is None or not result.ok:
+            return []
+        annotations = document["metadata"]["annotations"]
+        annotations[f"{ANNOTATION}/signature"] = self.store.signature_uri(verified.sha256)
+        annotations[f"{ANNOTATION}/signed-by"] = result.found
+        if self.settings.get("verifier") != "model-validation-operator":
+            return []
+        signer = signing.signers(self.registry.repo)[result.signer]
+        return validation.documents(document, verified.signing / signing.BUNDLE, signer)
 
     def smoke(self, desired: Desired, examples: dict[int, list[dict[str, Any]]]) -> None:
         if not self.context:
@@ -355,3 +386,4 @@ class KServeTarget:
                 "delete", "inferenceservice", f"{model}-{env}", "-n", self.namespace, "--ignore-not-found"
             )
         self.path(env, model).unlink(missing_ok=True)
+        self.signing_path(env, model).unlink(missing_ok=True)
