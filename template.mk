@@ -1,7 +1,7 @@
 # The template's own targets (template-only: generated repositories do not get this file, and the
 # Makefile includes it only where it exists). Benchmarks measure the engine against a reference
 # in the same run, as ratios; results go to benchmarks/results/.
-.PHONY: bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary bench-verbs bench-smoke bench-install
+.PHONY: bench-signing bench-drift bench-register bench-check bench-serve bench-reconcile bench-pr bench-metrics bench-canary bench-verbs bench-smoke bench-install
 
 bench-install: install ## benchmark: make install with uv vs with pip, cold and warm caches (goal: warm uv under 60 s)
 	$(BIN)/python -m benchmarks.bench_install
@@ -29,6 +29,9 @@ bench-drift: install ## benchmark: mlops drift over 100,000 logged rows x 20 fea
 
 bench-register: install ## benchmark: dvc repro + mlops register, against bare MLflow
 	$(BIN)/python -m benchmarks.bench_register
+
+bench-signing: install ## benchmark: what signing adds to register and the signature adds to reconcile's verify step
+	$(BIN)/python -m benchmarks.bench_signing
 
 bench-pr: install ## benchmark: a generated repository's pr.yml under act, warm, against the base revision's (BASE=rev)
 	$(BIN)/python -m benchmarks.bench_pr $(if $(BASE),--base $(BASE))

@@ -142,9 +142,21 @@ signature_required if input.environment.protected == true
 
 signature_required if input.environment.require_signature == true
 
+# The artifact could not be read (a changed sha256 tag is denied by deny_artifact; a store out of
+# reach is a warning there): the signature cannot be checked either, and the reconciler checks
+# it again before anything serves.
+signing_unreadable if input.version.signing.status == "unreadable"
+
+warn_unverified_signature contains msg if {
+	is_promotion
+	signing_unreadable
+	msg := sprintf("%s: the signature could not be checked: %s", [where, input.version.signing.detail])
+}
+
 deny_signing contains msg if {
 	is_promotion
 	signature_required
+	not signing_unreadable
 	object.get(input.version, ["signing", "verified"], false) != true
 	msg := sprintf("%s: %s requires a verified signature by one of its signers; %s (expected the version signed at registration: keyless on GitHub, or the team's key)", [where, input.change.environment, object.get(input.version, ["signing", "detail"], "no signature facts")])
 }

@@ -316,3 +316,9 @@ test_deny_a_required_signature_without_facts if {
 	required := {"name": "staging", "require_signature": true}
 	count(promotion.deny_signing) == 1 with input as facts({"version": {"signing": null}, "environment": required})
 }
+
+test_an_unreadable_artifact_is_a_warning_here_not_a_second_denial if {
+	unreadable := {"signed": true, "verified": false, "status": "unreadable", "detail": "artifact sha256 differs"}
+	count(promotion.deny_signing) == 0 with input as facts({"version": {"signing": unreadable}})
+	count(promotion.warn_unverified_signature) == 1 with input as facts({"version": {"signing": unreadable}})
+}

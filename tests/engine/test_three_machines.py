@@ -46,13 +46,16 @@ exit 1
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-def act_as(team: Team, role: str, machine: Path, *args: str, fake: Path) -> tuple[dict[str, Any], str]:
+def act_as(
+    team: Team, role: str, machine: Path, *args: str, fake: Path, secrets: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
     """A workflow under act on `machine`, with the role's registry user and the store's keys as
     GitHub gives them: variables with --var, secrets with --secret (values from the environment)."""
     upper = role.upper()
     endpoint = team.env["MLFLOW_S3_ENDPOINT_URL"]
     env = {
         f"MLFLOW_{upper}_PASSWORD": team.secrets["roles"][role],
+        **(secrets or {}),
         **S3_KEYS,
         "AWS_DEFAULT_REGION": "us-east-1",
         "PATH": f"{fake}:{base_env()['PATH']}",
@@ -66,6 +69,7 @@ def act_as(team: Team, role: str, machine: Path, *args: str, fake: Path) -> tupl
         "--secret", "AWS_SECRET_ACCESS_KEY",
         "--var", f"AWS_ENDPOINT_URL={endpoint}",
         "--var", f"MLOPS_STATE_DIR={machine / '.mlops'}",
+        *(f"--secret={name}" for name in secrets or {}),
     ]  # fmt: skip
     results, log = run_act(machine, *args, *options, env=env)
     (machine.parent / f"{machine.name}-{args[1].rsplit('/', 1)[-1]}.log").write_text(log)
@@ -91,7 +95,15 @@ def test_a_life_on_three_machines_that_share_only_the_remote_the_registry_and_th
     train = subprocess.run(["make", "-s", "train"], cwd=seed, env={**base_env(), "VENV": sys.prefix},
                            capture_output=True, text=True)  # fmt: skip
     assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
-    git_commit_all(seed, "The team's DVC remote; the pipeline's lock")
+    # The team's signing key, made once on a developer's machine: its public half committed, its
+    # private half the repository's secret MLOPS_SIGNING_KEY (what train.yml signs with under act);
+    # staging then serves signed versions only.
+    key = json.loads(run_mlops("keys", "init", "-o", "json", cwd=seed, check=True).stdout)
+    project = seed / "mlops.yaml"
+    project.write_text(
+        project.read_text().replace("    # require_signature: true\n", "    require_signature: true\n", 1)
+    )
+    git_commit_all(seed, "The team's DVC remote, signing key and the pipeline's lock")
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "clone", "--quiet", "--bare", str(seed), str(origin)], check=True)
     machines = {}
@@ -111,11 +123,14 @@ def test_a_life_on_three_machines_that_share_only_the_remote_the_registry_and_th
     try:
         # 1. The GPU runner: train.yml trains, pushes the data, registers, opens the promotion.
         start = time.monotonic()
+        signing_key = {"MLOPS_SIGNING_KEY": Path(key["private"]).read_text()}
         results, log = act_as(team, "trainer", gpu, "workflow_dispatch", ".github/workflows/train.yml",
-                              EVENTS / "workflow_dispatch.json", fake=fake)  # fmt: skip
+                              EVENTS / "workflow_dispatch.json", fake=fake, secrets=signing_key)  # fmt: skip
         timed(parts, "gpu runner: train.yml", start)
         assert results == {"config": "success", "train": "success"}, log
         assert f"registry {team.url}" in log
+        assert key["fingerprint"][:40] in log  # `make register`'s table: signed by the team's key
+        assert "skipped under act" in log  # GitHub's artifact attestation: not here, and said so
         pulled = (fake / "gh.log").read_text()
         assert "pr create --base main --head promote/churn-staging-v1" in pulled, log
         assert git(gpu, "ls-remote", "origin", "promote/churn-staging-v1")

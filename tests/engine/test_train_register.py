@@ -186,9 +186,19 @@ def test_register_in_the_sqlite_default_is_idempotent(repo: Path) -> None:
         client(uri).get_model_version(model, "1").tags["mlops.runner.labels"]
         == '["self-hosted", "linux", "gpu"]'
     )
-    again = _register(repo)
+    assert first["versions"][0]["signed_by"] is None  # no key here yet: registered unsigned, and said
+    assert "mlops.signing.bundle" not in tags
+    keys = run_mlops("keys", "init", "-o", "json", cwd=repo)
+    assert keys.returncode == 0, keys.stderr
+    again = _register(repo)  # a re-run converges: the same version, now signed (as if killed before)
     assert [(v["version"], v["result"]) for v in again["versions"]] == [(1, "unchanged")]
+    assert again["versions"][0]["signed_by"] == json.loads(keys.stdout)["fingerprint"]
     assert len(client(uri).search_model_versions(f"name = '{model}'")) == 1
+    verified = run_mlops("verify", model, "--version", "1", "-o", "json", cwd=repo)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    provenance = next(c for c in json.loads(verified.stdout)["checks"] if c["check"] == "provenance")
+    commit = tags["mlops.git.commit"]
+    assert f"from commit {commit[:12]}" in provenance["detail"]  # the lineage's commit, signed
     assert (repo / "mlruns").is_dir()  # artifacts beside the sqlite file, both git-ignored
     ignored = subprocess.run(
         ["git", "check-ignore", "mlflow.db", "mlruns"], cwd=repo, capture_output=True, text=True
@@ -198,10 +208,16 @@ def test_register_in_the_sqlite_default_is_idempotent(repo: Path) -> None:
 
 def test_register_against_a_real_mlflow_server(repo: Path, tmp_path: Path) -> None:
     model = first_model(repo)
+    assert run_mlops("keys", "init", cwd=repo).returncode == 0
     with mlflow_server(tmp_path / "server") as url:
         result = _register(repo, MLFLOW_TRACKING_URI=url)
         assert result["registry"] == url
         assert [(v["version"], v["result"]) for v in result["versions"]] == [(1, "registered")]
+        assert str(result["versions"][0]["signed_by"]).startswith("sha256:")  # bundles through the server
+        checked = run_mlops(
+            "verify", model, "--version", "1", cwd=repo, env_extra={"MLFLOW_TRACKING_URI": url}
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
         _check_version(url, model, 1, repo)
         assert [
             (v["version"], v["result"]) for v in _register(repo, MLFLOW_TRACKING_URI=url)["versions"]
