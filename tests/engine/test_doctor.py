@@ -96,6 +96,12 @@ def test_doctor_names_what_github_lacks_with_its_fix(tmp_path: Path) -> None:
     assert (uri.status, uri.fix) == ("missing", "gh variable set MLFLOW_TRACKING_URI --repo acme/models")
     assert bad["secret MLFLOW_GATE_PASSWORD"].fix == "gh secret set MLFLOW_GATE_PASSWORD --repo acme/models"
     assert bad["secret MLOPS_GATE_TOKEN"].status == "warn"  # optional: said, not required
+    assert bad["secret MLOPS_SIGNING_KEY"].status == "missing"  # train.yml's key: no identity listed
+    keyless = (repo / "mlops.yaml").read_text().replace(
+        "  # identities:\n  #   train:", "  identities:\n    train:"
+    ).replace('  #     identity: "https', '      identity: "https', 1)
+    (repo / "mlops.yaml").write_text(keyless)
+    assert findings(repo, answers)["secret MLOPS_SIGNING_KEY"].status == "warn"  # keyless on GitHub
     assert bad["environment staging"].detail == "no such environment"
     assert bad["environment production"].detail == "protected in mlops.yaml, no reviewers"
     assert (
@@ -127,6 +133,8 @@ def test_doctor_without_github_says_so_and_checks_the_rest(tmp_path: Path) -> No
     assert found[REPOSITORY]["status"] == "missing" and "gh" in found[REPOSITORY]["detail"]
     registry = next(f for f in found.values() if f["area"] == "registry")
     assert registry["status"] == "missing" and registry["detail"] == "no registry here"
+    key = found["key team (keys/team.pub)"]  # never made here: nothing it would sign verifies
+    assert (key["status"], key["fix"]) == ("missing", "mlops keys init; commit it")
     remote = found["DVC remote local"]
     assert remote["status"] == "warn" and remote["fix"] == "dvc remote add -d team s3://bucket/dvc"
 

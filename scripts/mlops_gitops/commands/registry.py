@@ -158,6 +158,7 @@ def doctor(ctx: click.Context, repository: str | None, offline: bool, fmt: str) 
                 checks.Finding("github", name, checks.MISSING, str(exc), "gh auth login, or GH_TOKEN")
             )
     found += checks.check_registry(loaded, Registry(loaded)) + checks.check_storage(loaded)
+    found += checks.check_signing(loaded)
     if fmt == "json":
         output.emit_json("doctor", {"findings": [f.to_dict() for f in found]})
     else:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import state
-from ..core.config import Repo
+from ..core.config import Repo, outside
 from ..core.errors import MlopsError
 from ..core.github import GitHub
 from ..core.gitinfo import default_branch, git
@@ -99,14 +99,17 @@ def check_settings(repo: Repo, github: GitHub, repository: str) -> list[Finding]
         "vars": _names(github, f"repos/{repository}/actions/variables", "variables"),
         "secrets": _names(github, f"repos/{repository}/actions/secrets", "secrets"),
     }
+    optional = dict(OPTIONAL)
+    if (repo.project.get("signing") or {}).get("identities"):
+        optional["MLOPS_SIGNING_KEY"] = "train.yml signs keyless on GitHub (signing.identities); act needs it"
     for kind, names in reads.items():
         word, verb = ("variable", "variable") if kind == "vars" else ("secret", "secret")
         for name in sorted(names):
             if name in have[kind]:
                 found.append(Finding("github", f"{word} {name}", OK, "set"))
-            elif name in OPTIONAL:
+            elif name in optional:
                 found.append(
-                    Finding("github", f"{word} {name}", WARN, f"not set: optional, {OPTIONAL[name]}")
+                    Finding("github", f"{word} {name}", WARN, f"not set: optional, {optional[name]}")
                 )
             else:
                 found.append(
@@ -278,6 +281,20 @@ def role_permissions(repo: Repo, registry: Any) -> list[Finding]:
 
 def is_sqlite(uri: str) -> bool:
     return uri.startswith("sqlite:")
+
+
+def check_signing(repo: Repo) -> list[Finding]:
+    """The trust policy's keys in the repository (what every machine verifies with)."""
+    found = []
+    for name, relative in sorted(((repo.project.get("signing") or {}).get("keys") or {}).items()):
+        there = (repo.root / str(relative)).is_file() and not outside(repo.root, repo.root / str(relative))
+        said = ("present", "missing: nothing it signed verifies")
+        found.append(judged("signing", f"key {name} ({relative})", there, said, "mlops keys init; commit it"))
+    if not found and not (repo.project.get("signing") or {}).get("identities"):
+        found.append(
+            Finding("signing", "trust policy", MISSING, "no signer in mlops.yaml", "mlops keys init")
+        )
+    return found
 
 
 def check_storage(repo: Repo) -> list[Finding]:

@@ -24,7 +24,8 @@ A signed version is verified wherever it goes; an unsigned one serves only in an
 that is neither protected nor `require_signature: true` (a scratch environment).
 
 Where registration finds its signer, first match wins: on GitHub Actions with an OIDC token
-(`id-token: write`), keyless with the workflow's identity; `MLOPS_SIGNING_KEY` (the PEM text of
+(`id-token: write`) and an identity in the policy, keyless with the workflow's identity (what
+the policy does not list would verify nowhere); `MLOPS_SIGNING_KEY` (the PEM text of
 a private key: a CI secret); a private key `mlops keys init` left in the state directory for a
 key the policy lists. None: the version is registered unsigned, and says so.
 """
@@ -266,7 +267,7 @@ def sign(repo: Repo, directory: Path, bundle: Path) -> Signature | None:
     import model_signing
 
     config = model_signing.signing.Config()  # type: ignore[no-untyped-call]
-    if keyless_here():
+    if keyless_here() and any(s.key is None for s in signers(repo).values()):
         config.use_sigstore_signer(use_ambient_credentials=True).sign(directory, bundle)
         return Signature(certificate_identity(bundle), "sigstore")
     with signing_key(repo) as key:
