@@ -42,14 +42,12 @@ def main() -> None:
 
 
 def measure(repeat: int, work: Path) -> None:
-    from mlops_gitops.core.config import load_repo
-    from mlops_gitops.registry import attestation, signing
+    from mlops_gitops.registry import attestation
 
     from tests.engine.registered import register_version, registry_of
-    from tests.engine.workflows import sandbox
+    from tests.engine.workflows import sandbox, with_key
 
-    repo = sandbox(work / "repo")
-    signing.init_key(load_repo(repo), "team")
+    repo = with_key(sandbox(work / "repo"))
     registry = registry_of(repo)
     model = sorted(registry.repo.models)[0]
     register_version(repo, model)  # the first one pays MLflow's database set-up

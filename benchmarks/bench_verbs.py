@@ -41,9 +41,9 @@ def build(run: common.Run, models: tuple[str, ...]) -> Path:
     """`models` (added with `mlops model add`), 3 environments, one version each, all served."""
     from tests.conftest import git_commit_all
     from tests.engine.registered import register_version
-    from tests.engine.workflows import sandbox
+    from tests.engine.workflows import sandbox, with_key
 
-    repo = sandbox(run.work / "repo")
+    repo = with_key(sandbox(run.work / "repo"))  # production serves signed versions only
     project = repo / "mlops.yaml"
     project.write_text(
         project.read_text().replace("  - name: staging\n", "  - name: qa\n  - name: staging\n", 1)

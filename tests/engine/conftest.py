@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from ..conftest import ROOT, copy_files, git_commit_all, instance_files
+from .workflows import with_key
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The GitHub event payloads the Makefile's act targets use too (a generated repository keeps them).
@@ -68,17 +69,6 @@ def repo(tmp_path: Path) -> Path:
     add_model(load_for_add(dest, "churn"), "churn")
     with_key(dest)
     return dest
-
-
-def with_key(repo: Path) -> Path:
-    """The team's signing key, made as `mlops keys init` makes it: its public half in the
-    repository (what mlops.yaml's signing.keys.team names), its private half in the state
-    directory; `register_version` and the demo's helpers then sign what they register."""
-    from mlops_gitops.core.config import load_repo
-    from mlops_gitops.registry import signing
-
-    signing.init_key(load_repo(repo), "team")
-    return repo
 
 
 def describe(repo: Path, model: str) -> None:

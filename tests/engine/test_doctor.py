@@ -97,9 +97,12 @@ def test_doctor_names_what_github_lacks_with_its_fix(tmp_path: Path) -> None:
     assert bad["secret MLFLOW_GATE_PASSWORD"].fix == "gh secret set MLFLOW_GATE_PASSWORD --repo acme/models"
     assert bad["secret MLOPS_GATE_TOKEN"].status == "warn"  # optional: said, not required
     assert bad["secret MLOPS_SIGNING_KEY"].status == "missing"  # train.yml's key: no identity listed
-    keyless = (repo / "mlops.yaml").read_text().replace(
-        "  # identities:\n  #   train:", "  identities:\n    train:"
-    ).replace('  #     identity: "https', '      identity: "https', 1)
+    keyless = (
+        (repo / "mlops.yaml")
+        .read_text()
+        .replace("  # identities:\n  #   train:", "  identities:\n    train:")
+        .replace('  #     identity: "https', '      identity: "https', 1)
+    )
     (repo / "mlops.yaml").write_text(keyless)
     assert findings(repo, answers)["secret MLOPS_SIGNING_KEY"].status == "warn"  # keyless on GitHub
     assert bad["environment staging"].detail == "no such environment"

@@ -31,6 +31,17 @@ def sandbox(dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
+def with_key(repo: Path) -> Path:
+    """The team's signing key, made as `mlops keys init` makes it: its public half in the
+    repository (what mlops.yaml's signing.keys.team names), its private half in the state
+    directory; `register_version` and the demo's helpers then sign what they register."""
+    from mlops_gitops.core.config import load_repo
+    from mlops_gitops.registry import signing
+
+    signing.init_key(load_repo(repo), "team")
+    return repo
+
+
 def shared_tools(repo: Path) -> Path:
     """A tool cache where the workflows' setup action (.github/actions/setup) finds this test run's
     environment under the key it computes (`make tools-path`): what an earlier job on the same

@@ -3,7 +3,8 @@
     promote, propose, rollback,     promotion and rollback as pull requests from the default
     hydrate                         branch; rendered manifests onto their branch
     holds                           break-glass: a hold every reconciler honours (registry tag)
-    reconcile                       the loop: plan, verify, admit, apply, smoke or await
+    reconcile                       the loop: plan, verify (sha256, then the signature against
+                                    the environment's trust policy), admit, apply, smoke or await
                                     health, alias, record, roll back by itself
     rollout, analysis               an analysed canary's steps, driven through the
                                     Reconciler's public `deploy`/`record`; its checks over the
@@ -14,7 +15,8 @@
     doctor                          what the surroundings lack (GitHub's settings, runners,
                                     the registry and its roles, the DVC remote, the model store)
     targets/                        local model servers (run as processes, never imported);
-                                    KServe, with cluster health from Argo CD or kubectl
+                                    KServe, with cluster health from Argo CD or kubectl, and
+                                    what an in-cluster signature verifier needs (validation)
 
 May import: core, registry. Never the server (serving/): a target starts it as a process.
 """

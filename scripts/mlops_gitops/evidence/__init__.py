@@ -16,6 +16,11 @@
 * ``deployments.json``: every deployment record of the model in E (rollbacks with their
   ``recovery_s``, break-glass events) and the version's history from the registry;
 * ``monitoring/``: the drift and live-performance history of the version and its drift reports;
+* ``supply-chain/``: the signature checked as the reconciler checks it (``signature.json``),
+  the bundles and the signed SLSA provenance statement kept with the version, and
+  ``ml-bom.cdx.json``, a CycloneDX 1.6 ML-BOM (``mlbom.py``: the model card, the datasets
+  with their hashes, the training run's packages, the signer) that CycloneDX's own strict
+  validator accepted;
 * ``model-card.md``: ``models/<model>/card.md`` filled in from the facts above (a Jinja
   template: ``model``, ``version``, ``lineage``, ``metrics``, ``thresholds``, ``fairness``,
   ``environment``, ``deployment``, ``drift``, ``performance``, ``decisions``, ``approvals``);

@@ -75,9 +75,11 @@ class Signer:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.key.read_bytes()) if self.key is not None else ""
+        return fingerprint(self.key.read_bytes()) if self.key is not None and self.key.is_file() else ""
 
     def describe(self) -> str:
+        if self.key is not None and not self.key.is_file():
+            return f"{self.name} (key {self.key.name}, not in the repository: `mlops keys init`, committed)"
         if self.key is not None:
             return f"{self.name} (key {self.fingerprint[:19]}…)"
         return f"{self.name} ({self.identity})"
@@ -319,11 +321,7 @@ def verify(directory: Path, bundle: Path | None, trusted: list[Signer], listed: 
         _, found = bundle_signer(bundle)
     except (ValueError, KeyError, TypeError) as exc:
         return Check(Status.INVALID, detail=f"{bundle.name} is not a Sigstore bundle ({exc})")
-    matches = [
-        s
-        for s in listed.values()
-        if (s.fingerprint if s.key is not None and s.key.is_file() else s.identity) == found
-    ]
+    matches = [s for s in listed.values() if found and _names(s) == found]
     if not matches:
         return Check(
             Status.UNTRUSTED,
@@ -339,6 +337,14 @@ def verify(directory: Path, bundle: Path | None, trusted: list[Signer], listed: 
             f"signed by {signer.describe()}, not one of this environment's signers",
         )
     return _check_files(directory, bundle, signer, found)
+
+
+def _names(signer: Signer) -> str:
+    """Whom `signer` stands for in a bundle: a key's fingerprint (when its file is here) or an
+    identity; "" when neither can be known."""
+    if signer.key is not None:
+        return signer.fingerprint if signer.key.is_file() else ""
+    return signer.identity
 
 
 def _check_files(directory: Path, bundle: Path, signer: Signer, found: str) -> Check:
