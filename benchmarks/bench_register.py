@@ -14,17 +14,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.common import save
-
-
-def timed(fn):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
+from benchmarks.common import save, timed
 
 
 def main() -> None:

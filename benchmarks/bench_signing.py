@@ -18,18 +18,10 @@ Prints a table and writes benchmarks/results/signing.json.
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
-from typing import Any
 
 from benchmarks import common
-from benchmarks.common import save
-
-
-def timed(fn: Any) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
+from benchmarks.common import save, timed
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,6 +43,13 @@ def smoke(args: argparse.Namespace) -> bool:
     if args.smoke:
         os.environ[SMOKE] = "1"
     return bool(args.smoke)
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    """(seconds, result) of calling `fn`."""
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
 
 
 def save(name: str, summary: dict[str, Any]) -> Path:

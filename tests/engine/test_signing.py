@@ -295,15 +295,15 @@ def test_the_provenance_statement_and_the_ml_bom_verify_with_their_own_tools(
     repo = served
     registry = registry_of(repo)
     folder = bundle_of(registry, 1).parent
-    verified = model_signing_cli(
-        "verify",
-        "key",
-        "--signature",
-        str(folder / "provenance.sig"),
-        "--public_key",
-        str(repo / "keys/team.pub"),
-        str(folder / "provenance"),
-    )
+
+    def statement_checks(statement_folder: Path) -> subprocess.CompletedProcess[str]:
+        signature = str(folder / "provenance.sig")
+        key = str(repo / "keys/team.pub")
+        return model_signing_cli(
+            "verify", "key", "--signature", signature, "--public_key", key, str(statement_folder)
+        )
+
+    verified = statement_checks(folder / "provenance")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     statement = json.loads((folder / "provenance/provenance.intoto.json").read_text())
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
@@ -325,15 +325,7 @@ def test_the_provenance_statement_and_the_ml_bom_verify_with_their_own_tools(
             }
         )
     )
-    forged = model_signing_cli(
-        "verify",
-        "key",
-        "--signature",
-        str(folder / "provenance.sig"),
-        "--public_key",
-        str(repo / "keys/team.pub"),
-        str(copy),
-    )
+    forged = statement_checks(copy)
     assert forged.returncode != 0
 
     built = run_mlops("evidence", "build", "churn", "--env", "production", "--version", "1", cwd=repo)
