@@ -535,7 +535,7 @@ class Demo:
             "interval": 2,
             "threshold": 2,
             "checks": {"min_requests": 40, "max_error_rate": 0.01, "max_latency_p99_ms": 250,
-                       "max_class_shift": 0.1, "max_score_psi": 0.2},
+                       "max_class_shift": 0.15, "max_score_psi": 0.2},
         }  # fmt: skip
         manifest = self.project / "environments" / "staging" / f"{model}.yaml"
         text = re.sub(r"^version: .*$", f"version: {version}", manifest.read_text(), count=1, flags=re.M)
@@ -560,7 +560,9 @@ class Demo:
             console.print(f"  reconcile: {outcome.get('result')}: {outcome.get('message')}", markup=False)
             if outcome.get("result") != "progressing":
                 break
-            for row in rows[:200]:
+            # 400 requests a round: at 25% about 100 reach the canary, enough that the same model's
+            # class shares differ by chance far less than max_class_shift (a flaky demo otherwise)
+            for row in rows:
                 post({"dataframe_records": [row]})
             time.sleep(interval)
         if rounds[-1].get("result") != "healthy":
