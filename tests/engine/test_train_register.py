@@ -293,3 +293,18 @@ def test_register_report_flag_fails_the_job_on_a_failing_report(repo: Path) -> N
     assert proc.returncode == 1
     assert f"champion/challenger report failed for {model} v1" in proc.stderr
     assert "| roc_auc | >= 0.99 | **FAIL** |" in summary.read_text()
+
+
+def test_a_key_the_trust_policy_does_not_list_is_said_at_registration(repo: Path) -> None:
+    """Signed all the same (the key is the one CI was given), but said: no environment takes it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    proc = run_mlops("register", cwd=repo, env_extra={"MLOPS_SIGNING_KEY": pem.decode()})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "which mlops.yaml's signing does not list: no environment takes it" in said, proc.stderr
+    assert "PRIVATE KEY" not in proc.stdout + proc.stderr  # the key itself is never printed

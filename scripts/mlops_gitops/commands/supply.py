@@ -46,7 +46,7 @@ def keys_init(ctx: click.Context, name: str, fmt: str) -> None:
         [(row["result"], row["public"], row["private"], row["fingerprint"][:23] + "…")],
     )
     if not row["listed"]:
-        output.warn(f"mlops.yaml does not list it yet: add `signing: {{keys: {{{name}: {row['public']}}}}}`")
+        output.warn(f"mlops.yaml does not list it yet: add signing.keys.{name}: {row['public']}")
     if row["result"] == "created":
         output.stderr.print(
             f"next: git add {row['public']} && git commit; "

@@ -80,11 +80,7 @@ def register(
             made.run_id,
             names.artifact_of(made.tags)["sha256"] or "",
         )
-        row.signature = names.signing_of(made.tags)
-        if row.signature is None:  # new, or registered and then killed before it was signed
-            signed = attestation.sign_version(registry, made.model, made.version)
-            if signed is not None:
-                row.signature = {"bundle": "", "signer": signed.signer, "method": signed.method}
+        _sign(registry, row, made.tags)
         if row.signature is None:
             row.warnings.append(
                 f"{name} v{made.version}: unsigned (no signing key here: `mlops keys init`, or "
@@ -102,3 +98,21 @@ def register(
                 row.promotion = propose(name, int(made.version))
         out.append(row)
     return out
+
+
+def _sign(registry: Registry, row: Registered, tags: dict[str, str]) -> None:
+    """Sign a version that is not yet (new, or registered and then killed before it was signed);
+    a signer the trust policy does not list is said: what it signs verifies nowhere."""
+    from . import signing
+
+    row.signature = names.signing_of(tags)
+    if row.signature is None:
+        made = attestation.sign_version(registry, row.model, row.version)
+        if made is not None:
+            row.signature = {"bundle": "", "signer": made.signer, "method": made.method}
+    listed = {s.fingerprint or s.identity for s in signing.signers(registry.repo).values()}
+    if row.signature is not None and row.signature["signer"] not in listed:
+        row.warnings.append(
+            f"{row.model} v{row.version}: signed by {row.signature['signer']}, which mlops.yaml's signing "
+            "does not list: no environment takes it (expected the team's key, or a listed identity)"
+        )
