@@ -681,7 +681,11 @@ def main() -> None:
     demo.scratch_copy()
     assert demo.project is not None
     demo.env["PYTHONPATH"] = str(demo.project / "scripts")
-    demo.lifecycle()
+    try:
+        demo.lifecycle()
+    except BaseException:  # a failed or interrupted demo leaves no model server running
+        subprocess.run([*MLOPS, "down"], cwd=demo.project, env=demo.env, capture_output=True, timeout=120)
+        raise
     demo.summary()
 
 

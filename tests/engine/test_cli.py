@@ -60,3 +60,19 @@ def test_paths_say_where_the_state_lies_as_the_makefile_and_workflows_read_it(
     unknown = run_mlops("paths", "evidence", cwd=repo)  # an environment's path without --env
     assert unknown.returncode == 2 and "(some need --env)" in unknown.stderr
     assert run_mlops("paths", "--env", "../x", cwd=repo).returncode == 2  # a name, checked first
+
+
+def test_starting_the_command_imports_no_supply_chain_or_format_checker() -> None:
+    """Every `mlops` process imports the engine: what only some verbs need (model-signing with
+    sigstore, CycloneDX) is imported by them alone, and jsonschema runs without the format
+    checkers whose import builds a grammar (rfc3987-syntax: 1.7 s of every process, once)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlops_gitops.cli, mlops_gitops.commands, jsonschema; "
+        "print(sorted(m for m in ('model_signing', 'sigstore', 'cyclonedx', 'rfc3987_syntax', 'lark') "
+        "if m in sys.modules))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]", found.stdout

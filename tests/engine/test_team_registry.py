@@ -31,7 +31,7 @@ from . import peers
 from .helpers import merge
 from .mlflow_server import free_port
 from .registered import register_version, registry_of
-from .workflows import sandbox
+from .workflows import sandbox, with_key
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "scripts" / "registry-host" / "team_registry.py"
@@ -190,7 +190,9 @@ def test_a_team_registry_on_postgresql_with_a_user_per_role(
     registry_of(repo).fetch_verified("churn", 1, tmp_path / "verified")
     assert local_state(repo) == []  # nothing fell back to a local sqlite registry
 
-    # `mlops doctor`, as the registry's admin: the registry, each role's grants, the DVC remote.
+    # `mlops doctor`, as the registry's admin: the registry, each role's grants, the DVC remote,
+    # the trust policy's key (made as the README's walk makes it).
+    with_key(repo)
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc"],
                    cwd=repo, check=True, capture_output=True)  # fmt: skip
     admin = {
@@ -208,6 +210,7 @@ def test_a_team_registry_on_postgresql_with_a_user_per_role(
     code, found = doctor()
     assert code == 0 and {f["status"] for f in found.values()} == {"ok"}, found
     assert {"role trainer", "role gate", "role reconciler", "model churn", "DVC remote team"} <= set(found)
+    assert "key team (keys/team.pub)" in found
     from mlflow.server.auth.client import AuthServiceClient
 
     for key, value in admin.items():
