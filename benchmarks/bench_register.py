@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.common import save, timed
+from benchmarks.common import report, timed
 
 
 def main() -> None:
@@ -117,10 +117,7 @@ def measure(repeat: int, work: Path) -> None:
         "repeat": repeat,
         "goal_register_under_3s": statistics.median(ours) < 3.0,
     }
-    save("register", result)
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    report("register", result)
 
 
 if __name__ == "__main__":

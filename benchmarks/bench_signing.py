@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.common import save, timed
+from benchmarks.common import report, timed
 
 
 def main() -> None:
@@ -68,10 +68,7 @@ def measure(repeat: int, work: Path) -> None:
         "ratio_verify_with_signature_vs_sha256": round(median(admitted) / median(verified), 2),
         "repeat": repeat,
     }
-    save("signing", result)
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    report("signing", result)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,15 @@ def save(name: str, summary: dict[str, Any]) -> Path:
     return out
 
 
+def report(name: str, summary: dict[str, Any]) -> Path:
+    """`save`, then the summary as aligned name/value lines on stdout."""
+    path = save(name, summary)
+    width = max(map(len, summary))
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")
+    return path
+
+
 def registered_model(work: Path) -> tuple[Any, str, int, Path]:
     """A sandbox repository under `work` with its first model registered once (a real scikit-learn
     version) and verified into `work/artifacts`: (registry, model, version, its local path)."""
