@@ -160,6 +160,7 @@ def supply_chain(
     from . import mlbom
 
     facts: dict[str, Any] = src.registry.signing_facts(src.model, src.number, src.env)
+    facts.pop("sha256_actual")  # lineage.json has it
     claimed = names.signing_of(src.tags)
     with tempfile.TemporaryDirectory() as tmp:
         folder = _download(src, claimed["bundle"], Path(tmp)) if claimed else None

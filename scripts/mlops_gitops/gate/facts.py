@@ -34,8 +34,6 @@ class VersionSource(Protocol):
 
     def model_tags(self, model: str) -> dict[str, str]: ...
 
-    def artifact_digest(self, source: str) -> str | None: ...
-
     def signing_facts(self, model: str, version: int, env: str) -> dict[str, Any]: ...
 
 
@@ -247,8 +245,6 @@ def version_facts(
             "trained_by": lineage.get("trained_by"),
         },
         "artifact_sha256": found["artifact_sha256"],
-        # The artifact hashed as it is stored now: a changed artifact (or a changed tag) differs.
-        "artifact_sha256_actual": registry.artifact_digest(raw.source),
         "signature": found["signature"],
         "report": report,
         "fairness": fairness_facts(found["metrics"]),
@@ -330,7 +326,11 @@ def document(
     to_version = manifest.get("version")
     proposed, history = version_facts(registry, model, to_version)
     if proposed is not None:  # checked as the reconciler checks it before serving, for this env
-        proposed["signing"] = registry.signing_facts(model, int(proposed["number"]), env)
+        signing = registry.signing_facts(model, int(proposed["number"]), env)
+        # The artifact hashed as it is stored now (from the same download): a changed artifact (or
+        # a changed tag) differs.
+        proposed["artifact_sha256_actual"] = signing.pop("sha256_actual")
+        proposed["signing"] = signing
     last_env = repo.environments[-1]
     baseline_manifest = _at(repo.root, base_rev, f"{ENVIRONMENTS_DIR}/{last_env}/{model}.yaml") or {}
     baseline_version = baseline_manifest.get("version")

@@ -170,7 +170,7 @@ def audit(registry: Registry, model: str, version: int, envs: list[str]) -> list
     rows: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            verified = registry.fetch_verified(model, version, Path(tmp))
+            verified = registry.fetch_signed(model, version, Path(tmp))
         except VerifyFailed as exc:
             return [{"check": "artifact sha256", "result": "fail", "detail": str(exc)}]
         rows.append({"check": "artifact sha256", "result": "pass", "detail": verified.sha256})

@@ -7,6 +7,7 @@ is imported lazily (it takes seconds), so commands that do not touch the registr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -446,7 +447,7 @@ class Registry:
         text = json.dumps(dict(sorted(found.tags.items())), indent=2)
         if not info.exists() or info.read_text() != text:
             info.write_text(text)
-        return Verified(local, actual, self._signing_folder(found, base))
+        return Verified(local, actual)
 
     def fetch_admitted(self, model: str, version: int, store: Path, env: str) -> Verified:
         """`fetch_verified`, then `env`'s trust policy on its signature (registry.signing):
@@ -454,33 +455,53 @@ class Registry:
         found, when the environment does not take it. Nothing is served before this passes."""
         from . import signing
 
-        verified = self.fetch_verified(model, version, store)
+        verified = self.fetch_signed(model, version, store)
         result = signing.check(self.repo, env, verified)
         refused = signing.refusal(self.repo, env, model, version, result)
         if refused:
             raise VerifyFailed(refused)
-        return verified
+        return dataclasses.replace(verified, signer=result.signer, signed_by=result.found)
+
+    def fetch_signed(self, model: str, version: int, store: Path) -> Verified:
+        """`fetch_verified`, with the version's signature and provenance beside it (what the
+        trust policy is checked on; drift and traffic need the files alone)."""
+        verified = self.fetch_verified(model, version, store)
+        folder = self._signing_folder(self.version(model, version), verified.path.parent)
+        return dataclasses.replace(verified, signing=folder)
 
     def signing_facts(self, model: str, version: int, env: str) -> dict[str, Any]:
         """The gate's facts of a version's signature in `env`, found as `fetch_admitted` finds
-        them: signed (a bundle is named), verified (over exactly the registered files, by a signer
+        them, from one download: sha256_actual (the artifact as stored now; None when it cannot be
+        read), signed (a bundle is named), verified (over exactly the registered files, by a signer
         `env` takes), status, signer (the policy's name), found (whom the bundle names), detail."""
+        import mlflow
+
         from . import signing
 
-        signed = names.signing_of(dict(self.version(model, version).tags)) is not None
-        facts: dict[str, Any] = {"signed": signed, "required": signing.required(self.repo, env)}
+        found = self.version(model, version)
+        facts: dict[str, Any] = {
+            "signed": names.signing_of(dict(found.tags)) is not None,
+            "required": signing.required(self.repo, env),
+            "sha256_actual": None,
+        }
+        unread = {"verified": False, "status": "unreadable", "signer": "", "found": ""}
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                verified = self.fetch_verified(model, version, Path(tmp))
-            except MlopsError as exc:
+                files = Path(
+                    mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=f"{tmp}/m")
+                )
+            except Exception as exc:  # the gate reports "unverified"; it does not crash on a missing store
                 return {
                     **facts,
-                    "verified": False,
-                    "status": "unreadable",
-                    "signer": "",
-                    "found": "",
-                    "detail": str(exc),
+                    **unread,
+                    "detail": f"{model} v{version}: the artifact cannot be read ({exc})",
                 }
+            facts["sha256_actual"] = actual = sha256_tree(files)
+            recorded = version_facts(found)["artifact_sha256"]
+            if actual != recorded:
+                detail = f"{model} v{version}: the artifact hashes to {actual[:12]}…, not the one recorded"
+                return {**facts, **unread, "detail": detail}
+            verified = Verified(files, actual, self._signing_folder(found, Path(tmp)))
             result = signing.check(self.repo, env, verified)
         return {**facts, "verified": result.ok, **result.to_dict()}
 
@@ -578,6 +599,8 @@ class Verified:
     path: Path
     sha256: str
     signing: Path | None = None  # its signature and provenance (None: an unsigned version)
+    signer: str = ""  # the trust policy's name for who signed it, once an environment admitted it
+    signed_by: str = ""  # whom its bundle names (a key's fingerprint or an identity)
 
 
 def stored_sha256(uri: str) -> str:

@@ -110,7 +110,7 @@ def _sign(registry: Registry, row: Registered, tags: dict[str, str]) -> None:
         made = attestation.sign_version(registry, row.model, row.version)
         if made is not None:
             row.signature = {"bundle": "", "signer": made.signer, "method": made.method}
-    listed = {s.fingerprint or s.identity for s in signing.signers(registry.repo).values()}
+    listed = {signing.identity_of(s) for s in signing.signers(registry.repo).values()}
     if row.signature is not None and row.signature["signer"] not in listed:
         row.warnings.append(
             f"{row.model} v{row.version}: signed by {row.signature['signer']}, which mlops.yaml's signing "

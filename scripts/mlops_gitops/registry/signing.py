@@ -321,7 +321,7 @@ def verify(directory: Path, bundle: Path | None, trusted: list[Signer], listed: 
         _, found = bundle_signer(bundle)
     except (ValueError, KeyError, TypeError) as exc:
         return Check(Status.INVALID, detail=f"{bundle.name} is not a Sigstore bundle ({exc})")
-    matches = [s for s in listed.values() if found and _names(s) == found]
+    matches = [s for s in listed.values() if found and identity_of(s) == found]
     if not matches:
         return Check(
             Status.UNTRUSTED,
@@ -339,7 +339,7 @@ def verify(directory: Path, bundle: Path | None, trusted: list[Signer], listed: 
     return _check_files(directory, bundle, signer, found)
 
 
-def _names(signer: Signer) -> str:
+def identity_of(signer: Signer) -> str:
     """Whom `signer` stands for in a bundle: a key's fingerprint (when its file is here) or an
     identity; "" when neither can be known."""
     if signer.key is not None:

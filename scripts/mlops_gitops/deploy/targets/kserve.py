@@ -351,16 +351,15 @@ class KServeTarget:
         from ...registry import signing
 
         served = next((v for v, _ in desired.routing if v != desired.version), int(desired.version or 0))
-        verified = artifacts[served]
-        result = signing.check(self.registry.repo, desired.environment, verified)
-        if verified.signing is None or not result.ok:
+        verified = artifacts[served]  # admitted by the verify step, which named its signer
+        if verified.signing is None or not verified.signer:
             return []
         annotations = document["metadata"]["annotations"]
         annotations[f"{ANNOTATION}/signature"] = self.store.signature_uri(verified.sha256)
-        annotations[f"{ANNOTATION}/signed-by"] = result.found
+        annotations[f"{ANNOTATION}/signed-by"] = verified.signed_by
         if self.settings.get("verifier") != "model-validation-operator":
             return []
-        signer = signing.signers(self.registry.repo)[result.signer]
+        signer = signing.signers(self.registry.repo)[verified.signer]
         return validation.documents(document, verified.signing / signing.BUNDLE, signer)
 
     def smoke(self, desired: Desired, examples: dict[int, list[dict[str, Any]]]) -> None:
