@@ -185,6 +185,11 @@ class Host:
             "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
             f"database_uri = {backend}/mlflow_auth\nadmin_username = admin\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # MLflow's credential cache: a password is checked against its hash (werkzeug's scrypt,
+            # tens of milliseconds of CPU by design) once per 5 minutes, not on every request; the
+            # server spent most of its CPU there. One worker, and passwords change only through
+            # its API (`up` again), which drops the entry at once: nothing is served stale.
+            "auth_cache_ttl_seconds = 300\n"
         )
         return {
             **os.environ,
