@@ -169,10 +169,21 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The longest tests first (a generated repository's life, then the template's other tests,
     then those that run act or are slow), so that under pytest-xdist, handed out one at a time,
-    none of them starts last; the order is otherwise kept."""
+    none of them starts last; the order is otherwise kept.
+
+    In the template's own repository, a session that runs the generated repository's life
+    (tests/template/test_life.py) leaves out this repository's tests/test_life.py: that life runs
+    it, inside the generated repository (its pr.yml's test job, under act, asserted there), over
+    that repository's two models; run alone, it runs here."""
+    life = ROOT / "tests" / "template" / "test_life.py"
+    if any(item.path == life for item in items):
+        ours = [item for item in items if item.path == ROOT / "tests" / "test_life.py"]
+        if ours:
+            config.hook.pytest_deselected(items=ours)
+            items[:] = [item for item in items if item not in ours]
 
     def weight(item: pytest.Item) -> int:
         if item.path.name == "test_life.py" and "template" in item.path.parts:
