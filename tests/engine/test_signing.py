@@ -190,6 +190,28 @@ def test_every_refused_signature_leaves_the_previous_version_serving_locally(
     assert table.returncode == 1 and "takes unsigned versions" in table.stdout  # admitted, yet unsigned
 
 
+def test_a_second_fetch_never_touches_the_bundle_a_first_one_is_checking(repo: Path, tmp_path: Path) -> None:
+    """Two environments' reconcilers share one store and run at once (reconcile.yml's matrix):
+    the bundle one of them fetched stays in place, the same file, while the other fetches the
+    same version; a bundle replaced in the registry since lands beside it, never over it."""
+    from mlops_gitops.registry import signing
+
+    registry = registry_of(repo)
+    version = register_version(repo, "churn", seed=12)  # its own files (v1-v4 are shared copies)
+    store = tmp_path / "store"
+    first = registry.fetch_signed("churn", version, store)
+    assert first.signing is not None
+    bundle = first.signing / signing.BUNDLE
+    inode = bundle.stat().st_ino
+    second = registry.fetch_signed("churn", version, store)  # the other environment's, meanwhile
+    assert second.signing == first.signing and bundle.stat().st_ino == inode
+    assert signing.check(registry.repo, "production", first).ok
+    shutil.copyfile(bundle_of(registry, 1), bundle_of(registry, version))  # v1's bundle, over it
+    third = registry.fetch_signed("churn", version, store)
+    assert third.signing != first.signing and bundle.stat().st_ino == inode
+    assert signing.check(registry.repo, "production", third).status == signing.Status.ALTERED
+
+
 def operator_args(validation: dict[str, Any], mounts: dict[str, Path]) -> list[str]:
     """A stand-in for sigstore/model-validation-operator's webhook (Go, cannot run here): the
     arguments its validationConfigToArgs gives the injected `model_signing` init container for a

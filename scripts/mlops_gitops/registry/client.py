@@ -507,22 +507,29 @@ class Registry:
 
     def _signing_folder(self, found: Any, base: Path) -> Path | None:
         """The version's signature and provenance, downloaded again on every call (a bundle
-        removed or replaced in the registry since the last one counts)."""
-        import shutil
-
+        removed or replaced in the registry since the last one counts), into a folder named by
+        its files' sha256 under `<base>/signing/`. Nothing there is ever removed or rewritten:
+        the reconcilers of two environments share one store (reconcile.yml's matrix runs them at
+        once), and one must never delete the bundle the other is checking."""
         claimed = names.signing_of(dict(found.tags))
-        folder = base / "signing"
-        shutil.rmtree(folder, ignore_errors=True)
         if claimed is None:
             return None
-        with tempfile.TemporaryDirectory(dir=base) as tmp:
+        folders = base / "signing"
+        folders.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folders) as tmp:
             try:
                 got = self.download(found.run_id, claimed["bundle"], Path(tmp))
             except MlopsError:  # a folder that cannot be read is a missing bundle
                 got = None
-            if got is not None and got.is_dir():
+            if got is None or not got.is_dir():
+                return folders / "missing"  # never made (the others are named by a sha256)
+            folder = folders / sha256_tree(got)
+            try:
                 got.rename(folder)
-        return folder  # when not there, the check says the bundle is missing
+            except OSError:  # the same files, put there by another reconciler
+                if not folder.is_dir():
+                    raise
+        return folder
 
     def set_tags(self, model: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
