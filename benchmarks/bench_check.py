@@ -7,6 +7,12 @@ Three timings in one run, over the same N manifests (the example manifest, varie
   ours      parsing + evaluating the `manifests` policies on one embedded OPA engine
   per-file  a fresh engine (compile + evaluate) per file, as a naive loop over
             `opa eval` would; measured on the first 50 files and scaled to N
+And the policies' own tests with coverage (`conftest verify`, what every `mlops gate` runs
+first), two ways on one engine:
+  ours      one query text for every test (the test named through a builtin), prepared once,
+            and one traced evaluation for the coverage
+  per-test  a query text per test (`data.<package>.<test>`) with its own coverage report: OPA
+            prepares each new query text afresh, compiling every module again
 Writes benchmarks/results/check.json.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks import common
 from benchmarks.common import ROOT, save
@@ -24,8 +31,7 @@ def main() -> None:
     parser = common.parser(__doc__)
     parser.add_argument("--manifests", type=int, default=1000)
     args = parser.parse_args()
-    if common.smoke(args):
-        count = 60
+    count = 60 if common.smoke(args) else args.manifests
     with common.Run("check") as run:
         measure(count, run.work)
 
@@ -66,7 +72,12 @@ def measure(count: int, work: Path) -> None:
         policy.evaluate(files, [(name, document)], ["manifests"])
     per_file = (time.perf_counter() - started) * count / len(sample)
 
+    tests_s, tests_per_query_s, tests = policy_tests(policy, files)
     summary = {
+        "policy_tests": tests,
+        "policy_tests_s": round(tests_s, 3),
+        "policy_tests_per_query_s": round(tests_per_query_s, 3),
+        "per_query_over_ours": round(tests_per_query_s / tests_s, 1),
         "manifests": count,
         "floor_s": round(floor, 3),
         "ours_s": round(ours, 3),
@@ -77,6 +88,24 @@ def measure(count: int, work: Path) -> None:
     }
     save("check", summary)
     print(json.dumps(summary, indent=2))
+
+
+def policy_tests(policy: Any, files: list[Any]) -> tuple[float, float, int]:
+    """Seconds to run every policy test with coverage, ours and a query text per test; and how
+    many tests there are. Both must agree on every outcome and every covered line."""
+    coverage = policy.Coverage()
+    ours, outcomes = common.timed(lambda: policy.run_tests(files, coverage=coverage))
+    reference = policy.Coverage()
+    started = time.perf_counter()
+    passed = []
+    with policy.EmbeddedOpa(files) as opa:
+        for test in outcomes:
+            rows = opa.query(f"x := data.{test.package}.{test.name}", coverage=True)
+            reference.add(opa.engine.last_coverage)
+            passed.append(bool(rows) and rows[0].get("x") is True)
+    per_query = time.perf_counter() - started
+    assert passed == [t.passed for t in outcomes] and reference.files() == coverage.files()
+    return ours, per_query, len(outcomes)
 
 
 if __name__ == "__main__":

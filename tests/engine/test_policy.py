@@ -495,3 +495,47 @@ def test_data_accepts_a_directory_as_opa_loads_it(tmp_path: Path) -> None:
     )
     (report,) = json.loads(proc.stdout)
     assert sorted(f["msg"] for f in report["failures"]) == ["limit from a nested folder", "other not allowed"]
+
+
+def test_policy_tests_outcomes_and_coverage_as_each_test_alone_gives_them(tmp_path: Path) -> None:
+    """The runner evaluates every test through one prepared query and the coverage in one traced
+    evaluation: each test's outcome, its print() output and the covered lines must be what a query
+    of that test alone gives (the union of each test's lines, as `opa test --coverage` reports),
+    over packages of two depths, a failing test and a rule no test reaches."""
+    from mlops_gitops.gate import policy
+
+    (tmp_path / "p.rego").write_text(
+        'package main\n\ndeny contains msg if {\n\tinput.kind == "a"\n\tmsg := "kind a"\n}\n\n'
+        'deny contains msg if {\n\tinput.kind == "b"\n\tmsg := "kind b"\n}\n\n'
+        'deny contains msg if {\n\tinput.kind == "c"\n\tmsg := "kind c"\n}\n'
+    )
+    (tmp_path / "p_test.rego").write_text(
+        "package main_test\n\nimport data.main\n\n"
+        'test_a if {\n\tprint("checking a")\n\tmain.deny["kind a"] with input as {"kind": "a"}\n}\n\n'
+        'test_fails if {\n\tmain.deny["nope"] with input as {"kind": "b"}\n}\n'
+    )
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep/q.rego").write_text("package team.gate\n\nallow if input.ok == true\n")
+    (tmp_path / "deep/q_test.rego").write_text(
+        "package team.gate_test\n\nimport data.team.gate\n\n"
+        'test_ok if {\n\tgate.allow with input as {"ok": true}\n}\n'
+    )
+    files = policy.load_policies([tmp_path])
+    coverage = policy.Coverage()
+    runs = policy.run_tests(files, coverage=coverage)
+    outcomes = {(t.package, t.name): (t.passed, t.prints) for t in runs}
+    assert {k: v[0] for k, v in outcomes.items()} == {
+        ("main_test", "test_a"): True,
+        ("main_test", "test_fails"): False,
+        ("team.gate_test", "test_ok"): True,
+    }
+    assert [p.split(": ", 1)[1] for p in outcomes["main_test", "test_a"][1]] == ["checking a"]
+    alone = policy.Coverage()
+    with policy.EmbeddedOpa(files) as opa:
+        for test in runs:
+            opa.query(f"x := data.{test.package}.{test.name}", coverage=True)
+            alone.add(opa.engine.last_coverage)
+    assert coverage.files() == alone.files()
+    main = next(v for k, v in coverage.files().items() if k.endswith("p.rego"))
+    missed = set(main["not_covered_lines"])
+    assert {14, 15} <= missed and not {4, 5, 9, 10} & missed  # only test_fails reaches `kind b`'s body

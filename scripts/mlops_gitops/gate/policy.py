@@ -32,6 +32,8 @@ RULE_HEAD = re.compile(
 )
 # Rego v0's partial set head (`deny[msg]`): in Rego v1 it defines an object, which conftest reads
 # as no result at all, so every input would silently pass.
+# A builtin the runner adds to OPA: the rule paths a test query evaluates (EmbeddedOpa.rules).
+TESTS_BUILTIN = "mlops_gitops.tests"
 V0_SET_HEAD = re.compile(r"^((?:deny|violation|warn)(?:_[A-Za-z0-9_]+)?)\s*\[", re.MULTILINE)
 
 
@@ -222,7 +224,12 @@ class EmbeddedOpa:
         self.engine = OpaEngine()
         self.prints: list[str] = []  # print() output of the evaluations since it was last emptied
         self.engine.print_handler = lambda message, where: self.prints.append(f"{where}: {message}")
+        # The test rules a query names through TESTS_BUILTIN (see `rules`): OPA prepares each
+        # distinct query string once, compiling every module again (tens of milliseconds), so one
+        # query per test, with its name in the string, cost a compile per test.
+        self.tests: list[list[str]] = []
         try:
+            self.engine.register_function(TESTS_BUILTIN, lambda: self.tests, arity=0)
             ConftestBuiltins(files).register(self.engine)
             for policy in files:
                 self.engine.add_policy(policy.display, policy.source)
@@ -243,6 +250,19 @@ class EmbeddedOpa:
             return result
         except self._error as exc:
             raise PolicyError(_opa_message(exc)) from None
+
+    def rules(self, paths: Sequence[list[str]], coverage: bool = False) -> list[Any]:
+        """The values of the rules at `paths` (each a package's names, then the rule's), in order;
+        an undefined one is left out. The query's text depends only on the paths' length, so OPA
+        prepares it once, whatever rules it names. Input stays undefined, as in `opa test`."""
+        self.tests = [list(path) for path in paths]
+        depths = {len(path) for path in paths}
+        if len(depths) != 1:
+            raise ValueError(f"rule paths of one length expected, got lengths {sorted(depths)}")
+        ref = "".join(f"[t[{i}]]" for i in range(depths.pop()))
+        rows = self.query(f"x := [v | t := {TESTS_BUILTIN}()[_]; v := data{ref}]", coverage=coverage)
+        found: list[Any] = rows[0]["x"] if rows else []
+        return found
 
     def package(self, namespace: str, input: Any, trace: bool = False) -> dict[str, Any]:
         rows = self.query(f"x := data.{namespace}", input, trace=trace)
@@ -385,18 +405,29 @@ def run_tests(
     With `coverage`, the lines each test reached are added to it; with `trace`, each test's
     evaluation is kept, step by step."""
     done = []
+    tests = [
+        (policy, name)
+        for policy in files
+        if policy.is_test
+        for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE)
+    ]
     with EmbeddedOpa(files, data) as opa:
-        for policy in (f for f in files if f.is_test):
-            for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE):
-                opa.prints.clear()
-                rows = opa.query(
-                    f"x := data.{policy.package}.{name}", coverage=coverage is not None, trace=trace
-                )
-                if coverage is not None:
-                    coverage.add(opa.engine.last_coverage)
-                passed = bool(rows) and rows[0].get("x") is True
-                steps, notes = (opa.trace(), opa.trace(notes_only=True)) if trace else ([], [])
-                done.append(TestRun(policy, name, passed, tuple(opa.prints), tuple(steps), tuple(notes)))
+        for policy, name in tests:
+            opa.prints.clear()
+            if trace:  # the test's own query, so that its trace starts at the test, as opa's does
+                rows = opa.query(f"x := data.{policy.package}.{name}", trace=True)
+                found = [row["x"] for row in rows[:1] if "x" in row]
+            else:
+                found = opa.rules([[*policy.package.split("."), name]])
+            steps, notes = (opa.trace(), opa.trace(notes_only=True)) if trace else ([], [])
+            done.append(TestRun(policy, name, found == [True], tuple(opa.prints), tuple(steps), tuple(notes)))
+        if coverage is not None:
+            # every test again in one traced evaluation per package depth: the lines it reaches
+            # are the union of each test's, without a coverage report built per test
+            paths = [[*policy.package.split("."), name] for policy, name in tests]
+            for depth in sorted({len(path) for path in paths}):
+                opa.rules([path for path in paths if len(path) == depth], coverage=True)
+                coverage.add(opa.engine.last_coverage)
     return done
 
 
