@@ -169,18 +169,27 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
+# What the generated repository's life (tests/template/test_life.py) runs too: files or node ids.
+LIFE_RUNS = (
+    "tests/test_life.py",
+    "tests/engine/test_workflows.py::test_pr_workflow_runs_every_job_under_act",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The longest tests first (a generated repository's life, then the template's other tests,
     then those that run act or are slow), so that under pytest-xdist, handed out one at a time,
     none of them starts last; the order is otherwise kept.
 
     In the template's own repository, a session that runs the generated repository's life
-    (tests/template/test_life.py) leaves out this repository's tests/test_life.py: that life runs
-    it, inside the generated repository (its pr.yml's test job, under act, asserted there), over
-    that repository's two models; run alone, it runs here."""
+    (tests/template/test_life.py) leaves out what that life runs itself, asserting at least as
+    much (`LIFE_RUNS`): this repository's tests/test_life.py, which it runs inside the generated
+    repository (its pr.yml's test job, under act), over that repository's two models; and pr.yml
+    under act with every job, which it runs in the generated repository's last state. Run
+    without that life, they run here."""
     life = ROOT / "tests" / "template" / "test_life.py"
     if any(item.path == life for item in items):
-        ours = [item for item in items if item.path == ROOT / "tests" / "test_life.py"]
+        ours = [item for item in items if item.nodeid.split("::")[0] in LIFE_RUNS or item.nodeid in LIFE_RUNS]
         if ours:
             config.hook.pytest_deselected(items=ours)
             items[:] = [item for item in items if item not in ours]

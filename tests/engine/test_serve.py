@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,3 +90,44 @@ def test_after_close_requests_are_still_answered() -> None:
     assert batcher.predict([{"x": 4}]) == [40]  # directly: a request on the old routing is never stuck
     with pytest.raises(ValueError):
         batcher.predict([{"x": "bad"}])
+
+
+def test_requirement_mismatches_are_mlflows_own_warnings(tmp_path: Path) -> None:
+    """The server warns of what MLflow's load_model would (it skips MLflow's check, which maps
+    every installed package first): the same mismatches, in MLflow's words, from MLflow's own
+    function run on the same requirements."""
+    import logging
+    from importlib.metadata import version
+
+    from mlflow.utils import requirements_utils
+    from mlops_gitops.serving.server import requirement_mismatches
+
+    pandas = version("pandas")
+    lines = [
+        "# pinned at training",
+        f"pandas=={pandas}  # the same: no warning",
+        "scikit-learn==0.20.0",
+        "numpy<1",
+        "no-such-package-mlops==1.0",
+        "cloudpickle",
+        'colorama==0.0.1; sys_platform == "win32"',
+        "--index-url https://example.invalid/simple",
+        "",
+    ]
+    (tmp_path / "requirements.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    python_version: 3.1.4\n")
+    ours = requirement_mismatches(tmp_path)
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(requirements_utils.__name__)
+    logger.addHandler(handler)
+    try:
+        kept = [line.split("  #")[0] for line in lines if line and not line.startswith(("#", "--"))]
+        requirements_utils.warn_dependency_requirement_mismatches(kept)
+    finally:
+        logger.removeHandler(handler)
+    theirs = [line.removeprefix(" - ") for line in "\n".join(said).splitlines() if line.startswith(" - ")]
+    assert ours[:-1] == theirs and len(theirs) == 3  # scikit-learn, numpy, the missing package
+    assert ours[-1].startswith("the model was logged with Python 3.1.4")

@@ -21,7 +21,8 @@ SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 @pytest.mark.act
 def test_pr_workflow_runs_every_job_under_act(tmp_path: Path) -> None:
     """Every job of pr.yml runs, each finding the tool set through the setup action with nothing
-    exported (the shared environment of `make tools-path`)."""
+    exported (the shared environment of `make tools-path`). A session that runs the generated
+    repository's life leaves this out: that life runs pr.yml whole and asserts all of this."""
     repo = sandbox(tmp_path / "repo")
     # Inside act the test job runs pytest on the repository's content tests: the whole pr.yml,
     # every test of a generated repository, runs in tests/template/test_life.py.

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -220,7 +221,11 @@ def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None 
     input example, or on `fallback` (another version's) when it was logged without one."""
     import mlflow.pyfunc
 
-    model = mlflow.pyfunc.load_model(path)
+    # MLflow's own check of the model's requirements maps every installed package to its modules
+    # first (half a second of each server's start); the same warnings, from the pins alone.
+    for warning in requirement_mismatches(Path(path)):
+        print(f"warning: v{version}: {warning}", file=sys.stderr, flush=True)
+    model = mlflow.pyfunc.load_model(path, suppress_warnings=True)
     columns = protocols.columns_of(model.metadata.get_input_schema())
     if not columns:
         raise RuntimeError(f"v{version}: the model has no named input signature (expected columns)")
@@ -242,6 +247,54 @@ def load_version(version: int, path: str, fallback: list[dict[str, Any]] | None 
         ) from None
     loaded.batcher = Batcher(loaded.predict)
     return loaded
+
+
+def requirement_mismatches(path: Path) -> list[str]:
+    """What MLflow warns of when it loads a model, in its words: each requirement of the model's
+    requirements.txt that this environment does not satisfy (`name (current: X, required: R)`),
+    and another Python minor version than the model was logged with."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import Version
+
+    found = []
+    listed = path / "requirements.txt"
+    for given in listed.read_text().splitlines() if listed.is_file() else []:
+        line = re.sub(r"(^|\s)#.*$", "", given).strip()  # pip's comments, as MLflow strips them
+        try:
+            wanted = Requirement(line)
+        except InvalidRequirement:
+            continue  # a comment, an option (-r, --index-url), a path or a URL: MLflow skips them
+        if wanted.marker and not wanted.marker.evaluate():
+            continue
+        try:
+            have = installed(wanted.name)
+        except PackageNotFoundError:
+            found.append(f"{wanted.name} (current: uninstalled, required: {line})")
+            continue
+        if wanted.name == "mlflow" and Version(have).is_devrelease:
+            continue
+        if wanted.specifier and not wanted.specifier.contains(have):
+            found.append(f"{wanted.name} (current: {have}, required: {line})")
+    logged = _python_version(path / "MLmodel")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if logged and ".".join(logged.split(".")[:2]) != running:
+        found.append(f"the model was logged with Python {logged}, this server runs Python {running}")
+    return found
+
+
+def _python_version(mlmodel: Path) -> str:
+    """The `python_version` of an MLmodel file's python_function flavor ('' if none)."""
+    import yaml
+
+    try:
+        meta = yaml.safe_load(mlmodel.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return ""
+    flavor = (meta.get("flavors") or {}).get("python_function") or {}
+    return str(flavor.get("python_version") or "")
 
 
 @dataclass(frozen=True)
