@@ -248,6 +248,27 @@ def shim(folder: Path, server_env: dict[str, str]) -> Path:
     return folder
 
 
+def venv(folder: Path, server_env: dict[str, str]) -> Path:
+    """A view of this virtual environment for what make and act run (VENV, or the workflows'
+    shared tool set): its files linked (`bin/python` too, so an interpreter started there still
+    finds them through the linked pyvenv.cfg), but its `bin/mlops` the shim, so the Makefile's
+    `$(BIN)/mlops` and a workflow step's `mlops` are forked from this pytest process's server.
+    The install stamp is this environment's, so `make install` has nothing to do; mypy's cache
+    (`make typecheck`) is this environment's too. `bin/activate` still names this environment,
+    so a shell that sources it (the README's walk) runs the real console script. Returns `folder`."""
+    base = Path(sys.prefix)
+    (base / "mypy-cache").mkdir(exist_ok=True)
+    (folder / "bin").mkdir(parents=True)
+    for entry in base.iterdir():
+        if entry.name != "bin":
+            (folder / entry.name).symlink_to(entry)
+    for tool in (base / "bin").iterdir():
+        if tool.name != "mlops":
+            (folder / "bin" / tool.name).symlink_to(tool)
+    shim(folder / "bin", server_env)
+    return folder
+
+
 def client(path: str, args: list[str]) -> int:
     """The shim's side: this process's stdin, stdout and stderr passed to a forked command; its
     exit code (128 + the signal for one killed before reporting, as a shell says)."""

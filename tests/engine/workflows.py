@@ -58,8 +58,19 @@ def shared_tools(repo: Path) -> Path:
     path = Path(next(line for line in out.splitlines() if line.startswith("path=")).split("=", 1)[1])
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.symlink_to(Path(sys.prefix))
+        environment(path)
     return cache
+
+
+def environment(path: Path) -> Path:
+    """This test run's environment at `path`, for make and act: a view whose `mlops` is forked
+    from the tests' fork server (forkserver.venv), or, with the fork server off, a link to it."""
+    from .. import forkserver
+
+    if forkserver.enabled():
+        return forkserver.venv(path, base_env())
+    path.symlink_to(Path(sys.prefix))
+    return path
 
 
 def run_act(

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import textwrap
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,7 @@ import pytest
 import yaml
 
 from ..conftest import ROOT, base_env, run_mlops
-from ..engine.workflows import shared_tools
+from ..engine.workflows import environment, shared_tools
 from .conftest import BIN, baked
 
 pytestmark = [pytest.mark.slow, pytest.mark.act]
@@ -274,8 +273,10 @@ def readme_walk(readme: str) -> str:
 def life(tmp_path: Path) -> Any:
     project = baked(ROOT, tmp_path / "out", ANSWERS)
     # The repository's own `.venv` is this test's environment (same constraints, so `make install`
-    # finds its stamp), and act's jobs find it in the tool cache under its key.
-    (project / ".venv").symlink_to(Path(sys.prefix))
+    # finds its stamp), and act's jobs find it in the tool cache under its key; the make targets'
+    # and act's `mlops` fork from the tests' fork server (environment()), while the README's walk,
+    # which sources bin/activate, runs the real console script.
+    environment(project / ".venv")
     tools = shared_tools(project)
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir()

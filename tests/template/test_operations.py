@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 
 from ..conftest import ROOT
 from ..engine.registered import register_version
+from ..engine.workflows import environment
 from .conftest import baked
 from .test_life import STATE_TESTS, Life
 
@@ -79,7 +79,7 @@ def life(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLOPS_STATE_DIR", raising=False)
     project = baked(ROOT, tmp_path / "out", ANSWERS)
-    (project / ".venv").symlink_to(Path(sys.prefix))  # same constraints: `make install` finds its stamp
+    environment(project / ".venv")  # same constraints: `make install` finds its stamp
     life = Life(project, tmp_path / "tools", tmp_path)
     yield life
     life.cli("down", ok=(0, 1, 2))
