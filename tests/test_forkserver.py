@@ -88,3 +88,24 @@ def test_the_shim_runs_a_shell_s_mlops_with_its_directory_streams_and_exit_codes
         seen[name] = (proc.stdout, (where / "help.txt").read_bytes(), (where / "err.txt").read_text())
     assert seen["shim"] == seen["real"] and seen["shim"][0] == "exit 2\n"
     assert b"Usage: mlops" in seen["shim"][1] and "No such command 'no-such-verb'" in seen["shim"][2]
+
+
+def test_the_environment_view_is_this_one_with_the_shim_as_its_mlops(tmp_path: Path) -> None:
+    """What make and act get in the tests (VENV, the workflows' tool set): an interpreter of its
+    own prefix with this environment's packages, this environment's install stamp (so `make
+    install` does nothing), and an `mlops` that answers as the real console script does: the
+    fork server's shim."""
+    view = forkserver.venv(tmp_path / "venv", base_env())
+    probe = "import sys, mlflow, mlops_gitops; print(sys.prefix)"
+    seen = subprocess.run(
+        [str(view / "bin/python"), "-c", probe], capture_output=True, text=True, env=base_env()
+    )
+    assert seen.stdout.strip() == str(view), seen.stderr
+    assert (view / ".installed").read_text() == (Path(sys.prefix) / ".installed").read_text()
+    answers = {}
+    for name, tool in (("view", view / "bin/mlops"), ("real", Path(sys.prefix) / "bin/mlops")):
+        script = f'"{tool}" --help > /dev/null; "{tool}" no-such-verb; echo "exit $?"'
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=base_env())
+        answers[name] = (proc.stdout.split(), proc.stderr)
+    assert answers["view"] == answers["real"] and answers["view"][0] == ["exit", "2"]
+    assert "tests.forkserver" in (view / "bin/mlops").read_text()
