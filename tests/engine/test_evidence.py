@@ -182,6 +182,8 @@ def test_pack_of_a_promoted_version(repo: Path, tmp_path: Path) -> None:
 
     lineage = json.loads(files["lineage.json"])
     assert lineage["version"] == 2 and lineage["artifact_unchanged"] is True
+    assert len(lineage["artifact_sha256_now"]) == 64  # hashed as stored now, in the one download
+    assert "sha256_actual" not in json.loads(files["supply-chain/signature.json"])  # lineage.json's
     assert lineage["code"]["commit"] == "0" * 40 and lineage["data"]
 
     metrics = json.loads(files["metrics.json"])

@@ -7,6 +7,7 @@ import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,14 @@ class Sources:
     def tags(self) -> dict[str, str]:
         return dict(self.raw.tags)
 
+    @cached_property
+    def signing(self) -> dict[str, Any]:
+        """The version's artifact, hashed as stored now, and its signature checked as the
+        reconciler checks it for this environment: one download for lineage.json and
+        supply-chain/ alike (`signing_facts`)."""
+        facts: dict[str, Any] = self.registry.signing_facts(self.model, self.number, self.env)
+        return facts
+
 
 def _time(value: Any) -> str:
     from datetime import UTC, datetime
@@ -54,7 +63,7 @@ def _download(src: Sources, artifact: str, tmp: Path) -> Path | None:
 
 
 def lineage_json(pack: Pack, src: Sources) -> dict[str, Any]:
-    tags, actual = names.lineage_of(src.tags), src.registry.artifact_digest(src.raw.source)
+    tags, actual = names.lineage_of(src.tags), src.signing["sha256_actual"]
     lineage = {
         "model": src.raw.name,
         "version": int(src.raw.version),
@@ -159,8 +168,7 @@ def supply_chain(
     bundles and the provenance statement kept with the version, and its ML-BOM (CycloneDX 1.6)."""
     from . import mlbom
 
-    facts: dict[str, Any] = src.registry.signing_facts(src.model, src.number, src.env)
-    facts.pop("sha256_actual")  # lineage.json has it
+    facts = {key: value for key, value in src.signing.items() if key != "sha256_actual"}  # lineage.json's
     claimed = names.signing_of(src.tags)
     with tempfile.TemporaryDirectory() as tmp:
         folder = _download(src, claimed["bundle"], Path(tmp)) if claimed else None

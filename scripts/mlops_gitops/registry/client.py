@@ -394,13 +394,6 @@ class Registry:
         except MlflowException:
             return {}
 
-    def artifact_digest(self, source: str) -> str | None:
-        """The sha256 of a version's artifact (its `source`) as stored now; None if unreadable."""
-        try:
-            return stored_sha256(source)
-        except Exception:  # the gate reports "unverified"; it does not crash on a missing store
-            return None
-
     def fetch_verified(self, model: str, version: int, store: Path) -> Verified:
         """The version's model directory under `store`, byte-for-byte the one registered.
 
