@@ -30,10 +30,10 @@ PACKAGE = re.compile(r"^\s*package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
 RULE_HEAD = re.compile(
     r"^(?:deny|violation|warn)(?:_[A-Za-z0-9_]+)?(?=\s*(?:contains\b|if\b|\[|\{|:=|=(?!=)))", re.MULTILINE
 )
-# Rego v0's partial set head (`deny[msg]`): in Rego v1 it defines an object, which conftest reads
-# as no result at all, so every input would silently pass.
 # A builtin the runner adds to OPA: the rule paths a test query evaluates (EmbeddedOpa.rules).
 TESTS_BUILTIN = "mlops_gitops.tests"
+# Rego v0's partial set head (`deny[msg]`): in Rego v1 it defines an object, which conftest reads
+# as no result at all, so every input would silently pass.
 V0_SET_HEAD = re.compile(r"^((?:deny|violation|warn)(?:_[A-Za-z0-9_]+)?)\s*\[", re.MULTILINE)
 
 
