@@ -240,9 +240,8 @@ class Life:
         # every job found the tool set through the setup action, with nothing exported
         assert text.count("Install the tool set (once per constraints.txt), or reuse it") >= len(jobs), stage
         assert "all valid; " in text, stage  # `mlops validate` really ran
-        assert re.search(r"policy tests: \d+, 0 failed; coverage [\d.]+% \(at least 90", text), (
-            stage
-        )  # the gate
+        gate = re.search(r"policy tests: \d+, 0 failed; coverage [\d.]+% \(at least 90", text)
+        assert gate, stage  # the gate ran the policies' tests
         assert "tests/test_repository.py" in text, stage  # the test job's pytest ran
         assert "tests/test_life.py" in text, stage  # the slow scratch-copy life too
         assert re.search(r"\d+ passed", text), stage  # (a failure fails the job)

@@ -406,25 +406,26 @@ def run_tests(
     evaluation is kept, step by step."""
     done = []
     tests = [
-        (policy, name)
+        (policy, name, [*policy.package.split("."), name])
         for policy in files
         if policy.is_test
         for name in re.findall(r"^(test_[A-Za-z0-9_]+)\b", policy.source, re.MULTILINE)
     ]
     with EmbeddedOpa(files, data) as opa:
-        for policy, name in tests:
+        for policy, name, path in tests:
             opa.prints.clear()
             if trace:  # the test's own query, so that its trace starts at the test, as opa's does
                 rows = opa.query(f"x := data.{policy.package}.{name}", trace=True)
                 found = [row["x"] for row in rows[:1] if "x" in row]
             else:
-                found = opa.rules([[*policy.package.split("."), name]])
+                found = opa.rules([path])
             steps, notes = (opa.trace(), opa.trace(notes_only=True)) if trace else ([], [])
             done.append(TestRun(policy, name, found == [True], tuple(opa.prints), tuple(steps), tuple(notes)))
         if coverage is not None:
             # every test again in one traced evaluation per package depth: the lines it reaches
-            # are the union of each test's, without a coverage report built per test
-            paths = [[*policy.package.split("."), name] for policy, name in tests]
+            # are the union of each test's, without a coverage report built per test (each test
+            # is still evaluated alone above, for its own print() output)
+            paths = [path for _, _, path in tests]
             for depth in sorted({len(path) for path in paths}):
                 opa.rules([path for path in paths if len(path) == depth], coverage=True)
                 coverage.add(opa.engine.last_coverage)

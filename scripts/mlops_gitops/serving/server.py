@@ -278,23 +278,14 @@ def requirement_mismatches(path: Path) -> list[str]:
             continue
         if wanted.specifier and not wanted.specifier.contains(have):
             found.append(f"{wanted.name} (current: {have}, required: {line})")
-    logged = _python_version(path / "MLmodel")
+    from mlflow.models import Model
+
+    flavor = Model.load(str(path)).flavors.get("python_function") or {}
+    logged = str(flavor.get("python_version") or "")
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if logged and ".".join(logged.split(".")[:2]) != running:
         found.append(f"the model was logged with Python {logged}, this server runs Python {running}")
     return found
-
-
-def _python_version(mlmodel: Path) -> str:
-    """The `python_version` of an MLmodel file's python_function flavor ('' if none)."""
-    import yaml
-
-    try:
-        meta = yaml.safe_load(mlmodel.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return ""
-    flavor = (meta.get("flavors") or {}).get("python_function") or {}
-    return str(flavor.get("python_version") or "")
 
 
 @dataclass(frozen=True)
