@@ -196,6 +196,69 @@ def test_a_version_failing_after_the_switch_is_switched_back(repo: Path) -> None
     assert (health["versions"], health["probation"]) == ([2], None)
 
 
+HELD = """
+import pathlib
+import time
+
+import mlflow.pyfunc
+import numpy as np
+from mlflow.models import set_model
+
+
+class Held(mlflow.pyfunc.PythonModel):
+    calls = 0
+
+    def predict(self, context, model_input, params=None):
+        self.calls += 1
+        if self.calls == 1:  # the server's load-time smoke test passes
+            return np.zeros((len(model_input), 2))
+        pathlib.Path(FOLDER, "entered").touch()
+        deadline = time.monotonic() + 60
+        while not pathlib.Path(FOLDER, "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise RuntimeError("held, then broken")
+
+
+set_model(Held())
+"""
+
+
+def test_a_request_in_flight_when_the_switch_back_lands_is_still_answered(repo: Path, tmp_path: Path) -> None:
+    """A request reaches the new version, which fails it only after the reconciler has switched
+    back: the request keeps the routing it started on, so the fallback of that routing answers it.
+    (It used to read the server's probation, which the switch back had just ended: a 500.)"""
+    import threading
+
+    import mlflow
+
+    set_manifest(repo, "staging", "v2", version=2)
+    assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
+    url, spec = url_of(repo), json.loads((repo / ".mlops/servers/staging/churn.spec.json").read_text())
+    token = {"X-Mlops-Token": (repo / ".mlops/servers/staging/churn.token").read_text().strip()}
+    code = tmp_path / "held.py"
+    code.write_text(f"FOLDER = {str(tmp_path)!r}\n" + HELD)
+    signature = mlflow.models.get_model_info(spec["primary"][0]["path"]).signature
+    mlflow.pyfunc.save_model(tmp_path / "held", python_model=str(code), signature=signature)
+    held = {**spec, "primary": [{"version": 9, "path": str(tmp_path / "held"), "percent": 100}]}
+    assert http("POST", f"{url}/-/reload", held, headers=token)[0] == 200  # on probation, v2 its fallback
+
+    answers: list[tuple[int, Any]] = []
+    client = threading.Thread(
+        target=lambda: answers.append(http("POST", f"{url}/predict", {"dataframe_records": example(repo, 2)}))
+    )
+    client.start()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "entered").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (tmp_path / "entered").exists()  # the request is inside v9's predict
+    assert http("POST", f"{url}/-/reload", spec, headers=token)[0] == 200  # the switch back lands
+    assert http("GET", f"{url}/health")[1]["probation"] is None
+    (tmp_path / "release").touch()
+    client.join(timeout=30)
+    ((status, answer),) = answers
+    assert (status, answer.get("version")) == (200, 2), answer
+
+
 def test_killed_mid_apply_the_next_run_converges(repo: Path) -> None:
     set_manifest(repo, "staging", "v1", version=1)
     proc = subprocess.Popen(

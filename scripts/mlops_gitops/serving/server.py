@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -295,6 +295,11 @@ class Routing:
     primaries: tuple[tuple[Loaded, int], ...]
     shadow: Loaded | None
     spec: dict[str, Any]
+    # on probation: the routing this one replaced answers what a new version fails, until then.
+    # A request keeps the routing it started on, so one in flight when the reconciler switches
+    # back is still answered by the fallback, not failed because the probation just ended.
+    fallback: Routing | None = None
+    probation_until: float = 0.0
 
     def pick(self) -> Loaded:
         if len(self.primaries) == 1:
@@ -379,11 +384,9 @@ class ModelServer(ThreadingHTTPServer):
         self._reload_lock = threading.Lock()
         self.started = inference_log.now()
         # Probation: for PROBATION_S after a switch, a request that fails on a version the
-        # previous routing did not serve is answered by the previous routing, and counted
-        # against the new version (/health says how often): clients see no error while the
-        # reconciler finds out and switches back.
-        self.previous: Routing | None = None
-        self.probation_until = 0.0
+        # previous routing did not serve is answered by the previous routing (Routing.fallback),
+        # and counted against the new version (/health says how often): clients see no error
+        # while the reconciler finds out and switches back.
         self.probation_failures: dict[int, int] = {}
         self._failures_lock = threading.Lock()
 
@@ -426,23 +429,28 @@ class ModelServer(ThreadingHTTPServer):
             routing = self.build(spec, keep=old)
             now = {v.version for v in _loaded_of(routing)}
             with self._failures_lock:
-                if self.previous is not None and now <= {v.version for v in _loaded_of(self.previous)}:
-                    self.previous, self.probation_until = None, 0.0  # switched back: probation over
-                elif old is not None and now - {v.version for v in _loaded_of(old)}:
-                    self.previous = old  # a new version: on probation, the old one its fallback
-                    self.probation_until = time.monotonic() + PROBATION_S
+                if old is None or (old.fallback and now <= {v.version for v in _loaded_of(old.fallback)}):
+                    pass  # the first routing, or switched back: no probation
+                elif now - {v.version for v in _loaded_of(old)}:  # a new version: the old one its fallback
+                    routing = replace(
+                        routing,
+                        fallback=replace(old, fallback=None),
+                        probation_until=time.monotonic() + PROBATION_S,
+                    )
                     self.probation_failures = {}
+                else:  # the same versions (a canary's next step): the probation goes on
+                    routing = replace(routing, fallback=old.fallback, probation_until=old.probation_until)
             self.routing = routing  # one assignment: requests see the old or the new, never half
             self.metrics.serving({v.version for v in _loaded_of(routing)})
             self.spec = spec
             self.error = None
 
-    def fallback(self, failed: Loaded) -> Loaded | None:
-        """What answers instead of `failed` during probation (counting the failure against it):
-        the previous routing's pick, when `failed` is new since the switch; else None."""
+    def fallback(self, routing: Routing, failed: Loaded) -> Loaded | None:
+        """What answers instead of `failed` during `routing`'s probation (counting the failure
+        against it): the previous routing's pick, when `failed` is new since the switch; else None."""
         with self._failures_lock:
-            previous = self.previous
-            if previous is None or time.monotonic() > self.probation_until:
+            previous = routing.fallback
+            if previous is None or time.monotonic() > routing.probation_until:
                 return None
             if failed.version in {v.version for v in _loaded_of(previous)}:
                 return None
@@ -452,13 +460,16 @@ class ModelServer(ThreadingHTTPServer):
     def probation(self) -> dict[str, Any] | None:
         """/health's view of the probation: its time left, the versions it falls back to, and
         how many requests each new version failed (answered by the previous ones)."""
+        routing = self.routing
         with self._failures_lock:
-            left = self.probation_until - time.monotonic()
-            if self.previous is None or left <= 0:
+            if routing is None or routing.fallback is None:
+                return None
+            left = routing.probation_until - time.monotonic()
+            if left <= 0:
                 return None
             return {
                 "seconds_left": round(left, 1),
-                "fallback": [{"version": v.version, "percent": p} for v, p in self.previous.primaries],
+                "fallback": [{"version": v.version, "percent": p} for v, p in routing.fallback.primaries],
                 "failed_requests": {str(v): n for v, n in sorted(self.probation_failures.items())},
             }
 
@@ -727,7 +738,7 @@ class Handler(BaseHTTPRequestHandler):
             predictions = chosen.serve(records)
         except Exception as exc:  # the model failed on valid input: the server is fine, say so
             error = f"v{chosen.version}: prediction failed: {type(exc).__name__}: {exc}"
-            instead = server.fallback(chosen) if forced is None and pinned is None else None
+            instead = server.fallback(routing, chosen) if forced is None and pinned is None else None
             try:
                 if instead is None:
                     raise
