@@ -196,30 +196,20 @@ def test_a_version_failing_after_the_switch_is_switched_back(repo: Path) -> None
     assert (health["versions"], health["probation"]) == ([2], None)
 
 
+# A predict that answers the server's load-time smoke test, then holds every later request
+# until the test releases it, and fails it (`register_code`: `time` in scope; open() as a probe).
 HELD = """
-import pathlib
-import time
-
-import mlflow.pyfunc
-import numpy as np
-from mlflow.models import set_model
-
-
-class Held(mlflow.pyfunc.PythonModel):
-    calls = 0
-
-    def predict(self, context, model_input, params=None):
-        self.calls += 1
-        if self.calls == 1:  # the server's load-time smoke test passes
-            return np.zeros((len(model_input), 2))
-        pathlib.Path(FOLDER, "entered").touch()
-        deadline = time.monotonic() + 60
-        while not pathlib.Path(FOLDER, "release").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        raise RuntimeError("held, then broken")
-
-
-set_model(Held())
+self.calls = getattr(self, "calls", 0) + 1
+if self.calls == 1:
+    return np.zeros((len(model_input), 2))
+open({entered!r}, "w").close()
+for _ in range(6000):
+    try:
+        open({release!r}).close()
+        break
+    except FileNotFoundError:
+        time.sleep(0.01)
+raise RuntimeError("held, then broken")
 """
 
 
@@ -229,18 +219,18 @@ def test_a_request_in_flight_when_the_switch_back_lands_is_still_answered(repo: 
     (It used to read the server's probation, which the switch back had just ended: a 500.)"""
     import threading
 
-    import mlflow
+    from .registered import register_code, registry_of
 
     set_manifest(repo, "staging", "v2", version=2)
     assert run_mlops("reconcile", "--env", "staging", cwd=repo).returncode == 0
     url, spec = url_of(repo), json.loads((repo / ".mlops/servers/staging/churn.spec.json").read_text())
     token = {"X-Mlops-Token": (repo / ".mlops/servers/staging/churn.token").read_text().strip()}
-    code = tmp_path / "held.py"
-    code.write_text(f"FOLDER = {str(tmp_path)!r}\n" + HELD)
-    signature = mlflow.models.get_model_info(spec["primary"][0]["path"]).signature
-    mlflow.pyfunc.save_model(tmp_path / "held", python_model=str(code), signature=signature)
-    held = {**spec, "primary": [{"version": 9, "path": str(tmp_path / "held"), "percent": 100}]}
-    assert http("POST", f"{url}/-/reload", held, headers=token)[0] == 200  # on probation, v2 its fallback
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    registry = registry_of(repo)
+    number = register_code(registry, "churn", HELD.format(entered=str(entered), release=str(release)), "held")
+    held = registry.fetch_verified("churn", number, repo / ".mlops/artifacts")  # as the reconciler fetches it
+    switch = {**spec, "primary": [{"version": number, "path": str(held.path), "percent": 100}]}
+    assert http("POST", f"{url}/-/reload", switch, headers=token)[0] == 200  # on probation, v2 its fallback
 
     answers: list[tuple[int, Any]] = []
     client = threading.Thread(
@@ -248,15 +238,32 @@ def test_a_request_in_flight_when_the_switch_back_lands_is_still_answered(repo: 
     )
     client.start()
     deadline = time.monotonic() + 30
-    while not (tmp_path / "entered").exists() and time.monotonic() < deadline:
+    while not entered.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert (tmp_path / "entered").exists()  # the request is inside v9's predict
+    assert entered.exists()  # the request is inside the held version's predict
     assert http("POST", f"{url}/-/reload", spec, headers=token)[0] == 200  # the switch back lands
     assert http("GET", f"{url}/health")[1]["probation"] is None
-    (tmp_path / "release").touch()
+    release.touch()
     client.join(timeout=30)
     ((status, answer),) = answers
     assert (status, answer.get("version")) == (200, 2), answer
+
+    # then the same version as a canary, stepped up to all traffic and aborted: the split starts a
+    # probation with v2 as its fallback, each step carries it on (the same fallback, the same
+    # end), and the abort, back to v2 alone, ends it
+    stable, canary = spec["primary"][0], switch["primary"][0]
+    seen = []
+    for percent in (10, 50, 100):
+        steps = [{**stable, "percent": 100 - percent}] if percent < 100 else []
+        step = {**spec, "primary": [*steps, {**canary, "percent": percent}]}
+        assert http("POST", f"{url}/-/reload", step, headers=token)[0] == 200
+        seen.append(http("GET", f"{url}/health")[1]["probation"])
+        time.sleep(1.1)
+    assert all(p["fallback"] == [{"version": 2, "percent": 100}] for p in seen), seen
+    lefts = [p["seconds_left"] for p in seen]
+    assert lefts[0] - lefts[1] >= 1 and lefts[1] - lefts[2] >= 1, lefts  # one probation, not three
+    assert http("POST", f"{url}/-/reload", spec, headers=token)[0] == 200
+    assert http("GET", f"{url}/health")[1]["probation"] is None
 
 
 def test_killed_mid_apply_the_next_run_converges(repo: Path) -> None:

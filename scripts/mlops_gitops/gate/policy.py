@@ -255,10 +255,10 @@ class EmbeddedOpa:
         """The values of the rules at `paths` (each a package's names, then the rule's), in order;
         an undefined one is left out. The query's text depends only on the paths' length, so OPA
         prepares it once, whatever rules it names. Input stays undefined, as in `opa test`."""
-        self.tests = [list(path) for path in paths]
         depths = {len(path) for path in paths}
         if len(depths) != 1:
             raise ValueError(f"rule paths of one length expected, got lengths {sorted(depths)}")
+        self.tests = [list(path) for path in paths]
         ref = "".join(f"[t[{i}]]" for i in range(depths.pop()))
         rows = self.query(f"x := [v | t := {TESTS_BUILTIN}()[_]; v := data{ref}]", coverage=coverage)
         found: list[Any] = rows[0]["x"] if rows else []

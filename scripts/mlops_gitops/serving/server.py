@@ -367,6 +367,10 @@ def _loaded_of(routing: Routing | None) -> list[Loaded]:
     return [v for v, _ in routing.primaries] + ([routing.shadow] if routing.shadow else [])
 
 
+def _versions(routing: Routing | None) -> set[int]:
+    return {v.version for v in _loaded_of(routing)}
+
+
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
@@ -426,34 +430,36 @@ class ModelServer(ThreadingHTTPServer):
     def apply(self, spec: dict[str, Any]) -> None:
         with self._reload_lock:
             old = self.routing
-            routing = self.build(spec, keep=old)
-            now = {v.version for v in _loaded_of(routing)}
-            with self._failures_lock:
-                if old is None or (old.fallback and now <= {v.version for v in _loaded_of(old.fallback)}):
-                    pass  # the first routing, or switched back: no probation
-                elif now - {v.version for v in _loaded_of(old)}:  # a new version: the old one its fallback
-                    routing = replace(
-                        routing,
-                        fallback=replace(old, fallback=None),
-                        probation_until=time.monotonic() + PROBATION_S,
-                    )
-                    self.probation_failures = {}
-                else:  # the same versions (a canary's next step): the probation goes on
-                    routing = replace(routing, fallback=old.fallback, probation_until=old.probation_until)
+            routing = self._with_probation(self.build(spec, keep=old), old)
             self.routing = routing  # one assignment: requests see the old or the new, never half
-            self.metrics.serving({v.version for v in _loaded_of(routing)})
+            self.metrics.serving(_versions(routing))
             self.spec = spec
             self.error = None
+
+    def _with_probation(self, routing: Routing, old: Routing | None) -> Routing:
+        """`routing` with its probation: a new version's starts, with the routing it replaces as
+        the fallback; a canary's next step (the same versions) carries the probation on; the
+        first routing, or a switch back to the fallback's versions, has none."""
+        now = _versions(routing)
+        if old is None or (old.fallback and now <= _versions(old.fallback)):
+            return routing
+        if not now - _versions(old):
+            return replace(routing, fallback=old.fallback, probation_until=old.probation_until)
+        with self._failures_lock:
+            self.probation_failures = {}
+        return replace(
+            routing, fallback=replace(old, fallback=None), probation_until=time.monotonic() + PROBATION_S
+        )
 
     def fallback(self, routing: Routing, failed: Loaded) -> Loaded | None:
         """What answers instead of `failed` during `routing`'s probation (counting the failure
         against it): the previous routing's pick, when `failed` is new since the switch; else None."""
+        previous = routing.fallback
+        if previous is None or time.monotonic() > routing.probation_until:
+            return None
+        if failed.version in _versions(previous):
+            return None
         with self._failures_lock:
-            previous = routing.fallback
-            if previous is None or time.monotonic() > routing.probation_until:
-                return None
-            if failed.version in {v.version for v in _loaded_of(previous)}:
-                return None
             self.probation_failures[failed.version] = self.probation_failures.get(failed.version, 0) + 1
         return previous.pick()
 
@@ -461,17 +467,18 @@ class ModelServer(ThreadingHTTPServer):
         """/health's view of the probation: its time left, the versions it falls back to, and
         how many requests each new version failed (answered by the previous ones)."""
         routing = self.routing
+        if routing is None or routing.fallback is None:
+            return None
+        left = routing.probation_until - time.monotonic()
+        if left <= 0:
+            return None
         with self._failures_lock:
-            if routing is None or routing.fallback is None:
-                return None
-            left = routing.probation_until - time.monotonic()
-            if left <= 0:
-                return None
-            return {
-                "seconds_left": round(left, 1),
-                "fallback": [{"version": v.version, "percent": p} for v, p in routing.fallback.primaries],
-                "failed_requests": {str(v): n for v, n in sorted(self.probation_failures.items())},
-            }
+            failed = {str(v): n for v, n in sorted(self.probation_failures.items())}
+        return {
+            "seconds_left": round(left, 1),
+            "fallback": [{"version": v.version, "percent": p} for v, p in routing.fallback.primaries],
+            "failed_requests": failed,
+        }
 
     def versions(self) -> list[int]:
         return [loaded.version for loaded, _ in self.routing.primaries] if self.routing else []
